@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# The README's test command (`make test`): every tier, in order of cost.
+#   lint → unit (mocks) → integration (real PostgreSQL the tests start) →
+#   e2e (real Pulumi engine + providers, local Kubernetes control plane and node).
+# Usage: localenv/test.sh [all|lint|unit|integration|e2e] [extra pytest args]
+# Nothing is skipped silently: if the toolchain or the local cluster cannot be built or started,
+# this fails and says which step failed.
+set -euo pipefail
+root="$(cd "$(dirname "$0")/.." && pwd)"
+cd "$root"
+tier="${1:-all}"
+[[ $# -gt 0 ]] && shift
+
+step() { printf '\n==> %s\n' "$*"; }
+die() { printf '\nFAILED: %s\n' "$*" >&2; exit 1; }
+
+step "Python environment"
+./localenv/venv.sh || die "could not create .venv (see pip output above)"
+
+run_lint() {
+  step "lint: ruff check, ruff format --check, mypy"
+  .venv/bin/ruff check . || die "ruff check"
+  .venv/bin/ruff format --check . || die "ruff format --check (run: .venv/bin/ruff format .)"
+  .venv/bin/mypy . || die "mypy"
+}
+
+run_pytest() {
+  local what="$1"; shift
+  step "pytest $what"
+  .venv/bin/pytest "$what" "$@" || die "pytest $what"
+}
+
+prepare_real_environment() {
+  step "toolchain (Pulumi CLI, language host, providers)"
+  ./localenv/toolchain.sh || die "the Pulumi toolchain could not be built or found (log above)"
+  step "local cluster (control plane, node, PostgreSQL)"
+  ./localenv/cluster.sh up || die "the local cluster could not be started (log above)"
+}
+
+case "$tier" in
+  lint) run_lint ;;
+  unit) run_pytest tests/unit "$@" ;;
+  integration) run_pytest tests/integration "$@" ;;
+  e2e) prepare_real_environment; run_pytest tests/e2e "$@" ;;
+  all)
+    run_lint
+    run_pytest tests/unit "$@"
+    run_pytest tests/integration "$@"
+    prepare_real_environment
+    run_pytest tests/e2e "$@"
+    ;;
+  *) die "unknown tier '$tier' (all|lint|unit|integration|e2e)" ;;
+esac
+step "all requested tiers passed ($tier)"
