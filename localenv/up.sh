@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# The README's first command (`make up`): whole set-up on a fresh machine, then the main job.
+#   venv → Pulumi toolchain (installed, or built from Go modules and cached) →
+#   local Kubernetes cluster with PostgreSQL shaped like the Bitnami chart →
+#   `pulumi up` on stack `local` (local file backend), which provisions every app and verifies it.
+# With STACK=<name> (e.g. STACK=dev) it skips the local cluster and runs against that stack's
+# cluster, as configured in Pulumi.<name>.yaml.
+set -euo pipefail
+root="$(cd "$(dirname "$0")/.." && pwd)"
+cd "$root"
+stack="${STACK:-local}"
+
+step() { printf '\n==> %s\n' "$*"; }
+die() { printf '\nFAILED: %s\n' "$*" >&2; exit 1; }
+
+step "Python environment"
+./localenv/venv.sh || die "could not create .venv"
+step "Pulumi toolchain"
+./localenv/toolchain.sh || die "the Pulumi toolchain could not be built or found"
+if [[ "$stack" == local ]]; then
+  step "local cluster (control plane, node, PostgreSQL)"
+  ./localenv/cluster.sh up || die "the local cluster could not be started"
+fi
+# shellcheck source=localenv/env.sh
+source ./localenv/env.sh
+
+step "pulumi up --stack $stack"
+pulumi stack select "$stack" >/dev/null 2>&1 || pulumi stack init "$stack" >/dev/null
+pulumi up --stack "$stack" --yes --diff
+step "verification results (stack output 'verification')"
+pulumi stack output --stack "$stack" verification --json
