@@ -1,0 +1,98 @@
+"""`ConnectivityCheck`: the per-app verification gate as a Pulumi dynamic resource.
+
+The resource only turns its typed args into a flat property bag; the work happens in
+`components.verification.provider.ConnectivityCheckProvider` (run by the dynamic provider host).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import pulumi
+import pulumi.dynamic
+
+from components.config import VerificationSettings
+from components.verification.provider import ConnectivityCheckProvider
+
+
+@dataclass
+class ConnectivityCheckArgs:
+    """Everything the probe needs; all of it reaches the provider as inputs (no config reads)."""
+
+    app_name: str
+    namespace: pulumi.Input[str]
+    """The app's namespace: the pod runner creates its probe pod there."""
+    secret_name: pulumi.Input[str]
+    """The app's Secret (`<name>-db-credentials`); the probe pod reads it as env, like the app."""
+    host: pulumi.Input[str]
+    """In-cluster host as written in the Secret."""
+    port: pulumi.Input[int]
+    database: pulumi.Input[str]
+    username: pulumi.Input[str]
+    password: pulumi.Input[str]
+    """Secret. Direct mode logs in with it; a change re-runs the check (only a hash is kept)."""
+    sslmode: str
+    direct_host: str
+    """Admin endpoint as seen from the Pulumi host (direct mode connects there)."""
+    direct_port: int
+    other_databases: Sequence[pulumi.Input[str]]
+    """Other apps' databases: the app must NOT be able to connect to them."""
+    settings: VerificationSettings
+    kube_context: str | None = None
+
+
+class ConnectivityCheck(pulumi.dynamic.Resource, module="verification", name="ConnectivityCheck"):
+    """Runs the probe on create/update; fails `pulumi up` with a check name and a hint."""
+
+    checks_passed: pulumi.Output[list[str]]
+    connect_ms: pulumi.Output[float]
+    roundtrip_p50_ms: pulumi.Output[float]
+    roundtrip_p95_ms: pulumi.Output[float]
+    server_version: pulumi.Output[str]
+    checked_at: pulumi.Output[str]
+    mode: pulumi.Output[str]
+
+    def __init__(
+        self,
+        name: str,
+        args: ConnectivityCheckArgs,
+        opts: pulumi.ResourceOptions | None = None,
+    ) -> None:
+        props = build_props(args)
+        super().__init__(ConnectivityCheckProvider(), name, props, opts)
+
+
+def build_props(args: ConnectivityCheckArgs) -> dict[str, Any]:
+    """Flat property bag for the provider; output names are declared with `None` placeholders."""
+    s = args.settings
+    return {
+        "app_name": args.app_name,
+        "namespace": args.namespace,
+        "secret_name": args.secret_name,
+        "host": args.host,
+        "port": args.port,
+        "database": args.database,
+        "username": args.username,
+        "password": pulumi.Output.secret(args.password),
+        "sslmode": args.sslmode,
+        "direct_host": args.direct_host,
+        "direct_port": args.direct_port,
+        "other_databases": list(args.other_databases),
+        "verification_mode": s.mode,
+        "image": s.image,
+        "image_pull_policy": s.image_pull_policy,
+        "timeout_seconds": s.timeout_seconds,
+        "latency_budget_ms": s.latency_budget_ms,
+        "rerun": s.rerun,
+        "kube_context": args.kube_context,
+        # outputs (filled in by the provider)
+        "checks_passed": None,
+        "connect_ms": None,
+        "roundtrip_p50_ms": None,
+        "roundtrip_p95_ms": None,
+        "server_version": None,
+        "checked_at": None,
+        "mode": None,
+    }
