@@ -1,0 +1,186 @@
+"""Drives the real Pulumi engine against the local cluster for the end-to-end tier.
+
+Each stack runs on a temporary copy of the project (so the repo's Pulumi.<stack>.yaml files and the
+operator's stacks are never touched), on the local file backend, with the toolchain from
+localenv/env.sh. Nothing here is mocked: the engine, the providers, the API server, PostgreSQL and
+(in pod mode) the node are the real ones.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import secrets
+import shutil
+import subprocess
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import yaml
+from pulumi import automation as auto
+
+REPO = Path(__file__).resolve().parents[2]
+PROJECT_FILES = ("__main__.py", "components")
+ADMIN_HOST = "127.0.0.1"
+ADMIN_PORT = int(os.environ.get("POSTGRES_APPS_ADMIN_PORT", "15432"))
+KUBECONFIG = Path(os.environ.get("KUBECONFIG", str(REPO / ".state/kube/admin.kubeconfig")))
+KUBE_CONTEXT = "postgres-apps-local"
+
+
+class EnvironmentNotReady(RuntimeError):
+    """The real tier cannot run: said loudly, never skipped."""
+
+
+def engine_env(state_dir: Path) -> dict[str, str]:
+    """Environment for the CLI: the project's toolchain, a private backend and passphrase."""
+    env = {k: v for k, v in os.environ.items() if k.startswith(("PULUMI_", "PATH", "HOME"))}
+    backend = state_dir / "backend"
+    backend.mkdir(parents=True, exist_ok=True)
+    env.update(
+        PULUMI_BACKEND_URL=f"file://{backend}",
+        PULUMI_CONFIG_PASSPHRASE=secrets.token_urlsafe(24),
+        PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION="true",
+        PULUMI_SKIP_UPDATE_CHECK="true",
+        KUBECONFIG=str(KUBECONFIG),
+    )
+    return env
+
+
+def check_environment() -> None:
+    """Fail with what is missing, instead of letting every test fail on its own."""
+    problems: list[str] = []
+    if shutil.which("pulumi") is None:
+        problems.append("`pulumi` is not on PATH: run ./localenv/toolchain.sh and source localenv/env.sh")
+    if not KUBECONFIG.exists():
+        problems.append(f"no kubeconfig at {KUBECONFIG}: run ./localenv/cluster.sh up")
+    else:
+        ready = subprocess.run(
+            ["kubectl", "--kubeconfig", str(KUBECONFIG), "get", "--raw", "/readyz"],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if ready.returncode != 0:
+            problems.append(f"the local API server is not ready: {ready.stderr.strip()}")
+    if not problems:
+        try:
+            with admin_connection():
+                pass
+        except Exception as exc:  # noqa: BLE001 - any reason is reported as is
+            problems.append(f"PostgreSQL admin endpoint {ADMIN_HOST}:{ADMIN_PORT}: {exc}")
+    if problems:
+        raise EnvironmentNotReady("; ".join(problems))
+
+
+def kubectl(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["kubectl", "--kubeconfig", str(KUBECONFIG), *args],
+        capture_output=True,
+        text=True,
+        check=check,
+    )
+
+
+def secret_data(namespace: str, name: str) -> dict[str, str]:
+    """A Secret's values, decoded (what an app would see in its environment)."""
+    out = kubectl("get", "secret", "-n", namespace, name, "-o", "json")
+    raw: dict[str, str] = yaml.safe_load(out.stdout)["data"]
+    return {k: base64.b64decode(v).decode() for k, v in raw.items()}
+
+
+def admin_password() -> str:
+    return secret_data("data", "postgres-postgresql")["postgres-password"]
+
+
+@contextmanager
+def admin_connection(dbname: str = "postgres") -> Iterator[psycopg.Connection[Any]]:
+    conn = psycopg.connect(
+        host=ADMIN_HOST,
+        port=ADMIN_PORT,
+        user="postgres",
+        password=admin_password(),
+        dbname=dbname,
+        connect_timeout=5,
+        autocommit=True,
+    )
+    try:
+        yield conn
+    finally:
+        conn.close()
+
+
+def query(sql: str, *params: object, dbname: str = "postgres") -> list[tuple[Any, ...]]:
+    with admin_connection(dbname) as conn:
+        return conn.execute(sql, params).fetchall()  # type: ignore[arg-type]
+
+
+@dataclass
+class ProjectStack:
+    """A stack of a temporary copy of the project, driven through the Automation API."""
+
+    stack: auto.Stack
+    work_dir: Path
+    name: str
+
+    def write_config(self, config: Mapping[str, Any]) -> None:
+        """Replace the stack's config (keys as in Pulumi.<stack>.yaml), keeping its encryption salt."""
+        path = self.work_dir / f"Pulumi.{self.name}.yaml"
+        current = yaml.safe_load(path.read_text()) if path.exists() else {}
+        current = current or {}
+        current["config"] = dict(config)
+        path.write_text(yaml.safe_dump(current, sort_keys=False))
+
+    def up(self) -> auto.UpResult:
+        return self.stack.up(on_output=_log, color="never")
+
+    def preview(self) -> auto.PreviewResult:
+        return self.stack.preview(on_output=_log, color="never", diff=True)
+
+    def outputs(self) -> dict[str, Any]:
+        return {k: v.value for k, v in self.stack.outputs().items()}
+
+
+def _log(line: str) -> None:
+    print(line, end="" if line.endswith("\n") else "\n")
+
+
+def new_stack(tmp: Path, name: str) -> ProjectStack:
+    """A fresh copy of the program in `tmp`, with a stack `name` on a private local backend."""
+    work = tmp / "project"
+    work.mkdir(parents=True, exist_ok=True)
+    for item in PROJECT_FILES:
+        src = REPO / item
+        if src.is_dir():
+            shutil.copytree(src, work / item, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy2(src, work / item)
+    project = yaml.safe_load((REPO / "Pulumi.yaml").read_text())
+    project["runtime"]["options"]["virtualenv"] = str(REPO / ".venv")
+    (work / "Pulumi.yaml").write_text(yaml.safe_dump(project, sort_keys=False))
+    opts = auto.LocalWorkspaceOptions(work_dir=str(work), env_vars=engine_env(tmp / "state"))
+    stack = auto.create_or_select_stack(name, work_dir=str(work), opts=opts)
+    return ProjectStack(stack=stack, work_dir=work, name=name)
+
+
+def base_config(apps: list[dict[str, Any]], *, mode: str = "direct", **verification: Any) -> dict[str, Any]:
+    """Stack config for the local cluster, as an operator would write it."""
+    return {
+        "kubernetes:context": KUBE_CONTEXT,
+        "postgres-apps:postgres": {
+            "adminHost": ADMIN_HOST,
+            "adminPort": ADMIN_PORT,
+            "sslmode": "disable",
+        },
+        "postgres-apps:apps": apps,
+        "postgres-apps:verification": {
+            "mode": mode,
+            "image": "docker.io/postgres-apps/psql-client:15-bookworm",
+            "imagePullPolicy": "Never",
+            "rerun": "on-change",
+            **verification,
+        },
+    }
