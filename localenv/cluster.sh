@@ -1,0 +1,452 @@
+#!/usr/bin/env bash
+# Local single-machine Kubernetes control plane: kine (SQLite) + kube-apiserver + kube-controller-manager
+# + kube-scheduler, all bound to loopback, state under <repo>/.state/. See docs/local-cluster.md.
+#
+# Usage: localenv/cluster.sh up | down [--purge] | status | logs [COMPONENT] [-f] | host-ip
+#   up       build (cached) binaries, make certificates/kubeconfigs once, start what is not running,
+#            wait for /readyz and `kubectl get ns`, then start the node (localenv/node/node.sh up) if
+#            that script exists and POSTGRES_APPS_NODE is not 0. Idempotent.
+#   down     stop the node (node.sh down) then every control-plane process (SIGTERM, SIGKILL after
+#            a timeout); data stays for the next `up`. --purge also deletes cluster state and certs.
+#   status   each component up/down (exit 1 if any is down).
+#   logs     tail of every component log, or of one (-f follows).
+#   host-ip  make sure the host address exists (bridge pgapps0) and print it.
+set -euo pipefail
+
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+repo="$(cd "$here/.." && pwd)"
+# shellcheck source-path=SCRIPTDIR source=versions.env
+source "$here/versions.env"
+
+state="$repo/.state"
+cluster_dir="$state/cluster"
+pid_dir="$cluster_dir/pids"
+log_dir="$state/logs"
+kube_dir="$state/kube"
+pki="$kube_dir/pki"
+admin_kubeconfig="$kube_dir/admin.kubeconfig"
+context_name="postgres-apps-local"
+
+# Network layout (all on this machine).
+api_port=6443
+kine_addr="127.0.0.1:2379"
+service_cidr="10.96.0.0/16"
+first_service_ip="10.96.0.1"
+cluster_cidr="10.244.0.0/16"
+cluster_domain="cluster.local"
+# A host address that is not loopback, for what the API must publish (the `kubernetes` Service's
+# endpoints, Endpoints to host services): the API rejects 127.0.0.0/8 there. It lives on a port-less
+# bridge (this kernel has no dummy interfaces), so it is local to this machine and never routed out.
+host_if="${POSTGRES_APPS_HOST_IF:-pgapps0}"
+host_ip="${POSTGRES_APPS_HOST_IP:-10.250.0.1}"
+node_name="${POSTGRES_APPS_NODE_NAME:-postgres-apps-node}"
+
+cache="${POSTGRES_APPS_CACHE:-$HOME/.cache/postgres-apps}"
+k8s_bin="$cache/kubernetes-v$KUBERNETES_VERSION/bin"
+kine_bin="$cache/kine-v$KINE_VERSION/bin"
+kubectl_bin="$k8s_bin/kubectl"
+
+stop_timeout="${POSTGRES_APPS_STOP_TIMEOUT:-20}"
+ready_timeout="${POSTGRES_APPS_READY_TIMEOUT:-120}"
+
+# Start order; `down` stops in reverse.
+components=(kine kube-apiserver apiserver-forward kube-controller-manager kube-scheduler)
+
+log() { printf '[cluster] %s\n' "$*" >&2; }
+die() {
+  log "ERROR: $*"
+  exit 1
+}
+
+kc() { "$kubectl_bin" --kubeconfig "$admin_kubeconfig" "$@"; }
+
+# ---------------------------------------------------------------------------------------------
+# Host address
+
+ensure_host_ip() {
+  if ! ip -4 addr show dev "$host_if" 2>/dev/null | grep -q "inet $host_ip/"; then
+    [[ $EUID -eq 0 ]] || die "need root to create $host_if with $host_ip (or set POSTGRES_APPS_HOST_IP to an existing local address)"
+    ip link show "$host_if" >/dev/null 2>&1 || ip link add "$host_if" type bridge
+    ip addr add "$host_ip/32" dev "$host_if"
+  fi
+  ip link set "$host_if" up
+  ip route get "$host_ip" | grep -q '^local ' || die "$host_ip on $host_if is not a local address"
+}
+
+# ---------------------------------------------------------------------------------------------
+# Certificates and kubeconfigs (made once; `down --purge` removes them)
+
+# issue NAME SUBJECT [SAN] : key + cert signed by the cluster CA, clientAuth/serverAuth per SAN presence.
+issue() {
+  local name="$1" subj="$2" san="${3:-}" ext
+  [[ -s "$pki/$name.crt" && -s "$pki/$name.key" ]] && return 0
+  ext="$(mktemp)"
+  {
+    echo "basicConstraints=critical,CA:FALSE"
+    echo "keyUsage=critical,digitalSignature,keyEncipherment"
+    if [[ -n "$san" ]]; then
+      echo "extendedKeyUsage=serverAuth,clientAuth"
+      echo "subjectAltName=$san"
+    else
+      echo "extendedKeyUsage=clientAuth"
+    fi
+  } >"$ext"
+  openssl req -new -newkey rsa:2048 -nodes -keyout "$pki/$name.key" -subj "$subj" \
+    -out "$pki/$name.csr" 2>/dev/null
+  openssl x509 -req -in "$pki/$name.csr" -CA "$pki/ca.crt" -CAkey "$pki/ca.key" -CAcreateserial \
+    -days 3650 -sha256 -extfile "$ext" -out "$pki/$name.crt" 2>/dev/null
+  rm -f "$pki/$name.csr" "$ext"
+  chmod 600 "$pki/$name.key"
+}
+
+# kubeconfig FILE USER CERTNAME
+kubeconfig() {
+  local file="$1" user="$2" cert="$3"
+  [[ -s "$file" ]] && return 0
+  local tmp="$file.tmp"
+  rm -f "$tmp"
+  "$kubectl_bin" config set-cluster "$context_name" --kubeconfig "$tmp" --server "https://127.0.0.1:$api_port" \
+    --certificate-authority "$pki/ca.crt" --embed-certs >/dev/null
+  "$kubectl_bin" config set-credentials "$user" --kubeconfig "$tmp" \
+    --client-certificate "$pki/$cert.crt" --client-key "$pki/$cert.key" --embed-certs >/dev/null
+  "$kubectl_bin" config set-context "$context_name" --kubeconfig "$tmp" --cluster "$context_name" --user "$user" >/dev/null
+  "$kubectl_bin" config use-context "$context_name" --kubeconfig "$tmp" >/dev/null
+  chmod 600 "$tmp"
+  mv "$tmp" "$file"
+}
+
+ensure_pki() {
+  mkdir -p "$pki"
+  chmod 700 "$pki"
+  if [[ ! -s "$pki/ca.crt" ]]; then
+    log "creating cluster CA and certificates in $pki"
+    openssl req -x509 -new -newkey rsa:2048 -nodes -keyout "$pki/ca.key" -sha256 -days 3650 \
+      -subj "/CN=postgres-apps-local-ca" \
+      -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign,cRLSign,digitalSignature" \
+      -out "$pki/ca.crt" 2>/dev/null
+    chmod 600 "$pki/ca.key"
+  fi
+  if [[ ! -s "$pki/sa.key" ]]; then
+    openssl genrsa -out "$pki/sa.key" 2048 2>/dev/null
+    openssl rsa -in "$pki/sa.key" -pubout -out "$pki/sa.pub" 2>/dev/null
+    chmod 600 "$pki/sa.key"
+  fi
+  local svc_san="DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.$cluster_domain"
+  issue apiserver "/CN=kube-apiserver" "IP:127.0.0.1,IP:$first_service_ip,IP:$host_ip,DNS:localhost,$svc_san"
+  issue apiserver-kubelet-client "/O=system:masters/CN=kube-apiserver-kubelet-client"
+  issue admin "/O=system:masters/CN=postgres-apps-admin"
+  issue controller-manager "/CN=system:kube-controller-manager"
+  issue scheduler "/CN=system:kube-scheduler"
+  issue kube-proxy "/CN=system:kube-proxy"
+  issue kubelet "/O=system:nodes/CN=system:node:$node_name"
+  # The kubelet's serving certificate (the node helper may use it or let the kubelet self-sign).
+  issue kubelet-server "/CN=$node_name" "IP:127.0.0.1,IP:$host_ip,DNS:localhost,DNS:$node_name"
+  # kubectl 'config' must exist before the kubeconfigs are written.
+  kubeconfig "$admin_kubeconfig" postgres-apps-admin admin
+  kubeconfig "$kube_dir/controller-manager.kubeconfig" system:kube-controller-manager controller-manager
+  kubeconfig "$kube_dir/scheduler.kubeconfig" system:kube-scheduler scheduler
+  kubeconfig "$kube_dir/kube-proxy.kubeconfig" system:kube-proxy kube-proxy
+  kubeconfig "$kube_dir/kubelet.kubeconfig" "system:node:$node_name" kubelet
+  # Facts the node helper reads instead of hard-coding them.
+  cat >"$kube_dir/cluster.env" <<EOF
+# Written by localenv/cluster.sh; facts about the local control plane for other scripts.
+NODE_NAME=$node_name
+HOST_IP=$host_ip
+HOST_IF=$host_if
+API_SERVER=https://127.0.0.1:$api_port
+SERVICE_CIDR=$service_cidr
+CLUSTER_CIDR=$cluster_cidr
+CLUSTER_DNS=10.96.0.10
+CLUSTER_DOMAIN=$cluster_domain
+KUBECTL=$kubectl_bin
+K8S_BIN=$k8s_bin
+EOF
+}
+
+# ---------------------------------------------------------------------------------------------
+# Processes
+
+pid_of() {
+  local f="$pid_dir/$1.pid" pid
+  [[ -s "$f" ]] || return 1
+  pid="$(cat "$f")"
+  [[ -r "/proc/$pid/cmdline" ]] || return 1
+  # The pid must still be our process (the pid file can outlive a reboot).
+  tr '\0' ' ' <"/proc/$pid/cmdline" | grep -q -- "$(component_binary "$1")" || return 1
+  printf '%s\n' "$pid"
+}
+
+is_running() { pid_of "$1" >/dev/null; }
+
+component_binary() {
+  case "$1" in
+    kine) echo "$kine_bin/kine" ;;
+    apiserver-forward) echo "socat" ;;
+    *) echo "$k8s_bin/$1" ;;
+  esac
+}
+
+component_args() {
+  case "$1" in
+    kine)
+      # Default endpoint: SQLite at ./db/state.db relative to the working directory.
+      echo --listen-address="$kine_addr" --metrics-bind-address=0
+      ;;
+    kube-apiserver)
+      echo --bind-address=127.0.0.1 --secure-port="$api_port" --advertise-address="$host_ip" \
+        --etcd-servers="http://$kine_addr" \
+        --service-cluster-ip-range="$service_cidr" \
+        --tls-cert-file="$pki/apiserver.crt" --tls-private-key-file="$pki/apiserver.key" \
+        --client-ca-file="$pki/ca.crt" \
+        --kubelet-client-certificate="$pki/apiserver-kubelet-client.crt" \
+        --kubelet-client-key="$pki/apiserver-kubelet-client.key" \
+        --service-account-issuer="https://kubernetes.default.svc.$cluster_domain" \
+        --service-account-key-file="$pki/sa.pub" --service-account-signing-key-file="$pki/sa.key" \
+        --authorization-mode=Node,RBAC \
+        --enable-admission-plugins=NodeRestriction \
+        --allow-privileged=true \
+        --profiling=false \
+        --cert-dir="$cluster_dir/apiserver-certs"
+      ;;
+    apiserver-forward)
+      # Pods reach the API through the `kubernetes` Service, whose endpoint is $host_ip:6443;
+      # the API server itself listens on loopback only, so forward that one address to it.
+      echo "TCP-LISTEN:$api_port,bind=$host_ip,reuseaddr,fork" "TCP:127.0.0.1:$api_port"
+      ;;
+    kube-controller-manager)
+      local k="$kube_dir/controller-manager.kubeconfig"
+      echo --kubeconfig="$k" --authentication-kubeconfig="$k" --authorization-kubeconfig="$k" \
+        --bind-address=127.0.0.1 --secure-port=10257 --leader-elect=false \
+        --cluster-cidr="$cluster_cidr" --allocate-node-cidrs=true --node-cidr-mask-size=24 \
+        --service-cluster-ip-range="$service_cidr" \
+        --cluster-signing-cert-file="$pki/ca.crt" --cluster-signing-key-file="$pki/ca.key" \
+        --root-ca-file="$pki/ca.crt" --service-account-private-key-file="$pki/sa.key" \
+        --use-service-account-credentials=true --controllers='*' \
+        --profiling=false
+      ;;
+    kube-scheduler)
+      local k="$kube_dir/scheduler.kubeconfig"
+      echo --kubeconfig="$k" --authentication-kubeconfig="$k" --authorization-kubeconfig="$k" \
+        --bind-address=127.0.0.1 --secure-port=10259 --leader-elect=false --profiling=false
+      ;;
+  esac
+}
+
+# health URL of a component, empty when it has none (probed by other means).
+component_health() {
+  case "$1" in
+    kube-controller-manager) echo "https://127.0.0.1:10257/healthz" ;;
+    kube-scheduler) echo "https://127.0.0.1:10259/healthz" ;;
+    *) echo "" ;;
+  esac
+}
+
+fail_component() {
+  local c="$1" msg="$2"
+  log "FAILED: $c: $msg"
+  if [[ -s "$log_dir/$c.log" ]]; then
+    log "last lines of $log_dir/$c.log:"
+    tail -n 40 "$log_dir/$c.log" >&2
+  fi
+  exit 1
+}
+
+start_component() {
+  local c="$1" bin pid
+  if is_running "$c"; then
+    log "$c: already running (pid $(pid_of "$c"))"
+    return 0
+  fi
+  bin="$(component_binary "$c")"
+  [[ "$c" == apiserver-forward ]] && bin="$(command -v socat)"
+  [[ -x "$bin" ]] || fail_component "$c" "binary $bin missing (run localenv/k8s/build.sh)"
+  mkdir -p "$cluster_dir/$c"
+  # shellcheck disable=SC2046 # component_args prints one word per flag, none with spaces
+  (cd "$cluster_dir/$c" && exec setsid "$bin" $(component_args "$c") </dev/null >>"$log_dir/$c.log" 2>&1) &
+  pid=$!
+  echo "$pid" >"$pid_dir/$c.pid"
+  sleep 0.3
+  kill -0 "$pid" 2>/dev/null || fail_component "$c" "exited right after start"
+  log "$c: started (pid $pid, log $log_dir/$c.log)"
+}
+
+# wait_until COMPONENT DESCRIPTION COMMAND... : poll until COMMAND succeeds; fail if the process dies.
+wait_until() {
+  local c="$1" what="$2" deadline
+  shift 2
+  deadline=$((SECONDS + ready_timeout))
+  until "$@" >/dev/null 2>&1; do
+    is_running "$c" || fail_component "$c" "process exited while waiting for $what"
+    ((SECONDS < deadline)) || fail_component "$c" "not ready after ${ready_timeout}s ($what)"
+    sleep 0.5
+  done
+}
+
+tcp_open() { (exec 3<>"/dev/tcp/${1%:*}/${1##*:}") 2>/dev/null; }
+api_ready() { [[ "$(kc get --raw /readyz 2>/dev/null)" == ok ]]; }
+https_ok() { curl -sk --max-time 2 "$1" | grep -qx ok; }
+
+ensure_socat() {
+  command -v socat >/dev/null && return 0
+  log "installing socat (Debian package) for the API forward on $host_ip"
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq socat >/dev/null 2>&1 ||
+    { apt-get update -qq >/dev/null 2>&1 && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq socat >/dev/null; } ||
+    die "could not install socat"
+}
+
+node_script="$here/node/node.sh"
+node_enabled() { [[ -f "$node_script" && "${POSTGRES_APPS_NODE:-1}" != 0 ]]; }
+
+cmd_up() {
+  local t0=$SECONDS
+  "$here/k8s/build.sh" kubernetes
+  "$here/k8s/build.sh" kine
+  command -v openssl >/dev/null || die "openssl not found"
+  command -v curl >/dev/null || die "curl not found"
+  ensure_socat
+  mkdir -p "$pid_dir" "$log_dir" "$cluster_dir"
+  ensure_host_ip
+  ensure_pki
+
+  local all_running=1 c
+  for c in "${components[@]}"; do is_running "$c" || all_running=0; done
+  if ((all_running)) && api_ready; then
+    log "control plane already running"
+  else
+    start_component kine
+    wait_until kine "kine on $kine_addr" tcp_open "$kine_addr"
+    start_component kube-apiserver
+    wait_until kube-apiserver "/readyz" api_ready
+    start_component apiserver-forward
+    wait_until apiserver-forward "$host_ip:$api_port" tcp_open "$host_ip:$api_port"
+    start_component kube-controller-manager
+    start_component kube-scheduler
+    wait_until kube-controller-manager "/healthz" https_ok "$(component_health kube-controller-manager)"
+    wait_until kube-scheduler "/healthz" https_ok "$(component_health kube-scheduler)"
+    wait_until kube-apiserver "kubectl get ns" kc get ns
+    log "control plane ready in $((SECONDS - t0))s"
+  fi
+
+  if node_enabled; then
+    log "starting the node: $node_script up"
+    "$node_script" up || die "node failed to start (see $node_script and $log_dir)"
+  fi
+  cmd_where
+}
+
+cmd_where() {
+  cat <<EOF
+Local Kubernetes v$KUBERNETES_VERSION control plane (state: $state)
+  kine (SQLite)            $kine_addr                 data $cluster_dir/kine/db
+  kube-apiserver           https://127.0.0.1:$api_port       advertised as $host_ip:$api_port (forwarded)
+  kube-controller-manager  https://127.0.0.1:10257/healthz
+  kube-scheduler           https://127.0.0.1:10259/healthz
+  service CIDR $service_cidr (API $first_service_ip, DNS 10.96.0.10), pod CIDR $cluster_cidr
+  host address $host_ip on $host_if; node name $node_name
+  kubeconfig   export KUBECONFIG=$admin_kubeconfig   (context $context_name)
+  kubectl      $kubectl_bin
+  logs         $log_dir/<component>.log   (localenv/cluster.sh logs)
+EOF
+}
+
+stop_component() {
+  local c="$1" pid deadline
+  if ! pid="$(pid_of "$c")"; then
+    rm -f "$pid_dir/$c.pid"
+    return 0
+  fi
+  kill -TERM "$pid" 2>/dev/null || true
+  deadline=$((SECONDS + stop_timeout))
+  while kill -0 "$pid" 2>/dev/null; do
+    if ((SECONDS >= deadline)); then
+      log "$c: still running after ${stop_timeout}s, sending SIGKILL"
+      kill -KILL "$pid" 2>/dev/null || true
+      sleep 0.5
+      break
+    fi
+    sleep 0.2
+  done
+  # socat forks one child per connection; they are in the same session (setsid) as the parent.
+  pkill -KILL -s "$pid" 2>/dev/null || true
+  rm -f "$pid_dir/$c.pid"
+  log "$c: stopped"
+}
+
+cmd_down() {
+  local purge=0
+  [[ "${1:-}" == --purge ]] && purge=1
+  if node_enabled; then
+    log "stopping the node: $node_script down"
+    "$node_script" down || log "WARNING: node.sh down failed; stopping the control plane anyway"
+  fi
+  local i
+  for ((i = ${#components[@]} - 1; i >= 0; i--)); do stop_component "${components[i]}"; done
+  if ((purge)); then
+    log "purging $cluster_dir, $kube_dir and the control-plane logs"
+    rm -rf "$cluster_dir" "$kube_dir"
+    for c in "${components[@]}"; do rm -f "$log_dir/$c.log"; done
+  fi
+}
+
+cmd_status() {
+  local c rc=0 pid health
+  for c in "${components[@]}"; do
+    if pid="$(pid_of "$c")"; then
+      health=""
+      case "$c" in
+        kube-apiserver) api_ready && health=" readyz=ok" || health=" readyz=NOT-OK" ;;
+        kine) tcp_open "$kine_addr" && health=" $kine_addr open" || health=" $kine_addr CLOSED" ;;
+        apiserver-forward) tcp_open "$host_ip:$api_port" && health=" $host_ip:$api_port open" || health=" CLOSED" ;;
+        *) https_ok "$(component_health "$c")" && health=" healthz=ok" || health=" healthz=NOT-OK" ;;
+      esac
+      printf '%-24s up    pid %-7s%s\n' "$c" "$pid" "$health"
+      [[ "$health" == *NOT-OK* || "$health" == *CLOSED* ]] && rc=1
+    else
+      printf '%-24s down\n' "$c"
+      rc=1
+    fi
+  done
+  if node_enabled; then "$node_script" status || rc=1; fi
+  return "$rc"
+}
+
+cmd_logs() {
+  local follow=0 which=() c
+  for a in "$@"; do
+    case "$a" in
+      -f) follow=1 ;;
+      *) which+=("$a") ;;
+    esac
+  done
+  ((${#which[@]})) || which=("${components[@]}")
+  if ((follow)); then
+    local files=()
+    for c in "${which[@]}"; do files+=("$log_dir/$c.log"); done
+    exec tail -n 20 -F "${files[@]}"
+  fi
+  for c in "${which[@]}"; do
+    echo "==> $log_dir/$c.log <=="
+    tail -n "${LINES_PER_LOG:-20}" "$log_dir/$c.log" 2>/dev/null || echo "(no log)"
+  done
+}
+
+case "${1:-}" in
+  up) cmd_up ;;
+  down)
+    shift
+    cmd_down "$@"
+    ;;
+  status) cmd_status ;;
+  logs)
+    shift
+    cmd_logs "$@"
+    ;;
+  host-ip)
+    ensure_host_ip
+    echo "$host_ip"
+    ;;
+  *)
+    sed -n '2,15p' "$0" >&2
+    exit 2
+    ;;
+esac
