@@ -1,0 +1,104 @@
+"""postgres-apps: one PostgreSQL database, role and Secret per app, verified after every deploy.
+
+Read config → build components → export outputs (never a secret in plain).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pulumi
+
+from components.admin import admin_password, admin_provider
+from components.app_database import AppDatabase, AppDatabaseArgs
+from components.config import StackSettings, load_settings
+from components.namespace import AppsNamespace, AppsNamespaceArgs
+from components.retention import OUTPUT_NAME, guarded_managed_apps
+from components.verification import ConnectivityCheck, ConnectivityCheckArgs
+
+
+def build(settings: StackSettings) -> None:
+    """Register every resource of the stack and its outputs."""
+    pg = settings.postgres
+    namespaces = {
+        ns: AppsNamespace(f"namespace-{ns}", AppsNamespaceArgs(name=ns))
+        for ns in settings.namespaces
+    }
+    provider = admin_provider(pg, admin_password(pg))
+
+    databases: dict[str, AppDatabase] = {}
+    for app in settings.apps:
+        databases[app.name] = AppDatabase(
+            app.name,
+            AppDatabaseArgs(
+                app=app, postgres=pg, provider=provider, namespace=namespaces[app.namespace].name
+            ),
+        )
+
+    checks: dict[str, ConnectivityCheck] = {}
+    if settings.verification.enabled:
+        for app in settings.apps:
+            db = databases[app.name]
+            checks[app.name] = ConnectivityCheck(
+                f"{app.name}-check",
+                ConnectivityCheckArgs(
+                    app_name=app.name,
+                    namespace=db.namespace,
+                    secret_name=db.secret_name,
+                    host=db.host,
+                    port=db.port,
+                    database=db.database_name,
+                    username=db.role_name,
+                    password=db.password_value,
+                    sslmode=pg.sslmode,
+                    direct_host=pg.admin_host,
+                    direct_port=pg.admin_port,
+                    other_databases=[
+                        other.database_name for name, other in databases.items() if name != app.name
+                    ],
+                    settings=settings.verification,
+                    kube_context=settings.kube_context,
+                ),
+                opts=pulumi.ResourceOptions(parent=db, depends_on=db.ready_resources),
+            )
+
+    apps_out: dict[str, Any] = {}
+    for app in settings.apps:
+        db = databases[app.name]
+        entry: dict[str, Any] = {
+            "namespace": db.namespace,
+            "secretName": db.secret_name,
+            "database": db.database_name,
+            "role": db.role_name,
+            "deletion": app.deletion,
+        }
+        check = checks.get(app.name)
+        if check is not None:
+            entry["verification"] = {
+                "checksPassed": check.checks_passed,
+                "connectMs": check.connect_ms,
+                "roundtripP50Ms": check.roundtrip_p50_ms,
+                "roundtripP95Ms": check.roundtrip_p95_ms,
+                "serverVersion": check.server_version,
+                "checkedAt": check.checked_at,
+                "mode": check.mode,
+            }
+        apps_out[app.name] = entry
+
+    pulumi.export("apps", apps_out)
+    pulumi.export(
+        "postgres",
+        {
+            "host": pg.host,
+            "port": pg.port,
+            "sslmode": pg.sslmode,
+            "admin": f"{pg.admin_host}:{pg.admin_port}",
+        },
+    )
+    pulumi.export(
+        "verificationMode", settings.verification.mode if settings.verification.enabled else "off"
+    )
+    pulumi.export(OUTPUT_NAME, guarded_managed_apps(settings.apps))
+
+
+build(load_settings())

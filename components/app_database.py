@@ -1,0 +1,198 @@
+"""`AppDatabase`: one app's password, role, database, grants, extensions and credentials Secret.
+
+Ordering (each arrow is a dependency edge, so a parallel `pulumi up` never runs two catalog updates
+on one database at once — the cause of "tuple concurrently updated" in pulumi-postgresql):
+
+    password → role → database → REVOKE CONNECT, TEMPORARY FROM PUBLIC → extension 1 → … → Secret
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_kubernetes as k8s
+import pulumi_postgresql as postgresql
+import pulumi_random as random
+
+from components.config import AppSpec, PostgresSettings
+from components.credentials import secret_data
+from components.namespace import MANAGED_BY, PART_OF
+
+PASSWORD_LENGTH = 40
+"""Alphanumeric only (URL-, pgpass- and shell-safe): 40 characters ≈ 238 bits."""
+
+
+def secret_labels(app_name: str) -> dict[str, str]:
+    """Labels of the app's Secret."""
+    return {"app.kubernetes.io/name": app_name, **MANAGED_BY, **PART_OF}
+
+
+def retention_options(app: AppSpec) -> pulumi.ResourceOptions:
+    """What the app's `deletion` policy means for its role and database.
+
+    - `protect` (default): the engine refuses to delete or replace them (`protect=True`); removing
+      the app from config is refused earlier, with the retire procedure (components.retention).
+    - `retain`: removing the app (or `pulumi destroy`) forgets them; database and role stay.
+    - `drop`: removing the app drops database and role.
+    """
+    return pulumi.ResourceOptions(
+        protect=app.deletion == "protect",
+        retain_on_delete=app.deletion == "retain",
+        delete_before_replace=True,  # a same-named object cannot exist twice
+    )
+
+
+@dataclass
+class AppDatabaseArgs:
+    """Inputs of one app's database component."""
+
+    app: AppSpec
+    """The validated app entry (name, namespace, profile, limits, deletion policy)."""
+    postgres: PostgresSettings
+    """Where the apps reach PostgreSQL (host/port/sslmode written into the Secret)."""
+    provider: postgresql.Provider
+    """The admin `postgresql` provider (components.admin)."""
+    namespace: pulumi.Input[str] | None = None
+    """The app's namespace as an Output of its `AppsNamespace` (defaults to `app.namespace`)."""
+
+
+class AppDatabase(pulumi.ComponentResource):
+    """Everything one app needs in PostgreSQL and Kubernetes, least privilege by default."""
+
+    password: random.RandomPassword
+    role: postgresql.Role
+    database: postgresql.Database
+    revoke_public: postgresql.Grant
+    extensions: list[postgresql.Extension]
+    secret: k8s.core.v1.Secret
+
+    role_name: pulumi.Output[str]
+    database_name: pulumi.Output[str]
+    secret_name: pulumi.Output[str]
+    namespace: pulumi.Output[str]
+    host: pulumi.Output[str]
+    port: pulumi.Output[int]
+    password_value: pulumi.Output[str]
+    """Secret Output: the generated password."""
+
+    def __init__(
+        self, name: str, args: AppDatabaseArgs, opts: pulumi.ResourceOptions | None = None
+    ) -> None:
+        super().__init__("postgres-apps:app_database:AppDatabase", name, None, opts)
+        app = args.app
+        pg = args.postgres
+        child = pulumi.ResourceOptions(parent=self)
+        in_pg = pulumi.ResourceOptions(parent=self, provider=args.provider)
+
+        self.password = random.RandomPassword(
+            f"{name}-password",
+            length=PASSWORD_LENGTH,
+            special=False,
+            min_lower=1,
+            min_upper=1,
+            min_numeric=1,
+            keepers={"passwordVersion": str(app.password_version)},
+            opts=child,
+        )
+        self.password_value = pulumi.Output.secret(self.password.result)
+
+        self.role = postgresql.Role(
+            f"{name}-role",
+            name=app.role_name,
+            login=True,
+            password=self.password_value,
+            superuser=False,
+            create_database=False,
+            create_role=False,
+            replication=False,
+            bypass_row_level_security=False,
+            inherit=True,
+            connection_limit=app.connection_limit,
+            opts=pulumi.ResourceOptions.merge(in_pg, retention_options(app)),
+        )
+        self.database = postgresql.Database(
+            f"{name}-database",
+            name=app.database_name,
+            owner=self.role.name,
+            allow_connections=True,
+            is_template=False,
+            opts=pulumi.ResourceOptions.merge(
+                in_pg,
+                pulumi.ResourceOptions.merge(
+                    retention_options(app), pulumi.ResourceOptions(depends_on=[self.role])
+                ),
+            ),
+        )
+        # No other role may connect: CONNECT and TEMPORARY revoked from PUBLIC. The owner keeps
+        # its implicit privileges (an explicit owner grant would REVOKE ALL from it first).
+        self.revoke_public = postgresql.Grant(
+            f"{name}-revoke-public",
+            database=self.database.name,
+            role="public",
+            object_type="database",
+            privileges=[],
+            opts=pulumi.ResourceOptions.merge(
+                in_pg, pulumi.ResourceOptions(depends_on=[self.database])
+            ),
+        )
+        self.extensions = []
+        previous: pulumi.Resource = self.revoke_public
+        for ext in app.extensions:
+            extension = postgresql.Extension(
+                f"{name}-ext-{ext}",
+                name=ext,
+                database=self.database.name,
+                opts=pulumi.ResourceOptions.merge(
+                    in_pg, pulumi.ResourceOptions(depends_on=[previous])
+                ),
+            )
+            self.extensions.append(extension)
+            previous = extension
+
+        self.role_name = self.role.name
+        self.database_name = self.database.name
+        self.host = pulumi.Output.from_input(pg.host)
+        self.port = pulumi.Output.from_input(pg.port)
+        namespace = args.namespace if args.namespace is not None else app.namespace
+        data = pulumi.Output.all(self.role.name, self.database.name, self.password_value).apply(
+            lambda v: secret_data(
+                host=pg.host,
+                port=pg.port,
+                dbname=v[1],
+                user=v[0],
+                password=v[2],
+                sslmode=pg.sslmode,
+                profile=app.profile,
+            )
+        )
+        self.secret = k8s.core.v1.Secret(
+            f"{name}-secret",
+            metadata=k8s.meta.v1.ObjectMetaArgs(
+                name=app.secret_name,
+                namespace=namespace,
+                labels=secret_labels(app.name),
+            ),
+            type="Opaque",
+            string_data=pulumi.Output.secret(data),  # type: ignore[arg-type]
+            opts=pulumi.ResourceOptions(
+                parent=self, depends_on=[self.role, self.database, previous]
+            ),
+        )
+        # Taken from the Secret itself, so whoever uses them waits for the Secret to exist.
+        self.secret_name = self.secret.metadata.apply(lambda m: m.name or app.secret_name)
+        self.namespace = self.secret.metadata.apply(lambda m: m.namespace or app.namespace)
+        self.register_outputs(
+            {
+                "roleName": self.role_name,
+                "databaseName": self.database_name,
+                "secretName": self.secret_name,
+                "namespace": self.namespace,
+                "password": self.password_value,
+            }
+        )
+
+    @property
+    def ready_resources(self) -> list[pulumi.Resource]:
+        """What must exist before the app (or its verification) can use the database."""
+        return [self.role, self.database, self.revoke_public, *self.extensions, self.secret]
