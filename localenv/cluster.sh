@@ -2,7 +2,7 @@
 # Local single-machine Kubernetes control plane: kine (SQLite) + kube-apiserver + kube-controller-manager
 # + kube-scheduler, all bound to loopback, state under <repo>/.state/. See docs/local-cluster.md.
 #
-# Usage: localenv/cluster.sh up | down [--purge] | status | logs [COMPONENT] [-f] | host-ip
+# Usage: localenv/cluster.sh up | down [--purge] | status | logs [COMPONENT] [-f] | check | host-ip
 #   up       build (cached) binaries, make certificates/kubeconfigs once, start what is not running,
 #            wait for /readyz and `kubectl get ns`, then start the node (localenv/node/node.sh up) if
 #            that script exists and POSTGRES_APPS_NODE is not 0. Idempotent.
@@ -10,6 +10,8 @@
 #            a timeout); data stays for the next `up`. --purge also deletes cluster state and certs.
 #   status   each component up/down (exit 1 if any is down).
 #   logs     tail of every component log, or of one (-f follows).
+#   check    acceptance check: /readyz, PodSecurity rejects a privileged Pod in a namespace that
+#            enforces 'restricted', ServiceAccount tokens are issued (TokenRequest + token controller).
 #   host-ip  make sure the host address exists (bridge pgapps0) and print it.
 set -euo pipefail
 
@@ -221,7 +223,7 @@ component_args() {
         --service-cluster-ip-range="$service_cidr" \
         --cluster-signing-cert-file="$pki/ca.crt" --cluster-signing-key-file="$pki/ca.key" \
         --root-ca-file="$pki/ca.crt" --service-account-private-key-file="$pki/sa.key" \
-        --use-service-account-credentials=true --controllers='*' \
+        --use-service-account-credentials=true \
         --profiling=false
       ;;
     kube-scheduler)
@@ -410,6 +412,60 @@ cmd_status() {
   return "$rc"
 }
 
+# Acceptance check of a running control plane; every step can fail and exits non-zero if it does.
+cmd_check() {
+  local ns="cluster-check-$$" out sa_token secret_token
+  [[ "$(kc get --raw /readyz)" == ok ]] || die "check: /readyz is not ok"
+  echo "check: /readyz ok"
+  kc create namespace "$ns" >/dev/null
+  # shellcheck disable=SC2064 # expand $ns now
+  trap "'$kubectl_bin' --kubeconfig '$admin_kubeconfig' delete namespace '$ns' --wait=false >/dev/null 2>&1 || true" EXIT
+  kc label namespace "$ns" pod-security.kubernetes.io/enforce=restricted \
+    pod-security.kubernetes.io/enforce-version=latest >/dev/null
+  if out="$(kc -n "$ns" apply -f - 2>&1 <<EOF
+apiVersion: v1
+kind: Pod
+metadata: {name: privileged}
+spec:
+  containers:
+    - name: c
+      image: docker.io/library/busybox:1.36
+      securityContext: {privileged: true}
+EOF
+  )"; then
+    die "check: a privileged Pod was ADMITTED in a namespace enforcing 'restricted': $out"
+  fi
+  grep -q 'violates PodSecurity "restricted' <<<"$out" || die "check: privileged Pod rejected, but not by PodSecurity: $out"
+  echo "check: privileged Pod rejected by PodSecurity admission: ${out:0:160}..."
+  # ServiceAccount admission + the token controller: 'default' SA appears in a new namespace,
+  # a TokenRequest token is issued, and a legacy token Secret gets filled by the controller.
+  local deadline=$((SECONDS + 30))
+  until kc -n "$ns" get serviceaccount default >/dev/null 2>&1; do
+    ((SECONDS < deadline)) || die "check: ServiceAccount 'default' not created in $ns (serviceaccount controller)"
+    sleep 0.5
+  done
+  sa_token="$(kc -n "$ns" create token default --duration=10m)"
+  [[ "$sa_token" == *.*.* ]] || die "check: TokenRequest returned no JWT"
+  kc auth whoami --token "$sa_token" -o jsonpath='{.status.userInfo.username}' 2>/dev/null |
+    grep -qx "system:serviceaccount:$ns:default" || die "check: the issued token does not authenticate as the ServiceAccount"
+  echo "check: TokenRequest token issued and authenticates as system:serviceaccount:$ns:default"
+  kc -n "$ns" apply -f - >/dev/null <<EOF
+apiVersion: v1
+kind: Secret
+metadata:
+  name: default-token
+  annotations: {kubernetes.io/service-account.name: default}
+type: kubernetes.io/service-account-token
+EOF
+  deadline=$((SECONDS + 30))
+  until secret_token="$(kc -n "$ns" get secret default-token -o jsonpath='{.data.token}')" && [[ -n "$secret_token" ]]; do
+    ((SECONDS < deadline)) || die "check: token controller did not fill Secret default-token"
+    sleep 0.5
+  done
+  echo "check: token controller filled Secret $ns/default-token (${#secret_token} base64 chars)"
+  echo "check: all passed"
+}
+
 cmd_logs() {
   local follow=0 which=() c
   for a in "$@"; do
@@ -441,6 +497,7 @@ case "${1:-}" in
     shift
     cmd_logs "$@"
     ;;
+  check) cmd_check ;;
   host-ip)
     ensure_host_ip
     echo "$host_ip"
