@@ -1,0 +1,842 @@
+"""The policy pack: every validator with passing and failing resources, exact messages.
+
+The args objects are the ones CrossGuard builds (props wrapped in its unknown-checking proxy, the
+same sentinels the engine sends for values not known during preview). The last tests start the
+pack itself (`policies/__main__.py`) and talk to it over the analyzer's gRPC interface, as the
+engine does.
+"""
+
+from __future__ import annotations
+
+import base64
+import subprocess
+import sys
+from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import grpc  # type: ignore[import-untyped]
+import pytest
+from google.protobuf import empty_pb2, struct_pb2  # type: ignore[import-untyped]
+from pulumi.runtime.proto import analyzer_pb2, analyzer_pb2_grpc
+
+ROOT = Path(__file__).resolve().parents[2]
+POLICIES = ROOT / "policies"
+sys.path.insert(0, str(POLICIES))
+
+import postgres_apps_policies as pol  # noqa: E402
+from pulumi_policy import (  # noqa: E402
+    EnforcementLevel,
+    PolicyCustomTimeouts,
+    PolicyProviderResource,
+    PolicyResource,
+    PolicyResourceOptions,
+    ResourceValidationArgs,
+    StackValidationArgs,
+)
+from pulumi_policy.proxy import (  # noqa: E402
+    UNKNOWN_NUMBER_VALUE,
+    UNKNOWN_STRING_VALUE,
+    unknown_checking_proxy,
+)
+
+STACK = "urn:pulumi:dev::postgres-apps::"
+ADMIN_PASSWORD = "Adm1n-S3cret-Passw0rd"
+
+Violations = list[tuple[str, str | None]]
+
+
+def urn_of(type_: str, name: str, parent: str | None = None) -> str:
+    qualified = f"{parent}${type_}" if parent else type_
+    return f"{STACK}{qualified}::{name}"
+
+
+def options(
+    *,
+    protect: bool = False,
+    delete_before_replace: bool | None = None,
+    ignore: list[str] | None = None,
+) -> PolicyResourceOptions:
+    return PolicyResourceOptions(
+        protect, ignore or [], delete_before_replace, [], PolicyCustomTimeouts(0, 0, 0), [], None
+    )
+
+
+def resource_args(
+    type_: str,
+    props: Mapping[str, Any],
+    *,
+    name: str = "res",
+    urn: str | None = None,
+    config: Mapping[str, Any] | None = None,
+    **opts: Any,
+) -> ResourceValidationArgs:
+    return ResourceValidationArgs(
+        type_,
+        unknown_checking_proxy(dict(props)),
+        urn or urn_of(type_, name),
+        name,
+        options(**opts),
+        None,
+        config,
+    )
+
+
+def run(validator: Callable[[Any, Any], None], args: Any) -> Violations:
+    found: Violations = []
+    validator(args, lambda message, urn=None: found.append((message, urn)))
+    return found
+
+
+def messages(validator: Callable[[Any, Any], None], args: Any) -> list[str]:
+    return [message for message, _ in run(validator, args)]
+
+
+def stack_resource(
+    type_: str,
+    name: str,
+    props: Mapping[str, Any],
+    *,
+    provider: PolicyProviderResource | None = None,
+    property_dependencies: dict[str, list[PolicyResource]] | None = None,
+    parent: str | None = None,
+) -> PolicyResource:
+    return PolicyResource(
+        type_,
+        unknown_checking_proxy(dict(props)),
+        urn_of(type_, name, parent),
+        name,
+        options(),
+        provider,
+        None,
+        [],
+        property_dependencies or {},
+    )
+
+
+def b64(text: str) -> str:
+    return base64.b64encode(text.encode()).decode()
+
+
+# --- app roles -----------------------------------------------------------------------------------
+
+GOOD_ROLE: dict[str, Any] = {
+    "name": "n8n",
+    "login": True,
+    "superuser": False,
+    "createRole": False,
+    "createDatabase": False,
+    "replication": False,
+    "bypassRowLevelSecurity": False,
+    "connectionLimit": 20,
+    "password": "app-password-not-the-admin-one",
+}
+
+
+def role(**changes: Any) -> dict[str, Any]:
+    props = {**GOOD_ROLE, **changes}
+    return {k: v for k, v in props.items() if v is not None}
+
+
+def test_least_privilege_role_passes() -> None:
+    assert messages(pol.validate_app_role, resource_args(pol.ROLE_TYPE, role())) == []
+
+
+def test_attributes_left_at_provider_defaults_pass() -> None:
+    # The provider's defaults are NOSUPERUSER … NOBYPASSRLS: absent means false.
+    props = {"name": "n8n", "login": True, "connectionLimit": 5}
+    assert messages(pol.validate_app_role, resource_args(pol.ROLE_TYPE, props)) == []
+
+
+@pytest.mark.parametrize(
+    ("prop", "keyword"),
+    [
+        ("superuser", "SUPERUSER"),
+        ("createRole", "CREATEROLE"),
+        ("createDatabase", "CREATEDB"),
+        ("replication", "REPLICATION"),
+        ("bypassRowLevelSecurity", "BYPASSRLS"),
+    ],
+)
+def test_each_forbidden_attribute_is_a_violation(prop: str, keyword: str) -> None:
+    args = resource_args(pol.ROLE_TYPE, role(**{prop: True}))
+    assert messages(pol.validate_app_role, args) == [
+        f"role 'n8n' has {keyword}; app roles must be NO{keyword}"
+    ]
+
+
+def test_all_violations_of_one_role_are_reported_together() -> None:
+    args = resource_args(
+        pol.ROLE_TYPE, role(superuser=True, createDatabase=True, connectionLimit=None)
+    )
+    assert messages(pol.validate_app_role, args) == [
+        "role 'n8n' has SUPERUSER; app roles must be NOSUPERUSER",
+        "role 'n8n' has CREATEDB; app roles must be NOCREATEDB",
+        "role 'n8n' has no connection limit (connectionLimit unset or -1); set it to 1..100",
+    ]
+
+
+@pytest.mark.parametrize("limit", [None, -1])
+def test_unlimited_connections_are_a_violation(limit: int | None) -> None:
+    args = resource_args(pol.ROLE_TYPE, role(connectionLimit=limit))
+    assert messages(pol.validate_app_role, args) == [
+        "role 'n8n' has no connection limit (connectionLimit unset or -1); set it to 1..100"
+    ]
+
+
+def test_connection_limit_bounds_are_configurable() -> None:
+    # Policy config arrives through protobuf Struct: numbers are floats.
+    config = {"maxConnectionLimit": 50.0}
+    at_max = resource_args(pol.ROLE_TYPE, role(connectionLimit=50.0), config=config)
+    assert messages(pol.validate_app_role, at_max) == []
+    over = resource_args(pol.ROLE_TYPE, role(connectionLimit=51.0), config=config)
+    assert messages(pol.validate_app_role, over) == [
+        "role 'n8n' has connectionLimit 51; it must be between 1 and 50"
+    ]
+    zero = resource_args(pol.ROLE_TYPE, role(connectionLimit=0))
+    assert messages(pol.validate_app_role, zero) == [
+        "role 'n8n' has connectionLimit 0; it must be between 1 and 100"
+    ]
+
+
+def test_role_memberships_are_a_violation() -> None:
+    args = resource_args(pol.ROLE_TYPE, role(roles=["pg_write_all_data", "pg_read_all_data"]))
+    assert messages(pol.validate_app_role, args) == [
+        "role 'n8n' is a member of pg_read_all_data, pg_write_all_data; "
+        "app roles must not be granted other roles"
+    ]
+
+
+def test_unknown_connection_limit_fails_closed() -> None:
+    args = resource_args(pol.ROLE_TYPE, role(connectionLimit=UNKNOWN_NUMBER_VALUE))
+    assert messages(pol.validate_app_role, args) == [
+        "role 'n8n': connectionLimit is not known during preview; set it to 1..100"
+    ]
+
+
+def test_unknown_role_name_falls_back_to_the_resource_name() -> None:
+    args = resource_args(
+        pol.ROLE_TYPE, role(name=UNKNOWN_STRING_VALUE, superuser=True), name="n8n-role"
+    )
+    assert messages(pol.validate_app_role, args) == [
+        "role 'n8n-role' has SUPERUSER; app roles must be NOSUPERUSER"
+    ]
+
+
+def test_exempt_roles_and_other_types_are_not_checked() -> None:
+    exempt = resource_args(
+        pol.ROLE_TYPE, role(name="migrator", createRole=True), config={"exemptRoles": ["migrator"]}
+    )
+    assert messages(pol.validate_app_role, exempt) == []
+    other = resource_args(pol.DATABASE_TYPE, {"name": "n8n", "superuser": True})
+    assert messages(pol.validate_app_role, other) == []
+
+
+# --- databases -----------------------------------------------------------------------------------
+
+
+def database_args(name: str = "n8n", **kwargs: Any) -> ResourceValidationArgs:
+    return resource_args(
+        pol.DATABASE_TYPE, {"name": name, "owner": name}, name=f"{name}-database", **kwargs
+    )
+
+
+def test_protected_database_passes() -> None:
+    assert messages(pol.validate_database_protected, database_args(protect=True)) == []
+
+
+def test_unprotected_database_is_a_violation() -> None:
+    assert messages(pol.validate_database_protected, database_args(protect=False)) == [
+        "database 'n8n' is not protected: removing its app would DROP DATABASE 'n8n'. "
+        "Keep protect=True, or opt the app into dropping with `deletion: drop` in the stack "
+        "config and list it in this policy's allowDrop config"
+    ]
+
+
+def test_allow_drop_accepts_the_app_name_of_an_unprotected_database() -> None:
+    config = {"allowDrop": ["scratch-app"]}
+    allowed = database_args("scratch_app", protect=False, config=config)
+    assert messages(pol.validate_database_protected, allowed) == []
+    other = database_args("n8n", protect=False, config=config)
+    assert len(messages(pol.validate_database_protected, other)) == 1
+
+
+def test_delete_before_replace_on_a_database_is_a_violation() -> None:
+    args = database_args(protect=True, delete_before_replace=True)
+    assert messages(pol.validate_database_no_destructive_replace, args) == [
+        "database 'n8n' sets deleteBeforeReplace: a replacement would drop the database before "
+        "creating the new one"
+    ]
+
+
+def test_ignoring_owner_changes_is_a_violation() -> None:
+    args = database_args(protect=True, ignore=["owner", "template"])
+    assert messages(pol.validate_database_no_destructive_replace, args) == [
+        "database 'n8n' ignores changes to owner: ownership drift would go unnoticed"
+    ]
+
+
+def test_default_replace_options_pass() -> None:
+    args = database_args(protect=True, delete_before_replace=False)
+    assert messages(pol.validate_database_no_destructive_replace, args) == []
+
+
+# --- PUBLIC revoke (stack) -----------------------------------------------------------------------
+
+
+def database(name: str, owner: str | None = None) -> PolicyResource:
+    return stack_resource(
+        pol.DATABASE_TYPE,
+        f"{name}-database",
+        {"name": name, "owner": owner or name},
+        parent=pol.APP_DATABASE_COMPONENT,
+    )
+
+
+def grant(
+    name: str,
+    role_name: str,
+    db: str,
+    privileges: list[str] | str,
+    *,
+    on: PolicyResource | None = None,
+    object_type: str = "database",
+) -> PolicyResource:
+    return stack_resource(
+        pol.GRANT_TYPE,
+        name,
+        {"role": role_name, "database": db, "objectType": object_type, "privileges": privileges},
+        property_dependencies={"database": [on]} if on is not None else None,
+        parent=pol.APP_DATABASE_COMPONENT,
+    )
+
+
+def stack_violations(
+    validator: Callable[[Any, Any], None],
+    resources: list[PolicyResource],
+    config: Mapping[str, Any] | None = None,
+) -> Violations:
+    return run(validator, StackValidationArgs(resources, config))
+
+
+def test_database_with_public_revoke_passes() -> None:
+    db = database("n8n")
+    resources = [db, grant("n8n-revoke-public", "public", "n8n", [])]
+    assert stack_violations(pol.validate_public_connect_revoked, resources) == []
+
+
+def test_database_without_public_revoke_is_a_violation() -> None:
+    n8n, paperless = database("n8n"), database("paperless")
+    resources = [n8n, paperless, grant("n8n-revoke-public", "public", "n8n", [])]
+    assert stack_violations(pol.validate_public_connect_revoked, resources) == [
+        (
+            "database 'paperless' has no Grant revoking CONNECT and TEMPORARY from PUBLIC "
+            '(role "public", objectType "database", privileges []): every role in the cluster '
+            "can connect to it",
+            paperless.urn,
+        )
+    ]
+
+
+def test_public_grant_with_privileges_is_a_violation() -> None:
+    db = database("n8n")
+    bad = grant("n8n-public", "PUBLIC", "n8n", ["TEMPORARY", "CONNECT"])
+    assert stack_violations(pol.validate_public_connect_revoked, [db, bad]) == [
+        (
+            "PUBLIC is granted CONNECT, TEMPORARY on database 'n8n': every role in the cluster "
+            "could use it; PUBLIC's privileges must be []",
+            bad.urn,
+        ),
+        (
+            "database 'n8n' has no Grant revoking CONNECT and TEMPORARY from PUBLIC "
+            '(role "public", objectType "database", privileges []): every role in the cluster '
+            "can connect to it",
+            db.urn,
+        ),
+    ]
+
+
+def test_revoke_on_an_unknown_database_name_matches_by_property_dependency() -> None:
+    # Preview of a new app: the Grant's `database` is the Database's output, not known yet.
+    db = database("n8n")
+    revoke = grant("n8n-revoke-public", "public", UNKNOWN_STRING_VALUE, [], on=db)
+    assert stack_violations(pol.validate_public_connect_revoked, [db, revoke]) == []
+
+
+def test_a_schema_grant_to_public_is_not_the_database_revoke() -> None:
+    db = database("n8n")
+    schema = grant("n8n-schema", "public", "n8n", [], object_type="schema")
+    assert [m for m, _ in stack_violations(pol.validate_public_connect_revoked, [db, schema])] == [
+        "database 'n8n' has no Grant revoking CONNECT and TEMPORARY from PUBLIC "
+        '(role "public", objectType "database", privileges []): every role in the cluster '
+        "can connect to it"
+    ]
+
+
+# --- cross-app grants (stack) --------------------------------------------------------------------
+
+
+def app_role(name: str) -> PolicyResource:
+    return stack_resource(pol.ROLE_TYPE, f"{name}-role", {"name": name, "connectionLimit": 20})
+
+
+def test_grants_in_the_own_database_pass() -> None:
+    resources = [
+        app_role("n8n"),
+        database("n8n"),
+        grant("n8n-schema", "n8n", "n8n", ["CREATE", "USAGE"], object_type="schema"),
+        grant("n8n-revoke-public", "public", "n8n", []),
+    ]
+    assert stack_violations(pol.validate_no_cross_app_grants, resources) == []
+
+
+def test_grant_on_another_apps_database_is_a_violation() -> None:
+    cross = grant("n8n-on-paperless", "n8n", "paperless", ["CONNECT"])
+    unmanaged = grant("n8n-on-postgres", "n8n", "postgres", ["CONNECT"])
+    resources = [
+        app_role("n8n"),
+        app_role("paperless"),
+        database("n8n"),
+        database("paperless"),
+        cross,
+        unmanaged,
+    ]
+    assert stack_violations(pol.validate_no_cross_app_grants, resources) == [
+        (
+            "role 'n8n' is granted privileges on database 'paperless', which belongs to "
+            "'paperless': app roles get no grants on other apps' databases",
+            cross.urn,
+        ),
+        (
+            "role 'n8n' is granted privileges on database 'postgres', which no app of this stack "
+            "owns: app roles get no grants on other databases",
+            unmanaged.urn,
+        ),
+    ]
+
+
+# --- credentials Secrets -------------------------------------------------------------------------
+
+GOOD_LABELS = {
+    "app.kubernetes.io/name": "n8n",
+    "app.kubernetes.io/managed-by": "pulumi",
+    "app.kubernetes.io/part-of": "postgres-apps",
+}
+
+
+def secret_props(
+    name: str = "n8n-db-credentials",
+    namespace: str | None = "apps",
+    labels: Mapping[str, str] | None = None,
+    data: Mapping[str, str] | None = None,
+    string_data: Mapping[str, str] | None = None,
+) -> dict[str, Any]:
+    meta: dict[str, Any] = {"name": name, "labels": dict(GOOD_LABELS if labels is None else labels)}
+    if namespace is not None:
+        meta["namespace"] = namespace
+    props: dict[str, Any] = {"metadata": meta, "type": "Opaque"}
+    if data is not None:
+        props["data"] = dict(data)
+    if string_data is not None:
+        props["stringData"] = dict(string_data)
+    return props
+
+
+def secret_args(props: Mapping[str, Any], **kwargs: Any) -> ResourceValidationArgs:
+    return resource_args(pol.SECRET_TYPE, props, name="n8n-secret", **kwargs)
+
+
+def test_credentials_secret_in_the_apps_namespace_with_labels_passes() -> None:
+    args = secret_args(secret_props(data={"password": b64("x"), "DATABASE_URL": b64("y")}))
+    assert messages(pol.validate_credentials_secret, args) == []
+
+
+def test_credentials_secret_outside_the_app_namespaces_is_a_violation() -> None:
+    args = secret_args(secret_props(namespace="data"))
+    assert messages(pol.validate_credentials_secret, args) == [
+        "Secret data/n8n-db-credentials holds database credentials but namespace 'data' is not "
+        "an app namespace (apps)"
+    ]
+    configured = secret_args(
+        secret_props(namespace="team-b"), config={"appNamespaces": ["apps", "team-b"]}
+    )
+    assert messages(pol.validate_credentials_secret, configured) == []
+
+
+def test_credentials_secret_without_namespace_is_a_violation() -> None:
+    args = secret_args(secret_props(namespace=None))
+    assert messages(pol.validate_credentials_secret, args) == [
+        "Secret n8n-db-credentials holds database credentials but sets no namespace; it must "
+        "live in an app namespace (apps)"
+    ]
+
+
+def test_credentials_secret_missing_or_wrong_labels_is_a_violation() -> None:
+    labels = {"app.kubernetes.io/name": "paperless", "app.kubernetes.io/managed-by": "helm"}
+    args = secret_args(secret_props(labels=labels))
+    assert messages(pol.validate_credentials_secret, args) == [
+        "Secret apps/n8n-db-credentials must carry the labels app.kubernetes.io/name=n8n, "
+        "app.kubernetes.io/managed-by=pulumi, app.kubernetes.io/part-of=postgres-apps"
+    ]
+
+
+def test_secret_recognised_by_its_keys_or_its_component() -> None:
+    by_keys = secret_args(
+        secret_props(name="legacy", namespace="default", labels={}, data={"DATABASE_URL": "eA=="})
+    )
+    assert messages(pol.validate_credentials_secret, by_keys) == [
+        "Secret default/legacy holds database credentials but namespace 'default' is not an app "
+        "namespace (apps)",
+        "Secret default/legacy must carry the labels app.kubernetes.io/name=<app name>, "
+        "app.kubernetes.io/managed-by=pulumi, app.kubernetes.io/part-of=postgres-apps",
+    ]
+    in_component = resource_args(
+        pol.SECRET_TYPE,
+        secret_props(name="odd", namespace="kube-system"),
+        urn=urn_of(pol.SECRET_TYPE, "odd", pol.APP_DATABASE_COMPONENT),
+    )
+    assert messages(pol.validate_credentials_secret, in_component) == [
+        "Secret kube-system/odd holds database credentials but namespace 'kube-system' is not an "
+        "app namespace (apps)"
+    ]
+
+
+def test_unrelated_secrets_are_not_checked() -> None:
+    tls = secret_args(
+        secret_props(name="ingress-tls", namespace="default", labels={}, data={"tls.crt": "eA=="})
+    )
+    assert messages(pol.validate_credentials_secret, tls) == []
+
+
+def test_managing_the_admin_secret_is_a_violation() -> None:
+    args = secret_args(
+        secret_props(
+            name="postgres-postgresql",
+            namespace="data",
+            labels={},
+            data={"postgres-password": b64(ADMIN_PASSWORD)},
+        )
+    )
+    assert messages(pol.validate_admin_secret_read_only, args) == [
+        "Secret data/postgres-postgresql is the PostgreSQL admin Secret: this program may only "
+        "read it (Secret.get), never create or manage it"
+    ]
+
+
+def test_copying_the_admin_key_is_a_violation() -> None:
+    args = secret_args(
+        secret_props(name="copy", labels={}, string_data={"postgres-password": ADMIN_PASSWORD})
+    )
+    assert messages(pol.validate_admin_secret_read_only, args) == [
+        "Secret apps/copy has the admin key 'postgres-password': the admin Secret must not be "
+        "copied out of data/postgres-postgresql"
+    ]
+
+
+def test_app_secret_is_not_the_admin_secret() -> None:
+    args = secret_args(secret_props(data={"password": b64("app")}))
+    assert messages(pol.validate_admin_secret_read_only, args) == []
+
+
+def test_admin_secret_location_is_configurable() -> None:
+    config = {"adminSecretNamespace": "db", "adminSecretName": "pg", "adminSecretKey": "pw"}
+    args = secret_args(secret_props(name="pg", namespace="db", labels={}), config=config)
+    assert messages(pol.validate_admin_secret_read_only, args) == [
+        "Secret db/pg is the PostgreSQL admin Secret: this program may only read it "
+        "(Secret.get), never create or manage it"
+    ]
+
+
+# --- admin password (stack) ----------------------------------------------------------------------
+
+
+def postgresql_provider() -> PolicyProviderResource:
+    return PolicyProviderResource(
+        pol.POSTGRESQL_PROVIDER_TYPE,
+        unknown_checking_proxy(
+            {"host": "127.0.0.1", "username": "postgres", "password": ADMIN_PASSWORD}
+        ),
+        f"{STACK}{pol.POSTGRESQL_PROVIDER_TYPE}::admin",
+        "admin",
+    )
+
+
+def admin_secret_read() -> PolicyResource:
+    return stack_resource(
+        pol.SECRET_TYPE,
+        "admin-secret",
+        secret_props(
+            name="postgres-postgresql",
+            namespace="data",
+            labels={},
+            data={"postgres-password": b64(ADMIN_PASSWORD)},
+        ),
+    )
+
+
+def app_secret(name: str, password: str) -> PolicyResource:
+    uri = f"postgresql://{name}:{password}@postgres-postgresql.data.svc.cluster.local:5432/{name}"
+    return stack_resource(
+        pol.SECRET_TYPE,
+        f"{name}-secret",
+        secret_props(
+            name=f"{name}-db-credentials",
+            labels={**GOOD_LABELS, "app.kubernetes.io/name": name},
+            data={"password": b64(password), "uri": b64(uri)},
+        ),
+    )
+
+
+def role_with_provider(name: str) -> PolicyResource:
+    return stack_resource(
+        pol.ROLE_TYPE, f"{name}-role", {"name": name}, provider=postgresql_provider()
+    )
+
+
+def test_admin_password_only_in_the_admin_secret_passes() -> None:
+    resources = [
+        admin_secret_read(),
+        role_with_provider("n8n"),
+        app_secret("n8n", "n8n-generated-password-0123456789abcdef"),
+        stack_resource(pol.STACK_TYPE, "postgres-apps-dev", {"apps": {"n8n": {"checks": 9}}}),
+    ]
+    assert stack_violations(pol.validate_admin_password_stays_in_data, resources) == []
+
+
+def test_admin_password_in_an_app_secret_is_a_violation() -> None:
+    leaked = app_secret("n8n", ADMIN_PASSWORD)
+    resources = [role_with_provider("n8n"), leaked]
+    assert stack_violations(pol.validate_admin_password_stays_in_data, resources) == [
+        (
+            "Secret apps/n8n-db-credentials contains the PostgreSQL admin password: it must not "
+            "leave data/postgres-postgresql",
+            leaked.urn,
+        )
+    ]
+
+
+def test_admin_password_learned_from_the_read_admin_secret() -> None:
+    # No postgresql provider in the stack (e.g. a program that only writes Secrets): the read
+    # admin Secret is enough to know the password.
+    config_map = stack_resource(
+        pol.CONFIG_MAP_TYPE,
+        "settings",
+        {
+            "metadata": {"name": "settings", "namespace": "apps"},
+            "data": {"url": f"x:{ADMIN_PASSWORD}@y"},
+        },
+    )
+    resources = [admin_secret_read(), config_map]
+    assert stack_violations(pol.validate_admin_password_stays_in_data, resources) == [
+        (
+            "ConfigMap apps/settings contains the PostgreSQL admin password: it must not leave "
+            "data/postgres-postgresql",
+            config_map.urn,
+        )
+    ]
+
+
+def test_admin_password_url_encoded_in_a_stack_output_is_a_violation() -> None:
+    password = "p@ss/w0rd:with&symbols"
+    provider = PolicyProviderResource(
+        pol.POSTGRESQL_PROVIDER_TYPE,
+        unknown_checking_proxy({"password": password}),
+        f"{STACK}{pol.POSTGRESQL_PROVIDER_TYPE}::admin",
+        "admin",
+    )
+    role_resource = stack_resource(pol.ROLE_TYPE, "n8n-role", {"name": "n8n"}, provider=provider)
+    stack = stack_resource(
+        pol.STACK_TYPE,
+        "postgres-apps-dev",
+        {"adminUri": "postgresql://postgres:p%40ss%2Fw0rd%3Awith%26symbols@127.0.0.1/postgres"},
+    )
+    assert stack_violations(pol.validate_admin_password_stays_in_data, [role_resource, stack]) == [
+        ("stack output 'adminUri' contains the PostgreSQL admin password", stack.urn)
+    ]
+
+
+def test_unknown_values_are_skipped_not_fatal() -> None:
+    pending = stack_resource(
+        pol.SECRET_TYPE,
+        "n8n-secret",
+        secret_props(data={"password": UNKNOWN_STRING_VALUE, "uri": UNKNOWN_STRING_VALUE}),
+    )
+    resources = [role_with_provider("n8n"), pending]
+    assert stack_violations(pol.validate_admin_password_stays_in_data, resources) == []
+
+
+# --- the apps namespace --------------------------------------------------------------------------
+
+RESTRICTED = {
+    "pod-security.kubernetes.io/enforce": "restricted",
+    "pod-security.kubernetes.io/audit": "restricted",
+    "pod-security.kubernetes.io/warn": "restricted",
+}
+
+
+def namespace_args(
+    name: str, labels: Mapping[str, str], *, urn: str | None = None, **kwargs: Any
+) -> ResourceValidationArgs:
+    return resource_args(
+        pol.NAMESPACE_TYPE,
+        {"metadata": {"name": name, "labels": dict(labels)}},
+        name=name,
+        urn=urn,
+        **kwargs,
+    )
+
+
+def test_restricted_apps_namespace_passes() -> None:
+    args = namespace_args(
+        "apps", {**RESTRICTED, "pod-security.kubernetes.io/enforce-version": "latest"}
+    )
+    assert messages(pol.validate_apps_namespace_pod_security, args) == []
+
+
+def test_weaker_or_missing_pod_security_is_a_violation() -> None:
+    labels = {
+        "pod-security.kubernetes.io/enforce": "baseline",
+        "pod-security.kubernetes.io/warn": "restricted",
+    }
+    assert messages(pol.validate_apps_namespace_pod_security, namespace_args("apps", labels)) == [
+        "namespace 'apps' must enforce Pod Security 'restricted': "
+        "pod-security.kubernetes.io/enforce=baseline, pod-security.kubernetes.io/audit=<unset> "
+        "(want restricted)"
+    ]
+
+
+def test_required_modes_are_configurable_but_a_set_mode_must_not_be_weaker() -> None:
+    config = {"requiredModes": ["enforce"]}
+    only_enforce = namespace_args(
+        "apps", {"pod-security.kubernetes.io/enforce": "restricted"}, config=config
+    )
+    assert messages(pol.validate_apps_namespace_pod_security, only_enforce) == []
+    privileged_warn = namespace_args(
+        "apps",
+        {
+            "pod-security.kubernetes.io/enforce": "restricted",
+            "pod-security.kubernetes.io/warn": "privileged",
+        },
+        config=config,
+    )
+    assert messages(pol.validate_apps_namespace_pod_security, privileged_warn) == [
+        "namespace 'apps' must enforce Pod Security 'restricted': "
+        "pod-security.kubernetes.io/warn=privileged (want restricted)"
+    ]
+
+
+def test_namespaces_of_the_apps_namespace_component_are_checked_whatever_their_name() -> None:
+    urn = urn_of(pol.NAMESPACE_TYPE, "team-b", pol.APPS_NAMESPACE_COMPONENT)
+    args = namespace_args("team-b", {}, urn=urn)
+    assert messages(pol.validate_apps_namespace_pod_security, args) == [
+        "namespace 'team-b' must enforce Pod Security 'restricted': "
+        "pod-security.kubernetes.io/enforce=<unset>, pod-security.kubernetes.io/audit=<unset>, "
+        "pod-security.kubernetes.io/warn=<unset> (want restricted)"
+    ]
+
+
+def test_other_namespaces_are_not_checked() -> None:
+    assert messages(pol.validate_apps_namespace_pod_security, namespace_args("data", {})) == []
+
+
+# --- the pack as the engine sees it --------------------------------------------------------------
+
+
+def test_every_policy_is_mandatory_and_uniquely_named() -> None:
+    policies = pol.build_policies()
+    names = [p.name for p in policies]
+    assert len(names) == len(set(names)) == 9
+    assert {p.enforcement_level for p in policies} == {EnforcementLevel.MANDATORY}
+
+
+def test_importing_the_validators_module_starts_no_server() -> None:
+    result = subprocess.run(
+        [sys.executable, "-c", "import postgres_apps_policies; print('imported')"],
+        cwd=POLICIES,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "imported\n"
+
+
+@pytest.fixture(scope="module")
+def analyzer() -> Iterator[Any]:
+    """The pack started as the engine starts it; yields a gRPC Analyzer stub."""
+
+    process = subprocess.Popen(
+        [sys.executable, "-u", "__main__.py"],
+        cwd=POLICIES,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        port = process.stdout.readline().strip()
+        assert port.isdigit(), f"policy pack did not print its port: {port!r}"
+        channel = grpc.insecure_channel(f"127.0.0.1:{port}")
+        grpc.channel_ready_future(channel).result(timeout=30)
+        yield analyzer_pb2_grpc.AnalyzerStub(channel)
+        channel.close()
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+def test_pack_serves_its_policies_as_mandatory(analyzer: Any) -> None:
+
+    info = analyzer.GetAnalyzerInfo(empty_pb2.Empty())
+    assert info.name == "postgres-apps"
+    assert sorted(p.name for p in info.policies) == sorted(p.name for p in pol.build_policies())
+    assert {p.enforcementLevel for p in info.policies} == {analyzer_pb2.MANDATORY}
+    schema = {p.name: p.configSchema for p in info.policies}
+    assert "maxConnectionLimit" in schema["app-role-least-privilege"].properties
+    assert "allowDrop" in schema["database-protected"].properties
+
+
+def test_pack_reports_a_superuser_role_over_grpc(analyzer: Any) -> None:
+
+    properties = struct_pb2.Struct()
+    properties.update({**GOOD_ROLE, "superuser": True})
+    request = analyzer_pb2.AnalyzeRequest(
+        type=pol.ROLE_TYPE,
+        properties=properties,
+        urn=urn_of(pol.ROLE_TYPE, "n8n-role"),
+        name="n8n-role",
+        options=analyzer_pb2.AnalyzerResourceOptions(protect=False),
+    )
+    response = analyzer.Analyze(request)
+    assert [(d.policyName, d.message, d.enforcementLevel) for d in response.diagnostics] == [
+        (
+            "app-role-least-privilege",
+            "App roles have no SUPERUSER, CREATEROLE, CREATEDB, REPLICATION or BYPASSRLS, no role "
+            "memberships, and a connection limit.\n"
+            "role 'n8n' has SUPERUSER; app roles must be NOSUPERUSER",
+            analyzer_pb2.MANDATORY,
+        )
+    ]
+
+
+def test_pack_reports_a_missing_public_revoke_over_grpc(analyzer: Any) -> None:
+
+    properties = struct_pb2.Struct()
+    properties.update({"name": "n8n", "owner": "n8n"})
+    db_urn = urn_of(pol.DATABASE_TYPE, "n8n-database")
+    request = analyzer_pb2.AnalyzeStackRequest(
+        resources=[
+            analyzer_pb2.AnalyzerResource(
+                type=pol.DATABASE_TYPE,
+                properties=properties,
+                urn=db_urn,
+                name="n8n-database",
+                options=analyzer_pb2.AnalyzerResourceOptions(protect=True),
+            )
+        ]
+    )
+    response = analyzer.AnalyzeStack(request)
+    assert [(d.policyName, d.urn) for d in response.diagnostics] == [
+        ("database-connect-revoked-from-public", db_urn)
+    ]
