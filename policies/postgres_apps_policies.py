@@ -275,29 +275,34 @@ def validate_app_role(args: ResourceValidationArgs, report_violation: ReportViol
 
 
 def _app_key(name: str) -> str:
-    """App name or database name → database name (`-` → `_`), the form allowDrop is compared in."""
+    """App name or database name → database name (`-` → `_`), the form app lists are compared in."""
     return name.replace("-", "_")
+
+
+def _listed(name: Any, config: Mapping[str, Any], key: str) -> bool:
+    """Is this database's app in the policy config list `key`?"""
+    listed = {_app_key(n) for n in config_strings(config, key, ())}
+    return isinstance(name, str) and _app_key(name) in listed
 
 
 def validate_database_protected(
     args: ResourceValidationArgs, report_violation: ReportViolation
 ) -> None:
-    """A database is `protect`ed unless its app is listed in `allowDrop` (the second key of the
-    per-app `deletion: drop` opt-in: the stack config says it, the policy config confirms it)."""
+    """A database is `protect`ed unless its app is listed in `unprotectedApps`: the second key of
+    the per-app opt-out (`deletion: drop` or `retain` in the stack config says it, the policy
+    config confirms it). CrossGuard does not see `retainOnDelete`, so `retain` apps are listed too.
+    """
     report = _for_resource(report_violation)
-    if args.resource_type != DATABASE_TYPE:
+    if args.resource_type != DATABASE_TYPE or args.opts.protect:
         return
     name = get(args.props, "name")
+    if _listed(name, args.get_config(), "unprotectedApps"):
+        return
     label = name if isinstance(name, str) else args.name
-    allowed = {_app_key(n) for n in config_strings(args.get_config(), "allowDrop", ())}
-    if args.opts.protect:
-        return
-    if isinstance(name, str) and _app_key(name) in allowed:
-        return
     report(
         f"database '{label}' is not protected: removing its app would DROP DATABASE '{label}'. "
-        "Keep protect=True, or opt the app into dropping with `deletion: drop` in the stack config "
-        "and list it in this policy's allowDrop config"
+        "Keep protect=True, or opt the app out (`deletion: drop` or `retain` in the stack config) "
+        "and list it in this policy's unprotectedApps config"
     )
 
 
@@ -306,17 +311,27 @@ def validate_database_no_destructive_replace(
 ) -> None:
     """Refuse the options that make a database replacement destructive or silent.
 
-    CrossGuard cannot see a planned replace (no old state, no operation); the pull-request gate
-    fails on a planned database replace and `protect` makes the engine refuse one.
+    CrossGuard cannot see a planned replace (no old state, no operation). What stops one: the
+    engine refuses to replace a protected resource; without deleteBeforeReplace the replacement of
+    an unprotected database fails on the existing name (create runs first); the pull-request gate
+    fails on a planned database replace. deleteBeforeReplace on an unprotected database removes the
+    middle net (the old database is dropped first), so it needs the app in `allowReplace`.
     """
     report = _for_resource(report_violation)
     if args.resource_type != DATABASE_TYPE:
         return
+    name = get(args.props, "name")
     label = role_label(args.props, args.name)
-    if args.opts.delete_before_replace:
+    if (
+        args.opts.delete_before_replace
+        and not args.opts.protect
+        and not _listed(name, args.get_config(), "allowReplace")
+    ):
         report(
-            f"database '{label}' sets deleteBeforeReplace: a replacement would drop the database "
-            "before creating the new one"
+            f"database '{label}' is unprotected and sets deleteBeforeReplace: a replacement would "
+            "DROP it before creating the new one. Remove deleteBeforeReplace (the replacement then "
+            "fails on the existing name), keep protect=True, or list the app in this policy's "
+            "allowReplace config"
         )
     ignored = sorted(str(p) for p in args.opts.ignore_changes if str(p).split(".")[0] == "owner")
     if ignored:
@@ -686,19 +701,23 @@ def build_policies() -> list[Policy]:
         ),
         ResourceValidationPolicy(
             name="database-protected",
-            description="App databases are protected unless the app opted into dropping.",
+            description="App databases are protected unless the app opted out of protection.",
             validate=validate_database_protected,
             enforcement_level=mandatory,
             config_schema=PolicyConfigSchema(
-                properties={"allowDrop": {**_STRING_LIST, "default": []}}
+                properties={"unprotectedApps": {**_STRING_LIST, "default": []}}
             ),
         ),
         ResourceValidationPolicy(
             name="database-no-destructive-replace",
-            description="App databases never use deleteBeforeReplace or ignore owner changes "
-            "(a planned replace is caught by the pull-request gate and by protect).",
+            description="Unprotected app databases do not use deleteBeforeReplace and no database "
+            "ignores owner changes (a planned replace is caught by protect and the pull-request "
+            "gate).",
             validate=validate_database_no_destructive_replace,
             enforcement_level=mandatory,
+            config_schema=PolicyConfigSchema(
+                properties={"allowReplace": {**_STRING_LIST, "default": []}}
+            ),
         ),
         ResourceValidationPolicy(
             name="credentials-secret-placement",

@@ -248,25 +248,37 @@ def test_protected_database_passes() -> None:
 def test_unprotected_database_is_a_violation() -> None:
     assert messages(pol.validate_database_protected, database_args(protect=False)) == [
         "database 'n8n' is not protected: removing its app would DROP DATABASE 'n8n'. "
-        "Keep protect=True, or opt the app into dropping with `deletion: drop` in the stack "
-        "config and list it in this policy's allowDrop config"
+        "Keep protect=True, or opt the app out (`deletion: drop` or `retain` in the stack config) "
+        "and list it in this policy's unprotectedApps config"
     ]
 
 
-def test_allow_drop_accepts_the_app_name_of_an_unprotected_database() -> None:
-    config = {"allowDrop": ["scratch-app"]}
+def test_unprotected_apps_accepts_the_app_name_of_an_unprotected_database() -> None:
+    config = {"unprotectedApps": ["scratch-app"]}
     allowed = database_args("scratch_app", protect=False, config=config)
     assert messages(pol.validate_database_protected, allowed) == []
     other = database_args("n8n", protect=False, config=config)
     assert len(messages(pol.validate_database_protected, other)) == 1
 
 
-def test_delete_before_replace_on_a_database_is_a_violation() -> None:
-    args = database_args(protect=True, delete_before_replace=True)
+def test_delete_before_replace_on_an_unprotected_database_is_a_violation() -> None:
+    args = database_args(protect=False, delete_before_replace=True)
     assert messages(pol.validate_database_no_destructive_replace, args) == [
-        "database 'n8n' sets deleteBeforeReplace: a replacement would drop the database before "
-        "creating the new one"
+        "database 'n8n' is unprotected and sets deleteBeforeReplace: a replacement would DROP it "
+        "before creating the new one. Remove deleteBeforeReplace (the replacement then fails on "
+        "the existing name), keep protect=True, or list the app in this policy's allowReplace "
+        "config"
     ]
+    allowed = database_args(
+        protect=False, delete_before_replace=True, config={"allowReplace": ["n8n"]}
+    )
+    assert messages(pol.validate_database_no_destructive_replace, allowed) == []
+
+
+def test_delete_before_replace_on_a_protected_database_passes() -> None:
+    # The engine refuses to replace a protected resource at all.
+    args = database_args(protect=True, delete_before_replace=True)
+    assert messages(pol.validate_database_no_destructive_replace, args) == []
 
 
 def test_ignoring_owner_changes_is_a_violation() -> None:
@@ -277,7 +289,7 @@ def test_ignoring_owner_changes_is_a_violation() -> None:
 
 
 def test_default_replace_options_pass() -> None:
-    args = database_args(protect=True, delete_before_replace=False)
+    args = database_args(protect=False, delete_before_replace=None)
     assert messages(pol.validate_database_no_destructive_replace, args) == []
 
 
@@ -794,7 +806,7 @@ def test_pack_serves_its_policies_as_mandatory(analyzer: Any) -> None:
     assert {p.enforcementLevel for p in info.policies} == {analyzer_pb2.MANDATORY}
     schema = {p.name: p.configSchema for p in info.policies}
     assert "maxConnectionLimit" in schema["app-role-least-privilege"].properties
-    assert "allowDrop" in schema["database-protected"].properties
+    assert "unprotectedApps" in schema["database-protected"].properties
 
 
 def test_pack_reports_a_superuser_role_over_grpc(analyzer: Any) -> None:
