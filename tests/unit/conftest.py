@@ -1,0 +1,302 @@
+"""Run the real program (`__main__.py`) or a component under Pulumi mocks and record everything.
+
+The stock mock monitor keeps only URN, id and state. `RecordingMonitor` also keeps what the engine
+would see in each registration: parent, provider, `protect`, `retainOnDelete`,
+`deleteBeforeReplace`, dependencies and the raw inputs with their secret markers, plus every
+component's `register_outputs` — so tests can assert resource options and secretness, not just
+values.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import runpy
+import sys
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pulumi
+import pytest
+from pulumi.runtime import mocks, rpc
+from pulumi.runtime import settings as runtime_settings
+from pulumi.runtime.config import set_all_config
+from pulumi.runtime.stack import run_pulumi_func
+from pulumi.runtime.sync_await import _sync_await
+
+REPO = Path(__file__).resolve().parents[2]
+if str(REPO) not in sys.path:  # `components` is imported from the repository root, as Pulumi does
+    sys.path.insert(0, str(REPO))
+PROJECT = "postgres-apps"
+STACK = "unit"
+ADMIN_PASSWORD = "admin-pw-from-k8s-Secret"
+CHECK_TYPE = "pulumi-python:dynamic/verification:ConnectivityCheck"
+AWKWARD_PASSWORD = "p@ss:w/rd%?#&=+ \\x"
+
+
+def is_secret(value: Any) -> bool:
+    return rpc.is_rpc_secret(value)
+
+
+def unwrap(value: Any) -> Any:
+    """Remove secret markers at every level."""
+    if rpc.is_rpc_secret(value):
+        return unwrap(rpc.unwrap_rpc_secret(value))
+    if isinstance(value, dict):
+        return {k: unwrap(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [unwrap(v) for v in value]
+    return value
+
+
+def contains_secret(value: Any) -> bool:
+    if rpc.is_rpc_secret(value):
+        return True
+    if isinstance(value, dict):
+        return any(contains_secret(v) for v in value.values())
+    if isinstance(value, list):
+        return any(contains_secret(v) for v in value)
+    return False
+
+
+@dataclass
+class Registration:
+    """One resource registration (or read) as the engine would receive it."""
+
+    urn: str
+    type: str
+    name: str
+    custom: bool
+    parent: str
+    provider: str
+    protect: bool | None
+    retain_on_delete: bool | None
+    delete_before_replace: bool
+    dependencies: list[str]
+    inputs: dict[str, Any]
+    """Inputs with secret markers kept (see `is_secret`/`unwrap`)."""
+    read_id: str | None = None
+    """For reads (`Resource.get`, `StackReference`): the id that was read."""
+
+    @property
+    def plain(self) -> dict[str, Any]:
+        return unwrap(self.inputs)
+
+
+class RecordingMonitor(mocks.MockMonitor):
+    def __init__(self, program_mocks: mocks.Mocks) -> None:
+        super().__init__(program_mocks)
+        self.registrations: list[Registration] = []
+        self.component_outputs: dict[str, dict[str, Any]] = {}
+
+    def RegisterResource(self, request: Any) -> Any:  # noqa: N802 - gRPC method name
+        response = super().RegisterResource(request)
+        if request.type != "pulumi:pulumi:Stack":
+            self.registrations.append(
+                Registration(
+                    urn=response.urn,
+                    type=request.type,
+                    name=request.name,
+                    custom=request.custom,
+                    parent=request.parent,
+                    provider=request.provider,
+                    protect=request.protect if request.HasField("protect") else None,
+                    retain_on_delete=(
+                        request.retainOnDelete if request.HasField("retainOnDelete") else None
+                    ),
+                    delete_before_replace=request.deleteBeforeReplace,
+                    dependencies=list(request.dependencies),
+                    inputs=rpc.deserialize_properties(request.object, keep_unknowns=True),
+                )
+            )
+        return response
+
+    def ReadResource(self, request: Any) -> Any:  # noqa: N802
+        response = super().ReadResource(request)
+        self.registrations.append(
+            Registration(
+                urn=response.urn,
+                type=request.type,
+                name=request.name,
+                custom=True,
+                parent=request.parent,
+                provider=request.provider,
+                protect=None,
+                retain_on_delete=None,
+                delete_before_replace=False,
+                dependencies=list(request.dependencies),
+                inputs=rpc.deserialize_properties(request.properties, keep_unknowns=True),
+                read_id=request.id,
+            )
+        )
+        return response
+
+    def RegisterResourceOutputs(self, request: Any) -> Any:  # noqa: N802
+        self.component_outputs[request.urn] = rpc.deserialize_properties(request.outputs)
+        return super().RegisterResourceOutputs(request)
+
+    # -- queries ------------------------------------------------------------------------------
+    def of_type(self, type_: str) -> list[Registration]:
+        return [r for r in self.registrations if r.type == type_]
+
+    def one(self, type_: str, name: str) -> Registration:
+        found = [r for r in self.registrations if r.type == type_ and r.name == name]
+        assert len(found) == 1, f"expected one {type_} named {name}, got {len(found)}"
+        return found[0]
+
+    def by_urn(self, urn: str) -> Registration:
+        found = [r for r in self.registrations if r.urn == urn]
+        assert len(found) == 1, f"no registration with URN {urn}"
+        return found[0]
+
+    @property
+    def urns(self) -> set[str]:
+        return {r.urn for r in self.registrations}
+
+
+@dataclass
+class ProgramMocks(mocks.Mocks):
+    """Resource outputs as a provider would return them (inputs plus computed values)."""
+
+    passwords: Mapping[str, str] = field(default_factory=dict)
+    """App name → the password RandomPassword 'generates' (default: a fixed alphanumeric one)."""
+    previous_managed_apps: Any = None
+    """What the StackReference to this stack returns as `managedApps` (None: first run)."""
+    admin_secret_data: dict[str, str] | None = field(
+        default_factory=lambda: {
+            "postgres-password": base64.b64encode(ADMIN_PASSWORD.encode()).decode()
+        }
+    )
+
+    def new_resource(self, args: mocks.MockResourceArgs) -> tuple[str | None, dict[str, Any]]:
+        state = dict(args.inputs)
+        if args.typ == "random:index/randomPassword:RandomPassword":
+            app = args.name.removesuffix("-password")
+            state["result"] = self.passwords.get(
+                app, f"Generated{app.replace('-', '')}Pw0123456789"
+            )
+        elif args.typ == "kubernetes:core/v1:Secret" and args.resource_id:
+            state = {
+                "metadata": {"name": args.resource_id.split("/")[1]},
+                "data": self.admin_secret_data,
+            }
+        elif args.typ == "pulumi:pulumi:StackReference":
+            outputs = {}
+            if self.previous_managed_apps is not None:
+                outputs["managedApps"] = self.previous_managed_apps
+            state = {"name": args.resource_id, "outputs": outputs, "secretOutputNames": []}
+        elif args.typ == CHECK_TYPE:
+            state.update(
+                checks_passed=["tcp", "login", "crud", "isolation", "latency"],
+                connect_ms=3.5,
+                roundtrip_p50_ms=0.4,
+                roundtrip_p95_ms=0.9,
+                server_version="15.8",
+                checked_at="2026-11-27T00:00:00Z",
+                mode="direct",
+            )
+        return f"{args.name}-id", state
+
+    def call(self, args: mocks.MockCallArgs) -> tuple[dict[str, Any], list[tuple[str, str]] | None]:
+        raise AssertionError(f"unexpected invoke {args.token}")
+
+
+@dataclass
+class Run:
+    monitor: RecordingMonitor
+    outputs: dict[str, Any] = field(default_factory=dict)
+    """Stack outputs, resolved."""
+    secret_outputs: set[str] = field(default_factory=set)
+    """Names of stack outputs that are secret."""
+
+
+def _config_values(config: Mapping[str, object]) -> dict[str, str]:
+    """Stack config as the language host hands it over: strings, structured values as JSON."""
+    values: dict[str, str] = {}
+    for key, value in config.items():
+        full = key if ":" in key else f"{PROJECT}:{key}"
+        values[full] = value if isinstance(value, str) else json.dumps(value)
+    return values
+
+
+def run_under_mocks(
+    body: Callable[[], None],
+    program_mocks: ProgramMocks,
+    config: Mapping[str, object] | None = None,
+    secret_keys: list[str] | None = None,
+    monitor: RecordingMonitor | None = None,
+) -> Run:
+    """Run `body` as a Pulumi program under mocks; return what was registered and exported.
+
+    Exceptions from the program (including from applies) propagate to the caller; pass your own
+    `monitor` to inspect what was registered before the failure.
+    """
+    runtime_settings.set_root_resource(None)  # type: ignore[arg-type]
+    monitor = monitor or RecordingMonitor(program_mocks)
+    mocks.set_mocks(program_mocks, project=PROJECT, stack=STACK, preview=False, monitor=monitor)
+    set_all_config(_config_values(config or {}), secret_keys or [])
+    run = Run(monitor=monitor)
+
+    async def program() -> None:
+        body()
+        stack = runtime_settings.get_root_resource()
+        for name, value in getattr(stack, "outputs", {}).items():
+            out = pulumi.Output.from_input(value)
+            run.outputs[name] = await out.future()
+            if await out.is_secret():
+                run.secret_outputs.add(name)
+
+    runtime_settings.SETTINGS.rpc_manager.clear()
+    runtime_settings.SETTINGS.outputs.clear()
+    _sync_await(run_pulumi_func(program))
+    return run
+
+
+def run_program(
+    config: Mapping[str, object],
+    program_mocks: ProgramMocks | None = None,
+    secret_keys: list[str] | None = None,
+    monitor: RecordingMonitor | None = None,
+) -> Run:
+    """Run the real `__main__.py` with this stack config."""
+    program_mocks = program_mocks or ProgramMocks()
+    return run_under_mocks(
+        lambda: runpy.run_path(str(REPO / "__main__.py"), run_name="__main__"),
+        program_mocks,
+        config,
+        secret_keys,
+        monitor or RecordingMonitor(program_mocks),
+    )
+
+
+THREE_APPS: dict[str, object] = {
+    "kubernetes:context": "unit-context",
+    "postgres": {
+        "host": "postgres-postgresql.data.svc.cluster.local",
+        "port": 5432,
+        "sslmode": "require",
+        "adminHost": "127.0.0.1",
+        "adminPort": 15432,
+        "adminSslmode": "disable",
+    },
+    "appsNamespace": "apps",
+    "apps": [
+        {"name": "app-test"},
+        {"name": "n8n", "profile": "n8n", "connectionLimit": 10, "extensions": ["pgcrypto"]},
+        {
+            "name": "paperless",
+            "profile": "paperless",
+            "namespace": "docs",
+            "deletion": "drop",
+            "extensions": ["pg_trgm", "unaccent"],
+        },
+    ],
+    "verification": {"mode": "direct", "latencyBudgetMs": 50},
+}
+
+
+@pytest.fixture
+def three_apps() -> Iterator[dict[str, object]]:
+    yield json.loads(json.dumps(THREE_APPS))

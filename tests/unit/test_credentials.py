@@ -1,0 +1,156 @@
+"""The app's Secret contents: keys per profile, and connection strings that parse back exactly."""
+
+from __future__ import annotations
+
+from urllib.parse import parse_qs, unquote, urlsplit
+
+import psycopg.conninfo
+import pytest
+
+from components.credentials import (
+    BASE_KEYS,
+    PROFILE_KEYS,
+    pgpass_line,
+    secret_data,
+)
+
+HOST = "postgres-postgresql.data.svc.cluster.local"
+AWKWARD = [
+    "p@ss:w/rd%?#",
+    "with space & ampersand=equals+plus",
+    "back\\slash:colon",
+    "ünïcødé-€",
+    "quote'double\"semi;",
+    "Plain0Alnum1Password2",
+]
+
+
+def data(password: str = "pw", **overrides: object) -> dict[str, str]:
+    args: dict[str, object] = {
+        "host": HOST,
+        "port": 5432,
+        "dbname": "app_test",
+        "user": "app_test",
+        "password": password,
+        "sslmode": "prefer",
+        "profile": None,
+    }
+    args.update(overrides)
+    return secret_data(**args)  # type: ignore[arg-type]
+
+
+def test_base_keys_exactly() -> None:
+    d = data()
+    assert set(d) == set(BASE_KEYS)
+    assert d["host"] == HOST
+    assert d["port"] == "5432"
+    assert d["dbname"] == "app_test"
+    assert d["user"] == d["username"] == "app_test"
+    assert d["password"] == "pw"
+    assert d["DATABASE_URL"] == d["uri"]
+
+
+@pytest.mark.parametrize(
+    ("profile", "fixed"),
+    [("n8n", {"DB_TYPE": "postgresdb"}), ("paperless", {"PAPERLESS_DBENGINE": "postgresql"})],
+)
+def test_profile_keys(profile: str, fixed: dict[str, str]) -> None:
+    d = data("s3cret", profile=profile, dbname="n8n", user="n8n", port=6543)
+    assert set(d) == set(BASE_KEYS) | set(PROFILE_KEYS[profile])
+    for key, value in fixed.items():
+        assert d[key] == value
+    prefix = "DB_POSTGRESDB_" if profile == "n8n" else "PAPERLESS_DB"
+    host_key, port_key = f"{prefix}HOST", f"{prefix}PORT"
+    assert d[host_key] == HOST
+    assert d[port_key] == "6543"
+    password_key = "DB_POSTGRESDB_PASSWORD" if profile == "n8n" else "PAPERLESS_DBPASS"
+    assert d[password_key] == "s3cret"
+    user_key = "DB_POSTGRESDB_USER" if profile == "n8n" else "PAPERLESS_DBUSER"
+    assert d[user_key] == "n8n"
+    db_key = "DB_POSTGRESDB_DATABASE" if profile == "n8n" else "PAPERLESS_DBNAME"
+    assert d[db_key] == "n8n"
+
+
+def test_unknown_profile_rejected() -> None:
+    with pytest.raises(ValueError, match="unknown profile 'wordpress'"):
+        data(profile="wordpress")
+
+
+@pytest.mark.parametrize("password", AWKWARD)
+def test_uri_parses_back(password: str) -> None:
+    d = data(password, sslmode="require")
+    for key in ("uri", "DATABASE_URL"):
+        parts = urlsplit(d[key])
+        assert parts.scheme == "postgresql"
+        assert parts.hostname == HOST
+        assert parts.port == 5432
+        assert unquote(parts.username or "") == "app_test"
+        assert unquote(parts.password or "") == password
+        assert unquote(parts.path.lstrip("/")) == "app_test"
+        assert parse_qs(parts.query) == {"sslmode": ["require"]}
+        # no raw reserved character of the password leaks into the URI
+        assert "@" not in (parts.password or "")
+
+
+@pytest.mark.parametrize("password", AWKWARD)
+def test_uri_as_libpq_reads_it(password: str) -> None:
+    """libpq (through psycopg) decodes the URI to exactly the same parameters."""
+    params = psycopg.conninfo.conninfo_to_dict(data(password)["uri"])
+    assert params == {
+        "host": HOST,
+        "port": "5432",
+        "dbname": "app_test",
+        "user": "app_test",
+        "password": password,
+        "sslmode": "prefer",
+    }
+
+
+@pytest.mark.parametrize("password", AWKWARD)
+def test_jdbc_uri_parses_back(password: str) -> None:
+    jdbc = data(password)["jdbc-uri"]
+    assert jdbc.startswith("jdbc:postgresql://")
+    parts = urlsplit(jdbc.removeprefix("jdbc:"))
+    assert parts.hostname == HOST
+    assert parts.port == 5432
+    assert parts.path == "/app_test"
+    query = parse_qs(parts.query, keep_blank_values=True)
+    assert query == {"user": ["app_test"], "password": [password], "sslmode": ["prefer"]}
+
+
+def _parse_pgpass(line: str) -> list[str]:
+    """Split a .pgpass line the way libpq does (backslash escapes `:` and `\\`)."""
+    fields, current, escaped = [], "", False
+    for ch in line.rstrip("\n"):
+        if escaped:
+            current += ch
+            escaped = False
+        elif ch == "\\":
+            escaped = True
+        elif ch == ":":
+            fields.append(current)
+            current = ""
+        else:
+            current += ch
+    fields.append(current)
+    return fields
+
+
+@pytest.mark.parametrize("password", AWKWARD)
+def test_pgpass_escaped(password: str) -> None:
+    line = data(password)["pgpass"]
+    assert line.endswith("\n")
+    assert line.count("\n") == 1
+    assert _parse_pgpass(line) == [HOST, "5432", "app_test", "app_test", password]
+
+
+def test_pgpass_escapes_colon_and_backslash() -> None:
+    line = pgpass_line(host="h", port=1, dbname="d", user="u", password="a:b\\c")
+    assert line == "h:1:d:u:a\\:b\\\\c\n"
+
+
+def test_ipv6_host_is_bracketed_in_urls() -> None:
+    d = data(host="fd00::1")
+    assert urlsplit(d["uri"]).hostname == "fd00::1"
+    assert "@[fd00::1]:5432/" in d["uri"]
+    assert d["host"] == "fd00::1"
