@@ -1,14 +1,245 @@
-"""Dynamic provider for `ConnectivityCheck` (interface commit: the probe is being filled in)."""
+"""Dynamic provider for `ConnectivityCheck`.
+
+Serialization: Pulumi pickles the provider object with dill into the state and unpickles it in the
+dynamic provider host (`python -m pulumi.dynamic`, started by the engine with the project
+directory as its working directory, so `sys.path[0]` is the project root). dill pickles classes
+of importable modules *by reference*: the state holds "components.verification.provider.
+ConnectivityCheckProvider", not code, and the host imports this module. Hence: the provider object
+has no attributes, heavy clients (psycopg, kubernetes) are imported inside the runners, and no
+config is read here (everything arrives as inputs).
+"""
 
 from __future__ import annotations
 
-from typing import Any
+import hashlib
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any, Final
 
 import pulumi.dynamic
 
+from components.verification.checks import RUNBOOK, Verdict, judge, redact, redact_report
+
+INPUT_KEYS: Final[tuple[str, ...]] = (
+    "app_name",
+    "namespace",
+    "secret_name",
+    "host",
+    "port",
+    "database",
+    "username",
+    "uri",
+    "sslmode",
+    "direct_host",
+    "direct_port",
+    "other_databases",
+    "verification_mode",
+    "image",
+    "image_pull_policy",
+    "timeout_seconds",
+    "latency_budget_ms",
+    "rerun",
+    "roundtrips",
+    "kube_context",
+)
+"""Inputs compared by `diff` (besides the password hash). `password` and `uri` are secrets."""
+
+SECRET_KEYS: Final = frozenset({"password", "uri"})
+"""Never copied into outputs (their hash is)."""
+
+OUTPUT_KEYS: Final[tuple[str, ...]] = (
+    "checks_passed",
+    "checks",
+    "connect_ms",
+    "roundtrip_p50_ms",
+    "roundtrip_p95_ms",
+    "server_version",
+    "checked_at",
+    "mode",
+)
+
+
+class VerificationError(Exception):
+    """`pulumi up` fails with this text: app, check, what was seen, hint."""
+
+
+def credentials_hash(app: str, password: str, uri: str | None) -> str:
+    """What `diff` compares instead of the password (and uri); the secrets are never stored."""
+    h = hashlib.sha256()
+    for part in ("postgres-apps/verification", app, password, uri or ""):
+        h.update(part.encode())
+        h.update(b"\0")
+    return h.hexdigest()
+
+
+def _now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def run_check(props: Mapping[str, Any]) -> Verdict:
+    """Run the probe with the runner the inputs ask for and judge its report."""
+    from components.verification.pod import PodProbeError  # noqa: PLC0415
+
+    app = str(props["app_name"])
+    password = str(props["password"])
+    mode = props.get("verification_mode", "pod")
+    try:
+        if mode == "direct":
+            report = _direct(props)
+        elif mode == "pod":
+            report = _pod(props)
+        else:
+            raise VerificationError(f'app "{app}": unknown verification mode {mode!r}')
+    except PodProbeError as exc:
+        hint = exc.hint or f"see {RUNBOOK}#probe-pod"
+        raise VerificationError(
+            redact(
+                f'app "{app}": the probe pod could not run ({exc.reason}): {exc.message} — {hint}',
+                password,
+            )
+        ) from None
+    report = redact_report(report, password)
+    return judge(report, latency_budget_ms=float(props["latency_budget_ms"]), checked_at=_now())
+
+
+def _direct(props: Mapping[str, Any]) -> dict[str, Any]:
+    from components.verification.direct import DirectTarget, run_direct_probe  # noqa: PLC0415
+
+    uri = props.get("uri")
+    if not uri:
+        from components.credentials import postgres_uri  # noqa: PLC0415 - the Secret's format
+
+        uri = postgres_uri(
+            host=str(props["host"]),
+            port=int(props["port"]),
+            dbname=str(props["database"]),
+            user=str(props["username"]),
+            password=str(props["password"]),
+            sslmode=str(props["sslmode"]),
+        )
+    return run_direct_probe(
+        DirectTarget(
+            app=str(props["app_name"]),
+            host=str(props["direct_host"]),
+            port=int(props["direct_port"]),
+            database=str(props["database"]),
+            user=str(props["username"]),
+            password=str(props["password"]),
+            sslmode=str(props["sslmode"]),
+            uri=str(uri),
+            other_databases=[str(d) for d in props.get("other_databases") or []],
+            connect_timeout_s=max(2, min(10, int(props["timeout_seconds"]))),
+            roundtrips=int(props.get("roundtrips") or 20),
+        )
+    )
+
+
+def _pod(props: Mapping[str, Any]) -> dict[str, Any]:
+    from components.verification.pod import PodProbeSpec, core_api, run_pod_probe  # noqa: PLC0415
+
+    api = core_api(props.get("kube_context") or None)
+    return run_pod_probe(
+        api,
+        PodProbeSpec(
+            app=str(props["app_name"]),
+            namespace=str(props["namespace"]),
+            secret_name=str(props["secret_name"]),
+            image=str(props["image"]),
+            image_pull_policy=str(props["image_pull_policy"]),
+            sslmode=str(props["sslmode"]),
+            other_databases=[str(d) for d in props.get("other_databases") or []],
+            timeout_seconds=int(props["timeout_seconds"]),
+            roundtrips=int(props.get("roundtrips") or 20),
+        ),
+    )
+
+
+def outputs(props: Mapping[str, Any], verdict: Verdict) -> dict[str, Any]:
+    """Inputs minus secrets, the credentials hash, and the results. Nothing secret."""
+    outs: dict[str, Any] = {k: props.get(k) for k in INPUT_KEYS}
+    outs["credentials_sha256"] = credentials_hash(
+        str(props["app_name"]), str(props["password"]), props.get("uri")
+    )
+    outs.update(
+        checks_passed=verdict.passed,
+        checks=[c.to_json() for c in verdict.checks],
+        connect_ms=verdict.connect_ms,
+        roundtrip_p50_ms=verdict.roundtrip_p50_ms,
+        roundtrip_p95_ms=verdict.roundtrip_p95_ms,
+        server_version=verdict.server_version,
+        checked_at=verdict.checked_at,
+        mode=verdict.runner,
+    )
+    return outs
+
+
+def _probe(props: Mapping[str, Any]) -> dict[str, Any]:
+    verdict = run_check(props)
+    if not verdict.ok:
+        raise VerificationError(
+            redact(verdict.error_message(str(props.get("secret_name"))), str(props["password"]))
+        )
+    return outputs(props, verdict)
+
+
+def changed_keys(olds: Mapping[str, Any], news: Mapping[str, Any]) -> list[str]:
+    """Inputs that differ (old outputs vs new inputs), `password` when the hash differs."""
+    changed = [k for k in INPUT_KEYS if olds.get(k) != news.get(k)]
+    new_hash = credentials_hash(
+        str(news.get("app_name")), str(news.get("password")), news.get("uri")
+    )
+    if olds.get("credentials_sha256") != new_hash:
+        changed.append("password")
+    return changed
+
 
 class ConnectivityCheckProvider(pulumi.dynamic.ResourceProvider):
-    """Pickled into state: captures nothing; every input arrives as a property."""
+    """Pickled into state by reference: no attributes, no captured objects."""
+
+    def check(self, _olds: dict[str, Any], news: dict[str, Any]) -> pulumi.dynamic.CheckResult:
+        failures = []
+        if news.get("verification_mode") not in ("pod", "direct"):
+            failures.append(
+                pulumi.dynamic.CheckFailure("verification_mode", "must be 'pod' or 'direct'")
+            )
+        if news.get("rerun") not in ("always", "on-change"):
+            failures.append(pulumi.dynamic.CheckFailure("rerun", "must be 'always' or 'on-change'"))
+        timeout = news.get("timeout_seconds")
+        if not isinstance(timeout, int | float) or timeout <= 0:
+            failures.append(pulumi.dynamic.CheckFailure("timeout_seconds", "must be > 0"))
+        budget = news.get("latency_budget_ms")
+        if not isinstance(budget, int | float) or budget < 0:
+            failures.append(pulumi.dynamic.CheckFailure("latency_budget_ms", "must be ≥ 0"))
+        return pulumi.dynamic.CheckResult(news, failures)
+
+    def diff(
+        self, _id: str, _olds: dict[str, Any], _news: dict[str, Any]
+    ) -> pulumi.dynamic.DiffResult:
+        changed = changed_keys(_olds, _news)
+        rerun = _news.get("rerun") == "always"
+        return pulumi.dynamic.DiffResult(
+            changes=bool(changed) or rerun,
+            replaces=[],
+            delete_before_replace=False,
+        )
 
     def create(self, props: dict[str, Any]) -> pulumi.dynamic.CreateResult:
-        raise NotImplementedError("ConnectivityCheck: probe not implemented yet (work in progress)")
+        outs = _probe(props)
+        return pulumi.dynamic.CreateResult(id_=f"{props['app_name']}-connectivity", outs=outs)
+
+    def update(
+        self, _id: str, _olds: dict[str, Any], _news: dict[str, Any]
+    ) -> pulumi.dynamic.UpdateResult:
+        return pulumi.dynamic.UpdateResult(outs=_probe(_news))
+
+    def delete(self, _id: str, _props: dict[str, Any]) -> None:
+        """Nothing to clean up, except a probe pod left behind by an interrupted run."""
+        if _props.get("verification_mode") != "pod":
+            return
+        try:
+            from components.verification.pod import core_api, delete_probe_pods  # noqa: PLC0415
+
+            api = core_api(_props.get("kube_context") or None)
+            delete_probe_pods(api, str(_props["namespace"]), str(_props["app_name"]))
+        except Exception:  # noqa: S110 - best effort: a gone cluster must not block destroy
+            pass

@@ -41,12 +41,19 @@ class ConnectivityCheckArgs:
     """Other apps' databases: the app must NOT be able to connect to them."""
     settings: VerificationSettings
     kube_context: str | None = None
+    uri: pulumi.Input[str] | None = None
+    """Secret. The Secret's `uri` as written; direct mode connects with it (host/port swapped for
+    the direct endpoint). None → rebuilt from the parts with `components.credentials.postgres_uri`
+    (pod mode always reads the real Secret)."""
+    roundtrips: int = 20
+    """Round trips timed for the latency percentiles."""
 
 
 class ConnectivityCheck(pulumi.dynamic.Resource, module="verification", name="ConnectivityCheck"):
     """Runs the probe on create/update; fails `pulumi up` with a check name and a hint."""
 
     checks_passed: pulumi.Output[list[str]]
+    checks: pulumi.Output[list[dict[str, str]]]
     connect_ms: pulumi.Output[float]
     roundtrip_p50_ms: pulumi.Output[float]
     roundtrip_p95_ms: pulumi.Output[float]
@@ -76,6 +83,7 @@ def build_props(args: ConnectivityCheckArgs) -> dict[str, Any]:
         "database": args.database,
         "username": args.username,
         "password": pulumi.Output.secret(args.password),
+        "uri": pulumi.Output.secret(args.uri) if args.uri is not None else None,
         "sslmode": args.sslmode,
         "direct_host": args.direct_host,
         "direct_port": args.direct_port,
@@ -86,9 +94,12 @@ def build_props(args: ConnectivityCheckArgs) -> dict[str, Any]:
         "timeout_seconds": s.timeout_seconds,
         "latency_budget_ms": s.latency_budget_ms,
         "rerun": s.rerun,
+        "roundtrips": args.roundtrips,
         "kube_context": args.kube_context,
         # outputs (filled in by the provider)
+        "credentials_sha256": None,
         "checks_passed": None,
+        "checks": None,
         "connect_ms": None,
         "roundtrip_p50_ms": None,
         "roundtrip_p95_ms": None,

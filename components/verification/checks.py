@@ -1,0 +1,596 @@
+"""The checks: one list, one report shape, and the judgement shared by both runners.
+
+Both runners (``direct``: Python + psycopg; ``pod``: the sh + psql script in ``probe.sh``) only
+*measure*: they produce the same raw **probe report** (a JSON object, schema
+``postgres-apps.verification.report/v1``). :func:`judge` turns a report into the **verdict**
+(schema ``postgres-apps.verification/v1``): per check ``pass`` / ``fail`` / ``skip``, a message
+that says what was seen, and a hint. Everything here is pure (no I/O), so every failure message is
+unit-tested once for both runners.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Final, Literal
+
+CHECKS: Final[tuple[str, ...]] = (
+    "dns",
+    "tcp",
+    "login",
+    "uri",
+    "crud",
+    "privileges",
+    "isolation",
+    "latency",
+)
+"""Stable check names, in the order they run (used in messages, outputs and docs)."""
+
+REPORT_SCHEMA: Final = "postgres-apps.verification.report/v1"
+VERDICT_SCHEMA: Final = "postgres-apps.verification/v1"
+CRUD_STEPS: Final[tuple[str, ...]] = ("create", "insert", "select", "update", "delete", "drop")
+PRIVILEGE_FLAGS: Final[tuple[str, ...]] = (
+    "rolsuper",
+    "rolcreaterole",
+    "rolcreatedb",
+    "rolreplication",
+    "rolbypassrls",
+)
+RUNBOOK: Final = "docs/runbooks/postgres-connectivity.md"
+
+Status = Literal["pass", "fail", "skip"]
+Cause = Literal["dns", "tcp", "login"]
+
+
+@dataclass(frozen=True)
+class CheckOutcome:
+    """The judgement of one check."""
+
+    name: str
+    status: Status
+    message: str
+    hint: str = ""
+
+    def to_json(self) -> dict[str, str]:
+        return {
+            "name": self.name,
+            "status": self.status,
+            "message": self.message,
+            "hint": self.hint,
+        }
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """Every check judged, plus the numbers that become the resource's outputs."""
+
+    app: str
+    runner: str
+    checks: tuple[CheckOutcome, ...]
+    connect_ms: float | None
+    roundtrip_p50_ms: float | None
+    roundtrip_p95_ms: float | None
+    server_version: str | None
+    checked_at: str
+    report: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return all(c.status != "fail" for c in self.checks)
+
+    @property
+    def failed(self) -> tuple[CheckOutcome, ...]:
+        return tuple(c for c in self.checks if c.status == "fail")
+
+    @property
+    def passed(self) -> list[str]:
+        return [c.name for c in self.checks if c.status == "pass"]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "schema": VERDICT_SCHEMA,
+            "app": self.app,
+            "runner": self.runner,
+            "ok": self.ok,
+            "failed": [c.name for c in self.failed],
+            "checks_passed": self.passed,
+            "checks": [c.to_json() for c in self.checks],
+            "connect_ms": self.connect_ms,
+            "roundtrip_p50_ms": self.roundtrip_p50_ms,
+            "roundtrip_p95_ms": self.roundtrip_p95_ms,
+            "server_version": self.server_version,
+            "checked_at": self.checked_at,
+            "report": dict(self.report),
+        }
+
+    def error_message(self, secret_name: str) -> str:
+        """The `pulumi up` failure: app, first failed check, what was seen, hint; then the rest."""
+        failed = self.failed
+        if not failed:
+            return ""
+        first = failed[0]
+        text = f'app "{self.app}": check "{first.name}" failed: {first.message}'
+        if first.hint:
+            text += f" — {first.hint.format(secret=secret_name)}"
+        others = [f'"{c.name}" ({c.message})' for c in failed[1:]]
+        if others:
+            text += "; also failed: " + "; ".join(others)
+        return text
+
+
+# ---------------------------------------------------------------------------------------------
+# Error classification (libpq / psql / psycopg messages → which check they break)
+# ---------------------------------------------------------------------------------------------
+
+_DNS_PATTERNS = (
+    "could not translate host name",
+    "name or service not known",
+    "temporary failure in name resolution",
+    "nodename nor servname",
+    "no address associated with hostname",
+    "name does not resolve",
+    "try again",
+)
+_TCP_PATTERNS = (
+    "connection refused",
+    "timeout expired",
+    "timed out",
+    "no route to host",
+    "network is unreachable",
+    "host is unreachable",
+    "connection reset",
+    "server closed the connection unexpectedly",
+    "the database system is starting up",
+    "the database system is shutting down",
+    "the database system is in recovery mode",
+    "no such file or directory",
+)
+
+
+def classify_connect_error(error: str) -> Cause:
+    """Which layer a failed connection attempt broke at: name resolution, transport, or login."""
+    low = error.lower()
+    if any(p in low for p in _DNS_PATTERNS):
+        return "dns"
+    if any(p in low for p in _TCP_PATTERNS):
+        return "tcp"
+    return "login"
+
+
+def _hint(anchor: str, text: str) -> str:
+    return f"{text}, or see {RUNBOOK}#{anchor}"
+
+
+_LOGIN_HINTS: Final[tuple[tuple[tuple[str, ...], str, str], ...]] = (
+    # (all of these substrings, runbook anchor, hint)
+    (
+        ("password authentication failed",),
+        "password-authentication-failed",
+        "the Secret {secret} and the role disagree; re-run pulumi up to re-sync",
+    ),
+    (
+        ("no pg_hba.conf entry",),
+        "no-pg_hba-entry",
+        "the server's pg_hba.conf does not admit this client/user/database; allow the apps' "
+        "network with scram-sha-256",
+    ),
+    (
+        ("role", "does not exist"),
+        "role-does-not-exist",
+        "the role was not created; re-run pulumi up",
+    ),
+    (
+        ("database", "does not exist"),
+        "database-does-not-exist",
+        "the database was not created; re-run pulumi up",
+    ),
+    (
+        ("permission denied for database",),
+        "permission-denied-for-database",
+        "the role lacks CONNECT on its own database; re-run pulumi up to restore the grants",
+    ),
+    (
+        ("too many connections",),
+        "too-many-connections",
+        "the role's connection limit (or max_connections) is reached; raise connectionLimit or "
+        "find the leaking client",
+    ),
+    (
+        ("not permitted to log in",),
+        "role-cannot-login",
+        "the role has NOLOGIN; re-run pulumi up",
+    ),
+    (
+        ("ssl",),
+        "ssl",
+        "the server and the configured sslmode disagree; fix postgres-apps:sslmode",
+    ),
+)
+
+
+def login_hint(error: str) -> str:
+    """A hint for a login failure, from the server's message. `{secret}` is filled in later."""
+    low = error.lower()
+    for needles, anchor, text in _LOGIN_HINTS:
+        if all(n in low for n in needles):
+            return _hint(anchor, text)
+    return _hint("login", "check the Secret {secret} against the role and database")
+
+
+# ---------------------------------------------------------------------------------------------
+# Secrets never leave the probe
+# ---------------------------------------------------------------------------------------------
+
+_QUOTED = re.compile(r'"([^"]*)"')
+
+
+def redact(text: str, secret: str | None) -> str:
+    """Remove the password, and quoted fragments of it (libpq quotes mis-parsed URI parts)."""
+    if not secret:
+        return text
+    out = text.replace(secret, "<redacted>")
+
+    def _sub(m: re.Match[str]) -> str:
+        token = m.group(1)
+        if len(token) >= 3 and (token in secret or _shares_run(token, secret, 6)):
+            return '"<redacted>"'
+        return m.group(0)
+
+    return _QUOTED.sub(_sub, out)
+
+
+def _shares_run(a: str, b: str, n: int) -> bool:
+    """True if `a` and `b` share a common substring of length ≥ n."""
+    if len(a) < n or len(b) < n:
+        return False
+    runs = {b[i : i + n] for i in range(len(b) - n + 1)}
+    return any(a[i : i + n] in runs for i in range(len(a) - n + 1))
+
+
+def redact_report(value: Any, secret: str | None) -> Any:
+    """`redact` applied to every string in a report (recursively)."""
+    if isinstance(value, str):
+        return redact(value, secret)
+    if isinstance(value, list):
+        return [redact_report(v, secret) for v in value]
+    if isinstance(value, dict):
+        return {k: redact_report(v, secret) for k, v in value.items()}
+    return value
+
+
+# ---------------------------------------------------------------------------------------------
+# Statistics
+# ---------------------------------------------------------------------------------------------
+
+
+def percentile(samples: Sequence[float], q: float) -> float:
+    """Nearest-rank percentile (q in 0..100) of a non-empty sample."""
+    if not samples:
+        raise ValueError("percentile of an empty sample")
+    ordered = sorted(samples)
+    rank = max(1, math.ceil(q / 100.0 * len(ordered)))
+    return ordered[min(rank, len(ordered)) - 1]
+
+
+def _ms(value: Any) -> float | None:
+    if value is None:
+        return None
+    try:
+        f = float(value)
+    except (TypeError, ValueError):
+        return None
+    if math.isnan(f) or f < 0:
+        return None
+    return round(f, 3)
+
+
+# ---------------------------------------------------------------------------------------------
+# The judges, one per check
+# ---------------------------------------------------------------------------------------------
+
+
+def _dict(value: Any) -> dict[str, Any] | None:
+    return value if isinstance(value, dict) else None
+
+
+def judge_dns(report: Mapping[str, Any]) -> CheckOutcome:
+    dns = _dict(report.get("dns"))
+    if dns is None:
+        return CheckOutcome("dns", "skip", "not measured by this runner (pod mode only)")
+    host = str(dns.get("host") or "")
+    addresses = [str(a) for a in dns.get("addresses") or []]
+    if addresses:
+        return CheckOutcome("dns", "pass", f"{host} resolves to {', '.join(addresses)}")
+    seen = dns.get("error") or "no address returned"
+    return CheckOutcome(
+        "dns",
+        "fail",
+        f"{host} does not resolve ({seen})",
+        _hint(
+            "dns",
+            "check postgres-apps:host (the Service name, e.g. "
+            "postgres-postgresql.data.svc.cluster.local) and that the Service exists",
+        ),
+    )
+
+
+def _login_error(report: Mapping[str, Any]) -> str | None:
+    login = _dict(report.get("login"))
+    if login is None or login.get("ok"):
+        return None
+    return str(login.get("error") or "unknown error")
+
+
+def judge_tcp(report: Mapping[str, Any]) -> CheckOutcome:
+    target = _dict(report.get("target")) or {}
+    where = f"{target.get('host')}:{target.get('port')}"
+    tcp = _dict(report.get("tcp"))
+    if tcp is not None and tcp.get("ok") is not None:
+        if tcp["ok"]:
+            ms = _ms(tcp.get("ms"))
+            return CheckOutcome("tcp", "pass", f"{where} accepts connections ({ms} ms)")
+        return _tcp_fail(where, str(tcp.get("error") or "connect failed"))
+    # Not measured separately (the pod script): derive it from the login attempt.
+    err = _login_error(report)
+    login = _dict(report.get("login"))
+    if login is None:
+        return CheckOutcome("tcp", "skip", "not measured")
+    if err is None or classify_connect_error(err) == "login":
+        return CheckOutcome("tcp", "pass", f"{where} accepts connections (server answered)")
+    if classify_connect_error(err) == "dns":
+        return CheckOutcome("tcp", "skip", f"{where}: name does not resolve (see dns)")
+    return _tcp_fail(where, err)
+
+
+def _tcp_fail(where: str, error: str) -> CheckOutcome:
+    return CheckOutcome(
+        "tcp",
+        "fail",
+        f"cannot open a connection to {where}: {error.strip()}",
+        _hint(
+            "connection-refused",
+            "is PostgreSQL running and is the endpoint right? (direct mode: the admin endpoint/"
+            "port-forward; pod mode: the Service and NetworkPolicies)",
+        ),
+    )
+
+
+def judge_login(report: Mapping[str, Any]) -> CheckOutcome:
+    login = _dict(report.get("login"))
+    if login is None:
+        return CheckOutcome("login", "skip", "not attempted")
+    target = _dict(report.get("target")) or {}
+    who = f'user "{target.get("user")}" on database "{target.get("database")}"'
+    if login.get("ok"):
+        user = login.get("current_user")
+        if user is not None and user != target.get("user"):
+            return CheckOutcome(
+                "login",
+                "fail",
+                f'logged in as "{user}", expected "{target.get("user")}"',
+                _hint("login", "the Secret {secret} names the wrong user; re-run pulumi up"),
+            )
+        return CheckOutcome("login", "pass", f"logged in as {who}")
+    err = str(login.get("error") or "unknown error").strip()
+    if classify_connect_error(err) != "login":
+        return CheckOutcome("login", "skip", "no server to log in to (see tcp/dns)")
+    return CheckOutcome("login", "fail", err, login_hint(err))
+
+
+def judge_uri(report: Mapping[str, Any]) -> CheckOutcome:
+    uri = _dict(report.get("uri"))
+    if uri is None:
+        return CheckOutcome("uri", "skip", "not attempted")
+    if not uri.get("given"):
+        return CheckOutcome(
+            "uri",
+            "fail",
+            "the Secret has no uri",
+            _hint("uri", "the Secret {secret} lacks the key uri; re-run pulumi up"),
+        )
+    target = _dict(report.get("target")) or {}
+    if uri.get("ok"):
+        user, db = uri.get("current_user"), uri.get("database")
+        if (user, db) != (target.get("user"), target.get("database")):
+            return CheckOutcome(
+                "uri",
+                "fail",
+                f'uri logs in as "{user}" on "{db}", expected "{target.get("user")}" on '
+                f'"{target.get("database")}"',
+                _hint("uri", "the Secret {secret}'s uri disagrees with its other keys"),
+            )
+        return CheckOutcome("uri", "pass", "the Secret's uri connects as given")
+    err = str(uri.get("error") or "unknown error").strip()
+    if _login_error(report) is not None:
+        return CheckOutcome("uri", "skip", "login with the Secret's keys failed first")
+    return CheckOutcome(
+        "uri",
+        "fail",
+        f"the Secret's uri does not connect as given: {err}",
+        _hint(
+            "uri-encoding",
+            "the password in the Secret {secret}'s uri must be percent-encoded "
+            "(the other keys work); re-run pulumi up",
+        ),
+    )
+
+
+def judge_crud(report: Mapping[str, Any]) -> CheckOutcome:
+    crud = _dict(report.get("crud"))
+    if crud is None:
+        return CheckOutcome("crud", "skip", "not attempted (login failed)")
+    done = [str(s) for s in crud.get("steps") or []]
+    failed_step = crud.get("failed_step")
+    if failed_step is None and done == list(CRUD_STEPS):
+        selected, updated = crud.get("selected"), crud.get("updated")
+        if selected != "probe" or updated != "updated":
+            return CheckOutcome(
+                "crud",
+                "fail",
+                f"read back {selected!r} after insert and {updated!r} after update, "
+                "expected 'probe' and 'updated'",
+                _hint("crud", "the scratch table returned wrong rows; check triggers/policies"),
+            )
+        return CheckOutcome("crud", "pass", "create, insert, select, update, delete, drop")
+    step = failed_step or (CRUD_STEPS[len(done)] if len(done) < len(CRUD_STEPS) else "?")
+    err = str(crud.get("error") or "unknown error").strip()
+    return CheckOutcome(
+        "crud",
+        "fail",
+        f"{step} on a scratch table failed: {err}",
+        _hint(
+            "crud",
+            "the role must own its database (and so the public schema on PostgreSQL 15+); "
+            "re-run pulumi up to restore ownership",
+        ),
+    )
+
+
+_FLAG_WORD = {
+    "rolsuper": "SUPERUSER",
+    "rolcreaterole": "CREATEROLE",
+    "rolcreatedb": "CREATEDB",
+    "rolreplication": "REPLICATION",
+    "rolbypassrls": "BYPASSRLS",
+}
+
+
+def judge_privileges(report: Mapping[str, Any]) -> CheckOutcome:
+    priv = _dict(report.get("privileges"))
+    if priv is None:
+        return CheckOutcome("privileges", "skip", "not attempted (login failed)")
+    if priv.get("error"):
+        return CheckOutcome(
+            "privileges",
+            "fail",
+            f"could not read the role's attributes: {priv['error']}",
+            _hint("privileges", "the role must be able to read pg_roles"),
+        )
+    missing = [f for f in PRIVILEGE_FLAGS if f not in priv]
+    if missing:
+        return CheckOutcome(
+            "privileges", "fail", f"role attributes not reported: {', '.join(missing)}", ""
+        )
+    extra = [_FLAG_WORD[f] for f in PRIVILEGE_FLAGS if priv.get(f) is True]
+    if extra:
+        return CheckOutcome(
+            "privileges",
+            "fail",
+            f"the app role has {', '.join(extra)}",
+            _hint(
+                "excess-privileges",
+                "someone altered the role by hand; re-run pulumi up to restore NOSUPERUSER "
+                "NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS",
+            ),
+        )
+    return CheckOutcome(
+        "privileges", "pass", "no SUPERUSER, CREATEROLE, CREATEDB, REPLICATION, BYPASSRLS"
+    )
+
+
+def judge_isolation(report: Mapping[str, Any]) -> CheckOutcome:
+    if report.get("isolation") is None:
+        return CheckOutcome("isolation", "skip", "not attempted (login failed)")
+    attempts = [a for a in report.get("isolation") or [] if isinstance(a, dict)]
+    if not attempts:
+        return CheckOutcome("isolation", "pass", "no other app databases to try")
+    reached: list[str] = []
+    unproven: list[str] = []
+    for a in attempts:
+        db = str(a.get("database"))
+        if a.get("connected"):
+            reached.append(db)
+            continue
+        err = str(a.get("error") or "").lower()
+        if "permission denied for database" not in err:
+            unproven.append(f'"{db}": {str(a.get("error") or "no error reported").strip()}')
+    if reached:
+        return CheckOutcome(
+            "isolation",
+            "fail",
+            "the app can connect to other apps' databases: " + ", ".join(f'"{d}"' for d in reached),
+            _hint(
+                "isolation",
+                "CONNECT is granted to PUBLIC or to this role; re-run pulumi up to revoke it "
+                "(REVOKE CONNECT, TEMPORARY ON DATABASE … FROM PUBLIC)",
+            ),
+        )
+    if unproven:
+        return CheckOutcome(
+            "isolation",
+            "fail",
+            "could not prove isolation (expected 'permission denied for database'): "
+            + "; ".join(unproven),
+            _hint(
+                "isolation",
+                "the other app's database must exist before this check runs (depends_on)",
+            ),
+        )
+    names = ", ".join(f'"{a.get("database")}"' for a in attempts)
+    return CheckOutcome("isolation", "pass", f"permission denied for {names}")
+
+
+def judge_latency(report: Mapping[str, Any], budget_ms: float) -> CheckOutcome:
+    login = _dict(report.get("login"))
+    if login is None or not login.get("ok"):
+        return CheckOutcome("latency", "skip", "not measured (login failed)")
+    connect = _ms(login.get("ms"))
+    samples = [v for v in (_ms(x) for x in report.get("roundtrips_ms") or []) if v is not None]
+    if connect is None or not samples:
+        return CheckOutcome(
+            "latency", "fail", "no timings were reported", _hint("latency", "probe problem")
+        )
+    p50, p95 = percentile(samples, 50), percentile(samples, 95)
+    seen = f"connect {connect} ms, round trip p50 {p50} ms / p95 {p95} ms over {len(samples)}"
+    over = [
+        f"{what} {value} ms > {budget_ms:g} ms"
+        for what, value in (("connect", connect), ("p95", p95))
+        if value > budget_ms
+    ]
+    if over:
+        return CheckOutcome(
+            "latency",
+            "fail",
+            f"{seen}: over budget ({'; '.join(over)})",
+            _hint(
+                "latency",
+                "the path to PostgreSQL is slow (node/network/CPU saturation) or the budget "
+                "postgres-apps:verification.latencyBudgetMs is too tight",
+            ),
+        )
+    return CheckOutcome("latency", "pass", f"{seen} (budget {budget_ms:g} ms)")
+
+
+def judge(
+    report: Mapping[str, Any], *, latency_budget_ms: float, checked_at: str | None = None
+) -> Verdict:
+    """Turn a raw probe report (either runner) into the verdict."""
+    if report.get("schema") != REPORT_SCHEMA:
+        raise ValueError(f"not a probe report (schema {report.get('schema')!r})")
+    outcomes = (
+        judge_dns(report),
+        judge_tcp(report),
+        judge_login(report),
+        judge_uri(report),
+        judge_crud(report),
+        judge_privileges(report),
+        judge_isolation(report),
+        judge_latency(report, latency_budget_ms),
+    )
+    if tuple(o.name for o in outcomes) != CHECKS:  # the single list of checks, in order
+        raise RuntimeError("judge() and CHECKS disagree")
+    login = _dict(report.get("login")) or {}
+    samples = [v for v in (_ms(x) for x in report.get("roundtrips_ms") or []) if v is not None]
+    return Verdict(
+        app=str(report.get("app")),
+        runner=str(report.get("runner")),
+        checks=outcomes,
+        connect_ms=_ms(login.get("ms")) if login.get("ok") else None,
+        roundtrip_p50_ms=percentile(samples, 50) if samples else None,
+        roundtrip_p95_ms=percentile(samples, 95) if samples else None,
+        server_version=(str(login["server_version"]) if login.get("server_version") else None),
+        checked_at=checked_at or str(report.get("finished_at") or report.get("started_at") or ""),
+        report=report,
+    )

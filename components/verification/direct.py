@@ -1,0 +1,253 @@
+"""The `direct` runner: the probe from the Pulumi host with psycopg, through the admin endpoint.
+
+It only measures and fills in a probe report (see `checks.py`); `checks.judge` decides.
+psycopg is imported inside the function: this module is imported by the dynamic provider, whose
+object is pickled into state.
+"""
+
+from __future__ import annotations
+
+import secrets
+import socket
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import quote
+
+from components.verification.checks import CRUD_STEPS, PRIVILEGE_FLAGS, REPORT_SCHEMA
+
+APPLICATION_NAME = "postgres-apps-verify"
+
+
+@dataclass(frozen=True)
+class DirectTarget:
+    """Where and as whom the direct runner connects (the app's credentials, the admin endpoint)."""
+
+    app: str
+    host: str
+    port: int
+    database: str
+    user: str
+    password: str = field(repr=False)
+    sslmode: str = "prefer"
+    uri: str | None = field(default=None, repr=False)
+    """The Secret's `uri` as given; None → built from the parts the way the Secret is."""
+    other_databases: Sequence[str] = ()
+    connect_timeout_s: int = 10
+    roundtrips: int = 20
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def new_report(app: str, runner: str, target: dict[str, Any]) -> dict[str, Any]:
+    """An empty report: `None` = not measured."""
+    return {
+        "schema": REPORT_SCHEMA,
+        "app": app,
+        "runner": runner,
+        "target": target,
+        "started_at": now_iso(),
+        "finished_at": None,
+        "dns": None,
+        "tcp": None,
+        "login": None,
+        "uri": None,
+        "crud": None,
+        "privileges": None,
+        "isolation": None,
+        "roundtrips_ms": None,
+    }
+
+
+def build_uri(
+    *, user: str, password: str, host: str, port: int, database: str, sslmode: str
+) -> str:
+    """The Secret's `uri` format (password percent-encoded)."""
+    return (
+        f"postgresql://{quote(user, safe='')}:{quote(password, safe='')}@{host}:{port}/"
+        f"{quote(database, safe='')}?sslmode={sslmode}"
+    )
+
+
+def error_text(exc: BaseException) -> str:
+    """One line: libpq's multi-line messages joined, whitespace collapsed."""
+    text = str(exc) or type(exc).__name__
+    return " ".join(text.split())
+
+
+def _elapsed_ms(start: float) -> float:
+    return round((time.perf_counter() - start) * 1000.0, 3)
+
+
+def run_direct_probe(t: DirectTarget) -> dict[str, Any]:
+    """Measure everything the checks need; never raises for a failed measurement."""
+    import psycopg  # noqa: PLC0415 - heavy client, imported where used (provider is pickled)
+    from psycopg import conninfo  # noqa: PLC0415
+
+    report = new_report(
+        t.app,
+        "direct",
+        {"host": t.host, "port": t.port, "database": t.database, "user": t.user},
+    )
+    common: dict[str, Any] = {
+        "sslmode": t.sslmode,
+        "connect_timeout": t.connect_timeout_s,
+        "application_name": APPLICATION_NAME,
+        "autocommit": True,
+    }
+
+    # tcp: a plain socket to the endpoint
+    start = time.perf_counter()
+    try:
+        with socket.create_connection((t.host, t.port), timeout=t.connect_timeout_s):
+            report["tcp"] = {"ok": True, "ms": _elapsed_ms(start), "error": None}
+    except OSError as exc:
+        report["tcp"] = {"ok": False, "ms": None, "error": f"{type(exc).__name__}: {exc}"}
+        report["finished_at"] = now_iso()
+        return report
+
+    # login with the Secret's individual keys
+    start = time.perf_counter()
+    try:
+        conn = psycopg.connect(
+            host=t.host, port=t.port, dbname=t.database, user=t.user, password=t.password, **common
+        )
+    except psycopg.Error as exc:
+        report["login"] = {"ok": False, "ms": None, "error": error_text(exc)}
+        report["finished_at"] = now_iso()
+        return report
+    connect_ms = _elapsed_ms(start)
+    try:
+        with conn.cursor() as cur:
+            cur.execute(
+                "SELECT current_user, current_database(), current_setting('server_version')"
+            )
+            row = cur.fetchone()
+            assert row is not None  # noqa: S101 - a SELECT without FROM returns one row
+            report["login"] = {
+                "ok": True,
+                "ms": connect_ms,
+                "error": None,
+                "current_user": row[0],
+                "database": row[1],
+                "server_version": row[2],
+            }
+            report["privileges"] = _privileges(cur, psycopg)
+        report["crud"] = _crud(conn, psycopg)
+        report["roundtrips_ms"] = _roundtrips(conn, t.roundtrips)
+    finally:
+        conn.close()
+
+    report["uri"] = _uri(t, common, psycopg, conninfo)
+    report["isolation"] = [_try_database(t, db, common, psycopg) for db in t.other_databases]
+    report["finished_at"] = now_iso()
+    return report
+
+
+def _privileges(cur: Any, psycopg: Any) -> dict[str, Any]:
+    try:
+        cur.execute(
+            f"SELECT {', '.join(PRIVILEGE_FLAGS)} FROM pg_roles WHERE rolname = current_user"  # noqa: S608 - constant column list
+        )
+        row = cur.fetchone()
+    except psycopg.Error as exc:
+        return {"error": error_text(exc)}
+    if row is None:
+        return {"error": "current_user not found in pg_roles"}
+    return dict(zip(PRIVILEGE_FLAGS, (bool(v) for v in row), strict=True))
+
+
+def _crud(conn: Any, psycopg: Any) -> dict[str, Any]:
+    from psycopg import sql  # noqa: PLC0415
+
+    name = f"postgres_apps_probe_{secrets.token_hex(4)}"
+    table = sql.Identifier(name)
+    done: list[str] = []
+    out: dict[str, Any] = {"table": name, "steps": done, "failed_step": None, "error": None}
+    statements = {
+        "create": sql.SQL("CREATE TABLE {} (id integer PRIMARY KEY, v text NOT NULL)"),
+        "insert": sql.SQL("INSERT INTO {} (id, v) VALUES (1, 'probe')"),
+        "select": sql.SQL("SELECT v FROM {} WHERE id = 1"),
+        "update": sql.SQL("UPDATE {} SET v = 'updated' WHERE id = 1 RETURNING v"),
+        "delete": sql.SQL("DELETE FROM {} WHERE id = 1"),
+        "drop": sql.SQL("DROP TABLE {}"),
+    }
+    step = CRUD_STEPS[0]
+    try:
+        with conn.cursor() as cur:
+            for step in CRUD_STEPS:
+                cur.execute(statements[step].format(table))
+                if step in ("select", "update"):
+                    row = cur.fetchone()
+                    out["selected" if step == "select" else "updated"] = row[0] if row else None
+                done.append(step)
+    except psycopg.Error as exc:
+        out["failed_step"] = step
+        out["error"] = error_text(exc)
+        try:
+            with conn.cursor() as cur:
+                cur.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(table))
+        except psycopg.Error:
+            out["cleanup"] = "failed"
+    return out
+
+
+def _roundtrips(conn: Any, n: int) -> list[float]:
+    samples: list[float] = []
+    with conn.cursor() as cur:
+        for _ in range(n):
+            start = time.perf_counter()
+            cur.execute("SELECT 1")
+            cur.fetchone()
+            samples.append(_elapsed_ms(start))
+    return samples
+
+
+def _uri(t: DirectTarget, common: dict[str, Any], psycopg: Any, conninfo: Any) -> dict[str, Any]:
+    """Connect with the Secret's uri as given; only host/port are swapped for the endpoint."""
+    if t.uri is None:
+        uri = build_uri(
+            user=t.user,
+            password=t.password,
+            host=t.host,
+            port=t.port,
+            database=t.database,
+            sslmode=t.sslmode,
+        )
+        source = "built"
+    else:
+        uri, source = t.uri, "secret"
+    out: dict[str, Any] = {"given": True, "source": source, "ok": False, "error": None}
+    try:
+        params = conninfo.conninfo_to_dict(uri)
+    except psycopg.Error as exc:
+        out["error"] = f"libpq cannot parse it: {error_text(exc)}"
+        return out
+    params.pop("hostaddr", None)
+    params["host"], params["port"] = t.host, str(t.port)
+    params.setdefault("connect_timeout", t.connect_timeout_s)
+    params.setdefault("application_name", APPLICATION_NAME)
+    try:
+        with psycopg.connect(**params, autocommit=True) as conn, conn.cursor() as cur:
+            cur.execute("SELECT current_user, current_database()")
+            row = cur.fetchone()
+    except psycopg.Error as exc:
+        out["error"] = error_text(exc)
+        return out
+    out.update(ok=True, current_user=row[0] if row else None, database=row[1] if row else None)
+    return out
+
+
+def _try_database(t: DirectTarget, db: str, common: dict[str, Any], psycopg: Any) -> dict[str, Any]:
+    try:
+        conn = psycopg.connect(
+            host=t.host, port=t.port, dbname=db, user=t.user, password=t.password, **common
+        )
+    except psycopg.Error as exc:
+        return {"database": db, "connected": False, "error": error_text(exc)}
+    conn.close()
+    return {"database": db, "connected": True, "error": None}

@@ -1,0 +1,417 @@
+"""The `pod` runner: a short-lived Pod in the app's namespace runs `probe.sh` with psql.
+
+The Pod reads the app's Secret exactly as an app would (env from the Secret), is compliant with Pod
+Security `restricted`, and prints one probe report (JSON) as its last log line. The runner creates
+it, waits, reads the report and deletes the Pod ALWAYS (success, failure, timeout, interrupt).
+
+`build_pod_manifest` is pure; `run_pod_probe` takes any object with the five CoreV1Api methods it
+uses (the official `kubernetes` client in production, a recording fake in unit tests).
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Final
+
+from components.verification.checks import REPORT_SCHEMA, RUNBOOK
+
+CONTAINER: Final = "probe"
+COMPONENT_LABEL: Final = "db-connectivity-check"
+PROBE_SCRIPT: Final = Path(__file__).with_name("probe.sh")
+TMP_DIR: Final = "/tmp"  # noqa: S108 - an emptyDir inside the probe pod (read-only root fs)
+
+SECRET_ENV: Final[tuple[tuple[str, str], ...]] = (
+    ("DB_HOST", "host"),
+    ("DB_PORT", "port"),
+    ("DB_NAME", "dbname"),
+    ("DB_USER", "user"),
+    ("DB_PASSWORD", "password"),
+    ("DB_URI", "uri"),
+)
+"""Probe env var ← key of the app's Secret (the CloudNativePG key names the apps read)."""
+
+FATAL_WAITING_REASONS: Final = frozenset(
+    {
+        "ErrImagePull",
+        "ImagePullBackOff",
+        "InvalidImageName",
+        "ErrImageNeverPull",
+        "CreateContainerConfigError",
+        "CreateContainerError",
+        "RunContainerError",
+    }
+)
+"""Container waiting reasons that will not fix themselves within the probe's timeout."""
+
+_PULL_HINT: Final = (
+    "the node cannot pull the probe image; set postgres-apps:verification.image to an image the "
+    "cluster can pull (and verification.imagePullPolicy)"
+)
+_REASON_HINTS: Final = {
+    "ErrImagePull": _PULL_HINT,
+    "ImagePullBackOff": _PULL_HINT,
+    "InvalidImageName": "postgres-apps:verification.image is not a valid image reference",
+    "ErrImageNeverPull": "imagePullPolicy is Never and the probe image is not on the node",
+    "CreateContainerConfigError": "the app's Secret is missing or lacks a key the apps read "
+    "(host, port, dbname, user, password, uri); re-run pulumi up to recreate it",
+    "DeadlineExceeded": "the probe did not finish in time; PostgreSQL or DNS is hanging "
+    "(raise postgres-apps:verification.timeoutSeconds only if the cluster is just slow)",
+    "Unschedulable": "no node can run the probe pod (resources, taints, quotas)",
+}
+
+
+class PodProbeError(RuntimeError):
+    """The probe pod could not produce a report. `reason` names why (k8s reason or ours)."""
+
+    def __init__(self, reason: str, message: str, hint: str = "") -> None:
+        super().__init__(f"{reason}: {message}")
+        self.reason = reason
+        self.message = message
+        self.hint = hint or _REASON_HINTS.get(reason, "")
+
+
+@dataclass(frozen=True)
+class PodProbeSpec:
+    """What the probe pod needs (all plain values: the provider passes its inputs through)."""
+
+    app: str
+    namespace: str
+    secret_name: str
+    image: str
+    image_pull_policy: str = "IfNotPresent"
+    sslmode: str = "prefer"
+    other_databases: Sequence[str] = ()
+    timeout_seconds: int = 120
+    roundtrips: int = 20
+    connect_timeout_s: int = 10
+    run_as_user: int = 70
+    """70 is the postgres user of the official postgres:*-alpine images."""
+    labels: dict[str, str] = field(default_factory=dict)
+
+
+def probe_script() -> str:
+    return PROBE_SCRIPT.read_text()
+
+
+def probe_labels(app: str) -> dict[str, str]:
+    return {
+        "app.kubernetes.io/name": app,
+        "app.kubernetes.io/component": COMPONENT_LABEL,
+        "app.kubernetes.io/managed-by": "pulumi",
+        "app.kubernetes.io/part-of": "postgres-apps",
+    }
+
+
+def label_selector(app: str) -> str:
+    return ",".join(
+        f"{k}={v}" for k, v in probe_labels(app).items() if k != "app.kubernetes.io/managed-by"
+    )
+
+
+def pod_name(app: str, suffix: str) -> str:
+    """`<app>-dbcheck-<suffix>`, at most 63 characters."""
+    return f"{app[: 63 - len('-dbcheck-') - len(suffix)]}-dbcheck-{suffix}"
+
+
+def build_pod_manifest(spec: PodProbeSpec, name: str, script: str) -> dict[str, Any]:
+    """The probe Pod: Pod Security `restricted`, env from the app's Secret, script as argument."""
+    env: list[dict[str, Any]] = [
+        {
+            "name": var,
+            "valueFrom": {"secretKeyRef": {"name": spec.secret_name, "key": key}},
+        }
+        for var, key in SECRET_ENV
+    ]
+    env += [
+        {"name": "HOME", "value": TMP_DIR},
+        {"name": "TMPDIR", "value": TMP_DIR},
+        {"name": "PROBE_APP", "value": spec.app},
+        {"name": "PROBE_SSLMODE", "value": spec.sslmode},
+        {"name": "PROBE_OTHER_DATABASES", "value": " ".join(spec.other_databases)},
+        {"name": "PROBE_ROUNDTRIPS", "value": str(spec.roundtrips)},
+        {"name": "PROBE_CONNECT_TIMEOUT", "value": str(spec.connect_timeout_s)},
+    ]
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {
+            "name": name,
+            "namespace": spec.namespace,
+            "labels": {**probe_labels(spec.app), **spec.labels},
+            "annotations": {"postgres-apps/purpose": "post-deploy database connectivity check"},
+        },
+        "spec": {
+            "restartPolicy": "Never",
+            "activeDeadlineSeconds": spec.timeout_seconds,
+            "automountServiceAccountToken": False,
+            "enableServiceLinks": False,
+            "terminationGracePeriodSeconds": 1,
+            "securityContext": {
+                "runAsNonRoot": True,
+                "runAsUser": spec.run_as_user,
+                "runAsGroup": spec.run_as_user,
+                "seccompProfile": {"type": "RuntimeDefault"},
+            },
+            "containers": [
+                {
+                    "name": CONTAINER,
+                    "image": spec.image,
+                    "imagePullPolicy": spec.image_pull_policy,
+                    "command": ["sh", "-c", script, "probe"],
+                    "env": env,
+                    "securityContext": {
+                        "allowPrivilegeEscalation": False,
+                        "privileged": False,
+                        "readOnlyRootFilesystem": True,
+                        "runAsNonRoot": True,
+                        "runAsUser": spec.run_as_user,
+                        "capabilities": {"drop": ["ALL"]},
+                        "seccompProfile": {"type": "RuntimeDefault"},
+                    },
+                    "resources": {
+                        "requests": {"cpu": "10m", "memory": "16Mi", "ephemeral-storage": "1Mi"},
+                        "limits": {"cpu": "250m", "memory": "64Mi", "ephemeral-storage": "32Mi"},
+                    },
+                    "volumeMounts": [{"name": "tmp", "mountPath": TMP_DIR}],
+                }
+            ],
+            "volumes": [{"name": "tmp", "emptyDir": {"sizeLimit": "16Mi"}}],
+        },
+    }
+
+
+# ---------------------------------------------------------------------------------------------
+# Reading pod status (kubernetes client models or any object with the same attribute names)
+# ---------------------------------------------------------------------------------------------
+
+
+def _get(obj: Any, *path: str) -> Any:
+    for attr in path:
+        if obj is None:
+            return None
+        obj = getattr(obj, attr, None)
+    return obj
+
+
+def fatal_state(pod: Any) -> tuple[str, str] | None:
+    """(reason, message) when the container is stuck for a reason that won't clear in time."""
+    for cs in _get(pod, "status", "container_statuses") or []:
+        reason = _get(cs, "state", "waiting", "reason")
+        if reason in FATAL_WAITING_REASONS:
+            return str(reason), str(_get(cs, "state", "waiting", "message") or "")
+    return None
+
+
+def pending_state(pod: Any) -> str:
+    """What a pod that did not finish was doing, for the timeout message."""
+    parts = [f"phase {_get(pod, 'status', 'phase') or 'unknown'}"]
+    for cond in _get(pod, "status", "conditions") or []:
+        if _get(cond, "status") == "False" and _get(cond, "reason"):
+            parts.append(
+                f"{_get(cond, 'type')}: {_get(cond, 'reason')} {_get(cond, 'message') or ''}"
+            )
+    for cs in _get(pod, "status", "container_statuses") or []:
+        waiting = _get(cs, "state", "waiting")
+        if waiting is not None:
+            parts.append(
+                f"container waiting: {_get(waiting, 'reason')} {_get(waiting, 'message') or ''}"
+            )
+    return "; ".join(p.strip() for p in parts)
+
+
+def _exit_code(pod: Any) -> int | None:
+    for cs in _get(pod, "status", "container_statuses") or []:
+        code = _get(cs, "state", "terminated", "exit_code")
+        if code is not None:
+            return int(code)
+    return None
+
+
+def parse_report(log: str) -> dict[str, Any] | None:
+    """The last log line that is a probe report, or None."""
+    for raw in reversed(log.splitlines()):
+        line = raw.strip()
+        if not line.startswith("{"):
+            continue
+        try:
+            doc = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(doc, dict) and doc.get("schema") == REPORT_SCHEMA:
+            return doc
+    return None
+
+
+def api_error_text(exc: BaseException) -> str:
+    """kubernetes.client ApiException → its status message; anything else → str()."""
+    body = getattr(exc, "body", None)
+    if body:
+        try:
+            doc = json.loads(body)
+            if isinstance(doc, dict) and doc.get("message"):
+                return f"{getattr(exc, 'status', '')} {doc['message']}".strip()
+        except (TypeError, ValueError):
+            pass
+    status, reason = getattr(exc, "status", None), getattr(exc, "reason", None)
+    if status is not None:
+        return f"{status} {reason or ''}".strip()
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
+def _is_not_found(exc: BaseException) -> bool:
+    return getattr(exc, "status", None) == 404
+
+
+# ---------------------------------------------------------------------------------------------
+# The runner
+# ---------------------------------------------------------------------------------------------
+
+
+def delete_probe_pods(api: Any, namespace: str, app: str, keep: str | None = None) -> list[str]:
+    """Delete leftover probe pods of this app (from an interrupted run); returns their names."""
+    pods = api.list_namespaced_pod(
+        namespace, label_selector=label_selector(app), _request_timeout=30
+    )
+    deleted = []
+    for pod in _get(pods, "items") or []:
+        name = _get(pod, "metadata", "name")
+        if name and name != keep:
+            _delete_pod(api, name, namespace)
+            deleted.append(str(name))
+    return deleted
+
+
+def _delete_pod(api: Any, name: str, namespace: str) -> None:
+    try:
+        api.delete_namespaced_pod(
+            name,
+            namespace,
+            grace_period_seconds=0,
+            propagation_policy="Background",
+            _request_timeout=30,
+        )
+    except Exception as exc:
+        if not _is_not_found(exc):
+            raise
+
+
+def run_pod_probe(
+    api: Any,
+    spec: PodProbeSpec,
+    *,
+    poll_interval_s: float = 0.5,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
+    suffix: str | None = None,
+) -> dict[str, Any]:
+    """Create the probe pod, wait, return its report; the pod is deleted whatever happens."""
+    name = pod_name(spec.app, suffix or secrets.token_hex(3))
+    manifest = build_pod_manifest(spec, name, probe_script())
+    warnings: list[str] = []
+    try:
+        leftovers = delete_probe_pods(api, spec.namespace, spec.app)
+        if leftovers:
+            warnings.append(f"deleted leftover probe pods: {', '.join(leftovers)}")
+    except Exception as exc:
+        warnings.append(f"could not list/delete leftover probe pods: {api_error_text(exc)}")
+
+    try:
+        api.create_namespaced_pod(spec.namespace, manifest, _request_timeout=30)
+    except Exception as exc:
+        raise PodProbeError(
+            "PodCreateFailed",
+            f"cannot create pod {spec.namespace}/{name}: {api_error_text(exc)}",
+            "the namespace must exist and admit a Pod Security 'restricted' pod; "
+            "Pulumi's identity needs create/get/delete on pods and get on pods/log there",
+        ) from exc
+
+    try:
+        report = _wait_and_read(
+            api, spec, name, poll_interval_s=poll_interval_s, clock=clock, sleep=sleep
+        )
+    finally:
+        # Always: success, failure, timeout, KeyboardInterrupt.
+        try:
+            _delete_pod(api, name, spec.namespace)
+        except Exception as exc:
+            warnings.append(
+                f"could not delete probe pod {spec.namespace}/{name}: {api_error_text(exc)}"
+            )
+    report["pod"] = {"name": name, "namespace": spec.namespace, "warnings": warnings}
+    return report
+
+
+def _wait_and_read(
+    api: Any,
+    spec: PodProbeSpec,
+    name: str,
+    *,
+    poll_interval_s: float,
+    clock: Callable[[], float],
+    sleep: Callable[[float], None],
+) -> dict[str, Any]:
+    where = f"{spec.namespace}/{name}"
+    deadline = clock() + spec.timeout_seconds
+    while True:
+        pod = api.read_namespaced_pod(name, spec.namespace, _request_timeout=30)
+        phase = _get(pod, "status", "phase")
+        if phase in ("Succeeded", "Failed"):
+            break
+        fatal = fatal_state(pod)
+        if fatal is not None:
+            reason, message = fatal
+            raise PodProbeError(reason, f"probe pod {where}: {message}".strip())
+        if clock() >= deadline:
+            state = pending_state(pod)
+            reason = "Unschedulable" if "Unschedulable" in state else "Timeout"
+            raise PodProbeError(
+                reason,
+                f"probe pod {where} did not finish within {spec.timeout_seconds} s ({state})",
+                _REASON_HINTS.get(reason)
+                or _REASON_HINTS["DeadlineExceeded"] + f"; see {RUNBOOK}#probe-pod",
+            )
+        sleep(poll_interval_s)
+
+    pod_reason = _get(pod, "status", "reason")
+    if pod_reason == "DeadlineExceeded":
+        raise PodProbeError(
+            "DeadlineExceeded",
+            f"probe pod {where} was stopped after activeDeadlineSeconds={spec.timeout_seconds}",
+        )
+    try:
+        log = api.read_namespaced_pod_log(
+            name, spec.namespace, container=CONTAINER, _request_timeout=30
+        )
+    except Exception as exc:
+        raise PodProbeError(
+            "LogUnavailable", f"cannot read the log of probe pod {where}: {api_error_text(exc)}"
+        ) from exc
+    report = parse_report(str(log or ""))
+    if report is None:
+        tail = " | ".join(str(log or "").strip().splitlines()[-5:])
+        raise PodProbeError(
+            "NoReport",
+            f"probe pod {where} ended ({phase}, exit code {_exit_code(pod)}) without a report; "
+            f"log tail: {tail or '(empty)'}",
+            "the probe image needs sh and psql (postgres:17-alpine works)",
+        )
+    return report
+
+
+def core_api(kube_context: str | None) -> Any:
+    """CoreV1Api for the kube context (kubeconfig), or in-cluster config when there is none."""
+    from kubernetes import client, config  # noqa: PLC0415 - heavy, imported where used
+
+    try:
+        api_client = config.new_client_from_config(context=kube_context)  # type: ignore[no-untyped-call]
+    except config.ConfigException:
+        if kube_context:
+            raise
+        config.load_incluster_config()  # type: ignore[no-untyped-call]
+        api_client = client.ApiClient()
+    return client.CoreV1Api(api_client)

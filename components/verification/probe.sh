@@ -1,0 +1,271 @@
+# postgres-apps verification probe, pod runner (POSIX sh + psql; busybox or coreutils).
+#
+# Measures only; prints ONE JSON probe report (schema postgres-apps.verification.report/v1, the
+# same shape the direct runner builds) as its last output line, then exits 0. The judgement
+# (pass/fail, messages, hints) is made by components/verification/checks.py.
+#
+# Input (environment):
+#   DB_HOST DB_PORT DB_NAME DB_USER DB_PASSWORD DB_URI   from the app's Secret (host, port,
+#                                                        dbname, user, password, uri)
+#   PROBE_APP                app name (for the report)
+#   PROBE_SSLMODE            sslmode for the individual-keys connections (default prefer)
+#   PROBE_OTHER_DATABASES    space-separated other apps' databases (must NOT be reachable)
+#   PROBE_ROUNDTRIPS         number of SELECT 1 round trips timed (default 20)
+#   PROBE_CONNECT_TIMEOUT    seconds (default 10)
+#   PROBE_DNS_HOST           name for the dns check (default DB_HOST)
+# The password is never printed: URI error messages have their quoted fragments redacted.
+
+set -u
+export LC_ALL=C
+unset PGSERVICE PGSERVICEFILE PGPASSFILE 2>/dev/null || true
+
+export PGHOST="${DB_HOST:-}"
+export PGPORT="${DB_PORT:-}"
+export PGDATABASE="${DB_NAME:-}"
+export PGUSER="${DB_USER:-}"
+export PGPASSWORD="${DB_PASSWORD:-}"
+export PGSSLMODE="${PROBE_SSLMODE:-prefer}"
+export PGCONNECT_TIMEOUT="${PROBE_CONNECT_TIMEOUT:-10}"
+export PGAPPNAME=postgres-apps-verify
+roundtrips="${PROBE_ROUNDTRIPS:-20}"
+
+tmp=$(mktemp -d 2>/dev/null) || { tmp="${TMPDIR:-/tmp}/probe.$$"; mkdir -p "$tmp"; }
+trap 'rm -rf "$tmp"' EXIT
+
+# ---- helpers ---------------------------------------------------------------------------------
+
+# one line, whitespace collapsed, "psql: error: " dropped (same as direct.error_text)
+oneline() {
+	printf '%s' "$1" | tr '\n\t\r' '   ' | tr -d '\001-\037' \
+		| sed -e 's/^psql: error: //' -e 's/^psql:[^ ]*: //' -e 's/  */ /g' -e 's/^ //' -e 's/ $//'
+}
+
+# JSON string literal of $1
+js() {
+	printf '"%s"' "$(printf '%s' "$1" | tr '\n\t\r' '   ' | tr -d '\001-\037' \
+		| sed -e 's/\\/\\\\/g' -e 's/"/\\"/g')"
+}
+
+# JSON string literal of $1, or null when empty
+jsn() {
+	if [ -n "$1" ]; then js "$1"; else printf 'null'; fi
+}
+
+# JSON number when $1 is all digits, else a string
+jnum() {
+	case $1 in
+		'' | *[!0-9]*) jsn "$1" ;;
+		*) printf '%s' "$1" ;;
+	esac
+}
+
+# psql boolean (t/f) → JSON
+jbool() {
+	case $1 in
+		t) printf 'true' ;;
+		f) printf 'false' ;;
+		*) printf 'null' ;;
+	esac
+}
+
+# microseconds from some fixed origin: date +%s%N (GNU, busybox with nanoseconds) or /proc/uptime
+clock='uptime'
+case $(date +%s%N 2>/dev/null) in
+	'' | *[!0-9]*) ;;
+	??????????????????*) clock='date' ;;
+esac
+now_us() {
+	if [ "$clock" = "date" ]; then
+		t=$(date +%s%N)
+		echo $((t / 1000))
+	else
+		t=$(cut -d' ' -f1 /proc/uptime | tr -d .)
+		echo $((t * 10000))
+	fi
+}
+ms_between() {
+	d=$(($2 - $1))
+	printf '%d.%03d' $((d / 1000)) $((d % 1000))
+}
+
+# Quoted fragments of libpq's URI errors can be pieces of a mis-encoded password: redact all of
+# them except the user, database, host, port and option names.
+redact_quoted() {
+	rest=$1
+	res=''
+	while :; do
+		case $rest in
+			*\"*\"*)
+				pre=${rest%%\"*}
+				rest=${rest#*\"}
+				tok=${rest%%\"*}
+				rest=${rest#*\"}
+				case $tok in
+					"${DB_USER:-}" | "${DB_NAME:-}" | "${DB_HOST:-}" | "${DB_PORT:-}") ;;
+					host | port | dbname | user | sslmode | connect_timeout) ;;
+					*) tok='<redacted>' ;;
+				esac
+				res="$res$pre\"$tok\""
+				;;
+			*)
+				res="$res$rest"
+				break
+				;;
+		esac
+	done
+	printf '%s' "$res"
+}
+
+pq() {
+	psql -X -w -q -A -t "$@"
+}
+
+# ---- dns -------------------------------------------------------------------------------------
+dns_host="${PROBE_DNS_HOST:-${DB_HOST:-}}"
+dns_addrs=''
+dns_err=''
+if [ -z "$dns_host" ]; then
+	dns_err='no host in the Secret'
+elif command -v getent >/dev/null 2>&1; then
+	if out=$(getent hosts "$dns_host" 2>&1); then
+		dns_addrs=$(printf '%s\n' "$out" | sed -n 's/^\([^[:space:]]*\)[[:space:]].*/\1/p' | sort -u)
+	else
+		dns_err="getent hosts $dns_host: no address (exit $?)"
+	fi
+elif command -v nslookup >/dev/null 2>&1; then
+	out=$(nslookup "$dns_host" 2>&1)
+	dns_addrs=$(printf '%s\n' "$out" | sed -n '/^Name:/,$s/^Address[^:]*: *\([^ ]*\).*/\1/p' | sort -u)
+	[ -n "$dns_addrs" ] || dns_err="nslookup $dns_host: $(oneline "$out")"
+else
+	dns_err='no resolver tool (getent or nslookup) in the probe image'
+fi
+addr_json=''
+for a in $dns_addrs; do
+	addr_json="$addr_json${addr_json:+,}$(js "$a")"
+done
+dns_json="{\"host\":$(js "$dns_host"),\"addresses\":[$addr_json],\"error\":$(jsn "$dns_err")}"
+
+# ---- login (tcp is derived from the login error by the judge) --------------------------------
+started_at=$(date -u +%Y-%m-%dT%H:%M:%SZ)
+login_json='null'
+priv_json='null'
+uri_json='null'
+crud_json='null'
+rt_json='null'
+iso_json='null'
+
+# psql's own start-up time (no connection) is measured and subtracted from the connect time
+b0=$(now_us)
+psql --version >/dev/null 2>&1
+b1=$(now_us)
+t0=$(now_us)
+out=$(pq -c '\q' 2>&1)
+rc=$?
+t1=$(now_us)
+base=$((b1 - b0))
+raw=$((t1 - t0))
+net=$((raw - base))
+[ "$net" -gt 0 ] || net=0
+if [ "$rc" -ne 0 ]; then
+	login_json="{\"ok\":false,\"ms\":null,\"error\":$(js "$(oneline "$out")")}"
+else
+	connect_ms=$(ms_between 0 "$net")
+	timing="\"ms_raw\":$(ms_between 0 "$raw"),\"process_ms\":$(ms_between 0 "$base")"
+	info=$(pq -F '|' -c "SELECT current_user, current_database(), current_setting('server_version'), rolsuper, rolcreaterole, rolcreatedb, rolreplication, rolbypassrls FROM pg_roles WHERE rolname = current_user" 2>&1)
+	rc=$?
+	if [ "$rc" -ne 0 ]; then
+		login_json="{\"ok\":true,\"ms\":$connect_ms,$timing,\"error\":null}"
+		priv_json="{\"error\":$(js "$(oneline "$info")")}"
+	else
+		IFS='|' read -r r_user r_db r_ver r_super r_crole r_cdb r_repl r_bypass <<EOF
+$info
+EOF
+		login_json="{\"ok\":true,\"ms\":$connect_ms,$timing,\"error\":null,\"current_user\":$(jsn "$r_user"),\"database\":$(jsn "$r_db"),\"server_version\":$(jsn "$r_ver")}"
+		priv_json="{\"rolsuper\":$(jbool "$r_super"),\"rolcreaterole\":$(jbool "$r_crole"),\"rolcreatedb\":$(jbool "$r_cdb"),\"rolreplication\":$(jbool "$r_repl"),\"rolbypassrls\":$(jbool "$r_bypass")}"
+	fi
+
+	# ---- crud ----------------------------------------------------------------------------
+	table="postgres_apps_probe_$$_$(date +%s)"
+	pq -v ON_ERROR_STOP=1 >"$tmp/crud.out" 2>"$tmp/crud.err" <<EOF
+\\echo @step create
+CREATE TABLE $table (id integer PRIMARY KEY, v text NOT NULL);
+\\echo @step insert
+INSERT INTO $table (id, v) VALUES (1, 'probe');
+\\echo @step select
+SELECT 'sel:' || v FROM $table WHERE id = 1;
+\\echo @step update
+UPDATE $table SET v = 'updated' WHERE id = 1 RETURNING 'upd:' || v;
+\\echo @step delete
+DELETE FROM $table WHERE id = 1;
+\\echo @step drop
+DROP TABLE $table;
+\\echo @step done
+EOF
+	crud_rc=$?
+	steps=''
+	last=''
+	while read -r s; do
+		[ -n "$last" ] && steps="$steps${steps:+,}\"$last\""
+		last=$s
+	done <<EOF
+$(sed -n 's/^@step //p' "$tmp/crud.out")
+EOF
+	selected=$(sed -n 's/^sel://p' "$tmp/crud.out" | head -n 1)
+	updated=$(sed -n 's/^upd://p' "$tmp/crud.out" | head -n 1)
+	if [ "$crud_rc" -eq 0 ] && [ "$last" = "done" ]; then
+		crud_json="{\"table\":$(js "$table"),\"steps\":[$steps],\"failed_step\":null,\"error\":null,\"selected\":$(jsn "$selected"),\"updated\":$(jsn "$updated")}"
+	else
+		[ -n "$last" ] || last=create
+		err=$(oneline "$(cat "$tmp/crud.err")")
+		[ -n "$err" ] || err="psql exited with status $crud_rc"
+		pq -c "DROP TABLE IF EXISTS $table" >/dev/null 2>&1 || true
+		crud_json="{\"table\":$(js "$table"),\"steps\":[$steps],\"failed_step\":$(js "$last"),\"error\":$(js "$err"),\"selected\":$(jsn "$selected"),\"updated\":$(jsn "$updated")}"
+	fi
+
+	# ---- round trips (timed by psql itself: \timing) -------------------------------------
+	{
+		printf '%s\n' '\timing on'
+		i=0
+		while [ "$i" -lt "$roundtrips" ]; do
+			printf '%s\n' 'SELECT 1;'
+			i=$((i + 1))
+		done
+	} >"$tmp/rt.sql"
+	if pq -f "$tmp/rt.sql" >"$tmp/rt.out" 2>&1; then
+		rt_json="[$(sed -n 's/^Time: \([0-9.]*\) ms.*/\1/p' "$tmp/rt.out" | tr '\n' ',' | sed 's/,$//')]"
+	fi
+
+	# ---- uri, exactly as given (nothing from the individual keys may leak in) -------------
+	if [ -z "${DB_URI:-}" ]; then
+		uri_json='{"given":false,"source":"secret","ok":false,"error":null}'
+	else
+		if out=$(
+			unset PGHOST PGPORT PGDATABASE PGUSER PGPASSWORD PGSSLMODE
+			pq -F '|' -d "$DB_URI" -c 'SELECT current_user, current_database()' 2>&1
+		); then
+			u_user=${out%%|*}
+			u_db=${out#*|}
+			uri_json="{\"given\":true,\"source\":\"secret\",\"ok\":true,\"error\":null,\"current_user\":$(jsn "$u_user"),\"database\":$(jsn "$u_db")}"
+		else
+			uri_json="{\"given\":true,\"source\":\"secret\",\"ok\":false,\"error\":$(js "$(redact_quoted "$(oneline "$out")")")}"
+		fi
+	fi
+
+	# ---- isolation ---------------------------------------------------------------------------
+	iso=''
+	for db in ${PROBE_OTHER_DATABASES:-}; do
+		if out=$(pq -d "$db" -c 'SELECT 1' 2>&1); then
+			iso="$iso${iso:+,}{\"database\":$(js "$db"),\"connected\":true,\"error\":null}"
+		else
+			iso="$iso${iso:+,}{\"database\":$(js "$db"),\"connected\":false,\"error\":$(js "$(oneline "$out")")}"
+		fi
+	done
+	iso_json="[$iso]"
+fi
+
+finished_at=$(date -u +%Y-%m-%dT%H:%M:%SZ)
+target="{\"host\":$(jsn "${DB_HOST:-}"),\"port\":$(jnum "${DB_PORT:-}"),\"database\":$(jsn "${DB_NAME:-}"),\"user\":$(jsn "${DB_USER:-}")}"
+printf '{"schema":"postgres-apps.verification.report/v1","app":%s,"runner":"pod","target":%s,"started_at":"%s","finished_at":"%s","clock":"%s","dns":%s,"tcp":null,"login":%s,"uri":%s,"crud":%s,"privileges":%s,"isolation":%s,"roundtrips_ms":%s}\n' \
+	"$(jsn "${PROBE_APP:-}")" "$target" "$started_at" "$finished_at" "$clock" \
+	"$dns_json" "$login_json" "$uri_json" "$crud_json" "$priv_json" "$iso_json" "$rt_json"
+exit 0
