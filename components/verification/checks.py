@@ -227,26 +227,45 @@ _QUOTED = re.compile(r'"([^"]*)"')
 
 
 def redact(text: str, secret: str | None) -> str:
-    """Remove the password, and quoted fragments of it (libpq quotes mis-parsed URI parts)."""
+    """Remove the password and fragments of it (libpq echoes mis-parsed URI parts).
+
+    Replaced: every run of ≥ 6 characters that also occurs in the password, and every quoted
+    token of ≥ 3 characters that is part of the password.
+    """
     if not secret:
         return text
-    out = text.replace(secret, "<redacted>")
+    out: list[str] = []
+    i = 0
+    while i < len(text):
+        n = _longest_run_at(text, i, secret)
+        if n >= _MIN_RUN:
+            out.append("<redacted>")
+            i += n
+        else:
+            out.append(text[i])
+            i += 1
+    result = "".join(out)
 
     def _sub(m: re.Match[str]) -> str:
         token = m.group(1)
-        if len(token) >= 3 and (token in secret or _shares_run(token, secret, 6)):
+        if len(token) >= 3 and token in secret:
             return '"<redacted>"'
         return m.group(0)
 
-    return _QUOTED.sub(_sub, out)
+    return _QUOTED.sub(_sub, result)
 
 
-def _shares_run(a: str, b: str, n: int) -> bool:
-    """True if `a` and `b` share a common substring of length ≥ n."""
-    if len(a) < n or len(b) < n:
-        return False
-    runs = {b[i : i + n] for i in range(len(b) - n + 1)}
-    return any(a[i : i + n] in runs for i in range(len(a) - n + 1))
+_MIN_RUN: Final = 6
+
+
+def _longest_run_at(text: str, i: int, secret: str) -> int:
+    """Length of the longest prefix of text[i:] that occurs in secret (0 if < _MIN_RUN)."""
+    if text[i : i + _MIN_RUN] not in secret:
+        return 0
+    n = _MIN_RUN
+    while i + n < len(text) and text[i : i + n + 1] in secret:
+        n += 1
+    return n
 
 
 def redact_report(value: Any, secret: str | None) -> Any:
@@ -379,6 +398,43 @@ def judge_login(report: Mapping[str, Any]) -> CheckOutcome:
     return CheckOutcome("login", "fail", err, login_hint(err))
 
 
+_URI_ENCODING_HINT: Final = _hint(
+    "uri-encoding",
+    "user, password and database in the Secret {secret}'s uri must be percent-encoded "
+    "(the individual keys work); re-run pulumi up to rewrite it",
+)
+
+
+def _uri_misparsed(uri: Mapping[str, Any]) -> CheckOutcome | None:
+    """The direct runner reports how libpq parsed the uri: it must name the Secret's endpoint."""
+    parsed, expected = _dict(uri.get("parsed")), _dict(uri.get("expected"))
+    if parsed is None or expected is None:
+        return None
+    wrong = [
+        f"{k} {parsed.get(k)!r} (expected {expected.get(k)!r})"
+        for k in ("host", "port", "dbname", "user")
+        if str(parsed.get(k)) != str(expected.get(k))
+    ]
+    if not wrong:
+        return None
+    return CheckOutcome(
+        "uri", "fail", "libpq reads the Secret's uri as " + ", ".join(wrong), _URI_ENCODING_HINT
+    )
+
+
+def _uri_connected(uri: Mapping[str, Any], target: Mapping[str, Any]) -> CheckOutcome:
+    user, db = uri.get("current_user"), uri.get("database")
+    if (user, db) != (target.get("user"), target.get("database")):
+        return CheckOutcome(
+            "uri",
+            "fail",
+            f'uri logs in as "{user}" on "{db}", expected "{target.get("user")}" on '
+            f'"{target.get("database")}"',
+            _hint("uri", "the Secret {secret}'s uri disagrees with its other keys"),
+        )
+    return CheckOutcome("uri", "pass", "the Secret's uri connects as given")
+
+
 def judge_uri(report: Mapping[str, Any]) -> CheckOutcome:
     uri = _dict(report.get("uri"))
     if uri is None:
@@ -390,30 +446,16 @@ def judge_uri(report: Mapping[str, Any]) -> CheckOutcome:
             "the Secret has no uri",
             _hint("uri", "the Secret {secret} lacks the key uri; re-run pulumi up"),
         )
-    target = _dict(report.get("target")) or {}
+    misparsed = _uri_misparsed(uri)
+    if misparsed is not None:
+        return misparsed
     if uri.get("ok"):
-        user, db = uri.get("current_user"), uri.get("database")
-        if (user, db) != (target.get("user"), target.get("database")):
-            return CheckOutcome(
-                "uri",
-                "fail",
-                f'uri logs in as "{user}" on "{db}", expected "{target.get("user")}" on '
-                f'"{target.get("database")}"',
-                _hint("uri", "the Secret {secret}'s uri disagrees with its other keys"),
-            )
-        return CheckOutcome("uri", "pass", "the Secret's uri connects as given")
-    err = str(uri.get("error") or "unknown error").strip()
+        return _uri_connected(uri, _dict(report.get("target")) or {})
     if _login_error(report) is not None:
         return CheckOutcome("uri", "skip", "login with the Secret's keys failed first")
+    err = str(uri.get("error") or "unknown error").strip()
     return CheckOutcome(
-        "uri",
-        "fail",
-        f"the Secret's uri does not connect as given: {err}",
-        _hint(
-            "uri-encoding",
-            "the password in the Secret {secret}'s uri must be percent-encoded "
-            "(the other keys work); re-run pulumi up",
-        ),
+        "uri", "fail", f"the Secret's uri does not connect as given: {err}", _URI_ENCODING_HINT
     )
 
 
@@ -532,11 +574,19 @@ def judge_isolation(report: Mapping[str, Any]) -> CheckOutcome:
     return CheckOutcome("isolation", "pass", f"permission denied for {names}")
 
 
+def connect_time(login: Mapping[str, Any]) -> float | None:
+    """Median of the connect samples (both runners take 3), else the single `ms`."""
+    samples = [v for v in (_ms(x) for x in login.get("connect_samples_ms") or []) if v is not None]
+    if samples:
+        return percentile(samples, 50)
+    return _ms(login.get("ms"))
+
+
 def judge_latency(report: Mapping[str, Any], budget_ms: float) -> CheckOutcome:
     login = _dict(report.get("login"))
     if login is None or not login.get("ok"):
         return CheckOutcome("latency", "skip", "not measured (login failed)")
-    connect = _ms(login.get("ms"))
+    connect = connect_time(login)
     samples = [v for v in (_ms(x) for x in report.get("roundtrips_ms") or []) if v is not None]
     if connect is None or not samples:
         return CheckOutcome(
@@ -587,7 +637,7 @@ def judge(
         app=str(report.get("app")),
         runner=str(report.get("runner")),
         checks=outcomes,
-        connect_ms=_ms(login.get("ms")) if login.get("ok") else None,
+        connect_ms=connect_time(login) if login.get("ok") else None,
         roundtrip_p50_ms=percentile(samples, 50) if samples else None,
         roundtrip_p95_ms=percentile(samples, 95) if samples else None,
         server_version=(str(login["server_version"]) if login.get("server_version") else None),

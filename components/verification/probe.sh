@@ -154,23 +154,32 @@ crud_json='null'
 rt_json='null'
 iso_json='null'
 
-# psql's own start-up time (no connection) is measured and subtracted from the connect time
-b0=$(now_us)
-psql --version >/dev/null 2>&1
-b1=$(now_us)
-t0=$(now_us)
-out=$(pq -c '\q' 2>&1)
-rc=$?
-t1=$(now_us)
-base=$((b1 - b0))
-raw=$((t1 - t0))
-net=$((raw - base))
-[ "$net" -gt 0 ] || net=0
+# Connect time: 3 connections (the judge takes the median); psql's own start-up time (no
+# connection) is measured before each and subtracted.
+samples=''
+raw_samples=''
+rc=0
+for i in 1 2 3; do
+	b0=$(now_us)
+	psql --version >/dev/null 2>&1
+	b1=$(now_us)
+	t0=$(now_us)
+	out=$(pq -c '\q' 2>&1)
+	rc=$?
+	t1=$(now_us)
+	[ "$rc" -eq 0 ] || break
+	raw=$((t1 - t0))
+	net=$((raw - (b1 - b0)))
+	[ "$net" -gt 0 ] || net=0
+	[ "$i" -gt 1 ] || first=$net
+	samples="$samples${samples:+,}$(ms_between 0 "$net")"
+	raw_samples="$raw_samples${raw_samples:+,}$(ms_between 0 "$raw")"
+done
 if [ "$rc" -ne 0 ]; then
 	login_json="{\"ok\":false,\"ms\":null,\"error\":$(js "$(oneline "$out")")}"
 else
-	connect_ms=$(ms_between 0 "$net")
-	timing="\"ms_raw\":$(ms_between 0 "$raw"),\"process_ms\":$(ms_between 0 "$base")"
+	connect_ms=$(ms_between 0 "$first")
+	timing="\"connect_samples_ms\":[$samples],\"raw_samples_ms\":[$raw_samples]"
 	info=$(pq -F '|' -c "SELECT current_user, current_database(), current_setting('server_version'), rolsuper, rolcreaterole, rolcreatedb, rolreplication, rolbypassrls FROM pg_roles WHERE rolname = current_user" 2>&1)
 	rc=$?
 	if [ "$rc" -ne 0 ]; then

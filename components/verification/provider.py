@@ -127,6 +127,8 @@ def _direct(props: Mapping[str, Any]) -> dict[str, Any]:
             password=str(props["password"]),
             sslmode=str(props["sslmode"]),
             uri=str(uri),
+            secret_host=str(props["host"]),
+            secret_port=int(props["port"]),
             other_databases=[str(d) for d in props.get("other_databases") or []],
             connect_timeout_s=max(2, min(10, int(props["timeout_seconds"]))),
             roundtrips=int(props.get("roundtrips") or 20),
