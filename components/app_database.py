@@ -35,11 +35,15 @@ def retention_options(app: AppSpec) -> pulumi.ResourceOptions:
       the app from config is refused earlier, with the retire procedure (components.retention).
     - `retain`: removing the app (or `pulumi destroy`) forgets them; database and role stay.
     - `drop`: removing the app drops database and role.
+
+    A change that would replace them is refused unless `allowReplace`: `protect` makes the engine
+    refuse it; otherwise the replacement is created first and fails on the existing name. With
+    `allowReplace` the old one is deleted first (`deleteBeforeReplace`): data is lost.
     """
     return pulumi.ResourceOptions(
         protect=app.deletion == "protect",
         retain_on_delete=app.deletion == "retain",
-        delete_before_replace=True,  # a same-named object cannot exist twice
+        delete_before_replace=app.allow_replace,
     )
 
 

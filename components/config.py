@@ -29,6 +29,7 @@ config:
       extensions: [pgcrypto]
       deletion: protect            # protect | retain | drop
       passwordVersion: 0           # bump to rotate the password
+      allowReplace: false          # let a replacing change drop and recreate (unprotected apps)
   postgres-apps:verification:
     enabled: true
     mode: pod                      # pod | direct
@@ -131,6 +132,9 @@ class AppSpec:
     deletion: DeletionPolicy = "protect"
     password_version: int = 0
     """Bump to rotate the generated password (role, Secret and verification follow in one `up`)."""
+    allow_replace: bool = False
+    """Let a change that replaces role/database go ahead (drop first, then create). Without it a
+    replacement is refused: by `protect`, or (unprotected) by the existing name on create."""
 
     @property
     def role_name(self) -> str:
@@ -216,6 +220,7 @@ APP_KEYS = (
     "extensions",
     "deletion",
     "passwordVersion",
+    "allowReplace",
 )
 VERIFICATION_KEYS = {
     "enabled": "enabled",
@@ -524,6 +529,8 @@ def _parse_app(
         kwargs["password_version"] = problems.integer(
             f"{path}.passwordVersion", mapping["passwordVersion"], 0, 1_000_000, "a version"
         )
+    if "allowReplace" in mapping:
+        kwargs["allow_replace"] = problems.boolean(f"{path}.allowReplace", mapping["allowReplace"])
     if name is None or len(problems.items) > before:
         return None
     namespace = kwargs.pop("namespace", None) or apps_namespace

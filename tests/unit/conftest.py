@@ -82,7 +82,8 @@ class Registration:
 
     @property
     def plain(self) -> dict[str, Any]:
-        return unwrap(self.inputs)
+        plain: dict[str, Any] = unwrap(self.inputs)
+        return plain
 
 
 class RecordingMonitor(mocks.MockMonitor):
@@ -92,7 +93,7 @@ class RecordingMonitor(mocks.MockMonitor):
         self.component_outputs: dict[str, dict[str, Any]] = {}
 
     def RegisterResource(self, request: Any) -> Any:  # noqa: N802 - gRPC method name
-        response = super().RegisterResource(request)
+        response = super().RegisterResource(request)  # type: ignore[no-untyped-call]
         if request.type != "pulumi:pulumi:Stack":
             self.registrations.append(
                 Registration(
@@ -114,7 +115,7 @@ class RecordingMonitor(mocks.MockMonitor):
         return response
 
     def ReadResource(self, request: Any) -> Any:  # noqa: N802
-        response = super().ReadResource(request)
+        response = super().ReadResource(request)  # type: ignore[no-untyped-call]
         self.registrations.append(
             Registration(
                 urn=response.urn,
@@ -135,7 +136,7 @@ class RecordingMonitor(mocks.MockMonitor):
 
     def RegisterResourceOutputs(self, request: Any) -> Any:  # noqa: N802
         self.component_outputs[request.urn] = rpc.deserialize_properties(request.outputs)
-        return super().RegisterResourceOutputs(request)
+        return super().RegisterResourceOutputs(request)  # type: ignore[no-untyped-call]
 
     # -- queries ------------------------------------------------------------------------------
     def of_type(self, type_: str) -> list[Registration]:
@@ -222,7 +223,7 @@ def _config_values(config: Mapping[str, object]) -> dict[str, str]:
 
 
 def run_under_mocks(
-    body: Callable[[], None],
+    body: Callable[[], object],
     program_mocks: ProgramMocks,
     config: Mapping[str, object] | None = None,
     secret_keys: list[str] | None = None,

@@ -25,7 +25,7 @@ AWKWARD = [
 ]
 
 
-def data(password: str = "pw", **overrides: object) -> dict[str, str]:
+def data(password: str = "pw", **overrides: object) -> dict[str, str]:  # noqa: S107
     args: dict[str, object] = {
         "host": HOST,
         "port": 5432,
