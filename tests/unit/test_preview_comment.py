@@ -1,0 +1,220 @@
+"""`tools/preview_comment.py` on preview digests in the engine's `pulumi preview --json` format.
+
+Fixtures (tests/fixtures/README.md says where they come from):
+- preview-add-app.json: app `paperless` added, `n8n`'s connection limit raised, `app-test` unchanged
+  (`--show-sames`);
+- preview-risky.json: `legacy` loses its PUBLIC revoke, `scratch`'s database is replaced and its
+  Secret moves to namespace `data`.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+FIXTURES = ROOT / "tests" / "fixtures"
+sys.path.insert(0, str(ROOT))
+
+from tools import preview_comment as pc  # noqa: E402
+
+
+def load(name: str) -> dict[str, Any]:
+    document: dict[str, Any] = json.loads((FIXTURES / name).read_text())
+    return document
+
+
+def comment(document: dict[str, Any], **kwargs: Any) -> str:
+    return pc.render(pc.parse_digest(document), "dev", **kwargs).markdown
+
+
+def test_add_app_comment_matches_the_recorded_example() -> None:
+    # The recorded example is also the one shown in docs/review-flow.md.
+    expected = (FIXTURES / "preview-add-app.comment.md").read_text()
+    assert comment(load("preview-add-app.json")) == expected
+
+
+def test_changes_are_grouped_per_app_with_safe_values() -> None:
+    text = comment(load("preview-add-app.json"))
+    assert "<details><summary><b>n8n</b>: 2 update</summary>" in text
+    assert "| `~ update` | postgresql:Role | `n8n-role` | `connectionLimit`: `20` → `30` |" in text
+    assert "<details><summary><b>paperless</b>: 7 create</summary>" in text
+    assert "| `+ create` | postgresql:Database | `paperless-database` | protected |" in text
+    assert "app-test</b>" not in text  # unchanged apps have no section
+    assert "**Plan:** 7 to create, 2 to update (20 unchanged)." in text
+
+
+def test_privilege_matrix_before_and_after() -> None:
+    text = comment(load("preview-add-app.json"))
+    before = (
+        "| role \\ database | `app_test` | `n8n` |\n"
+        "|---|---|---|\n"
+        "| `app_test` | owner | — |\n"
+        "| `n8n` | — | owner |\n"
+    )
+    after = (
+        "| role \\ database | `app_test` | `n8n` | `paperless` |\n"
+        "|---|---|---|---|\n"
+        "| `app_test` | owner | — | — |\n"
+        "| `n8n` | — | owner | — |\n"
+        "| `paperless` | — | — | **owner** (new) |\n"
+    )
+    assert before in text
+    assert after in text
+    assert text.index("BEFORE") < text.index(before) < text.index("**AFTER**") < text.index(after)
+    assert "**Access changes**" not in text
+
+
+def test_removed_public_revoke_lets_every_role_in() -> None:
+    digest = pc.parse_digest(load("preview-risky.json"))
+    before, after = pc.before_after(digest)
+    assert before.connect("app_test", "legacy") == "—"
+    assert after.connect("app_test", "legacy") == "via PUBLIC"
+    assert after.connect("legacy", "legacy") == "owner"
+    assert pc.access_changes(before, after) == [
+        "⚠️ `app_test` GAINS access to `legacy` (via PUBLIC)",
+        "⚠️ `scratch` GAINS access to `legacy` (via PUBLIC)",
+    ]
+    text = pc.render(digest, "dev").markdown
+    assert "| `app_test` | owner | **via PUBLIC** (was —) | — |" in text
+
+
+def test_destructive_database_changes_are_called_out() -> None:
+    digest = pc.parse_digest(load("preview-risky.json"))
+    report = pc.render(digest, "dev")
+    assert report.destructive == [("replace", pc.DATABASE_TYPE, "scratch-database")]
+    assert "> - `replace` postgresql:Database `scratch-database`" in report.markdown
+    assert (
+        "| `+- replace` | postgresql:Database | `scratch-database` | "
+        "`lcCollate`: `en_US.UTF-8` → `C` (forces replacement) |" in report.markdown
+    )
+    assert pc.render(digest, "dev", allowed=["scratch"]).destructive == []
+
+
+def test_secret_moving_out_of_the_app_namespaces_is_flagged() -> None:
+    text = comment(load("preview-risky.json"))
+    assert (
+        "| `scratch-secret` | `apps/scratch-db-credentials` | **`data/scratch-db-credentials`** "
+        "⚠️ not an app namespace (apps) | scratch | `scratch` |" in text
+    )
+    assert (
+        "| `postgres-admin-secret` | `data/postgres-postgresql` | `data/postgres-postgresql` | "
+        "admin Secret, read only | — |" in text
+    )
+
+
+def test_secret_and_unlisted_values_are_never_printed() -> None:
+    document = load("preview-add-app.json")
+    leak = "plain-leak-0123456789"
+    for step in document["steps"]:
+        if step["urn"].endswith("::n8n-role"):
+            # A sensitive value that is NOT marked secret: only its name may appear.
+            step["oldState"]["inputs"]["password"] = "old-" + leak
+            step["newState"]["inputs"]["password"] = leak
+            step["detailedDiff"]["password"] = {"kind": "update", "inputDiff": True}
+            step["newState"]["inputs"]["statementTimeout"] = leak
+            step["detailedDiff"]["statementTimeout"] = {"kind": "update", "inputDiff": True}
+    text = comment(document)
+    assert leak not in text
+    assert "`password` changes" in text
+    assert "`statementTimeout` changes" in text
+    assert "hunter2" not in comment(load("preview-risky.json"))  # credentials in diagnostics
+
+
+def test_preview_values_unknown_are_resolved_through_property_dependencies() -> None:
+    # A new app whose database owner and grant target are outputs not known during preview.
+    document = load("preview-add-app.json")
+    for step in document["steps"]:
+        if step["urn"].endswith("::paperless-database"):
+            step["newState"]["inputs"]["owner"] = pc.UNKNOWN
+        if step["urn"].endswith("::paperless-revoke-public"):
+            step["newState"]["inputs"]["database"] = pc.UNKNOWN
+            step["newState"]["outputs"]["database"] = pc.UNKNOWN
+    _, after = pc.before_after(pc.parse_digest(document))
+    assert after.owners["paperless"] == "paperless"
+    assert "paperless" in after.public_revoked
+    assert after.connect("n8n", "paperless") == "—"
+
+
+def test_missing_sames_are_reported_as_a_partial_matrix() -> None:
+    document = load("preview-add-app.json")
+    document["steps"] = [s for s in document["steps"] if s["op"] != "same"]
+    text = comment(document)
+    assert "Unchanged resources are not in this preview (run it with `--show-sames`)" in text
+
+
+def test_no_changes() -> None:
+    document = load("preview-add-app.json")
+    document["steps"] = [dict(s, op="same") for s in document["steps"] if s.get("oldState")]
+    document["changeSummary"] = {"same": len(document["steps"])}
+    text = comment(document)
+    assert "**Plan:** no changes (22 unchanged)." in text
+    assert "_No resource changes._" in text
+
+
+def test_changed_protect_flag_is_shown() -> None:
+    document = load("preview-add-app.json")
+    step = next(s for s in document["steps"] if s["urn"].endswith("::n8n-database"))
+    new = copy.deepcopy(step["newState"])
+    new.pop("protect", None)
+    step.update(op="update", newState=new, detailedDiff={})
+    text = comment(document)
+    assert (
+        "| `~ update` | postgresql:Database | `n8n-database` | `protect`: `true` → `false` |"
+        in (text)
+    )
+
+
+@pytest.mark.parametrize(
+    ("document", "error"),
+    [
+        ({"steps": [{"urn": "x"}]}, "a step without op/urn"),
+        ({"steps": "nope"}, "no steps list"),
+        ([1, 2], "no steps list"),
+    ],
+)
+def test_malformed_digests_are_rejected(document: Any, error: str) -> None:
+    with pytest.raises(pc.DigestError, match=error):
+        pc.parse_digest(document)
+
+
+def run_cli(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "tools.preview_comment", *args],
+        cwd=ROOT,
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_cli_prints_the_comment_and_gates_destructive_changes() -> None:
+    risky = str(FIXTURES / "preview-risky.json")
+    plain = run_cli(risky, "--stack", "dev")
+    assert plain.returncode == 0, plain.stderr
+    assert plain.stdout.startswith("<!-- postgres-apps-preview:dev -->\n")
+    gated = run_cli(risky, "--stack", "dev", "--fail-on-destructive")
+    assert gated.returncode == 3
+    assert gated.stdout == plain.stdout
+    assert "destructive database changes: replace scratch-database" in gated.stderr
+    allowed = run_cli(risky, "--fail-on-destructive", "--allow", "scratch")
+    assert allowed.returncode == 0, allowed.stderr
+
+
+def test_cli_reads_stdin_and_rejects_non_json() -> None:
+    text = (FIXTURES / "preview-add-app.json").read_text()
+    from_stdin = run_cli("-", "--stack", "dev", stdin=text)
+    assert from_stdin.returncode == 0
+    assert from_stdin.stdout == (FIXTURES / "preview-add-app.comment.md").read_text()
+    broken = run_cli("-", stdin="error: no stack selected\n")
+    assert broken.returncode == 2
+    assert broken.stdout == ""
+    assert "cannot read -" in broken.stderr

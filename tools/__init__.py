@@ -1,0 +1,1 @@
+"""Operator and CI helpers that are not part of the deployed program."""
