@@ -1,0 +1,170 @@
+"""Both runners against a real PostgreSQL: the good case passes, each bad case fails its check.
+
+The pod runner's script runs here outside a pod (`sh probe.sh`), with the env a pod gets from the
+app's Secret and DNS against `localhost`.
+"""
+
+from __future__ import annotations
+
+import secrets
+
+import pytest
+from psycopg import sql
+
+from components.verification.checks import CHECKS, RUNBOOK
+
+from .helpers import RUNNERS, AppPair, outcome, run, secret_uri
+from .pg_server import PgServer, drop_app, provision_app
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.mark.parametrize("runner", RUNNERS)
+def test_good_case_passes_every_check(runner: str, pg: PgServer, apps: AppPair) -> None:
+    verdict = run(runner, pg, apps.app, [apps.other.database])
+
+    assert verdict.ok, verdict.to_json()["checks"]
+    expected = list(CHECKS) if runner == "pod" else [c for c in CHECKS if c != "dns"]
+    assert verdict.passed == expected
+    if runner == "direct":
+        assert outcome(verdict, "dns").status == "skip"
+    else:
+        assert "127.0.0.1" in outcome(verdict, "dns").message
+    assert verdict.server_version is not None
+    assert verdict.server_version.startswith("15.")
+    assert verdict.connect_ms is not None
+    assert verdict.roundtrip_p50_ms is not None
+    assert verdict.roundtrip_p95_ms is not None
+    assert verdict.roundtrip_p50_ms <= verdict.roundtrip_p95_ms
+    assert len(verdict.report["roundtrips_ms"]) == 10
+    assert verdict.report["crud"]["steps"] == [
+        "create",
+        "insert",
+        "select",
+        "update",
+        "delete",
+        "drop",
+    ]
+    assert 'permission denied for "' + apps.other.database in outcome(verdict, "isolation").message
+    # The scratch table is gone.
+    with pg.admin(apps.app.database) as conn:
+        row = conn.execute(
+            "SELECT count(*) FROM pg_tables WHERE tablename LIKE 'postgres_apps_probe_%'"
+        ).fetchone()
+    assert row == (0,)
+
+
+@pytest.mark.parametrize("runner", RUNNERS)
+def test_superuser_role_fails_privileges(runner: str, pg: PgServer, apps: AppPair) -> None:
+    pg.execute(sql.SQL("ALTER ROLE {} SUPERUSER CREATEDB").format(sql.Identifier(apps.app.role)))
+
+    verdict = run(runner, pg, apps.app, [apps.other.database])
+
+    assert not verdict.ok
+    assert verdict.failed[0].name == "privileges"
+    assert verdict.failed[0].message == "the app role has SUPERUSER, CREATEDB"
+    # A superuser ignores CONNECT privileges: isolation fails too, and says so.
+    assert outcome(verdict, "isolation").status == "fail"
+    message = verdict.error_message("app-db-credentials")
+    assert message.startswith(
+        f'app "{apps.app.name}": check "privileges" failed: the app role has SUPERUSER, CREATEDB'
+    )
+    assert f"{RUNBOOK}#excess-privileges" in message
+
+
+@pytest.mark.parametrize("runner", RUNNERS)
+def test_connect_granted_to_public_fails_isolation(
+    runner: str, pg: PgServer, apps: AppPair
+) -> None:
+    pg.execute(
+        sql.SQL("GRANT CONNECT ON DATABASE {} TO PUBLIC").format(
+            sql.Identifier(apps.other.database)
+        )
+    )
+
+    verdict = run(runner, pg, apps.app, [apps.other.database])
+
+    assert [c.name for c in verdict.failed] == ["isolation"]
+    assert outcome(verdict, "isolation").message == (
+        f'the app can connect to other apps\' databases: "{apps.other.database}"'
+    )
+    assert "REVOKE CONNECT" in outcome(verdict, "isolation").hint
+
+
+@pytest.mark.parametrize("runner", RUNNERS)
+def test_wrong_password_fails_login(runner: str, pg: PgServer, apps: AppPair) -> None:
+    verdict = run(runner, pg, apps.app, [apps.other.database], password=secrets.token_urlsafe(24))
+
+    assert [c.name for c in verdict.failed] == ["login"]
+    assert outcome(verdict, "tcp").status == "pass"  # the server answered
+    for later in ("uri", "crud", "privileges", "isolation", "latency"):
+        assert outcome(verdict, later).status == "skip", later
+    message = verdict.error_message(f"{apps.app.name}-db-credentials")
+    assert message.startswith(f'app "{apps.app.name}": check "login" failed: ')
+    assert f'password authentication failed for user "{apps.app.role}"' in message
+    assert message.endswith(
+        f" — the Secret {apps.app.name}-db-credentials and the role disagree; re-run pulumi up "
+        f"to re-sync, or see {RUNBOOK}#password-authentication-failed"
+    )
+
+
+@pytest.mark.parametrize("runner", RUNNERS)
+def test_server_stopped_fails_tcp(runner: str) -> None:
+    server = PgServer.start()
+    try:
+        app = provision_app(server, "stopped-app")
+        assert run(runner, server, app, []).ok  # it works while the server runs…
+        server.stop_server()
+
+        verdict = run(runner, server, app, [])  # …and not once it is stopped
+
+        assert [c.name for c in verdict.failed] == ["tcp"]
+        tcp = outcome(verdict, "tcp")
+        assert "Connection refused" in tcp.message
+        assert f":{server.port}" in tcp.message
+        assert f"{RUNBOOK}#connection-refused" in tcp.hint
+        assert outcome(verdict, "login").status == "skip"
+    finally:
+        server.stop()
+
+
+@pytest.mark.parametrize("runner", RUNNERS)
+def test_latency_budget_of_zero_fails_latency(runner: str, pg: PgServer, apps: AppPair) -> None:
+    verdict = run(runner, pg, apps.app, [apps.other.database], budget_ms=0.0)
+
+    assert [c.name for c in verdict.failed] == ["latency"]
+    message = outcome(verdict, "latency").message
+    assert "over budget" in message
+    assert "> 0 ms" in message
+    assert "latencyBudgetMs" in outcome(verdict, "latency").hint
+
+
+SPECIAL_PASSWORD = "Kq3vZt7/Wx9mPe2?Lr5sNb8@Hy4jDc6"
+"""Has '/', '?' and '@': harmless in the individual keys, fatal in a uri that is not encoded."""
+
+
+@pytest.mark.parametrize("runner", RUNNERS)
+def test_unencoded_uri_fails_uri(runner: str, pg: PgServer) -> None:
+    app = provision_app(pg, "special-pw", password=SPECIAL_PASSWORD)
+    try:
+        host = pg.host if runner == "direct" else "localhost"
+        bad_uri = (
+            f"postgresql://{app.role}:{SPECIAL_PASSWORD}@{host}:{pg.port}/{app.database}"
+            "?sslmode=prefer"
+        )
+        good = run(runner, pg, app, [], uri=secret_uri(pg, app, host))
+        assert good.ok, good.to_json()["checks"]  # the encoded uri works with this password
+
+        verdict = run(runner, pg, app, [], uri=bad_uri)
+
+        assert [c.name for c in verdict.failed] == ["uri"]
+        assert outcome(verdict, "login").status == "pass"
+        uri = outcome(verdict, "uri")
+        assert "percent-encoded" in uri.hint
+        assert f"{RUNBOOK}#uri-encoding" in uri.hint
+        # Not a fragment of the password in the message, nor anywhere in the report.
+        text = verdict.error_message("special-pw-db-credentials") + repr(verdict.to_json())
+        for fragment in SPECIAL_PASSWORD.replace("?", "/").replace("@", "/").split("/"):
+            assert fragment not in text, fragment
+    finally:
+        drop_app(pg, app)
