@@ -6,7 +6,8 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from conftest import ProgramMocks, RecordingMonitor, run_program, run_under_mocks
+import yaml
+from conftest import REPO, ProgramMocks, RecordingMonitor, run_program, run_under_mocks
 
 from components.config import (
     AppSpec,
@@ -392,3 +393,40 @@ def test_invalid_config_registers_nothing() -> None:
     valid = RecordingMonitor(mocks)
     run_program({"apps": ["ok"]}, mocks, monitor=valid)
     assert len(valid.registrations) > 5
+
+
+def _stack_file(stack: str) -> tuple[dict[str, Any], str | None]:
+    doc = yaml.safe_load((REPO / f"Pulumi.{stack}.yaml").read_text())
+    config: dict[str, Any] = doc["config"]
+    prefix = "postgres-apps:"
+    raw = {k.removeprefix(prefix): v for k, v in config.items() if k.startswith(prefix)}
+    assert set(config) - {f"{prefix}{k}" for k in raw} <= {"kubernetes:context"}
+    return raw, config.get("kubernetes:context")
+
+
+def test_stack_file_dev() -> None:
+    raw, context = _stack_file("dev")
+    s = parse_settings(raw, kube_context=context)
+    assert s.kube_context == "default"
+    assert (s.postgres.admin_host, s.postgres.admin_port) == ("127.0.0.1", 5432)
+    assert s.postgres.host == "postgres-postgresql.data.svc.cluster.local"
+    assert s.verification.mode == "pod"
+    assert s.verification.image == "docker.io/library/postgres:17-alpine"
+    assert [a.name for a in s.apps] == ["app-test"]
+
+
+def test_stack_file_local() -> None:
+    raw, context = _stack_file("local")
+    s = parse_settings(raw, kube_context=context)
+    assert s.kube_context == "postgres-apps-local"
+    assert (s.postgres.admin_host, s.postgres.admin_port) == ("127.0.0.1", 15432)
+    assert s.postgres.sslmode == "disable"
+    assert s.postgres.admin_sslmode == "disable"
+    assert [(a.name, a.profile) for a in s.apps] == [
+        ("app-test", None),
+        ("n8n", "n8n"),
+        ("paperless", "paperless"),
+    ]
+    assert s.verification.mode == "direct"
+    assert s.verification.image == "docker.io/postgres-apps/psql-client:15-bookworm"
+    assert s.verification.image_pull_policy == "Never"

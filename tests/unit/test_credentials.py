@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import psycopg.conninfo
 import pytest
+import yaml
+from conftest import REPO
 
 from components.credentials import (
     BASE_KEYS,
@@ -154,3 +159,48 @@ def test_ipv6_host_is_bracketed_in_urls() -> None:
     assert urlsplit(d["uri"]).hostname == "fd00::1"
     assert "@[fd00::1]:5432/" in d["uri"]
     assert d["host"] == "fd00::1"
+
+
+EXAMPLES = sorted((REPO / "docs" / "examples").glob("*.yaml"))
+EXAMPLE_PROFILES: dict[str, str | None] = {"app-test": None, "n8n": "n8n", "paperless": "paperless"}
+
+
+def _walk(node: Any) -> Iterator[dict[str, Any]]:
+    if isinstance(node, dict):
+        yield node
+        for v in node.values():
+            yield from _walk(v)
+    elif isinstance(node, list):
+        for v in node:
+            yield from _walk(v)
+
+
+@pytest.mark.parametrize("path", EXAMPLES, ids=[p.name for p in EXAMPLES])
+def test_examples_read_existing_secret_keys(path: Path) -> None:
+    """Every Secret reference in docs/examples names an app Secret and a key it really has."""
+    refs = 0
+    for doc in yaml.safe_load_all(path.read_text()):
+        for node in _walk(doc):
+            ref = node.get("secretKeyRef") or node.get("secretRef")
+            if not isinstance(ref, dict):
+                continue
+            refs += 1
+            app = ref["name"].removesuffix("-db-credentials")
+            assert ref["name"] == f"{app}-db-credentials"
+            assert app in EXAMPLE_PROFILES
+            keys = set(BASE_KEYS) | set(PROFILE_KEYS.get(EXAMPLE_PROFILES[app] or "", ()))
+            if "key" in ref:
+                assert ref["key"] in keys, f"{path.name}: {ref}"
+    assert refs > 0
+
+
+@pytest.mark.parametrize("path", EXAMPLES, ids=[p.name for p in EXAMPLES])
+def test_examples_fit_pod_security_restricted(path: Path) -> None:
+    for doc in yaml.safe_load_all(path.read_text()):
+        spec = doc["spec"]["template"]["spec"] if doc["kind"] == "Deployment" else doc["spec"]
+        assert spec["securityContext"]["runAsNonRoot"] is True
+        assert spec["securityContext"]["seccompProfile"]["type"] == "RuntimeDefault"
+        for container in spec["containers"]:
+            sc = container["securityContext"]
+            assert sc["allowPrivilegeEscalation"] is False
+            assert sc["capabilities"]["drop"] == ["ALL"]
