@@ -4,7 +4,12 @@ Building the `PolicyPack` starts the analyzer's gRPC server and blocks; the vali
 `postgres_apps_policies` (importable without side effects, unit-tested directly).
 """
 
-from postgres_apps_policies import PACK_NAME, build_policies
+# The engine runs this file with the pack's directory on sys.path: a top-level import, whatever the
+# directory is called once the pack is published.
+from postgres_apps_policies import (  # type: ignore[import-not-found, unused-ignore]
+    PACK_NAME,
+    build_policies,
+)
 from pulumi_policy import EnforcementLevel, PolicyPack
 
 PolicyPack(

@@ -22,9 +22,8 @@ from pulumi.runtime.proto import analyzer_pb2, analyzer_pb2_grpc
 
 ROOT = Path(__file__).resolve().parents[2]
 POLICIES = ROOT / "policies"
-sys.path.insert(0, str(POLICIES))
+sys.path.insert(0, str(ROOT))
 
-import postgres_apps_policies as pol  # noqa: E402
 from pulumi_policy import (  # noqa: E402
     EnforcementLevel,
     PolicyCustomTimeouts,
@@ -39,6 +38,8 @@ from pulumi_policy.proxy import (  # noqa: E402
     UNKNOWN_STRING_VALUE,
     unknown_checking_proxy,
 )
+
+from policies import postgres_apps_policies as pol  # noqa: E402
 
 STACK = "urn:pulumi:dev::postgres-apps::"
 ADMIN_PASSWORD = "Adm1n-S3cret-Passw0rd"

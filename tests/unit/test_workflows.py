@@ -16,9 +16,9 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 WORKFLOWS = ROOT / ".github" / "workflows"
-sys.path.insert(0, str(ROOT / "policies"))
+sys.path.insert(0, str(ROOT))
 
-import postgres_apps_policies as pol  # noqa: E402
+from policies import postgres_apps_policies as pol  # noqa: E402
 
 
 @pytest.fixture(scope="module")
