@@ -1,0 +1,406 @@
+"""The checks' judgement (pure): each report fact → pass/fail/skip, message and hint."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import pytest
+
+from components.verification.checks import (
+    CHECKS,
+    REPORT_SCHEMA,
+    RUNBOOK,
+    VERDICT_SCHEMA,
+    CheckOutcome,
+    classify_connect_error,
+    judge,
+    percentile,
+    redact,
+    redact_report,
+)
+
+GOOD: dict[str, Any] = {
+    "schema": REPORT_SCHEMA,
+    "app": "n8n",
+    "runner": "pod",
+    "target": {"host": "pg.data.svc", "port": 5432, "database": "n8n", "user": "n8n"},
+    "started_at": "2026-11-27T00:00:00Z",
+    "finished_at": "2026-11-27T00:00:01Z",
+    "dns": {"host": "pg.data.svc", "addresses": ["10.0.0.7"], "error": None},
+    "tcp": None,
+    "login": {
+        "ok": True,
+        "ms": 9.0,
+        "connect_samples_ms": [9.0, 4.0, 5.0],
+        "error": None,
+        "current_user": "n8n",
+        "database": "n8n",
+        "server_version": "15.8",
+    },
+    "uri": {"given": True, "ok": True, "error": None, "current_user": "n8n", "database": "n8n"},
+    "crud": {
+        "steps": ["create", "insert", "select", "update", "delete", "drop"],
+        "failed_step": None,
+        "error": None,
+        "selected": "probe",
+        "updated": "updated",
+    },
+    "privileges": {
+        "rolsuper": False,
+        "rolcreaterole": False,
+        "rolcreatedb": False,
+        "rolreplication": False,
+        "rolbypassrls": False,
+    },
+    "isolation": [
+        {
+            "database": "paperless",
+            "connected": False,
+            "error": 'FATAL: permission denied for database "paperless"',
+        }
+    ],
+    "roundtrips_ms": [1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0, 10.0],
+}
+
+
+def report(**changes: Any) -> dict[str, Any]:
+    doc = copy.deepcopy(GOOD)
+    doc.update(changes)
+    return doc
+
+
+def by_name(r: dict[str, Any], budget: float = 100.0) -> dict[str, CheckOutcome]:
+    return {c.name: c for c in judge(r, latency_budget_ms=budget).checks}
+
+
+def test_good_report_passes_every_check_in_order() -> None:
+    verdict = judge(GOOD, latency_budget_ms=100.0, checked_at="2026-11-27T00:00:02Z")
+    assert [c.name for c in verdict.checks] == list(CHECKS)
+    assert verdict.ok
+    assert verdict.passed == list(CHECKS)
+    assert verdict.connect_ms == 5.0  # the median of the three connects
+    assert verdict.roundtrip_p50_ms == 5.0
+    assert verdict.roundtrip_p95_ms == 10.0
+    assert verdict.server_version == "15.8"
+    assert verdict.checked_at == "2026-11-27T00:00:02Z"
+    doc = verdict.to_json()
+    assert doc["schema"] == VERDICT_SCHEMA
+    assert doc["failed"] == []
+    assert verdict.error_message("n8n-db-credentials") == ""
+
+
+def test_not_a_report_is_rejected() -> None:
+    with pytest.raises(ValueError, match="not a probe report"):
+        judge({"schema": "something-else"}, latency_budget_ms=100)
+
+
+def test_direct_runner_skips_dns_and_measures_tcp() -> None:
+    r = report(dns=None, tcp={"ok": True, "ms": 0.5, "error": None}, runner="direct")
+    checks = by_name(r)
+    assert checks["dns"].status == "skip"
+    assert checks["tcp"].status == "pass"
+    assert checks["tcp"].message == "pg.data.svc:5432 accepts connections (0.5 ms)"
+
+
+def test_dns_failure() -> None:
+    r = report(
+        dns={
+            "host": "pg.data.svc",
+            "addresses": [],
+            "error": "getent hosts pg.data.svc: no address",
+        },
+        login={"ok": False, "error": 'could not translate host name "pg.data.svc" to address'},
+    )
+    checks = by_name(r)
+    assert checks["dns"].status == "fail"
+    assert checks["dns"].message == (
+        "pg.data.svc does not resolve (getent hosts pg.data.svc: no address)"
+    )
+    assert checks["dns"].hint.endswith(f"{RUNBOOK}#dns")
+    assert checks["tcp"].status == "skip"
+    assert checks["login"].status == "skip"
+
+
+@pytest.mark.parametrize(
+    ("error", "cause"),
+    [
+        ('could not translate host name "x" to address: Name or service not known', "dns"),
+        ("Temporary failure in name resolution", "dns"),
+        ('connection to server at "10.0.0.7", port 5432 failed: Connection refused', "tcp"),
+        ("timeout expired", "tcp"),
+        ("server closed the connection unexpectedly", "tcp"),
+        ('FATAL: password authentication failed for user "n8n"', "login"),
+        ('FATAL: no pg_hba.conf entry for host "10.1.2.3"', "login"),
+        ('FATAL: database "n8n" does not exist', "login"),
+    ],
+)
+def test_classify_connect_error(error: str, cause: str) -> None:
+    assert classify_connect_error(error) == cause
+
+
+NOT_MEASURED: dict[str, Any] = {
+    k: None for k in ("uri", "crud", "privileges", "isolation", "roundtrips_ms")
+}
+"""What both runners report after a failed login."""
+
+
+def test_tcp_derived_from_login_error_in_pod_mode() -> None:
+    r = report(
+        **NOT_MEASURED,
+        login={
+            "ok": False,
+            "error": 'connection to server at "pg.data.svc" (10.0.0.7), port 5432 failed: '
+            "Connection refused",
+        },
+    )
+    checks = by_name(r)
+    assert checks["tcp"].status == "fail"
+    assert checks["tcp"].message.startswith("cannot open a connection to pg.data.svc:5432: ")
+    assert checks["tcp"].hint.endswith(f"{RUNBOOK}#connection-refused")
+    assert checks["login"].status == "skip"
+    for later in ("uri", "crud", "privileges", "isolation", "latency"):
+        assert checks[later].status == "skip"
+
+
+def test_tcp_measured_failure_in_direct_mode() -> None:
+    r = report(
+        dns=None,
+        tcp={"ok": False, "ms": None, "error": "ConnectionRefusedError: [Errno 111]"},
+        login=None,
+        uri=None,
+        crud=None,
+        privileges=None,
+        isolation=None,
+        roundtrips_ms=None,
+    )
+    verdict = judge(r, latency_budget_ms=100)
+    assert [c.name for c in verdict.failed] == ["tcp"]
+    assert verdict.connect_ms is None
+    assert verdict.roundtrip_p50_ms is None
+
+
+@pytest.mark.parametrize(
+    ("error", "anchor", "words"),
+    [
+        (
+            'FATAL: password authentication failed for user "n8n"',
+            "password-authentication-failed",
+            "the Secret n8n-db-credentials and the role disagree; re-run pulumi up to re-sync",
+        ),
+        ('FATAL: no pg_hba.conf entry for host "10.1.2.3"', "no-pg_hba-entry", "pg_hba.conf"),
+        ('FATAL: role "n8n" does not exist', "role-does-not-exist", "role was not created"),
+        ('FATAL: database "n8n" does not exist', "database-does-not-exist", "database was not"),
+        (
+            'FATAL: permission denied for database "n8n"',
+            "permission-denied-for-database",
+            "CONNECT",
+        ),
+        ('FATAL: too many connections for role "n8n"', "too-many-connections", "connectionLimit"),
+        ('FATAL: role "n8n" is not permitted to log in', "role-cannot-login", "NOLOGIN"),
+        ("server does not support SSL, but SSL was required", "ssl", "sslmode"),
+        ("something else entirely", "login", "check the Secret n8n-db-credentials"),
+    ],
+)
+def test_login_failures_have_specific_hints(error: str, anchor: str, words: str) -> None:
+    verdict = judge(
+        report(**NOT_MEASURED, login={"ok": False, "error": error}), latency_budget_ms=100
+    )
+    assert [c.name for c in verdict.failed] == ["login"]
+    message = verdict.error_message("n8n-db-credentials")
+    assert message.startswith(f'app "n8n": check "login" failed: {error} — ')
+    assert words in message
+    assert message.endswith(f"{RUNBOOK}#{anchor}")
+
+
+def test_the_documented_example_message() -> None:
+    verdict = judge(
+        report(login={"ok": False, "error": 'password authentication failed for user "n8n"'}),
+        latency_budget_ms=100,
+    )
+    assert verdict.error_message("n8n-db-credentials") == (
+        'app "n8n": check "login" failed: password authentication failed for user "n8n" — the '
+        "Secret n8n-db-credentials and the role disagree; re-run pulumi up to re-sync, or see "
+        "docs/runbooks/postgres-connectivity.md#password-authentication-failed"
+    )
+
+
+def test_login_as_wrong_user_fails() -> None:
+    r = report(login={**GOOD["login"], "current_user": "someone"})
+    assert by_name(r)["login"].message == 'logged in as "someone", expected "n8n"'
+
+
+def test_uri_failures() -> None:
+    missing = by_name(report(uri={"given": False, "ok": False, "error": None}))["uri"]
+    assert (missing.status, missing.message) == ("fail", "the Secret has no uri")
+
+    broken = by_name(
+        report(uri={"given": True, "ok": False, "error": 'invalid integer value "<redacted>"'})
+    )["uri"]
+    assert broken.status == "fail"
+    assert broken.message == (
+        'the Secret\'s uri does not connect as given: invalid integer value "<redacted>"'
+    )
+    assert "percent-encoded" in broken.hint
+    assert broken.hint.endswith(f"{RUNBOOK}#uri-encoding")
+
+    other_user = by_name(
+        report(uri={"given": True, "ok": True, "current_user": "x", "database": "n8n"})
+    )["uri"]
+    assert other_user.message == 'uri logs in as "x" on "n8n", expected "n8n" on "n8n"'
+
+    misparsed = by_name(
+        report(
+            uri={
+                "given": True,
+                "ok": True,
+                "current_user": "n8n",
+                "database": "n8n",
+                "parsed": {"host": "cd@pg", "port": "5432", "dbname": "n8n", "user": "n8n"},
+                "expected": {"host": "pg", "port": "5432", "dbname": "n8n", "user": "n8n"},
+            }
+        )
+    )["uri"]
+    assert misparsed.status == "fail"
+    assert misparsed.message == "libpq reads the Secret's uri as host 'cd@pg' (expected 'pg')"
+
+
+def test_uri_is_skipped_when_login_failed() -> None:
+    r = report(
+        login={"ok": False, "error": "password authentication failed"},
+        uri={"given": True, "ok": False, "error": "password authentication failed"},
+    )
+    assert by_name(r)["uri"].status == "skip"
+
+
+def test_crud_failures() -> None:
+    failed = by_name(
+        report(
+            crud={
+                "steps": [],
+                "failed_step": "create",
+                "error": "ERROR: permission denied for schema public",
+            }
+        )
+    )["crud"]
+    assert failed.status == "fail"
+    assert failed.message == (
+        "create on a scratch table failed: ERROR: permission denied for schema public"
+    )
+    assert failed.hint.endswith(f"{RUNBOOK}#crud")
+
+    wrong_rows = by_name(report(crud={**GOOD["crud"], "updated": "probe"}))["crud"]
+    assert wrong_rows.status == "fail"
+    assert "expected 'probe' and 'updated'" in wrong_rows.message
+
+
+@pytest.mark.parametrize(
+    ("flags", "words"),
+    [
+        ({"rolsuper": True}, "SUPERUSER"),
+        ({"rolcreaterole": True}, "CREATEROLE"),
+        ({"rolcreatedb": True}, "CREATEDB"),
+        ({"rolreplication": True}, "REPLICATION"),
+        ({"rolbypassrls": True}, "BYPASSRLS"),
+        ({"rolsuper": True, "rolbypassrls": True}, "SUPERUSER, BYPASSRLS"),
+    ],
+)
+def test_privileges_fail_on_each_flag(flags: dict[str, bool], words: str) -> None:
+    check = by_name(report(privileges={**GOOD["privileges"], **flags}))["privileges"]
+    assert check.status == "fail"
+    assert check.message == f"the app role has {words}"
+    assert check.hint.endswith(f"{RUNBOOK}#excess-privileges")
+
+
+def test_privileges_unreadable_or_incomplete_fail() -> None:
+    assert by_name(report(privileges={"error": "boom"}))["privileges"].status == "fail"
+    assert by_name(report(privileges={"rolsuper": False}))["privileges"].status == "fail"
+
+
+def test_isolation() -> None:
+    reached = by_name(
+        report(isolation=[{"database": "paperless", "connected": True, "error": None}])
+    )["isolation"]
+    assert reached.status == "fail"
+    assert reached.message == 'the app can connect to other apps\' databases: "paperless"'
+
+    unproven = by_name(
+        report(
+            isolation=[
+                {
+                    "database": "paperless",
+                    "connected": False,
+                    "error": 'FATAL: database "paperless" does not exist',
+                }
+            ]
+        )
+    )["isolation"]
+    assert unproven.status == "fail"
+    assert unproven.message.startswith("could not prove isolation")
+
+    nothing = by_name(report(isolation=[]))["isolation"]
+    assert (nothing.status, nothing.message) == ("pass", "no other app databases to try")
+
+
+def test_latency_budget_logic() -> None:
+    # p95 of 1..10 is 10 and the median connect is 5: a budget of exactly 10 passes…
+    assert by_name(GOOD, budget=10.0)["latency"].status == "pass"
+    # …just under fails on p95; under 5 fails on connect too
+    just_under = by_name(GOOD, budget=9.99)["latency"]
+    assert just_under.status == "fail"
+    assert "p95 10.0 ms > 9.99 ms" in just_under.message
+    assert "connect" not in just_under.message.split("over budget")[1]
+    zero = by_name(GOOD, budget=0.0)["latency"]
+    assert zero.message.endswith("over budget (connect 5.0 ms > 0 ms; p95 10.0 ms > 0 ms)")
+    assert zero.hint.endswith(f"{RUNBOOK}#latency")
+
+
+def test_latency_without_timings_fails() -> None:
+    check = by_name(report(roundtrips_ms=[]))["latency"]
+    assert (check.status, check.message) == ("fail", "no timings were reported")
+
+
+def test_error_message_lists_every_failure() -> None:
+    r = report(
+        privileges={**GOOD["privileges"], "rolsuper": True},
+        isolation=[{"database": "paperless", "connected": True, "error": None}],
+    )
+    message = judge(r, latency_budget_ms=100).error_message("n8n-db-credentials")
+    assert message.startswith('app "n8n": check "privileges" failed: the app role has SUPERUSER')
+    assert message.endswith(
+        '; also failed: "isolation" (the app can connect to other apps\' databases: "paperless")'
+    )
+
+
+def test_percentile_nearest_rank() -> None:
+    assert percentile([3.0], 95) == 3.0
+    assert percentile([5.0, 1.0, 3.0], 50) == 3.0
+    assert percentile([float(i) for i in range(1, 21)], 95) == 19.0
+    with pytest.raises(ValueError, match="empty"):
+        percentile([], 50)
+
+
+PW = "Kq3vZt7/Wx9mPe2?Lr5sNb8@Hy4jDc6"
+
+
+def test_redact_removes_the_password_and_its_fragments() -> None:
+    assert redact(f"password is {PW}.", PW) == "password is <redacted>."
+    assert redact('invalid integer value "Kq3vZt7" for connection option "port"', PW) == (
+        'invalid integer value "<redacted>" for connection option "port"'
+    )
+    assert redact("query parameter: Lr5sNb8@Hy4jDc6@10.0.0.7:5432/n8n", PW) == (
+        "query parameter: <redacted>@10.0.0.7:5432/n8n"
+    )
+    # Quoted pieces of ≥ 3 characters go; short unquoted coincidences stay; no secret → no-op.
+    assert redact('user "n8n" on "Kq3"', PW) == 'user "n8n" on "<redacted>"'
+    assert redact("app it-1-app and ab", PW) == "app it-1-app and ab"
+    assert redact("anything", None) == "anything"
+
+
+def test_redact_report_walks_everything() -> None:
+    doc = {"a": [f"x {PW}", {"b": "Hy4jDc6@host"}], "n": 1, "none": None}
+    assert redact_report(doc, PW) == {
+        "a": ["x <redacted>", {"b": "<redacted>@host"}],
+        "n": 1,
+        "none": None,
+    }
