@@ -58,6 +58,7 @@ def build(settings: StackSettings) -> None:
                     ],
                     settings=settings.verification,
                     kube_context=settings.kube_context,
+                    uri=db.uri,
                 ),
                 opts=pulumi.ResourceOptions(parent=db, depends_on=db.ready_resources),
             )

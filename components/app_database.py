@@ -79,6 +79,8 @@ class AppDatabase(pulumi.ComponentResource):
     port: pulumi.Output[int]
     password_value: pulumi.Output[str]
     """Secret Output: the generated password."""
+    uri: pulumi.Output[str]
+    """Secret Output: the Secret's `uri`, exactly as written into it."""
 
     def __init__(
         self, name: str, args: AppDatabaseArgs, opts: pulumi.ResourceOptions | None = None
@@ -170,6 +172,7 @@ class AppDatabase(pulumi.ComponentResource):
                 profile=app.profile,
             )
         )
+        self.uri = pulumi.Output.secret(data.apply(lambda d: d["uri"]))
         self.secret = k8s.core.v1.Secret(
             f"{name}-secret",
             metadata=k8s.meta.v1.ObjectMetaArgs(

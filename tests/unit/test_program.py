@@ -254,6 +254,9 @@ def test_check_wiring(three: Run, app: str) -> None:
     assert props["kube_context"] == "unit-context"
     assert is_secret(check.inputs["password"])
     assert props["password"] == PASSWORDS[app]
+    assert is_secret(check.inputs["uri"])
+    secret_data = unwrap(three.monitor.one(T_SECRET, f"{app}-secret").inputs["stringData"])
+    assert props["uri"] == secret_data["uri"]
     component = three.monitor.one(T_COMPONENT, app)
     assert check.parent == component.urn
 
