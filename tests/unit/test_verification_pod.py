@@ -1,0 +1,391 @@
+"""The pod runner: the Pod spec (pure) and the control flow, with a fake client that records calls.
+
+The fake is not an API server: it replays scripted pod states so that every path of
+`run_pod_probe` (success, fatal waiting reason, timeout, deadline, missing report, interrupt,
+failing create/delete) can be checked for the one invariant that matters: the pod is deleted.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+
+from components.verification.checks import REPORT_SCHEMA
+from components.verification.pod import (
+    CONTAINER,
+    PROBE_SCRIPT,
+    SECRET_ENV,
+    PodProbeError,
+    PodProbeSpec,
+    build_pod_manifest,
+    parse_report,
+    pod_name,
+    run_pod_probe,
+)
+
+SPEC = PodProbeSpec(
+    app="n8n",
+    namespace="apps",
+    secret_name="n8n-db-credentials",
+    image="docker.io/library/postgres:17-alpine",
+    image_pull_policy="IfNotPresent",
+    sslmode="prefer",
+    other_databases=("paperless", "app_test"),
+    timeout_seconds=30,
+)
+REPORT_LINE = json.dumps({"schema": REPORT_SCHEMA, "app": "n8n", "runner": "pod"})
+
+
+class ApiError(Exception):
+    """Shaped like kubernetes.client.ApiException (status, reason, body)."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(f"({status})")
+        self.status = status
+        self.reason = "Reason"
+        self.body = json.dumps({"message": message})
+
+
+def pod_state(
+    phase: str,
+    *,
+    waiting: tuple[str, str] | None = None,
+    exit_code: int | None = None,
+    reason: str | None = None,
+    conditions: tuple[tuple[str, str, str, str], ...] = (),
+) -> SimpleNamespace:
+    state = SimpleNamespace(waiting=None, terminated=None, running=None)
+    if waiting:
+        state.waiting = SimpleNamespace(reason=waiting[0], message=waiting[1])
+    if exit_code is not None:
+        state.terminated = SimpleNamespace(exit_code=exit_code, reason="Completed")
+    return SimpleNamespace(
+        status=SimpleNamespace(
+            phase=phase,
+            reason=reason,
+            container_statuses=[SimpleNamespace(name=CONTAINER, state=state)],
+            conditions=[
+                SimpleNamespace(type=t, status=s, reason=r, message=m) for t, s, r, m in conditions
+            ],
+        )
+    )
+
+
+class FakeCoreV1:
+    """Records every call; `read_namespaced_pod` replays `states` (the last one repeats)."""
+
+    def __init__(
+        self,
+        states: list[Any],
+        log: str = REPORT_LINE + "\n",
+        *,
+        create_error: Exception | None = None,
+        delete_error: Exception | None = None,
+        read_error: BaseException | None = None,
+        leftovers: tuple[str, ...] = (),
+    ) -> None:
+        self.states = list(states)
+        self.log = log
+        self.create_error = create_error
+        self.delete_error = delete_error
+        self.read_error = read_error
+        self.leftovers = leftovers
+        self.calls: list[tuple[str, Any]] = []
+        self.created: dict[str, Any] | None = None
+
+    def list_namespaced_pod(self, namespace: str, **kw: Any) -> Any:
+        self.calls.append(("list", kw.get("label_selector")))
+        items = [SimpleNamespace(metadata=SimpleNamespace(name=n)) for n in self.leftovers]
+        return SimpleNamespace(items=items)
+
+    def create_namespaced_pod(self, namespace: str, body: dict[str, Any], **kw: Any) -> Any:
+        self.calls.append(("create", body["metadata"]["name"]))
+        if self.create_error:
+            raise self.create_error
+        self.created = body
+        return body
+
+    def read_namespaced_pod(self, name: str, namespace: str, **kw: Any) -> Any:
+        self.calls.append(("read", name))
+        if self.read_error:
+            raise self.read_error
+        return self.states.pop(0) if len(self.states) > 1 else self.states[0]
+
+    def read_namespaced_pod_log(self, name: str, namespace: str, **kw: Any) -> str:
+        self.calls.append(("log", name))
+        assert kw.get("container") == CONTAINER
+        return self.log
+
+    def delete_namespaced_pod(self, name: str, namespace: str, **kw: Any) -> None:
+        self.calls.append(("delete", name))
+        assert kw.get("grace_period_seconds") == 0
+        if self.delete_error:
+            raise self.delete_error
+
+    def deleted(self) -> list[str]:
+        return [arg for op, arg in self.calls if op == "delete"]
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, s: float) -> None:
+        self.now += s
+
+
+def probe(api: FakeCoreV1, spec: PodProbeSpec = SPEC) -> dict[str, Any]:
+    clock = Clock()
+    return run_pod_probe(api, spec, clock=clock, sleep=clock.sleep, suffix="abc123")
+
+
+NAME = "n8n-dbcheck-abc123"
+TMP = "/tmp"  # noqa: S108 - the emptyDir mount inside the probe pod
+
+
+# -- the Pod spec ----------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def manifest() -> dict[str, Any]:
+    return build_pod_manifest(SPEC, NAME, "echo script")
+
+
+def test_pod_security_restricted(manifest: dict[str, Any]) -> None:
+    spec = manifest["spec"]
+    pod_sc = spec["securityContext"]
+    assert pod_sc["runAsNonRoot"] is True
+    assert isinstance(pod_sc["runAsUser"], int)
+    assert pod_sc["runAsUser"] > 0
+    assert pod_sc["seccompProfile"] == {"type": "RuntimeDefault"}
+    (container,) = spec["containers"]
+    sc = container["securityContext"]
+    assert sc["allowPrivilegeEscalation"] is False
+    assert sc["capabilities"] == {"drop": ["ALL"]}
+    assert sc["readOnlyRootFilesystem"] is True
+    assert sc["runAsNonRoot"] is True
+    assert sc["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert not any(v.get("hostPath") for v in spec["volumes"])
+    assert "hostNetwork" not in spec
+    assert "hostPID" not in spec
+
+
+def test_pod_basics(manifest: dict[str, Any]) -> None:
+    spec = manifest["spec"]
+    (container,) = spec["containers"]
+    assert manifest["metadata"]["name"] == NAME
+    assert manifest["metadata"]["namespace"] == "apps"
+    assert manifest["metadata"]["labels"] == {
+        "app.kubernetes.io/name": "n8n",
+        "app.kubernetes.io/component": "db-connectivity-check",
+        "app.kubernetes.io/managed-by": "pulumi",
+        "app.kubernetes.io/part-of": "postgres-apps",
+    }
+    assert spec["restartPolicy"] == "Never"
+    assert spec["activeDeadlineSeconds"] == 30
+    assert spec["automountServiceAccountToken"] is False
+    assert container["image"] == "docker.io/library/postgres:17-alpine"
+    assert container["imagePullPolicy"] == "IfNotPresent"
+    assert container["command"] == ["sh", "-c", "echo script", "probe"]
+    assert container["resources"]["requests"]["memory"] == "16Mi"
+    assert container["resources"]["limits"]["memory"] == "64Mi"
+    assert container["volumeMounts"] == [{"name": "tmp", "mountPath": TMP}]
+    assert spec["volumes"] == [{"name": "tmp", "emptyDir": {"sizeLimit": "16Mi"}}]
+
+
+def test_env_comes_from_the_apps_secret(manifest: dict[str, Any]) -> None:
+    env = {e["name"]: e for e in manifest["spec"]["containers"][0]["env"]}
+    for var, key in SECRET_ENV:
+        assert env[var]["valueFrom"] == {"secretKeyRef": {"name": "n8n-db-credentials", "key": key}}
+        assert "value" not in env[var]
+    assert env["HOME"]["value"] == TMP
+    assert env["PROBE_OTHER_DATABASES"]["value"] == "paperless app_test"
+    assert env["PROBE_APP"]["value"] == "n8n"
+    # No credential is ever a literal value in the pod spec.
+    literal = json.dumps([e.get("value") for e in env.values()])
+    assert "password" not in literal.lower()
+
+
+def test_the_script_reads_exactly_the_env_the_pod_gets() -> None:
+    script = PROBE_SCRIPT.read_text()
+    used = set(re.findall(r"\$\{?(DB_[A-Z]+|PROBE_[A-Z_]+)", script))
+    given_db = {var for var, _ in SECRET_ENV}
+    given_probe = {
+        e["name"]
+        for e in build_pod_manifest(SPEC, NAME, "")["spec"]["containers"][0]["env"]
+        if e["name"].startswith("PROBE_")
+    }
+    assert {u for u in used if u.startswith("DB_")} == given_db
+    # PROBE_DNS_HOST is an optional override (tests), everything else is set by the pod spec.
+    assert {u for u in used if u.startswith("PROBE_")} - given_probe == {"PROBE_DNS_HOST"}
+
+
+def test_pod_name_fits_63_characters() -> None:
+    assert pod_name("n8n", "abc123") == NAME
+    long = pod_name("a" * 63, "abc123")
+    assert len(long) == 63
+    assert long.endswith("-dbcheck-abc123")
+
+
+def test_parse_report_takes_the_last_report_line() -> None:
+    log = "noise\n{not json\n" + REPORT_LINE + "\n\n"
+    assert parse_report(log) == json.loads(REPORT_LINE)
+    assert parse_report('{"schema": "other"}\n') is None
+    assert parse_report("") is None
+
+
+# -- the runner's control flow --------------------------------------------------------------------
+
+
+def test_success_reads_the_report_and_deletes_the_pod() -> None:
+    api = FakeCoreV1(
+        [pod_state("Pending"), pod_state("Running"), pod_state("Succeeded", exit_code=0)]
+    )
+    report = probe(api)
+    assert report["schema"] == REPORT_SCHEMA
+    assert report["pod"] == {"name": NAME, "namespace": "apps", "warnings": []}
+    ops = [op for op, _ in api.calls]
+    assert ops == ["list", "create", "read", "read", "read", "log", "delete"]
+    assert api.deleted() == [NAME]
+    assert api.created is not None
+    assert api.created["spec"]["containers"][0]["command"][2] == PROBE_SCRIPT.read_text()
+
+
+def test_failed_phase_with_a_report_still_returns_it() -> None:
+    api = FakeCoreV1([pod_state("Failed", exit_code=1)])
+    assert probe(api)["schema"] == REPORT_SCHEMA
+    assert api.deleted() == [NAME]
+
+
+@pytest.mark.parametrize(
+    ("reason", "message", "words"),
+    [
+        ("ImagePullBackOff", 'Back-off pulling image "postgres:99"', "cannot pull the probe image"),
+        ("ErrImagePull", "not found", "cannot pull the probe image"),
+        ("ErrImageNeverPull", "image not present", "imagePullPolicy is Never"),
+        (
+            "CreateContainerConfigError",
+            'secret "n8n-db-credentials" not found',
+            "the app's Secret is missing",
+        ),
+        (
+            "CreateContainerConfigError",
+            "couldn't find key uri in Secret apps/n8n-db-credentials",
+            "lacks a key",
+        ),
+    ],
+)
+def test_fatal_waiting_reasons_fail_fast_and_delete(reason: str, message: str, words: str) -> None:
+    api = FakeCoreV1([pod_state("Pending", waiting=(reason, message))])
+    with pytest.raises(PodProbeError) as err:
+        probe(api)
+    assert err.value.reason == reason
+    assert message in err.value.message
+    assert f"apps/{NAME}" in err.value.message
+    assert words in err.value.hint
+    assert [op for op, _ in api.calls].count("read") == 1  # no waiting for the timeout
+    assert api.deleted() == [NAME]
+
+
+def test_timeout_names_what_the_pod_was_doing_and_deletes() -> None:
+    api = FakeCoreV1(
+        [pod_state("Pending", waiting=("ContainerCreating", ""))],
+    )
+    with pytest.raises(PodProbeError) as err:
+        probe(api)
+    assert err.value.reason == "Timeout"
+    assert "did not finish within 30 s" in err.value.message
+    assert "phase Pending" in err.value.message
+    assert "ContainerCreating" in err.value.message
+    assert api.deleted() == [NAME]
+
+
+def test_unschedulable_is_named() -> None:
+    api = FakeCoreV1(
+        [
+            pod_state(
+                "Pending",
+                conditions=(("PodScheduled", "False", "Unschedulable", "0/1 nodes are available"),),
+            )
+        ]
+    )
+    with pytest.raises(PodProbeError) as err:
+        probe(api)
+    assert err.value.reason == "Unschedulable"
+    assert "0/1 nodes are available" in err.value.message
+    assert "no node can run" in err.value.hint
+    assert api.deleted() == [NAME]
+
+
+def test_deadline_exceeded() -> None:
+    api = FakeCoreV1([pod_state("Failed", reason="DeadlineExceeded")])
+    with pytest.raises(PodProbeError) as err:
+        probe(api)
+    assert err.value.reason == "DeadlineExceeded"
+    assert "activeDeadlineSeconds=30" in err.value.message
+    assert api.deleted() == [NAME]
+
+
+def test_no_report_in_the_log() -> None:
+    api = FakeCoreV1([pod_state("Failed", exit_code=127)], log="sh: psql: not found\n")
+    with pytest.raises(PodProbeError) as err:
+        probe(api)
+    assert err.value.reason == "NoReport"
+    assert "exit code 127" in err.value.message
+    assert "sh: psql: not found" in err.value.message
+    assert api.deleted() == [NAME]
+
+
+def test_keyboard_interrupt_still_deletes_the_pod() -> None:
+    api = FakeCoreV1([pod_state("Running")], read_error=KeyboardInterrupt())
+    with pytest.raises(KeyboardInterrupt):
+        probe(api)
+    assert api.deleted() == [NAME]
+
+
+def test_api_error_while_waiting_still_deletes_the_pod() -> None:
+    api = FakeCoreV1([pod_state("Running")], read_error=ApiError(500, "etcd is sad"))
+    with pytest.raises(ApiError):
+        probe(api)
+    assert api.deleted() == [NAME]
+
+
+def test_create_refused_is_a_clear_error_and_nothing_to_delete() -> None:
+    api = FakeCoreV1(
+        [pod_state("Pending")],
+        create_error=ApiError(403, 'pods "x" is forbidden: violates PodSecurity "restricted"'),
+    )
+    with pytest.raises(PodProbeError) as err:
+        probe(api)
+    assert err.value.reason == "PodCreateFailed"
+    assert 'violates PodSecurity "restricted"' in err.value.message
+    assert "403" in err.value.message
+    assert api.deleted() == []
+
+
+def test_delete_404_is_fine_and_other_delete_errors_become_warnings() -> None:
+    gone = FakeCoreV1([pod_state("Succeeded")], delete_error=ApiError(404, "not found"))
+    assert probe(gone)["pod"]["warnings"] == []
+
+    stuck = FakeCoreV1([pod_state("Succeeded")], delete_error=ApiError(500, "nope"))
+    warnings = probe(stuck)["pod"]["warnings"]
+    assert warnings == [f"could not delete probe pod apps/{NAME}: 500 nope"]
+
+
+def test_leftover_pods_of_the_app_are_deleted_first() -> None:
+    api = FakeCoreV1([pod_state("Succeeded")], leftovers=("n8n-dbcheck-old111",))
+    report = probe(api)
+    assert api.calls[0] == (
+        "list",
+        "app.kubernetes.io/name=n8n,app.kubernetes.io/component=db-connectivity-check,"
+        "app.kubernetes.io/part-of=postgres-apps",
+    )
+    assert api.deleted() == ["n8n-dbcheck-old111", NAME]
+    assert report["pod"]["warnings"] == ["deleted leftover probe pods: n8n-dbcheck-old111"]
