@@ -24,6 +24,14 @@ ROOT = Path(__file__).resolve().parents[2]
 POLICIES = ROOT / "policies"
 sys.path.insert(0, str(ROOT))
 
+from conftest import (  # noqa: E402
+    ADMIN_PASSWORD,
+    THREE_APPS,
+    ProgramMocks,
+    Run,
+    run_program,
+    unwrap,
+)
 from pulumi_policy import (  # noqa: E402
     EnforcementLevel,
     PolicyCustomTimeouts,
@@ -31,7 +39,9 @@ from pulumi_policy import (  # noqa: E402
     PolicyResource,
     PolicyResourceOptions,
     ResourceValidationArgs,
+    ResourceValidationPolicy,
     StackValidationArgs,
+    StackValidationPolicy,
 )
 from pulumi_policy.proxy import (  # noqa: E402
     UNKNOWN_NUMBER_VALUE,
@@ -42,7 +52,6 @@ from pulumi_policy.proxy import (  # noqa: E402
 from policies import postgres_apps_policies as pol  # noqa: E402
 
 STACK = "urn:pulumi:dev::postgres-apps::"
-ADMIN_PASSWORD = "Adm1n-S3cret-Passw0rd"
 
 Violations = list[tuple[str, str | None]]
 
@@ -853,3 +862,113 @@ def test_pack_reports_a_missing_public_revoke_over_grpc(analyzer: Any) -> None:
     assert [(d.policyName, d.urn) for d in response.diagnostics] == [
         ("database-connect-revoked-from-public", db_urn)
     ]
+
+
+# --- the pack against the real program -----------------------------------------------------------
+
+
+def program_resources(run: Run) -> tuple[list[ResourceValidationArgs], list[PolicyResource]]:
+    """What the engine would hand the pack for this program run: one ResourceValidationArgs per
+    registration (resource policies; reads are not analyzed) and the stack's resources (stack
+    policies; reads included, plus the Stack with its outputs)."""
+    registrations = run.monitor.registrations
+    providers = {
+        f"{r.urn}::{r.name}-id": PolicyProviderResource(
+            r.type, unknown_checking_proxy(r.plain), r.urn, r.name
+        )
+        for r in registrations
+        if r.type.startswith("pulumi:providers:")
+    }
+    analyzed: list[ResourceValidationArgs] = []
+    stack: list[PolicyResource] = []
+    for r in registrations:
+        opts = PolicyResourceOptions(
+            bool(r.protect),
+            [],
+            r.delete_before_replace or None,
+            [],
+            PolicyCustomTimeouts(0, 0, 0),
+            [],
+            r.parent or None,
+        )
+        props = unknown_checking_proxy(r.plain)
+        provider = providers.get(r.provider)
+        if r.read_id is None:
+            analyzed.append(ResourceValidationArgs(r.type, props, r.urn, r.name, opts, provider))
+        stack.append(PolicyResource(r.type, props, r.urn, r.name, opts, provider, None, [], {}))
+    outputs = unknown_checking_proxy(unwrap(run.outputs))
+    stack.append(
+        PolicyResource(
+            pol.STACK_TYPE,
+            outputs,
+            f"{STACK}{pol.STACK_TYPE}::s",
+            "s",
+            options(),
+            None,
+            None,
+            [],
+            {},
+        )
+    )
+    return analyzed, stack
+
+
+def run_pack(run: Run, config: Mapping[str, Mapping[str, Any]]) -> list[tuple[str, str]]:
+    analyzed, stack = program_resources(run)
+    found: list[tuple[str, str]] = []
+    for policy in pol.build_policies():
+
+        def report(message: str, urn: str | None = None, name: str = policy.name) -> None:
+            found.append((name, message))
+
+        if isinstance(policy, ResourceValidationPolicy):
+            for args in analyzed:
+                configured = ResourceValidationArgs(
+                    args.resource_type,
+                    args.props,
+                    args.urn,
+                    args.name,
+                    args.opts,
+                    args.provider,
+                    config.get(policy.name),
+                )
+                policy.validate(configured, report)
+        elif isinstance(policy, StackValidationPolicy):
+            policy.validate(StackValidationArgs(stack, config.get(policy.name)), report)
+    return found
+
+
+@pytest.fixture(scope="module")
+def program_run() -> Run:
+    return run_program(THREE_APPS, ProgramMocks())
+
+
+def test_the_program_passes_the_pack_when_its_opt_outs_are_confirmed(program_run: Run) -> None:
+    # THREE_APPS: paperless lives in namespace `docs` with `deletion: drop`.
+    config = {
+        "database-protected": {"unprotectedApps": ["paperless"]},
+        "credentials-secret-placement": {"appNamespaces": ["apps", "docs"]},
+        "apps-namespace-pod-security": {"appNamespaces": ["apps", "docs"]},
+    }
+    assert run_pack(program_run, config) == []
+
+
+def test_the_program_needs_the_policy_config_for_its_opt_outs(program_run: Run) -> None:
+    assert run_pack(program_run, {}) == [
+        (
+            "database-protected",
+            "database 'paperless' is not protected: removing its app would DROP DATABASE "
+            "'paperless'. Keep protect=True, or opt the app out (`deletion: drop` or `retain` in "
+            "the stack config) and list it in this policy's unprotectedApps config",
+        ),
+        (
+            "credentials-secret-placement",
+            "Secret docs/paperless-db-credentials holds database credentials but namespace "
+            "'docs' is not an app namespace (apps)",
+        ),
+    ]
+
+
+def test_the_pack_sees_the_programs_admin_password(program_run: Run) -> None:
+    _, stack = program_resources(program_run)
+    assert pol.admin_passwords(stack, {}) == {ADMIN_PASSWORD}
