@@ -218,3 +218,8 @@ def test_cli_reads_stdin_and_rejects_non_json() -> None:
     assert broken.returncode == 2
     assert broken.stdout == ""
     assert "cannot read -" in broken.stderr
+
+
+def test_the_documented_example_is_the_real_output() -> None:
+    docs = (ROOT / "docs" / "review-flow.md").read_text()
+    assert (FIXTURES / "preview-add-app.comment.md").read_text() in docs
