@@ -27,5 +27,5 @@ source ./localenv/env.sh
 step "pulumi up --stack $stack"
 pulumi stack select "$stack" >/dev/null 2>&1 || pulumi stack init "$stack" >/dev/null
 pulumi up --stack "$stack" --yes --diff
-step "verification results (stack output 'verification')"
-pulumi stack output --stack "$stack" verification --json
+step "apps and their verification results (stack output 'apps')"
+pulumi stack output --stack "$stack" apps --json

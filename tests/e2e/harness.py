@@ -171,9 +171,12 @@ def base_config(apps: list[dict[str, Any]], *, mode: str = "direct", **verificat
     return {
         "kubernetes:context": KUBE_CONTEXT,
         "postgres-apps:postgres": {
+            "host": "postgres-postgresql.data.svc.cluster.local",
+            "port": 5432,
+            "sslmode": "disable",
             "adminHost": ADMIN_HOST,
             "adminPort": ADMIN_PORT,
-            "sslmode": "disable",
+            "adminSslmode": "disable",
         },
         "postgres-apps:apps": apps,
         "postgres-apps:verification": {
