@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal
 
@@ -226,11 +226,12 @@ def login_hint(error: str) -> str:
 _QUOTED = re.compile(r'"([^"]*)"')
 
 
-def redact(text: str, secret: str | None) -> str:
+def redact(text: str, secret: str | None, keep: Collection[str] = ()) -> str:
     """Remove the password and fragments of it (libpq echoes mis-parsed URI parts).
 
     Replaced: every run of ≥ 6 characters that also occurs in the password, and every quoted
-    token of ≥ 3 characters that is part of the password.
+    token of ≥ 4 characters that is part of the password, unless it is one of `keep` (the app,
+    user, database and host names the messages legitimately quote).
     """
     if not secret:
         return text
@@ -248,7 +249,7 @@ def redact(text: str, secret: str | None) -> str:
 
     def _sub(m: re.Match[str]) -> str:
         token = m.group(1)
-        if len(token) >= 3 and token in secret:
+        if len(token) >= _MIN_QUOTED and token in secret and token not in keep:
             return '"<redacted>"'
         return m.group(0)
 
@@ -256,11 +257,12 @@ def redact(text: str, secret: str | None) -> str:
 
 
 _MIN_RUN: Final = 6
+_MIN_QUOTED: Final = 4
 
 
 def _longest_run_at(text: str, i: int, secret: str) -> int:
     """Length of the longest prefix of text[i:] that occurs in secret (0 if < _MIN_RUN)."""
-    if text[i : i + _MIN_RUN] not in secret:
+    if i + _MIN_RUN > len(text) or text[i : i + _MIN_RUN] not in secret:
         return 0
     n = _MIN_RUN
     while i + n < len(text) and text[i : i + n + 1] in secret:
@@ -268,14 +270,14 @@ def _longest_run_at(text: str, i: int, secret: str) -> int:
     return n
 
 
-def redact_report(value: Any, secret: str | None) -> Any:
+def redact_report(value: Any, secret: str | None, keep: Collection[str] = ()) -> Any:
     """`redact` applied to every string in a report (recursively)."""
     if isinstance(value, str):
-        return redact(value, secret)
+        return redact(value, secret, keep)
     if isinstance(value, list):
-        return [redact_report(v, secret) for v in value]
+        return [redact_report(v, secret, keep) for v in value]
     if isinstance(value, dict):
-        return {k: redact_report(v, secret) for k, v in value.items()}
+        return {k: redact_report(v, secret, keep) for k, v in value.items()}
     return value
 
 

@@ -16,7 +16,12 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote
 
-from components.verification.checks import CRUD_STEPS, PRIVILEGE_FLAGS, REPORT_SCHEMA
+from components.verification.checks import (
+    CRUD_STEPS,
+    PRIVILEGE_FLAGS,
+    REPORT_SCHEMA,
+    redact_report,
+)
 
 APPLICATION_NAME = "postgres-apps-verify"
 
@@ -87,7 +92,16 @@ def _elapsed_ms(start: float) -> float:
 
 
 def run_direct_probe(t: DirectTarget) -> dict[str, Any]:
-    """Measure everything the checks need; never raises for a failed measurement."""
+    """Measure everything the checks need; never raises for a failed measurement.
+
+    Error texts are redacted: libpq echoes mis-parsed uri parts, which can be password pieces.
+    """
+    keep = {t.app, t.user, t.database, t.host, t.secret_host or "", *t.other_databases}
+    report: dict[str, Any] = redact_report(_measure(t), t.password, keep)
+    return report
+
+
+def _measure(t: DirectTarget) -> dict[str, Any]:
     import psycopg  # noqa: PLC0415 - heavy client, imported where used (provider is pickled)
     from psycopg import conninfo  # noqa: PLC0415
 

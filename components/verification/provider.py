@@ -76,6 +76,14 @@ def _now() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def safe_names(props: Mapping[str, Any]) -> set[str]:
+    """Names the messages quote on purpose: never mistaken for password fragments."""
+    names = {str(props.get(k) or "") for k in ("app_name", "username", "database", "host")}
+    names |= {str(props.get(k) or "") for k in ("namespace", "secret_name", "direct_host")}
+    names |= {str(d) for d in props.get("other_databases") or []}
+    return names - {""}
+
+
 def run_check(props: Mapping[str, Any]) -> Verdict:
     """Run the probe with the runner the inputs ask for and judge its report."""
     from components.verification.pod import PodProbeError  # noqa: PLC0415
@@ -98,7 +106,7 @@ def run_check(props: Mapping[str, Any]) -> Verdict:
                 password,
             )
         ) from None
-    report = redact_report(report, password)
+    report = redact_report(report, password, safe_names(props))
     return judge(report, latency_budget_ms=float(props["latency_budget_ms"]), checked_at=_now())
 
 
@@ -179,7 +187,11 @@ def _probe(props: Mapping[str, Any]) -> dict[str, Any]:
     verdict = run_check(props)
     if not verdict.ok:
         raise VerificationError(
-            redact(verdict.error_message(str(props.get("secret_name"))), str(props["password"]))
+            redact(
+                verdict.error_message(str(props.get("secret_name"))),
+                str(props["password"]),
+                safe_names(props),
+            )
         )
     return outputs(props, verdict)
 

@@ -391,8 +391,9 @@ def test_redact_removes_the_password_and_its_fragments() -> None:
     assert redact("query parameter: Lr5sNb8@Hy4jDc6@10.0.0.7:5432/n8n", PW) == (
         "query parameter: <redacted>@10.0.0.7:5432/n8n"
     )
-    # Quoted pieces of ≥ 3 characters go; short unquoted coincidences stay; no secret → no-op.
-    assert redact('user "n8n" on "Kq3"', PW) == 'user "n8n" on "<redacted>"'
+    # Quoted pieces of ≥ 4 characters go unless they are known names; short coincidences stay.
+    assert redact('user "n8n" on "Kq3v"', PW) == 'user "n8n" on "<redacted>"'
+    assert redact('app "Kq3v" on "Kq3"', PW, keep={"Kq3v"}) == 'app "Kq3v" on "Kq3"'
     assert redact("app it-1-app and ab", PW) == "app it-1-app and ab"
     assert redact("anything", None) == "anything"
 

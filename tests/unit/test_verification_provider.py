@@ -1,0 +1,317 @@
+"""The dynamic provider: serialization, diff, outputs without secrets, delete, failure messages.
+
+Runs against nothing real (the integration tier drives create/update against PostgreSQL).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pulumi
+import pytest
+from conftest import CHECK_TYPE, ProgramMocks, is_secret, run_under_mocks, unwrap
+from pulumi.dynamic.dynamic import serialize_provider
+
+import components.verification.pod as pod_module
+from components.config import VerificationSettings
+from components.verification import ConnectivityCheck, ConnectivityCheckArgs
+from components.verification.provider import (
+    INPUT_KEYS,
+    OUTPUT_KEYS,
+    ConnectivityCheckProvider,
+    VerificationError,
+    changed_keys,
+    credentials_hash,
+    run_check,
+)
+from components.verification.resource import build_props
+
+REPO = Path(__file__).resolve().parents[2]
+PASSWORD = "Generated-n8n-Pw-0123456789abcdefghij"
+
+
+def props(**changes: Any) -> dict[str, Any]:
+    base: dict[str, Any] = {
+        "app_name": "n8n",
+        "namespace": "apps",
+        "secret_name": "n8n-db-credentials",
+        "host": "postgres-postgresql.data.svc.cluster.local",
+        "port": 5432,
+        "database": "n8n",
+        "username": "n8n",
+        "password": PASSWORD,
+        "uri": None,
+        "sslmode": "prefer",
+        "direct_host": "127.0.0.1",
+        "direct_port": 15432,
+        "other_databases": ["paperless"],
+        "verification_mode": "direct",
+        "image": "docker.io/library/postgres:17-alpine",
+        "image_pull_policy": "IfNotPresent",
+        "timeout_seconds": 60,
+        "latency_budget_ms": 100.0,
+        "rerun": "on-change",
+        "roundtrips": 20,
+        "kube_context": None,
+    }
+    base.update(changes)
+    return base
+
+
+def old_outputs(p: dict[str, Any]) -> dict[str, Any]:
+    """What create() stored: the inputs without secrets, plus the credentials hash."""
+    outs = {k: p.get(k) for k in INPUT_KEYS}
+    outs["credentials_sha256"] = credentials_hash(p["app_name"], p["password"], p.get("uri"))
+    return outs
+
+
+# -- serialization ---------------------------------------------------------------------------------
+
+
+def test_provider_pickles_by_reference_and_small() -> None:
+    raw = base64.b64decode(serialize_provider(ConnectivityCheckProvider()))
+    assert b"components.verification.provider" in raw
+    assert b"ConnectivityCheckProvider" in raw
+    assert len(raw) < 1024, len(raw)  # a reference, not the code or captured clients
+    for heavy in (b"psycopg", b"kubernetes", b"VerificationSettings"):
+        assert heavy not in raw
+
+
+LOAD = """
+import base64, sys, dill
+provider = dill.loads(base64.b64decode(sys.argv[1]))
+print(type(provider).__module__, type(provider).__name__)
+print(provider.diff("id", {}, {"rerun": "always"}).changes)
+"""
+
+
+def test_provider_loads_where_the_dynamic_provider_host_runs() -> None:
+    """The engine starts `python -m pulumi.dynamic` in the project dir: sys.path[0] is the cwd."""
+    blob = serialize_provider(ConnectivityCheckProvider())
+    env = {"PATH": "/usr/bin:/bin"}
+    proc = subprocess.run(
+        [sys.executable, "-c", LOAD, blob],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split("\n")[:2] == [
+        "components.verification.provider ConnectivityCheckProvider",
+        "True",
+    ]
+
+
+def test_provider_does_not_load_outside_the_project(tmp_path: Path) -> None:
+    """The flip side of pickling by reference (documented in docs/verification.md)."""
+    blob = serialize_provider(ConnectivityCheckProvider())
+    proc = subprocess.run(
+        [sys.executable, "-c", LOAD, blob],
+        cwd=tmp_path,
+        env={"PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert proc.returncode != 0
+    assert "No module named 'components'" in proc.stderr
+
+
+# -- diff ----------------------------------------------------------------------------------------
+
+
+def diff(olds: dict[str, Any], news: dict[str, Any]) -> pulumi.dynamic.DiffResult:
+    return ConnectivityCheckProvider().diff("n8n-connectivity", olds, news)
+
+
+def test_no_change_no_rerun_when_on_change() -> None:
+    p = props()
+    result = diff(old_outputs(p), p)
+    assert result.changes is False
+    assert result.replaces == []
+    assert changed_keys(old_outputs(p), p) == []
+
+
+def test_rerun_always_always_changes() -> None:
+    p = props(rerun="always")
+    assert diff(old_outputs(p), p).changes is True
+
+
+@pytest.mark.parametrize(
+    ("change", "key"),
+    [
+        ({"password": "rotated-" + PASSWORD}, "password"),
+        ({"uri": "postgresql://n8n:x@h:5432/n8n"}, "password"),
+        ({"direct_port": 15433}, "direct_port"),
+        ({"direct_host": "10.0.0.9"}, "direct_host"),
+        ({"host": "pg.other.svc"}, "host"),
+        ({"latency_budget_ms": 50.0}, "latency_budget_ms"),
+        ({"verification_mode": "pod"}, "verification_mode"),
+        ({"image": "postgres:16-alpine"}, "image"),
+        ({"other_databases": ["paperless", "wiki"]}, "other_databases"),
+        ({"timeout_seconds": 30}, "timeout_seconds"),
+    ],
+)
+def test_credentials_endpoint_and_settings_changes_rerun(change: dict[str, Any], key: str) -> None:
+    olds = old_outputs(props())
+    news = props(**change)
+    assert diff(olds, news).changes is True
+    assert key in changed_keys(olds, news)
+
+
+def test_unknown_password_during_preview_counts_as_a_change() -> None:
+    olds = old_outputs(props())
+    news = props(password="04da6b54-80e4-46f7-96ec-b56ff0331ba9")  # rpc.UNKNOWN
+    assert diff(olds, news).changes is True
+
+
+def test_credentials_hash_is_not_the_plain_sha256_of_the_password() -> None:
+    import hashlib  # noqa: PLC0415
+
+    h = credentials_hash("n8n", PASSWORD, None)
+    assert len(h) == 64
+    assert h != hashlib.sha256(PASSWORD.encode()).hexdigest()
+    assert h != credentials_hash("other-app", PASSWORD, None)
+
+
+# -- check -----------------------------------------------------------------------------------------
+
+
+def test_check_reports_bad_inputs() -> None:
+    result = ConnectivityCheckProvider().check(
+        {}, props(verification_mode="both", rerun="sometimes", timeout_seconds=0)
+    )
+    assert sorted(f.property for f in result.failures) == [
+        "rerun",
+        "timeout_seconds",
+        "verification_mode",
+    ]
+    assert ConnectivityCheckProvider().check({}, props()).failures == []
+
+
+# -- pod mode through the provider (fake client) ------------------------------------------------
+
+
+class StuckPodApi:
+    """Just enough CoreV1Api for run_pod_probe: the container never starts (image pull)."""
+
+    def __init__(self) -> None:
+        self.deleted: list[str] = []
+        self.listed: list[str] = []
+
+    def list_namespaced_pod(self, namespace: str, **kw: Any) -> Any:
+        self.listed.append(namespace)
+        return type("L", (), {"items": []})()
+
+    def create_namespaced_pod(self, namespace: str, body: Any, **kw: Any) -> Any:
+        return body
+
+    def read_namespaced_pod(self, name: str, namespace: str, **kw: Any) -> Any:
+        waiting = type("W", (), {"reason": "ImagePullBackOff", "message": "pull access denied"})
+        state = type("S", (), {"waiting": waiting, "terminated": None})
+        cs = type("C", (), {"state": state})
+        status = type("T", (), {"phase": "Pending", "container_statuses": [cs], "reason": None})
+        return type("P", (), {"status": status})()
+
+    def delete_namespaced_pod(self, name: str, namespace: str, **kw: Any) -> None:
+        self.deleted.append(name)
+
+
+def test_pod_mode_image_pull_failure_is_a_clear_verification_error(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    api = StuckPodApi()
+    monkeypatch.setattr(pod_module, "core_api", lambda _ctx: api)
+    with pytest.raises(VerificationError) as err:
+        run_check(props(verification_mode="pod"))
+    text = str(err.value)
+    assert text.startswith('app "n8n": the probe pod could not run (ImagePullBackOff): probe pod')
+    assert "pull access denied" in text
+    assert "verification.image" in text
+    assert len(api.deleted) == 1
+
+
+def test_delete_is_a_noop_in_direct_mode(monkeypatch: pytest.MonkeyPatch) -> None:
+    def boom(_ctx: Any) -> Any:
+        raise AssertionError("direct mode must not talk to Kubernetes")
+
+    monkeypatch.setattr(pod_module, "core_api", boom)
+    ConnectivityCheckProvider().delete("n8n-connectivity", old_outputs(props()))
+
+
+def test_delete_cleans_leftover_pods_in_pod_mode(monkeypatch: pytest.MonkeyPatch) -> None:
+    api = StuckPodApi()
+    monkeypatch.setattr(pod_module, "core_api", lambda _ctx: api)
+    ConnectivityCheckProvider().delete(
+        "n8n-connectivity", old_outputs(props(verification_mode="pod"))
+    )
+    assert api.listed == ["apps"]
+
+
+def test_delete_never_blocks_destroy(monkeypatch: pytest.MonkeyPatch) -> None:
+    def gone(_ctx: Any) -> Any:
+        raise ConnectionRefusedError("the cluster is gone")
+
+    monkeypatch.setattr(pod_module, "core_api", gone)
+    ConnectivityCheckProvider().delete(
+        "n8n-connectivity", old_outputs(props(verification_mode="pod"))
+    )
+
+
+# -- the resource --------------------------------------------------------------------------------
+
+
+def args(**changes: Any) -> ConnectivityCheckArgs:
+    base: dict[str, Any] = {
+        "app_name": "n8n",
+        "namespace": "apps",
+        "secret_name": "n8n-db-credentials",
+        "host": "postgres-postgresql.data.svc.cluster.local",
+        "port": 5432,
+        "database": "n8n",
+        "username": "n8n",
+        "password": PASSWORD,
+        "sslmode": "prefer",
+        "direct_host": "127.0.0.1",
+        "direct_port": 15432,
+        "other_databases": ["paperless"],
+        "settings": VerificationSettings(mode="direct", latency_budget_ms=80.0, rerun="always"),
+        "kube_context": "ctx",
+    }
+    base.update(changes)
+    return ConnectivityCheckArgs(**base)
+
+
+def test_props_cover_every_provider_input_and_output() -> None:
+    keys = set(build_props(args()))
+    assert set(INPUT_KEYS) | {"password"} <= keys
+    assert set(OUTPUT_KEYS) <= keys
+
+
+def test_resource_registration_keeps_secrets_secret() -> None:
+    def body() -> None:
+        ConnectivityCheck("n8n-check", args(uri="postgresql://n8n:pw@h:5432/n8n"))
+
+    run = run_under_mocks(body, ProgramMocks())
+    reg = run.monitor.one(CHECK_TYPE, "n8n-check")
+    assert is_secret(reg.inputs["password"])
+    assert is_secret(reg.inputs["uri"])
+    assert is_secret(reg.inputs["__provider"])
+    plain = unwrap(reg.inputs)
+    assert plain["password"] == PASSWORD
+    assert plain["verification_mode"] == "direct"
+    assert plain["latency_budget_ms"] == 80.0
+    assert plain["rerun"] == "always"
+    assert plain["kube_context"] == "ctx"
+    assert plain["other_databases"] == ["paperless"]
+    for key in INPUT_KEYS:
+        if key not in ("password", "uri"):
+            assert not is_secret(reg.inputs[key]), key
+    assert PASSWORD not in json.dumps({k: v for k, v in plain.items() if k != "password"})
