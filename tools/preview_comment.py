@@ -274,7 +274,8 @@ def shown(value: Any) -> str:
         text = "{" + ", ".join(f"{k}={_inline(v)}" for k, v in sorted(value.items())) + "}"
     else:
         text = _inline(value)
-    return f"`{text}`"
+    # Inside a Markdown table cell: a pipe would end the cell, a backtick the code span.
+    return "`" + text.replace("|", "\\|").replace("`", "'") + "`"
 
 
 def lookup(props: Mapping[str, Any], path: str) -> Any:

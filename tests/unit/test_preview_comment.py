@@ -223,3 +223,11 @@ def test_cli_reads_stdin_and_rejects_non_json() -> None:
 def test_the_documented_example_is_the_real_output() -> None:
     docs = (ROOT / "docs" / "review-flow.md").read_text()
     assert (FIXTURES / "preview-add-app.comment.md").read_text() in docs
+
+
+def test_values_cannot_break_the_table() -> None:
+    assert pc.shown("a|b`c") == "`a\\|b'c`"
+    assert pc.shown({"k": "[secret]", "u": pc.UNKNOWN}) == "`{k=[secret], u=?}`"
+    assert pc.shown(pc.UNKNOWN) == "_(known after apply)_"
+    assert pc.shown(20.0) == "`20`"
+    assert pc.shown(["CONNECT", "TEMPORARY"]) == "`[CONNECT, TEMPORARY]`"
