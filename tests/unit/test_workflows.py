@@ -144,6 +144,13 @@ def test_preview_workflow_shape() -> None:
     assert inputs["diff"] is True
     assert inputs["policyPacks"] == "policies"
     assert inputs["policyPackConfigs"] == "policies/config.json"
+    # A failing preview must not stop our comment: the last step gives the verdict.
+    assert s[preview]["continue-on-error"] is True
+    verdict = s[-2]  # only the artifact upload (if: always()) comes after it
+    assert uses("actions/upload-artifact")(s[-1])
+    assert s[-1]["if"] == "always()"
+    assert "exit 1" in verdict["run"]
+    assert f"steps.{s[preview]['id']}.outcome == 'failure'" in verdict["if"]
     json_step = index_of(s, runs("--json --show-sames"), "preview --json --show-sames")
     assert "--policy-pack policies" in s[json_step]["run"]
     gate = index_of(s, runs("--fail-on-destructive"), "the destructive-change gate")
