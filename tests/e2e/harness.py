@@ -31,7 +31,7 @@ KUBECONFIG = Path(os.environ.get("KUBECONFIG", str(REPO / ".state/kube/admin.kub
 KUBE_CONTEXT = "postgres-apps-local"
 
 
-class EnvironmentNotReady(RuntimeError):
+class EnvironmentNotReadyError(RuntimeError):
     """The real tier cannot run: said loudly, never skipped."""
 
 
@@ -54,7 +54,9 @@ def check_environment() -> None:
     """Fail with what is missing, instead of letting every test fail on its own."""
     problems: list[str] = []
     if shutil.which("pulumi") is None:
-        problems.append("`pulumi` is not on PATH: run ./localenv/toolchain.sh and source localenv/env.sh")
+        problems.append(
+            "`pulumi` is not on PATH: run ./localenv/toolchain.sh and source localenv/env.sh"
+        )
     if not KUBECONFIG.exists():
         problems.append(f"no kubeconfig at {KUBECONFIG}: run ./localenv/cluster.sh up")
     else:
@@ -70,10 +72,10 @@ def check_environment() -> None:
         try:
             with admin_connection():
                 pass
-        except Exception as exc:  # noqa: BLE001 - any reason is reported as is
+        except Exception as exc:
             problems.append(f"PostgreSQL admin endpoint {ADMIN_HOST}:{ADMIN_PORT}: {exc}")
     if problems:
-        raise EnvironmentNotReady("; ".join(problems))
+        raise EnvironmentNotReadyError("; ".join(problems))
 
 
 def kubectl(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
@@ -115,7 +117,7 @@ def admin_connection(dbname: str = "postgres") -> Iterator[psycopg.Connection[An
 
 def query(sql: str, *params: object, dbname: str = "postgres") -> list[tuple[Any, ...]]:
     with admin_connection(dbname) as conn:
-        return conn.execute(sql, params).fetchall()  # type: ignore[arg-type]
+        return conn.execute(sql, params).fetchall()
 
 
 @dataclass
@@ -127,7 +129,7 @@ class ProjectStack:
     name: str
 
     def write_config(self, config: Mapping[str, Any]) -> None:
-        """Replace the stack's config (keys as in Pulumi.<stack>.yaml), keeping its encryption salt."""
+        """Replace the stack config (keys as in Pulumi.<stack>.yaml), keep its salt."""
         path = self.work_dir / f"Pulumi.{self.name}.yaml"
         current = yaml.safe_load(path.read_text()) if path.exists() else {}
         current = current or {}
@@ -166,7 +168,9 @@ def new_stack(tmp: Path, name: str) -> ProjectStack:
     return ProjectStack(stack=stack, work_dir=work, name=name)
 
 
-def base_config(apps: list[dict[str, Any]], *, mode: str = "direct", **verification: Any) -> dict[str, Any]:
+def base_config(
+    apps: list[dict[str, Any]], *, mode: str = "direct", **verification: Any
+) -> dict[str, Any]:
     """Stack config for the local cluster, as an operator would write it."""
     return {
         "kubernetes:context": KUBE_CONTEXT,

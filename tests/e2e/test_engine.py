@@ -1,0 +1,281 @@
+"""The program on the real engine: up, idempotence, add, remove, destroy, bad admin access.
+
+One stack for the whole module (an `up` costs tens of seconds); tests run in file order and each
+states the situation it starts from. Assertions look at the real PostgreSQL and the real API server,
+not at the program's own outputs only.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterator
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+import psycopg
+import pytest
+from pulumi import automation as auto
+
+from tests.e2e.harness import (
+    ADMIN_HOST,
+    ADMIN_PORT,
+    ProjectStack,
+    base_config,
+    kubectl,
+    new_stack,
+    query,
+    secret_data,
+)
+
+NAMESPACE = "e2e-apps"
+APPS: list[dict[str, Any]] = [
+    {"name": "e2e-alpha"},  # protected (the default)
+    {"name": "e2e-beta", "profile": "n8n", "deletion": "drop"},
+    {"name": "e2e-gamma", "profile": "paperless", "deletion": "drop"},
+]
+ALL_CHECKS_DIRECT = {"tcp", "login", "uri", "crud", "privileges", "isolation", "latency"}
+
+
+def config(apps: list[dict[str, Any]]) -> dict[str, Any]:
+    cfg = base_config(apps, mode="direct")
+    cfg["postgres-apps:appsNamespace"] = NAMESPACE
+    return cfg
+
+
+def server_snapshot() -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
+    """Roles and databases of the server, to compare before/after."""
+    roles = query("SELECT rolname FROM pg_roles WHERE rolname NOT LIKE 'pg\\_%' ORDER BY 1")
+    dbs = query("SELECT datname FROM pg_database ORDER BY 1")
+    return roles, dbs
+
+
+@pytest.fixture(scope="module")
+def before() -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
+    return server_snapshot()
+
+
+@pytest.fixture(scope="module")
+def deployed(tmp_path_factory: pytest.TempPathFactory, before: Any) -> Iterator[ProjectStack]:
+    stack = new_stack(tmp_path_factory.mktemp("engine"), "e2e")
+    stack.write_config(config(APPS))
+    stack.up()
+    yield stack
+    # Whatever happened, leave the server as it was: opt every app into drop, then destroy.
+    try:
+        stack.write_config(config([{**a, "deletion": "drop"} for a in APPS]))
+        stack.up()
+    finally:
+        stack.stack.destroy(on_output=print, color="never")
+        stack.stack.workspace.remove_stack(stack.name)
+
+
+def role_flags(role: str) -> dict[str, Any]:
+    rows = query(
+        "SELECT rolsuper, rolcreatedb, rolcreaterole, rolreplication, rolbypassrls, "
+        "rolcanlogin, rolconnlimit FROM pg_roles WHERE rolname = %s",
+        role,
+    )
+    assert rows, f"role {role} does not exist"
+    keys = ("super", "createdb", "createrole", "replication", "bypassrls", "login", "connlimit")
+    return dict(zip(keys, rows[0], strict=True))
+
+
+def test_roles_are_least_privilege(deployed: ProjectStack) -> None:
+    for app in APPS:
+        flags = role_flags(app["name"].replace("-", "_"))
+        assert flags == {
+            "super": False,
+            "createdb": False,
+            "createrole": False,
+            "replication": False,
+            "bypassrls": False,
+            "login": True,
+            "connlimit": 20,
+        }, app["name"]
+
+
+def test_databases_are_owned_and_isolated(deployed: ProjectStack) -> None:
+    names = [a["name"].replace("-", "_") for a in APPS]
+    for db in names:
+        owner = query("SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = %s", db)
+        assert owner == [(db,)]
+        assert query("SELECT has_database_privilege('public', %s, 'CONNECT')", db) == [(False,)]
+        assert query("SELECT has_database_privilege('public', %s, 'TEMP')", db) == [(False,)]
+        for other in names:
+            can = query("SELECT has_database_privilege(%s, %s, 'CONNECT')", other, db)
+            assert can == [(other == db,)], f"{other} → {db}"
+
+
+def test_namespace_is_declared_restricted(deployed: ProjectStack) -> None:
+    out = kubectl("get", "namespace", NAMESPACE, "-o", "jsonpath={.metadata.labels}")
+    labels = out.stdout
+    assert '"pod-security.kubernetes.io/enforce":"restricted"' in labels
+    assert '"app.kubernetes.io/managed-by":"pulumi"' in labels
+
+
+def test_each_secret_decodes_and_logs_in(deployed: ProjectStack) -> None:
+    for app in APPS:
+        data = secret_data(NAMESPACE, f"{app['name']}-db-credentials")
+        role = app["name"].replace("-", "_")
+        assert data["user"] == data["username"] == data["dbname"] == role
+        assert data["host"] == "postgres-postgresql.data.svc.cluster.local"
+        assert data["port"] == "5432"
+        uri = urlsplit(data["uri"])
+        assert (uri.hostname, uri.port, uri.path.lstrip("/")) == (data["host"], 5432, role)
+        assert unquote(uri.password or "") == data["password"]
+        assert data["DATABASE_URL"].split("?")[0] == data["uri"].split("?")[0]
+        # The Secret's credentials log in for real (through the admin endpoint, from this host).
+        with psycopg.connect(
+            host=ADMIN_HOST,
+            port=ADMIN_PORT,
+            user=data["user"],
+            password=data["password"],
+            dbname=data["dbname"],
+            connect_timeout=5,
+        ) as conn:
+            assert conn.execute("SELECT current_user").fetchone() == (role,)
+        if app.get("profile") == "n8n":
+            assert data["DB_TYPE"] == "postgresdb"
+            assert data["DB_POSTGRESDB_PASSWORD"] == data["password"]
+        if app.get("profile") == "paperless":
+            assert data["PAPERLESS_DBPASS"] == data["password"]
+
+
+def test_verification_outputs(deployed: ProjectStack) -> None:
+    apps = deployed.outputs()["apps"]
+    for app in APPS:
+        result = apps[app["name"]]["verification"]
+        assert set(result["checksPassed"]) >= ALL_CHECKS_DIRECT, result
+        assert result["mode"] == "direct"
+        assert 0 < result["roundtripP95Ms"] < 100
+        assert result["serverVersion"].startswith(("15", "16", "17", "18"))
+
+
+def test_no_secret_in_plain_outputs(deployed: ProjectStack) -> None:
+    stack_outputs = deployed.stack.outputs()
+    plain = repr({k: v.value for k, v in stack_outputs.items() if not v.secret})
+    for app in APPS:
+        password = secret_data(NAMESPACE, f"{app['name']}-db-credentials")["password"]
+        assert password not in plain
+
+
+def test_second_up_is_a_no_op(deployed: ProjectStack) -> None:
+    result = deployed.up()
+    changed = {op: n for op, n in (result.summary.resource_changes or {}).items() if op != "same"}
+    assert changed == {}, changed
+
+
+def changed_urns(stack: ProjectStack) -> dict[str, str]:
+    """URN → operation for every resource the preview would touch."""
+    ops: dict[str, str] = {}
+
+    def on_event(event: auto.EngineEvent) -> None:
+        pre = event.resource_pre_event
+        if pre is not None and pre.metadata.op.value != "same":
+            ops[pre.metadata.urn] = pre.metadata.op.value
+
+    stack.stack.preview(on_event=on_event, color="never")
+    return ops
+
+
+def test_preview_of_one_added_app_lists_only_its_resources(deployed: ProjectStack) -> None:
+    deployed.write_config(config([*APPS, {"name": "e2e-delta"}]))
+    try:
+        ops = changed_urns(deployed)
+    finally:
+        deployed.write_config(config(APPS))
+    assert ops, "adding an app must show resources to create"
+    assert set(ops.values()) == {"create"}, ops
+    for urn in ops:
+        assert "e2e-delta" in urn, urn
+    # the role, database, Secret and check of the new app are among them
+    kinds = {urn.split("::")[2].split("$")[-1] for urn in ops}
+    for kind in (
+        "postgresql:index/role:Role",
+        "postgresql:index/database:Database",
+        "kubernetes:core/v1:Secret",
+    ):
+        assert kind in kinds, kinds
+
+
+def test_removing_a_protected_app_is_refused(deployed: ProjectStack) -> None:
+    deployed.write_config(config(APPS[1:]))  # e2e-alpha gone, its policy is `protect`
+    try:
+        with pytest.raises(auto.CommandError) as err:
+            deployed.up()
+    finally:
+        deployed.write_config(config(APPS))
+    text = str(err.value)
+    assert "e2e-alpha" in text
+    assert "retire" in text.lower()
+    # nothing was dropped
+    assert query("SELECT 1 FROM pg_database WHERE datname = 'e2e_alpha'") == [(1,)]
+    assert query("SELECT 1 FROM pg_roles WHERE rolname = 'e2e_alpha'") == [(1,)]
+    assert kubectl("get", "secret", "-n", NAMESPACE, "e2e-alpha-db-credentials").returncode == 0
+
+
+def test_removing_an_opted_in_app_drops_only_it(deployed: ProjectStack) -> None:
+    others_sql = "SELECT datname FROM pg_database WHERE datname IN ('e2e_alpha','e2e_beta')"
+    others_before = query(others_sql)
+    deployed.write_config(config(APPS[:2]))  # e2e-gamma opted into `drop`
+    try:
+        deployed.up()
+        assert query("SELECT 1 FROM pg_database WHERE datname = 'e2e_gamma'") == []
+        assert query("SELECT 1 FROM pg_roles WHERE rolname = 'e2e_gamma'") == []
+        gone = kubectl("get", "secret", "-n", NAMESPACE, "e2e-gamma-db-credentials", check=False)
+        assert gone.returncode != 0
+        assert query(others_sql) == others_before
+    finally:
+        deployed.write_config(config(APPS))
+        deployed.up()  # gamma comes back for the tests below
+
+
+def test_wrong_admin_password_fails_clearly_and_changes_nothing(deployed: ProjectStack) -> None:
+    snapshot = server_snapshot()
+    deployed.write_config(config([*APPS, {"name": "e2e-epsilon"}]))
+    deployed.stack.set_config(
+        "postgres-apps:adminPassword", auto.ConfigValue(value="not-the-password", secret=True)
+    )
+    try:
+        with pytest.raises(auto.CommandError) as err:
+            deployed.up()
+    finally:
+        deployed.stack.remove_config("postgres-apps:adminPassword")
+        deployed.write_config(config(APPS))
+    assert "password authentication failed" in str(err.value)
+    assert server_snapshot() == snapshot
+
+
+def test_unreachable_postgres_fails_clearly(deployed: ProjectStack) -> None:
+    snapshot = server_snapshot()
+    cfg = config([*APPS, {"name": "e2e-epsilon"}])
+    cfg["postgres-apps:postgres"] = {**cfg["postgres-apps:postgres"], "adminPort": 1}
+    deployed.write_config(cfg)
+    try:
+        with pytest.raises(auto.CommandError) as err:
+            deployed.up()
+    finally:
+        deployed.write_config(config(APPS))
+    text = str(err.value).lower()
+    assert "127.0.0.1" in text and ("connection refused" in text or "connect" in text)
+    assert server_snapshot() == snapshot
+
+
+def test_destroy_leaves_the_server_as_before(
+    tmp_path_factory: pytest.TempPathFactory, before: Any
+) -> None:
+    """A separate stack of opted-in apps: after destroy, roles and databases are as before."""
+    own_before = server_snapshot()
+    stack = new_stack(tmp_path_factory.mktemp("destroy"), "e2e-destroy")
+    apps = [{"name": "e2e-omega", "deletion": "drop"}]
+    cfg = copy.deepcopy(config(apps))
+    cfg["postgres-apps:appsNamespace"] = "e2e-destroy"
+    stack.write_config(cfg)
+    stack.up()
+    assert query("SELECT 1 FROM pg_database WHERE datname = 'e2e_omega'") == [(1,)]
+    stack.stack.destroy(on_output=print, color="never")
+    stack.stack.workspace.remove_stack(stack.name)
+    assert server_snapshot() == own_before
+    assert kubectl("get", "namespace", "e2e-destroy", check=False).returncode != 0 or (
+        "Terminating" in kubectl("get", "namespace", "e2e-destroy", check=False).stdout
+    )
