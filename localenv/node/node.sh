@@ -26,14 +26,21 @@ KUBE="$REPO/.state/kube"
 LOGS="$REPO/.state/logs"
 PIDS="$STATE/pids"
 
-NODE_NAME="postgres-apps-node"
-# The node's address: the kubelet refuses a loopback node IP and the API refuses loopback endpoints, and
-# this kernel has no dummy links, so a /32 on `lo` (local delivery only; nothing leaves the machine).
-NODE_IP="${POSTGRES_APPS_NODE_IP:-10.200.0.1}"
+# Facts about the control plane, written by localenv/cluster.sh (node name, the host address, CIDRs).
+CLUSTER_ENV="$KUBE/cluster.env"
+if [[ -s "$CLUSTER_ENV" ]]; then
+  # shellcheck source=/dev/null
+  . "$CLUSTER_ENV"
+fi
+NODE_NAME="${NODE_NAME:-postgres-apps-node}"
+# The node's address is the control plane's host address (a /32 on its port-less bridge, local to this
+# machine): the kubelet refuses a loopback node IP and the API refuses loopback endpoints.
+NODE_IP="${HOST_IP:-10.250.0.1}"
 POD_CIDR="10.244.0.0/24"
 POD_GATEWAY="10.244.0.1"
-CLUSTER_CIDR="10.244.0.0/16"
-CLUSTER_DNS="10.96.0.10"
+CLUSTER_CIDR="${CLUSTER_CIDR:-10.244.0.0/16}"
+CLUSTER_DNS="${CLUSTER_DNS:-10.96.0.10}"
+CLUSTER_DOMAIN="${CLUSTER_DOMAIN:-cluster.local}"
 BRIDGE="pa-cni0"
 FWD_CHAIN="PGAPPS-NODE-FWD"
 CONTAINERD_SOCK="$STATE/containerd/containerd.sock"
@@ -163,9 +170,6 @@ prepare_host() {
   mkdir -p "$STATE" "$PIDS" "$LOGS"
   save_sysctls
   sysctl -q -w net.ipv4.ip_forward=1 net.bridge.bridge-nf-call-iptables=1 >/dev/null
-  if ! ip -4 addr show dev lo | grep -q " $NODE_IP/32"; then
-    ip addr add "$NODE_IP/32" dev lo
-  fi
   # Pod traffic may reach pods, the node and services, never another interface (nothing leaves the VM).
   iptables -w -N "$FWD_CHAIN" 2>/dev/null || true
   iptables -w -F "$FWD_CHAIN"
@@ -276,38 +280,19 @@ ca_file() { # the cluster CA, from the admin kubeconfig
   echo "$out"
 }
 
-# The kubelet's serving certificate: signed by the cluster CA when its key is readable (the API server
-# may verify kubelets), otherwise the kubelet's own self-signed pair.
+# The kubelet's serving certificate: the one localenv/cluster.sh issues (CA-signed, SANs the node name and
+# the host address); without it the kubelet makes a self-signed pair.
 kubelet_serving_cert() {
-  local ca="$1" dir="$STATE/pki" ca_key=""
-  local cand
-  for cand in "$KUBE/pki/ca.key" "$KUBE/pki/ca-key.pem" "$KUBE/pki/ca.key.pem"; do
-    [[ -s "$cand" ]] && ca_key="$cand" && break
-  done
-  if [[ -z "$ca_key" ]]; then
-    log "no CA key under $KUBE/pki: the kubelet uses a self-signed serving certificate"
-    return 1
-  fi
-  if [[ -s "$dir/kubelet-serving.crt" && "$dir/kubelet-serving.crt" -nt "$ca" ]] &&
-    openssl verify -CAfile "$ca" "$dir/kubelet-serving.crt" >/dev/null 2>&1; then
-    return 0
-  fi
-  openssl req -new -newkey rsa:2048 -nodes -keyout "$dir/kubelet-serving.key" -out "$dir/kubelet-serving.csr" \
-    -subj "/O=system:nodes/CN=system:node:$NODE_NAME" >/dev/null 2>&1
-  printf 'subjectAltName=DNS:%s,IP:%s,IP:127.0.0.1\nextendedKeyUsage=serverAuth\nkeyUsage=critical,digitalSignature,keyEncipherment\n' \
-    "$NODE_NAME" "$NODE_IP" >"$dir/kubelet-serving.ext"
-  openssl x509 -req -in "$dir/kubelet-serving.csr" -CA "$ca" -CAkey "$ca_key" -CAcreateserial \
-    -CAserial "$dir/ca.srl" -days 825 -sha256 -extfile "$dir/kubelet-serving.ext" \
-    -out "$dir/kubelet-serving.crt" >/dev/null 2>&1
-  chmod 600 "$dir/kubelet-serving.key"
-  log "kubelet serving certificate signed by the cluster CA (SANs $NODE_NAME, $NODE_IP)"
+  [[ -s "$KUBE/pki/kubelet-server.crt" && -s "$KUBE/pki/kubelet-server.key" ]]
 }
 
 write_kubelet_config() {
   local ca="$1" tls=""
-  if kubelet_serving_cert "$ca"; then
-    tls="tlsCertFile: $STATE/pki/kubelet-serving.crt
-tlsPrivateKeyFile: $STATE/pki/kubelet-serving.key"
+  if kubelet_serving_cert; then
+    tls="tlsCertFile: $KUBE/pki/kubelet-server.crt
+tlsPrivateKeyFile: $KUBE/pki/kubelet-server.key"
+  else
+    log "no $KUBE/pki/kubelet-server.crt: the kubelet uses a self-signed serving certificate"
   fi
   mkdir -p "$STATE/kubelet"
   cat >"$STATE/kubelet/config.yaml" <<EOF
@@ -335,7 +320,7 @@ oomScoreAdj: 0
 # The kernel tunables the kubelet wants are set by node.sh before start (panic ones restored after).
 protectKernelDefaults: true
 clusterDNS: [$CLUSTER_DNS]
-clusterDomain: cluster.local
+clusterDomain: $CLUSTER_DOMAIN
 # Pods get only the cluster resolver: no host search domains, no upstream resolvers.
 resolvConf: ""
 staticPodPath: ""
@@ -474,35 +459,20 @@ kubelet_client_user() {
 }
 
 apply_coredns() {
-  local token_secret="coredns-token" token ca_data
+  # A normal pod (pod network, in-cluster config through the `kubernetes` Service, which the control
+  # plane forwards from its host address to the API server).
   k apply -f "$HERE/coredns.yaml" >/dev/null
-  # A long-lived token for CoreDNS's own ServiceAccount, filled in by the token controller.
-  wait_for "the coredns token" 60 bash -c "[[ -n \"\$(\"$(kubectl_bin)\" --kubeconfig '$KUBECONFIG_ADMIN' -n kube-system get secret $token_secret -o jsonpath='{.data.token}' 2>/dev/null)\" ]]" ||
-    die "the token controller did not fill Secret kube-system/$token_secret"
-  token="$(k -n kube-system get secret "$token_secret" -o jsonpath='{.data.token}' | base64 -d)"
-  ca_data="$(base64 -w0 <"$(ca_file)")"
-  # CoreDNS runs in the host network namespace and talks to the API server on 127.0.0.1:6443, which is
-  # where the API server listens (pods on the bridge cannot reach the host's loopback).
-  local server
-  server="$(k config view --minify -o jsonpath='{.clusters[0].cluster.server}')"
-  k -n kube-system create secret generic coredns-kubeconfig --dry-run=client -o yaml \
-    --from-literal=kubeconfig="apiVersion: v1
-kind: Config
-clusters: [{name: local, cluster: {server: '$server', certificate-authority-data: '$ca_data'}}]
-users: [{name: coredns, user: {token: '$token'}}]
-contexts: [{name: coredns, context: {cluster: local, user: coredns}}]
-current-context: coredns
-" | k apply -f - >/dev/null
   k -n kube-system rollout status deployment/coredns --timeout=120s >/dev/null ||
     {
       k -n kube-system get pods -l k8s-app=kube-dns -o wide >&2 || true
+      k -n kube-system logs deployment/coredns --tail=20 >&2 || true
       die "CoreDNS did not become ready"
     }
 }
 
 dns_answers() {
   # From the host, through the Service IP (kube-proxy DNAT to the CoreDNS pod).
-  getent_out="$(dig_like "kubernetes.default.svc.cluster.local")" && [[ -n "$getent_out" ]]
+  [[ -n "$(dig_like "kubernetes.default.svc.$CLUSTER_DOMAIN")" ]]
 }
 
 dig_like() { # name → first A record via 10.96.0.10, using python (no dig on the host)
@@ -539,30 +509,48 @@ evict_pods() {
   done < <(k get pods -A --field-selector "spec.nodeName=$NODE_NAME" \
     -o jsonpath='{range .items[*]}{.metadata.namespace}{" "}{.metadata.name}{"\n"}{end}')
   local start=$SECONDS
-  while ((SECONDS - start < 60)); do
-    [[ -z "$(ctr_ containers ls -q 2>/dev/null)" ]] && return 0
+  while ((SECONDS - start < 90)); do
+    running_tasks || return 0
     sleep 0.5
   done
-  log "some containers were still there after 60s"
+  log "some containers were still running after 90s"
 }
 
-kill_leftover_containers() {
+running_tasks() { # true when a container task is still running
+  ctr_ tasks ls 2>/dev/null | awk 'NR > 1 && $3 == "RUNNING" {found = 1} END {exit !found}'
+}
+
+# After the kubelet stopped: remove every container (and its snapshot) so the next `up` starts from a
+# clean runtime, and the network namespaces containerd made. The images stay.
+remove_containers() {
   [[ -S "$CONTAINERD_SOCK" ]] && pid_of containerd >/dev/null || return 0
   local c netns
   for c in $(ctr_ tasks ls -q 2>/dev/null); do ctr_ tasks kill -s SIGKILL "$c" >/dev/null 2>&1 || true; done
-  sleep 0.5
   for c in $(ctr_ containers ls -q 2>/dev/null); do
     netns="$(ctr_ containers info "$c" 2>/dev/null | python3 -c '
 import json, sys
-spec = json.load(sys.stdin).get("Spec", {})
-for ns in spec.get("linux", {}).get("namespaces", []):
+spec = json.load(sys.stdin).get("Spec") or {}
+for ns in (spec.get("linux") or {}).get("namespaces") or []:
     if ns.get("type") == "network" and ns.get("path"):
         print(ns["path"])' 2>/dev/null || true)"
     ctr_ tasks delete -f "$c" >/dev/null 2>&1 || true
+    ctr_ containers delete "$c" >/dev/null 2>&1 || true
     if [[ "$netns" == /var/run/netns/cni-* || "$netns" == /run/netns/cni-* ]]; then
       umount "$netns" 2>/dev/null || true
       rm -f "$netns"
     fi
+  done
+}
+
+# containerd-shim processes of this containerd (they outlive containerd by design).
+stop_shims() {
+  local pid
+  for pid in $(pgrep -f "containerd-shim-runc-v2 .*-address $CONTAINERD_SOCK" 2>/dev/null || true); do
+    kill -TERM "$pid" 2>/dev/null || true
+  done
+  sleep 0.5
+  for pid in $(pgrep -f "containerd-shim-runc-v2 .*-address $CONTAINERD_SOCK" 2>/dev/null || true); do
+    kill -KILL "$pid" 2>/dev/null || true
   done
 }
 
@@ -589,7 +577,6 @@ cleanup_network() {
   iptables -w -D FORWARD -j "$FWD_CHAIN" 2>/dev/null || true
   iptables -w -F "$FWD_CHAIN" 2>/dev/null || true
   iptables -w -X "$FWD_CHAIN" 2>/dev/null || true
-  ip addr del "$NODE_IP/32" dev lo 2>/dev/null || true
 }
 
 unmount_state() {
@@ -645,8 +632,9 @@ cmd_down() {
     "$K8S_BIN/kube-proxy" --cleanup >>"$LOGS/kube-proxy.log" 2>&1 || true
   fi
   stop_proc kubelet 30
-  kill_leftover_containers
+  remove_containers
   stop_proc containerd 30
+  stop_shims
   cleanup_network
   unmount_state
   remove_kubepods_cgroups
