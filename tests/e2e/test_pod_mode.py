@@ -1,0 +1,122 @@
+"""The gate in pod mode on the real node: the story's check pod, run by `pulumi up`.
+
+Probe pods are scheduled on the local node, admitted by the API server under Pod Security
+`restricted`, resolve the service DNS name through CoreDNS and kube-proxy, read the app's Secret
+as the app would, and are gone afterwards, on success and on failure alike.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from pulumi import automation as auto
+
+from tests.e2e.harness import (
+    ProjectStack,
+    admin_connection,
+    base_config,
+    kubectl,
+    new_stack,
+)
+
+NAMESPACE = "e2e-pods"
+APPS: list[dict[str, Any]] = [
+    {"name": "e2e-pod-one", "deletion": "drop"},
+    {"name": "e2e-pod-two", "profile": "n8n", "deletion": "drop"},
+]
+ALL_CHECKS = {"dns", "tcp", "login", "uri", "crud", "privileges", "isolation", "latency"}
+PROBE_SELECTOR = "app.kubernetes.io/part-of=postgres-apps,app.kubernetes.io/component"
+
+
+def config(apps: list[dict[str, Any]] = APPS, **verification: Any) -> dict[str, Any]:
+    cfg = base_config(apps, mode="pod", rerun="always", timeoutSeconds=90, **verification)
+    cfg["postgres-apps:appsNamespace"] = NAMESPACE
+    return cfg
+
+
+def probe_pods() -> list[str]:
+    out = kubectl("get", "pods", "-n", NAMESPACE, "-l", PROBE_SELECTOR, "-o", "name")
+    return out.stdout.split()
+
+
+@pytest.fixture(scope="module")
+def deployed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ProjectStack]:
+    stack = new_stack(tmp_path_factory.mktemp("pods"), "e2e-pods")
+    stack.write_config(config())
+    stack.up()
+    yield stack
+    try:
+        stack.write_config(config())
+        stack.stack.destroy(on_output=print, color="never")
+    finally:
+        stack.stack.workspace.remove_stack(stack.name)
+
+
+def test_probe_pods_ran_every_check_in_cluster(deployed: ProjectStack) -> None:
+    apps = deployed.outputs()["apps"]
+    for app in APPS:
+        result = apps[app["name"]]["verification"]
+        assert result["mode"] == "pod"
+        assert set(result["checksPassed"]) == ALL_CHECKS, result
+        assert 0 < result["roundtripP95Ms"] < 100, result
+
+
+def test_no_probe_pod_is_left(deployed: ProjectStack) -> None:
+    assert probe_pods() == []
+
+
+def test_namespace_enforces_restricted(deployed: ProjectStack) -> None:
+    """The probe passed admission in a namespace that really rejects a privileged pod."""
+    bad = kubectl(
+        "run",
+        "privileged-probe",
+        "-n",
+        NAMESPACE,
+        "--image=docker.io/library/busybox:1",
+        "--restart=Never",
+        "--overrides",
+        '{"spec":{"containers":[{"name":"c","image":"docker.io/library/busybox:1",'
+        '"securityContext":{"privileged":true}}]}}',
+        check=False,
+    )
+    assert bad.returncode != 0
+    assert "violates PodSecurity" in bad.stderr, bad.stderr
+
+
+def test_password_changed_behind_pulumis_back_fails_at_the_gate(deployed: ProjectStack) -> None:
+    with admin_connection() as conn:
+        conn.execute("ALTER ROLE e2e_pod_one PASSWORD 'changed-by-hand-1234567890'")
+    try:
+        with pytest.raises(auto.CommandError) as err:
+            deployed.up()
+        text = str(err.value)
+        assert 'app "e2e-pod-one"' in text
+        assert 'check "login" failed' in text
+        assert "password authentication failed" in text
+        assert "changed-by-hand" not in text  # never echo a password
+        assert probe_pods() == []
+    finally:
+        # Converge: refresh sees the drift on the role, up writes the Secret's password back.
+        deployed.stack.refresh(on_output=print, color="never")
+        deployed.up()
+
+
+def test_probe_pod_that_cannot_start_fails_within_timeout(deployed: ProjectStack) -> None:
+    deployed.write_config(
+        config(image="docker.io/postgres-apps/does-not-exist:0", timeoutSeconds=60)
+    )
+    started = time.monotonic()
+    try:
+        with pytest.raises(auto.CommandError) as err:
+            deployed.up()
+    finally:
+        deployed.write_config(config())
+    elapsed = time.monotonic() - started
+    text = str(err.value)
+    assert "does-not-exist" in text
+    assert any(word in text for word in ("ErrImageNeverPull", "ImagePull", "image")), text
+    assert elapsed < 60 + 90, f"took {elapsed:.0f} s"
+    assert probe_pods() == []
