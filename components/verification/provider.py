@@ -28,7 +28,6 @@ INPUT_KEYS: Final[tuple[str, ...]] = (
     "port",
     "database",
     "username",
-    "uri",
     "sslmode",
     "direct_host",
     "direct_port",
@@ -42,10 +41,10 @@ INPUT_KEYS: Final[tuple[str, ...]] = (
     "roundtrips",
     "kube_context",
 )
-"""Inputs compared by `diff` (besides the password hash). `password` and `uri` are secrets."""
+"""Plain inputs: copied into the outputs and compared by `diff`."""
 
 SECRET_KEYS: Final = frozenset({"password", "uri"})
-"""Never copied into outputs (their hash is)."""
+"""Secret inputs: never copied into outputs; `diff` compares their hash (`credentials_sha256`)."""
 
 OUTPUT_KEYS: Final[tuple[str, ...]] = (
     "checks_passed",

@@ -23,6 +23,7 @@ from components.verification import ConnectivityCheck, ConnectivityCheckArgs
 from components.verification.provider import (
     INPUT_KEYS,
     OUTPUT_KEYS,
+    SECRET_KEYS,
     ConnectivityCheckProvider,
     VerificationError,
     changed_keys,
@@ -291,7 +292,8 @@ def args(**changes: Any) -> ConnectivityCheckArgs:
 
 def test_props_cover_every_provider_input_and_output() -> None:
     keys = set(build_props(args()))
-    assert set(INPUT_KEYS) | {"password"} <= keys
+    assert set(INPUT_KEYS) | SECRET_KEYS <= keys
+    assert not set(INPUT_KEYS) & SECRET_KEYS
     assert set(OUTPUT_KEYS) <= keys
 
 
@@ -312,6 +314,5 @@ def test_resource_registration_keeps_secrets_secret() -> None:
     assert plain["kube_context"] == "ctx"
     assert plain["other_databases"] == ["paperless"]
     for key in INPUT_KEYS:
-        if key not in ("password", "uri"):
-            assert not is_secret(reg.inputs[key]), key
+        assert not is_secret(reg.inputs[key]), key
     assert PASSWORD not in json.dumps({k: v for k, v in plain.items() if k != "password"})
