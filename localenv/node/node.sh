@@ -557,22 +557,17 @@ stop_shims() {
 cleanup_network() {
   ip link del "$BRIDGE" 2>/dev/null || true
   rm -rf "${STATE:?}/cni/ipam"
-  # portmap's chains (per-pod chains are removed by CNI DEL; the top-level ones stay).
-  local table chain
+  # portmap's chains (per-pod chains are removed by CNI DEL; the top-level ones stay). Deleted through
+  # iptables-restore, which parses the quoted comments of `iptables -S` output.
+  local table script
   for table in nat filter; do
-    for chain in $(iptables -w -t "$table" -S 2>/dev/null | awk '$1=="-N" && $2 ~ /^CNI-/ {print $2}'); do
-      iptables -w -t "$table" -S 2>/dev/null | awk -v c="$chain" '$1=="-A" && $0 ~ "-j "c"( |$)" {print}' |
-        while read -r rule; do
-          # shellcheck disable=SC2086
-          iptables -w -t "$table" ${rule/-A/-D} 2>/dev/null || true
-        done
-    done
-    for chain in $(iptables -w -t "$table" -S 2>/dev/null | awk '$1=="-N" && $2 ~ /^CNI-/ {print $2}'); do
-      iptables -w -t "$table" -F "$chain" 2>/dev/null || true
-    done
-    for chain in $(iptables -w -t "$table" -S 2>/dev/null | awk '$1=="-N" && $2 ~ /^CNI-/ {print $2}'); do
-      iptables -w -t "$table" -X "$chain" 2>/dev/null || true
-    done
+    script="$(iptables -w -t "$table" -S 2>/dev/null | awk '
+      $1 == "-N" && $2 ~ /^CNI-/ { chains[++n] = $2; next }
+      $1 == "-A" && $0 ~ / -j CNI-[^ ]*( |$)/ && $2 !~ /^CNI-/ { sub(/^-A/, "-D"); print }
+      END { for (i = 1; i <= n; i++) print "-F " chains[i]; for (i = 1; i <= n; i++) print "-X " chains[i] }')"
+    [[ -n "$script" ]] || continue
+    printf '*%s\n%s\nCOMMIT\n' "$table" "$script" | iptables-restore -w --noflush ||
+      log "WARNING: could not remove the CNI chains in table $table"
   done
   iptables -w -D FORWARD -j "$FWD_CHAIN" 2>/dev/null || true
   iptables -w -F "$FWD_CHAIN" 2>/dev/null || true
@@ -610,6 +605,8 @@ cmd_up() {
   check_control_plane
   prepare_host
   start_containerd
+  # The CoreDNS image packs the binary localenv/k8s/build.sh makes (cached: a no-op once built).
+  [[ -x "$CACHE/coredns-v$COREDNS_VERSION/bin/coredns" ]] || "$REPO/localenv/k8s/build.sh" coredns
   "$REPO/localenv/images/build.sh" all
   start_kubelet
   start_kube_proxy
