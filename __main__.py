@@ -99,7 +99,7 @@ def build(settings: StackSettings) -> None:
     pulumi.export(
         "verificationMode", settings.verification.mode if settings.verification.enabled else "off"
     )
-    pulumi.export(OUTPUT_NAME, guarded_managed_apps(settings.apps))
+    pulumi.export(OUTPUT_NAME, guarded_managed_apps(settings.apps, settings.retired))
 
 
 build(load_settings())

@@ -38,6 +38,7 @@ config:
     timeoutSeconds: 120
     latencyBudgetMs: 100
     rerun: always                  # always | on-change
+  postgres-apps:retired: []        # apps retired by hand: their removal is not refused
   postgres-apps:adminPassword:     # optional config secret; overrides the Kubernetes Secret
     secure: ...
 ```
@@ -171,6 +172,9 @@ class StackSettings:
     apps: tuple[AppSpec, ...] = ()
     verification: VerificationSettings = field(default_factory=VerificationSettings)
     kube_context: str | None = None
+    retired: tuple[str, ...] = ()
+    """Apps the operator says were retired outside this program (`postgres-apps:retired`): their
+    removal from `apps` is not refused by the removal check. The engine's `protect` still holds."""
 
     @property
     def namespaces(self) -> tuple[str, ...]:
@@ -198,7 +202,7 @@ class ConfigError(pulumi.RunError):
 
 T = TypeVar("T")
 
-TOP_LEVEL_KEYS = ("postgres", "appsNamespace", "apps", "verification")
+TOP_LEVEL_KEYS = ("postgres", "appsNamespace", "apps", "verification", "retired")
 SECRET_KEYS = ("adminPassword",)
 POSTGRES_KEYS = {
     "host": "host",
@@ -593,6 +597,7 @@ def parse_settings(raw: Mapping[str, object], *, kube_context: str | None = None
         if "verification" in raw
         else VerificationSettings()
     )
+    retired = _parse_retired(problems, raw["retired"], apps) if "retired" in raw else ()
     if problems.items:
         raise ConfigError(problems.items)
     return StackSettings(
@@ -601,7 +606,25 @@ def parse_settings(raw: Mapping[str, object], *, kube_context: str | None = None
         apps=apps,
         verification=verification,
         kube_context=kube_context or None,
+        retired=retired,
     )
+
+
+def _parse_retired(problems: _Problems, value: object, apps: Sequence[AppSpec]) -> tuple[str, ...]:
+    if not isinstance(value, list):
+        problems.add("retired", f"must be a list of app names, got {_type_name(value)}")
+        return ()
+    current = {app.name for app in apps}
+    names: list[str] = []
+    for i, item in enumerate(value):
+        name = problems.string(f"retired[{i}]", item, pattern=_APP_NAME, what="an app name")
+        if name is None:
+            continue
+        if name in current:
+            problems.add(f"retired[{i}]", f"{_show(name)} is still in postgres-apps:apps")
+        else:
+            names.append(name)
+    return tuple(names)
 
 
 def _decode(value: object) -> object:

@@ -39,19 +39,21 @@ def managed_apps(apps: Sequence[AppSpec]) -> dict[str, dict[str, str]]:
 
 
 def refused_removals(
-    previous: object, apps: Sequence[AppSpec]
+    previous: object, apps: Sequence[AppSpec], retired: Sequence[str] = ()
 ) -> list[tuple[str, Mapping[str, str]]]:
     """Apps of the previous run that are gone from config while their policy was `protect`.
 
     `previous` is the previous `managedApps` output as read back (None on a stack's first run).
-    Anything unreadable counts as protected: refusing is the safe side.
+    Anything unreadable counts as protected: refusing is the safe side. `retired` names apps the
+    operator retired by hand (config `postgres-apps:retired`): not refused here; if their role or
+    database are still in state and protected, the engine's `protect` still refuses to delete them.
     """
     if not isinstance(previous, Mapping):
         return []
     current = {app.name for app in apps}
     refused: list[tuple[str, Mapping[str, str]]] = []
     for name, record in sorted(previous.items()):
-        if name in current:
+        if name in current or name in retired:
             continue
         fields: Mapping[str, str] = record if isinstance(record, Mapping) else {}
         if fields.get("deletion") in ("drop", "retain"):
@@ -87,9 +89,11 @@ def retire_message(refused: Sequence[tuple[str, Mapping[str, str]]]) -> str:
     return "\n".join(lines)
 
 
-def check_removals(previous: object, apps: Sequence[AppSpec]) -> dict[str, dict[str, str]]:
+def check_removals(
+    previous: object, apps: Sequence[AppSpec], retired: Sequence[str] = ()
+) -> dict[str, dict[str, str]]:
     """Raise `RemovalRefused` if a protected app was removed; else return the new `managedApps`."""
-    refused = refused_removals(previous, apps)
+    refused = refused_removals(previous, apps, retired)
     if refused:
         raise RemovalRefused(retire_message(refused))
     return managed_apps(apps)
@@ -102,9 +106,11 @@ def this_stack_name() -> str:
 
 
 def guarded_managed_apps(
-    apps: Sequence[AppSpec], opts: pulumi.ResourceOptions | None = None
+    apps: Sequence[AppSpec],
+    retired: Sequence[str] = (),
+    opts: pulumi.ResourceOptions | None = None,
 ) -> pulumi.Output[dict[str, dict[str, str]]]:
     """The new `managedApps`, available only if no protected app was removed (else the program
     fails with the retire message). Export it: the stack's outputs wait for it."""
     previous = pulumi.StackReference("previous-deployment", this_stack_name(), opts=opts)
-    return previous.get_output(OUTPUT_NAME).apply(lambda prev: check_removals(prev, apps))
+    return previous.get_output(OUTPUT_NAME).apply(lambda prev: check_removals(prev, apps, retired))

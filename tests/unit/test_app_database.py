@@ -7,15 +7,6 @@ from typing import Any
 import pulumi
 import pulumi_postgresql as postgresql
 import pytest
-from conftest import (
-    AWKWARD_PASSWORD,
-    ProgramMocks,
-    Registration,
-    Run,
-    is_secret,
-    run_under_mocks,
-    unwrap,
-)
 
 from components.app_database import (
     PASSWORD_LENGTH,
@@ -26,6 +17,15 @@ from components.app_database import (
 )
 from components.config import AppSpec, DeletionPolicy, PostgresSettings
 from components.credentials import BASE_KEYS, PROFILE_KEYS
+from tests.unit.conftest import (
+    AWKWARD_PASSWORD,
+    ProgramMocks,
+    Registration,
+    Run,
+    is_secret,
+    run_under_mocks,
+    unwrap,
+)
 
 PG = PostgresSettings(sslmode="require")
 T_PASSWORD = "random:index/randomPassword:RandomPassword"

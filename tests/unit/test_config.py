@@ -7,7 +7,6 @@ from typing import Any
 
 import pytest
 import yaml
-from conftest import REPO, ProgramMocks, RecordingMonitor, run_program, run_under_mocks
 
 from components.config import (
     AppSpec,
@@ -18,6 +17,7 @@ from components.config import (
     load_settings,
     parse_settings,
 )
+from tests.unit.conftest import REPO, ProgramMocks, RecordingMonitor, run_program, run_under_mocks
 
 
 def test_empty_config_gives_defaults() -> None:
@@ -69,6 +69,7 @@ def test_full_config() -> None:
                 "latencyBudgetMs": 12.5,
                 "rerun": "on-change",
             },
+            "retired": ["old-app"],
         },
         kube_context="home",
     )
@@ -108,6 +109,7 @@ def test_full_config() -> None:
         rerun="on-change",
     )
     assert s.kube_context == "home"
+    assert s.retired == ("old-app",)
     assert s.namespaces == ("workloads", "automation")
 
 
@@ -294,6 +296,26 @@ BAD_CASES: list[tuple[str, dict[str, Any], str]] = [
         'postgres-apps:appsNamespace: "my_apps" is not a DNS-1123 label',
     ),
     (
+        "retired not a list",
+        {"retired": "old-app"},
+        "postgres-apps:retired: must be a list of app names, got a string",
+    ),
+    (
+        "retired app still configured",
+        {"apps": ["old-app"], "retired": ["old-app"]},
+        'postgres-apps:retired[0]: "old-app" is still in postgres-apps:apps',
+    ),
+    (
+        "retired bad name",
+        {"retired": ["Old"]},
+        'postgres-apps:retired[0]: "Old" is not an app name',
+    ),
+    (
+        "allowReplace not boolean",
+        {"apps": [{"name": "x1", "allowReplace": "yes"}]},
+        "postgres-apps:apps[0].allowReplace: must be true or false, got a string",
+    ),
+    (
         "negative password version",
         {"apps": [{"name": "x1", "passwordVersion": -1}]},
         "apps[0].passwordVersion: -1 is not a version",
@@ -378,7 +400,7 @@ def test_load_settings_ignores_admin_password_but_rejects_typos() -> None:
         )
     assert excinfo.value.problems == [
         'postgres-apps:adminPasword: unknown key (did you mean "adminPassword"?); known keys: '
-        "adminPassword, apps, appsNamespace, postgres, verification"
+        "adminPassword, apps, appsNamespace, postgres, retired, verification"
     ]
 
 

@@ -10,7 +10,6 @@ from urllib.parse import parse_qs, unquote, urlsplit
 import psycopg.conninfo
 import pytest
 import yaml
-from conftest import REPO
 
 from components.credentials import (
     BASE_KEYS,
@@ -18,6 +17,7 @@ from components.credentials import (
     pgpass_line,
     secret_data,
 )
+from tests.unit.conftest import REPO
 
 HOST = "postgres-postgresql.data.svc.cluster.local"
 AWKWARD = [

@@ -8,7 +8,17 @@ from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import pytest
-from conftest import (
+
+from components.admin import AdminPasswordError
+from components.config import AppSpec
+from components.credentials import BASE_KEYS, PROFILE_KEYS
+from components.retention import (
+    RemovalRefused,
+    managed_apps,
+    refused_removals,
+    retire_message,
+)
+from tests.unit.conftest import (
     ADMIN_PASSWORD,
     AWKWARD_PASSWORD,
     CHECK_TYPE,
@@ -21,16 +31,6 @@ from conftest import (
     is_secret,
     run_program,
     unwrap,
-)
-
-from components.admin import AdminPasswordError
-from components.config import AppSpec
-from components.credentials import BASE_KEYS, PROFILE_KEYS
-from components.retention import (
-    RemovalRefused,
-    managed_apps,
-    refused_removals,
-    retire_message,
 )
 
 T_NAMESPACE = "kubernetes:core/v1:Namespace"
@@ -363,6 +363,15 @@ def test_removing_an_opted_out_app_is_allowed(policy: str) -> None:
     assert "old-app" not in run.outputs["managedApps"]
 
 
+def test_removal_of_an_app_declared_retired_is_not_refused() -> None:
+    previous = _previous(
+        **{"app-test": "protect", "n8n": "protect", "paperless": "drop", "old-app": "protect"}
+    )
+    config = {**THREE_APPS, "retired": ["old-app"]}
+    run = run_program(config, ProgramMocks(previous_managed_apps=previous))
+    assert "old-app" not in run.outputs["managedApps"]
+
+
 def test_first_run_has_no_previous_apps() -> None:
     run = run_program(THREE_APPS, ProgramMocks(previous_managed_apps=None))
     assert set(run.outputs["managedApps"]) == set(APPS)
@@ -374,6 +383,7 @@ def test_refused_removals_pure() -> None:
     assert refused_removals({"a1": {"deletion": "protect"}}, apps) == []
     assert refused_removals({"gone": {"deletion": "drop"}}, apps) == []
     assert refused_removals({"gone": {"deletion": "retain"}}, apps) == []
+    assert refused_removals({"gone": {"deletion": "protect"}}, apps, retired=["gone"]) == []
     # unreadable records count as protected: refusing is the safe side
     assert refused_removals({"gone": "garbage"}, apps) == [("gone", {})]
     assert refused_removals({"b2": {"deletion": "protect"}, "a0": {}}, apps) == [
