@@ -1,0 +1,142 @@
+"""Deletion safety: data is never dropped by accident.
+
+One stack (`rel-delete`) with four apps, each holding a row of data written with its own
+credentials: `rel-de-keep` and `rel-de-other` (protected, the default), `rel-de-drop`
+(`deletion: drop`) and `rel-de-retain` (`deletion: retain`). Tests run in file order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from pulumi import automation as auto
+
+from tests.e2e.harness import ProjectStack, kubectl, new_stack, query, secret_data
+from tests.e2e.reliability_support import (
+    connect_as,
+    database_exists,
+    delete_namespaces,
+    rel_config,
+    role_exists,
+    secret_version,
+    world,
+)
+
+NAMESPACE = "rel-delete"
+KEEP = {"name": "rel-de-keep"}
+OTHER = {"name": "rel-de-other", "profile": "paperless"}
+DROP = {"name": "rel-de-drop", "deletion": "drop"}
+RETAIN = {"name": "rel-de-retain", "deletion": "retain"}
+APPS: list[dict[str, Any]] = [KEEP, OTHER, DROP, RETAIN]
+
+
+def config(apps: list[dict[str, Any]]) -> dict[str, Any]:
+    return rel_config(apps, NAMESPACE, rerun="on-change")
+
+
+def db(app: dict[str, Any]) -> str:
+    return str(app["name"]).replace("-", "_")
+
+
+def rows(app: dict[str, Any]) -> list[tuple[Any, ...]]:
+    return query("SELECT note FROM rel_data ORDER BY note", dbname=db(app))
+
+
+def identity(app: dict[str, Any]) -> tuple[Any, ...]:
+    """What must not change for an app that is not touched: oids, Secret version, data."""
+    role_oid = query("SELECT oid FROM pg_roles WHERE rolname = %s", db(app))
+    db_oid = query("SELECT oid FROM pg_database WHERE datname = %s", db(app))
+    return (
+        role_oid,
+        db_oid,
+        secret_version(NAMESPACE, f"{app['name']}-db-credentials"),
+        rows(app),
+    )
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ProjectStack]:
+    s = new_stack(tmp_path_factory.mktemp("delete"), "rel-delete")
+    s.write_config(config(APPS))
+    s.up()
+    for app in APPS:
+        data = secret_data(NAMESPACE, f"{app['name']}-db-credentials")
+        with connect_as(data["user"], data["password"], data["dbname"]) as conn:
+            conn.execute("CREATE TABLE rel_data (note text)")
+            conn.execute("INSERT INTO rel_data VALUES (%s)", (f"data of {app['name']}",))
+    yield s
+    try:
+        s.write_config(config([{**a, "deletion": "drop"} for a in (KEEP, OTHER)]))
+        s.stack.up(on_output=print, color="never", refresh=True)
+        s.stack.destroy(on_output=print, color="never")
+        s.stack.workspace.remove_stack(s.name)
+    finally:
+        for app in (DROP, RETAIN):
+            query(f"DROP DATABASE IF EXISTS {db(app)}")
+            query(f"DROP ROLE IF EXISTS {db(app)}")
+        delete_namespaces(NAMESPACE)
+
+
+def test_removing_a_protected_app_is_refused_with_the_retire_procedure(
+    stack: ProjectStack,
+) -> None:
+    before = world(stack)
+    stack.write_config(config([OTHER, DROP, RETAIN]))  # rel-de-keep removed
+    try:
+        with pytest.raises(auto.CommandError) as err:
+            stack.up()
+    finally:
+        stack.write_config(config(APPS))
+    text = str(err.value)
+    assert 'refusing to remove "rel-de-keep"' in text, text[-3000:]
+    assert "Nothing was changed" in text
+    for step in ("put its entry back", "pg_dump -Fc -d rel_de_keep", "deletion: drop", "retain"):
+        assert step in text, step
+    assert "docs/runbooks/postgres-connectivity.md#retiring-an-app" in text
+    assert before.differences(world(stack)) == []
+    assert rows(KEEP) == [("data of rel-de-keep",)]
+
+
+def test_opted_in_drop_removes_only_that_app(stack: ProjectStack) -> None:
+    untouched = {a["name"]: identity(a) for a in (KEEP, OTHER, RETAIN)}
+    stack.write_config(config([KEEP, OTHER, RETAIN]))  # rel-de-drop removed, opted into drop
+    stack.up()
+    assert not database_exists(db(DROP))
+    assert not role_exists(db(DROP))
+    assert secret_version(NAMESPACE, "rel-de-drop-db-credentials") is None
+    for app in (KEEP, OTHER, RETAIN):
+        assert identity(app) == untouched[app["name"]], app["name"]
+
+
+def test_retain_keeps_database_and_role_and_stops_managing_them(stack: ProjectStack) -> None:
+    keep_before = identity(KEEP)
+    stack.write_config(config([KEEP, OTHER]))  # rel-de-retain removed, policy retain
+    stack.up()
+    assert database_exists(db(RETAIN)) and role_exists(db(RETAIN))
+    assert rows(RETAIN) == [("data of rel-de-retain",)]
+    deployment = stack.stack.export_stack().deployment or {}
+    urns = [r["urn"] for r in deployment.get("resources") or []]
+    assert not any("rel-de-retain" in urn for urn in urns), "still managed"
+    assert identity(KEEP) == keep_before
+    # Recorded for docs/reliability.md: the Secret is not retained (only role and database are).
+    print("retain: Secret left:", secret_version(NAMESPACE, "rel-de-retain-db-credentials"))
+
+
+def test_destroy_never_drops_a_protected_database(stack: ProjectStack) -> None:
+    with pytest.raises(auto.CommandError) as err:
+        stack.stack.destroy(on_output=print, color="never")
+    text = str(err.value)
+    assert "protect" in text, text[-3000:]
+    for app in (KEEP, OTHER):
+        assert database_exists(db(app)) and role_exists(db(app))
+        assert rows(app) == [(f"data of {app['name']}",)]
+    # the stack converges again (whatever destroy removed before it stopped is recreated)
+    stack.write_config(config([KEEP, OTHER]))
+    stack.stack.up(on_output=print, color="never", refresh=True)
+    for app in (KEEP, OTHER):
+        data = secret_data(NAMESPACE, f"{app['name']}-db-credentials")
+        with connect_as(data["user"], data["password"], data["dbname"]) as conn:
+            assert conn.execute("SELECT count(*) FROM rel_data").fetchone() == (1,)
+    assert kubectl("get", "namespace", NAMESPACE).returncode == 0

@@ -1,0 +1,125 @@
+"""Password rotation: `passwordVersion` bumped on one app → new password on the role and in the
+Secret in the same `pulumi up`, the gate re-runs with the new one, the old one is rejected, and the
+other apps are not touched.
+
+The stack uses `rerun: on-change`, so a gate run on the rotated app proves the rotation itself
+re-triggers verification (the check's credentials hash changed), not an unconditional re-run.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from pulumi import automation as auto
+
+from tests.e2e.harness import ProjectStack, kubectl, new_stack, secret_data
+from tests.e2e.reliability_support import (
+    connect_as,
+    delete_namespaces,
+    login_error,
+    rel_config,
+)
+
+NAMESPACE = "rel-rotate"
+APPS: list[dict[str, Any]] = [
+    {"name": "rel-ro-a", "profile": "n8n", "deletion": "drop"},
+    {"name": "rel-ro-b", "deletion": "drop"},
+]
+
+
+def config(version: int = 0) -> dict[str, Any]:
+    apps = [dict(APPS[0], passwordVersion=version), dict(APPS[1])]
+    return rel_config(apps, NAMESPACE, rerun="on-change")
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ProjectStack]:
+    s = new_stack(tmp_path_factory.mktemp("rotate"), "rel-rotate")
+    s.write_config(config())
+    s.up()
+    yield s
+    try:
+        s.stack.destroy(on_output=print, color="never")
+        s.stack.workspace.remove_stack(s.name)
+    finally:
+        delete_namespaces(NAMESPACE)
+
+
+def secret_meta(app: str) -> dict[str, str]:
+    out = kubectl("get", "secret", "-n", NAMESPACE, f"{app}-db-credentials", "-o", "json")
+    meta = json.loads(out.stdout)["metadata"]
+    return {"uid": meta["uid"], "resourceVersion": meta["resourceVersion"]}
+
+
+def preview_ops(stack: ProjectStack) -> dict[str, str]:
+    ops: dict[str, str] = {}
+
+    def on_event(event: auto.EngineEvent) -> None:
+        pre = event.resource_pre_event
+        if pre is not None and pre.metadata.op.value not in ("same", "read"):
+            ops[pre.metadata.urn] = pre.metadata.op.value
+
+    stack.stack.preview(on_event=on_event, color="never")
+    return ops
+
+
+def test_bumping_password_version_rotates_one_app_in_one_up(stack: ProjectStack) -> None:
+    old_a = secret_data(NAMESPACE, "rel-ro-a-db-credentials")
+    old_b = secret_data(NAMESPACE, "rel-ro-b-db-credentials")
+    meta_a, meta_b = secret_meta("rel-ro-a"), secret_meta("rel-ro-b")
+    checked = {k: v["verification"]["checkedAt"] for k, v in stack.outputs()["apps"].items()}
+    # an app connection opened with the old password, kept across the rotation
+    live = connect_as(old_a["user"], old_a["password"], old_a["dbname"])
+    try:
+        stack.write_config(config(version=1))
+        ops = preview_ops(stack)
+        assert all("rel-ro-a" in urn for urn in ops), ops  # nothing of rel-ro-b changes
+        kinds = {urn.rsplit("::", 1)[1]: op for urn, op in ops.items()}
+        assert kinds.get("rel-ro-a-password") == "replace", kinds
+        assert kinds.get("rel-ro-a-role") == "update", kinds
+        assert kinds.get("rel-ro-a-secret") == "update", kinds
+        assert kinds.get("rel-ro-a-check") == "update", kinds
+        assert "rel-ro-a-database" not in kinds, kinds  # the data is not touched
+
+        result = stack.up()  # one `up`
+        changes = {
+            str(getattr(op, "value", op)): n
+            for op, n in (result.summary.resource_changes or {}).items()
+        }
+        assert changes.get("replace") == 1, changes  # the generated password, nothing else
+        assert "delete" not in changes and "create" not in changes, changes
+
+        new_a = secret_data(NAMESPACE, "rel-ro-a-db-credentials")
+        assert new_a["password"] != old_a["password"]
+        assert len(new_a["password"]) >= 32
+        assert new_a["DB_POSTGRESDB_PASSWORD"] == new_a["password"]
+        assert new_a["password"] in new_a["uri"] and old_a["password"] not in new_a["uri"]
+        assert login_error(new_a["user"], new_a["password"], new_a["dbname"]) is None
+        old_login = login_error(old_a["user"], old_a["password"], old_a["dbname"])
+        assert old_login is not None and "password authentication failed" in old_login
+        # the Secret was updated in place (same object: mounted volumes see the new value)
+        assert secret_meta("rel-ro-a")["uid"] == meta_a["uid"]
+        assert secret_meta("rel-ro-a")["resourceVersion"] != meta_a["resourceVersion"]
+        # the gate ran again on the rotated app, with the new password, and passed
+        apps = stack.outputs()["apps"]
+        assert apps["rel-ro-a"]["verification"]["checkedAt"] >= checked["rel-ro-a"]
+        assert "login" in apps["rel-ro-a"]["verification"]["checksPassed"]
+        # the other app: same password, same Secret version, its check did not re-run
+        assert secret_data(NAMESPACE, "rel-ro-b-db-credentials") == old_b
+        assert secret_meta("rel-ro-b") == meta_b
+        assert apps["rel-ro-b"]["verification"]["checkedAt"] == checked["rel-ro-b"]
+        # a session opened before the rotation keeps working (PostgreSQL checks at login only)
+        assert live.execute("SELECT 1").fetchone() == (1,)
+    finally:
+        live.close()
+
+
+def test_rotation_is_idempotent(stack: ProjectStack) -> None:
+    before = secret_data(NAMESPACE, "rel-ro-a-db-credentials")
+    result = stack.up()
+    changed = {k: v for k, v in (result.summary.resource_changes or {}).items() if k != "same"}
+    assert changed == {}, changed
+    assert secret_data(NAMESPACE, "rel-ro-a-db-credentials") == before
