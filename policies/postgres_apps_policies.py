@@ -42,6 +42,7 @@ PACK_NAME: Final = "postgres-apps"
 ROLE_TYPE: Final = "postgresql:index/role:Role"
 DATABASE_TYPE: Final = "postgresql:index/database:Database"
 GRANT_TYPE: Final = "postgresql:index/grant:Grant"
+GRANT_ROLE_TYPE: Final = "postgresql:index/grantRole:GrantRole"
 POSTGRESQL_PROVIDER_TYPE: Final = "pulumi:providers:postgresql"
 SECRET_TYPE: Final = "kubernetes:core/v1:Secret"  # noqa: S105
 CONFIG_MAP_TYPE: Final = "kubernetes:core/v1:ConfigMap"
@@ -409,7 +410,8 @@ def validate_public_connect_revoked(
 def validate_no_cross_app_grants(
     args: StackValidationArgs, report_violation: ReportViolation
 ) -> None:
-    """A managed role is granted privileges only in the database it owns."""
+    """A managed role is granted privileges only in the database it owns, and is made a member of
+    no other role (GrantRole)."""
     databases = [r for r in args.resources if r.resource_type == DATABASE_TYPE]
     roles = {
         get(r.props, "name")
@@ -435,6 +437,16 @@ def validate_no_cross_app_grants(
                 f"role '{role}' is granted privileges on database '{database}', which no app of "
                 "this stack owns: app roles get no grants on other databases",
                 grant.urn,
+            )
+
+    for membership in (r for r in args.resources if r.resource_type == GRANT_ROLE_TYPE):
+        member = get(membership.props, "role")
+        granted = get(membership.props, "grantRole")
+        if isinstance(member, str) and member in roles:
+            report_violation(
+                f"role '{member}' is made a member of '{granted}': app roles are not granted "
+                "other roles",
+                membership.urn,
             )
 
 
@@ -695,7 +707,8 @@ def build_policies() -> list[Policy]:
         ),
         StackValidationPolicy(
             name="no-cross-app-grants",
-            description="App roles are granted privileges only in their own database.",
+            description="App roles are granted privileges only in their own database and no "
+            "role memberships.",
             validate=validate_no_cross_app_grants,
             enforcement_level=mandatory,
         ),

@@ -437,6 +437,23 @@ def test_grant_on_another_apps_database_is_a_violation() -> None:
     ]
 
 
+def test_role_membership_granted_to_an_app_role_is_a_violation() -> None:
+    membership = stack_resource(
+        pol.GRANT_ROLE_TYPE, "n8n-admin", {"role": "n8n", "grantRole": "pg_read_all_data"}
+    )
+    unrelated = stack_resource(
+        pol.GRANT_ROLE_TYPE, "ops", {"role": "ops_team", "grantRole": "pg_monitor"}
+    )
+    resources = [app_role("n8n"), database("n8n"), membership, unrelated]
+    assert stack_violations(pol.validate_no_cross_app_grants, resources) == [
+        (
+            "role 'n8n' is made a member of 'pg_read_all_data': app roles are not granted other "
+            "roles",
+            membership.urn,
+        )
+    ]
+
+
 # --- credentials Secrets -------------------------------------------------------------------------
 
 GOOD_LABELS = {
