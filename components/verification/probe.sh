@@ -120,12 +120,23 @@ pq() {
 	psql -X -w -q -A -t "$@"
 }
 
+# an IPv4 or IPv6 literal (nothing to resolve)
+is_ip() {
+	case $1 in
+		*:*) return 0 ;;
+		'' | *[!0-9.]*) return 1 ;;
+		*) return 0 ;;
+	esac
+}
+
 # ---- dns -------------------------------------------------------------------------------------
 dns_host="${PROBE_DNS_HOST:-${DB_HOST:-}}"
 dns_addrs=''
 dns_err=''
 if [ -z "$dns_host" ]; then
 	dns_err='no host in the Secret'
+elif is_ip "$dns_host"; then
+	dns_addrs=$dns_host # an IP address: nothing to resolve
 elif command -v getent >/dev/null 2>&1; then
 	if out=$(getent hosts "$dns_host" 2>&1); then
 		dns_addrs=$(printf '%s\n' "$out" | sed -n 's/^\([^[:space:]]*\)[[:space:]].*/\1/p' | sort -u)

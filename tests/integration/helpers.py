@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import atexit
+import functools
 import json
 import os
+import shutil
 import subprocess
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
+
+import pytest
 
 from components.verification.checks import CheckOutcome, Verdict, judge
 from components.verification.direct import DirectTarget, run_direct_probe
@@ -82,11 +88,15 @@ def run_script(
     uri: str | None = None,
     host: str = "localhost",
     port: int | None = None,
+    bin_dir: Path | None = None,
 ) -> dict[str, Any]:
-    """probe.sh outside a pod, with the env a pod gets from the Secret; DNS against localhost."""
+    """probe.sh outside a pod, with the env a pod gets from the Secret; DNS against localhost.
+
+    `bin_dir`: run with that directory as the whole PATH (see `busybox_bin_dir`).
+    """
     pw = password if password is not None else app.password
     env = {
-        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "PATH": str(bin_dir) if bin_dir else os.environ.get("PATH", "/usr/bin:/bin"),
         "HOME": tempfile.gettempdir(),
         "DB_HOST": host,
         "DB_PORT": str(port or server.port),
@@ -101,7 +111,7 @@ def run_script(
         "PROBE_CONNECT_TIMEOUT": "3",
     }
     proc = subprocess.run(
-        ["sh", str(PROBE_SCRIPT)],
+        [str(bin_dir / "sh") if bin_dir else "sh", str(PROBE_SCRIPT)],
         env=env,
         capture_output=True,
         text=True,
@@ -116,7 +126,44 @@ def run_script(
     return report
 
 
-RUNNERS = ("direct", "pod")
+BUSYBOX_APPLETS = (
+    "sh",
+    "sed",
+    "tr",
+    "date",
+    "cut",
+    "sort",
+    "mktemp",
+    "head",
+    "rm",
+    "mkdir",
+    "cat",
+    "nslookup",
+)
+
+
+@functools.cache
+def busybox_bin_dir(pg_bin: Path) -> Path:
+    """A PATH shaped like postgres:17-alpine: busybox applets, getent (musl-utils there), psql.
+
+    Fails the test (never skips) when busybox is missing: `apt-get install busybox`.
+    """
+    busybox = shutil.which("busybox")
+    if busybox is None:
+        pytest.fail("busybox is not installed (apt-get install busybox)", pytrace=False)
+    getent = shutil.which("getent")
+    assert getent is not None
+    d = Path(tempfile.mkdtemp(prefix="pgapps-it-busybox-"))
+    atexit.register(shutil.rmtree, d, ignore_errors=True)
+    links = {a: Path(busybox) for a in BUSYBOX_APPLETS}
+    links |= {"getent": Path(getent), "psql": pg_bin / "psql"}
+    for name, target in links.items():
+        (d / name).symlink_to(target)
+    return d
+
+
+RUNNERS = ("direct", "pod", "pod-busybox")
+"""`pod` runs probe.sh with the system's sh (dash) and coreutils; `pod-busybox` with busybox."""
 
 
 def run(
@@ -131,6 +178,9 @@ def run(
     """Either runner, then the one shared judge."""
     if runner == "direct":
         report = run_direct(server, app, others, **kwargs)
+    elif runner == "pod-busybox":
+        bin_dir = busybox_bin_dir(server.bin)
+        report = run_script(server, app, others, bin_dir=bin_dir, **kwargs)
     else:
         report = run_script(server, app, others, **kwargs)
     return judge(report, latency_budget_ms=budget_ms)
