@@ -1,0 +1,231 @@
+"""No password in plain text anywhere an operator or CI keeps things.
+
+One stack (`rel-secrets`, two apps with profiles, pod mode so that probe pods run). Searched for
+every generated password, every secret value of the apps' Secrets (decoded and as the base64 the
+API server stores) and the admin password (decoded and base64):
+- `pulumi stack export`, and every file of the local backend (checkpoints, history, backups);
+- `pulumi stack output --json`, the project's stack config file;
+- the engine's output of `pulumi up --debug` and `pulumi preview --diff --debug`, and of a
+  verbose run (`--logtostderr -v=9`, which also turns on the providers' own logging);
+- the logs of the probe pods (followed with `kubectl logs -f` while they run).
+"""
+
+from __future__ import annotations
+
+import base64
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+
+from tests.e2e.harness import KUBECONFIG, ProjectStack, new_stack, secret_data
+from tests.e2e.reliability_support import (
+    admin_secret_value,
+    cli,
+    delete_namespaces,
+    probe_pods,
+    rel_config,
+    secret_raw,
+)
+
+NAMESPACE = "rel-secrets"
+APPS: list[dict[str, Any]] = [
+    {"name": "rel-se-a", "profile": "n8n", "deletion": "drop"},
+    {"name": "rel-se-b", "profile": "paperless", "deletion": "drop"},
+]
+SENSITIVE = (
+    "password",
+    "uri",
+    "jdbc-uri",
+    "pgpass",
+    "DATABASE_URL",
+    "DB_POSTGRESDB_PASSWORD",
+    "PAPERLESS_DBPASS",
+)
+
+
+@dataclass
+class PodLogs:
+    """Follows the log of every probe pod of the namespace while it runs."""
+
+    namespace: str
+    logs: dict[str, str] = field(default_factory=dict)
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _threads: list[threading.Thread] = field(default_factory=list)
+
+    def _follow(self, pod: str) -> None:
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline and not self._stop.is_set():
+            proc = subprocess.run(
+                [
+                    "kubectl",
+                    "--kubeconfig",
+                    str(KUBECONFIG),
+                    "logs",
+                    "-f",
+                    "-n",
+                    self.namespace,
+                    pod,
+                ],
+                capture_output=True,
+                text=True,
+                check=False,
+                timeout=300,
+            )
+            if proc.returncode == 0:
+                self.logs[pod] = proc.stdout
+                return
+            if "NotFound" in proc.stderr or "not found" in proc.stderr:
+                return
+            time.sleep(0.1)  # container not started yet
+
+    def _watch(self) -> None:
+        seen: set[str] = set()
+        while not self._stop.is_set():
+            for pod in probe_pods(self.namespace):
+                if pod not in seen:
+                    seen.add(pod)
+                    t = threading.Thread(target=self._follow, args=(pod,), daemon=True)
+                    t.start()
+                    self._threads.append(t)
+            time.sleep(0.1)
+
+    def __enter__(self) -> PodLogs:
+        watcher = threading.Thread(target=self._watch, daemon=True)
+        watcher.start()
+        self._threads.append(watcher)
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        for t in self._threads:
+            t.join(timeout=30)
+
+
+@dataclass
+class Evidence:
+    texts: dict[str, str]
+    needles: dict[str, str]
+
+
+def needles() -> dict[str, str]:
+    """label → value that must never appear in plain text."""
+    found: dict[str, str] = {}
+    for app in APPS:
+        secret = f"{app['name']}-db-credentials"
+        decoded = secret_data(NAMESPACE, secret)
+        raw = secret_raw(NAMESPACE, secret)
+        for key in SENSITIVE:
+            if key in decoded:
+                found[f"{app['name']}:{key}"] = decoded[key]
+                found[f"{app['name']}:{key} (base64)"] = raw[key]
+    admin = admin_secret_value()
+    found["admin password"] = admin
+    found["admin password (base64)"] = base64.b64encode(admin.encode()).decode()
+    for label, value in found.items():
+        assert len(value) >= 16, f"{label} is too short to search for reliably"
+    return found
+
+
+def backend_files(stack: ProjectStack) -> dict[str, str]:
+    root = stack.work_dir.parent / "state" / "backend"
+    files: dict[str, str] = {}
+    for path in sorted(root.rglob("*")):
+        if path.is_file():
+            files[f"backend:{path.relative_to(root)}"] = path.read_bytes().decode(errors="replace")
+    assert any("checkpoint" in k or k.endswith(".json") for k in files), list(files)
+    return files
+
+
+@pytest.fixture(scope="module")
+def evidence(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Evidence]:
+    s = new_stack(tmp_path_factory.mktemp("secrets"), "rel-secrets")
+    s.write_config(rel_config(APPS, NAMESPACE, mode="pod", rerun="always", timeoutSeconds=90))
+    texts: dict[str, str] = {}
+    try:
+        with PodLogs(NAMESPACE) as pods:
+            up = cli(s, "up", "--yes", "--skip-preview", "--debug")
+            assert up.returncode == 0, up.text[-4000:]
+            texts["pulumi up --debug"] = up.text
+            preview = cli(s, "preview", "--diff", "--debug")
+            assert preview.returncode == 0, preview.text[-4000:]
+            texts["pulumi preview --diff --debug"] = preview.text
+            verbose = cli(s, "up", "--yes", "--skip-preview", "--logtostderr", "-v=9")
+            assert verbose.returncode == 0, verbose.text[-4000:]
+            texts["pulumi up --logtostderr -v=9"] = verbose.text
+        texts.update({f"probe pod log {k}": v for k, v in pods.logs.items()})
+        out = cli(s, "stack", "output", "--json")
+        assert out.returncode == 0, out.text
+        texts["pulumi stack output --json"] = out.stdout
+        export = cli(s, "stack", "export")
+        assert export.returncode == 0, export.text
+        texts["pulumi stack export"] = export.stdout
+        texts["Pulumi.rel-secrets.yaml"] = (s.work_dir / "Pulumi.rel-secrets.yaml").read_text()
+        texts.update(backend_files(s))
+        yield Evidence(texts=texts, needles=needles())
+    finally:
+        try:
+            s.stack.destroy(on_output=print, color="never")
+            s.stack.workspace.remove_stack(s.name)
+        finally:
+            delete_namespaces(NAMESPACE)
+
+
+def hits(evidence: Evidence, source: str) -> list[str]:
+    text = evidence.texts[source]
+    return [label for label, value in evidence.needles.items() if value in text]
+
+
+def sources(evidence: Evidence, prefix: str) -> list[str]:
+    return [k for k in evidence.texts if k.startswith(prefix)]
+
+
+def test_the_search_is_not_vacuous(evidence: Evidence) -> None:
+    """Each source is non-empty, the probe pods were captured, and the secrets really exist
+    (the state holds them encrypted)."""
+    for source, text in evidence.texts.items():
+        assert text.strip(), source
+    pod_logs = sources(evidence, "probe pod log")
+    assert len(pod_logs) >= len(APPS), sorted(evidence.texts)
+    assert all("postgres-apps.verification.report" in evidence.texts[p] for p in pod_logs)
+    assert "ciphertext" in evidence.texts["pulumi stack export"]
+    assert len(evidence.needles) >= 2 * len(APPS) * 5 + 2
+
+
+def test_state_and_backend_files_hold_no_plain_secret(evidence: Evidence) -> None:
+    for source in ["pulumi stack export", *sources(evidence, "backend:")]:
+        assert hits(evidence, source) == [], source
+
+
+def test_outputs_and_config_hold_no_plain_secret(evidence: Evidence) -> None:
+    for source in ("pulumi stack output --json", "Pulumi.rel-secrets.yaml"):
+        assert hits(evidence, source) == [], source
+
+
+def test_engine_output_holds_no_plain_secret(evidence: Evidence) -> None:
+    for source in ("pulumi up --debug", "pulumi preview --diff --debug"):
+        assert hits(evidence, source) == [], source
+
+
+def test_verbose_engine_log_holds_no_plain_secret(evidence: Evidence) -> None:
+    assert hits(evidence, "pulumi up --logtostderr -v=9") == []
+
+
+def test_probe_pod_logs_hold_no_plain_secret(evidence: Evidence) -> None:
+    for source in sources(evidence, "probe pod log"):
+        assert hits(evidence, source) == [], source
+
+
+def test_evidence_counts(evidence: Evidence, capsys: pytest.CaptureFixture[str]) -> None:
+    """Printed for docs/reliability.md: how much was searched."""
+    total = sum(len(t) for t in evidence.texts.values())
+    with capsys.disabled():
+        print(
+            f"\nsecrets scan: {len(evidence.needles)} values in {len(evidence.texts)} sources, "
+            f"{total} characters"
+        )
+    assert total > 10_000
