@@ -1,0 +1,380 @@
+"""Pure helpers of the benchmark: percentiles, summaries, the Markdown table, the docs markers.
+
+Nothing here touches the network, the engine or the clock, so it is unit-tested
+(tests/unit/test_bench_stats.py).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+BEGIN_MARKER = "<!-- bench:begin -->"
+END_MARKER = "<!-- bench:end -->"
+
+
+def percentile(values: Iterable[float], pct: float) -> float:
+    """Linear-interpolated percentile (the 'inclusive' method numpy uses by default).
+
+    Raises ValueError on no values or a percentile outside 0..100.
+    """
+    data = sorted(values)
+    if not data:
+        raise ValueError("percentile of no values")
+    if not 0.0 <= pct <= 100.0:
+        raise ValueError(f"percentile must be within 0..100, got {pct}")
+    rank = (len(data) - 1) * pct / 100.0
+    low = math.floor(rank)
+    high = math.ceil(rank)
+    if low == high:
+        return data[low]
+    return data[low] + (data[high] - data[low]) * (rank - low)
+
+
+@dataclass(frozen=True)
+class Summary:
+    """Distribution of a sample (milliseconds or seconds, whatever was put in)."""
+
+    count: int
+    min: float
+    p50: float
+    p95: float
+    max: float
+    mean: float
+
+    def as_dict(self) -> dict[str, float | int]:
+        return {
+            "count": self.count,
+            "min": round(self.min, 3),
+            "p50": round(self.p50, 3),
+            "p95": round(self.p95, 3),
+            "max": round(self.max, 3),
+            "mean": round(self.mean, 3),
+        }
+
+
+def summarize(values: Sequence[float]) -> Summary:
+    """count/min/p50/p95/max/mean of a non-empty sample."""
+    if not values:
+        raise ValueError("summary of no values")
+    return Summary(
+        count=len(values),
+        min=min(values),
+        p50=percentile(values, 50),
+        p95=percentile(values, 95),
+        max=max(values),
+        mean=sum(values) / len(values),
+    )
+
+
+def ratio(value: float | None, floor: float | None) -> float | None:
+    """value / floor, or None when either is missing or the floor is not positive."""
+    if value is None or floor is None or floor <= 0:
+        return None
+    return value / floor
+
+
+def touched(changes: Mapping[str, int]) -> int:
+    """Resources an operation touched: every step but `same` (create, update, delete, replace…)."""
+    return sum(n for op, n in changes.items() if op != "same")
+
+
+def fmt_seconds(value: float | None) -> str:
+    if value is None:
+        return "—"
+    if value < 10:
+        return f"{value:.2f} s"
+    return f"{value:.1f} s"
+
+
+def fmt_ms(value: float | None) -> str:
+    return "—" if value is None else f"{value:.1f} ms"
+
+
+def fmt_ratio(value: float | None) -> str:
+    return "—" if value is None else f"{value:.1f}x"
+
+
+def fmt_mib(value: float | None) -> str:
+    return "—" if value is None else f"{value:.0f} MiB"
+
+
+def verdict(value: float | None, limit: float) -> str:
+    """'met' / 'missed' against a target (lower is better); '—' when not measured."""
+    if value is None:
+        return "not measured"
+    return "met" if value <= limit else "missed"
+
+
+def _get(result: Mapping[str, Any], *path: str) -> Any:
+    node: Any = result
+    for key in path:
+        if not isinstance(node, Mapping) or key not in node:
+            return None
+        node = node[key]
+    return node
+
+
+def _num(value: Any) -> float | None:
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+
+def _row(cells: Sequence[str]) -> str:
+    return "| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |"
+
+
+def markdown_report(result: Mapping[str, Any]) -> str:  # noqa: PLR0915 - one table per section
+    """The Markdown tables of one result JSON (bench/results/*.json)."""
+    lines: list[str] = []
+    machine = _get(result, "machine") or {}
+    versions = _get(result, "versions") or {}
+    lines.append(
+        f"Run {result.get('date', '?')} at commit `{result.get('commit', '?')}` — "
+        f"{machine.get('cores', '?')} cores, {machine.get('memory_gib', '?')} GiB, "
+        f"kernel {machine.get('kernel', '?')}; PostgreSQL {versions.get('postgresql', '?')} "
+        f"({result.get('server', {}).get('kind', '?')}), Pulumi CLI {versions.get('pulumi', '?')}, "
+        f"providers {_providers(versions)}, Python {versions.get('python', '?')}."
+    )
+    lines.append("")
+
+    # --- from empty, per N
+    lines.append("### From empty (gate off) vs the raw-SQL floor")
+    lines.append("")
+    lines.append(
+        _row(
+            [
+                "apps",
+                "raw SQL floor",
+                "floor cleanup",
+                "`pulumi up` from empty",
+                "ratio",
+                "ratio to adjacent floor",
+                "resources",
+                "`pulumi destroy`",
+            ]
+        )
+    )
+    lines.append(_row(["---:"] * 8))
+    floors = {int(k): v for k, v in (_get(result, "floor") or {}).items()}
+    ups = {int(k): v for k, v in (_get(result, "engine", "from_empty") or {}).items()}
+    for n in sorted(set(floors) | set(ups)):
+        floor_s = _num(_get(floors.get(n, {}), "create_s", "p50"))
+        clean_s = _num(_get(floors.get(n, {}), "cleanup_s", "p50"))
+        up = ups.get(n, {})
+        up_s = _num(up.get("wall_s"))
+        lines.append(
+            _row(
+                [
+                    str(n),
+                    fmt_seconds(floor_s),
+                    fmt_seconds(clean_s),
+                    fmt_seconds(up_s) if up_s is not None else str(up.get("error", "—")),
+                    fmt_ratio(ratio(up_s, floor_s)),
+                    fmt_ratio(ratio(up_s, _num(up.get("adjacent_floor_s")))),
+                    str(up.get("resources", "—")),
+                    fmt_seconds(_num(up.get("destroy_s"))),
+                ]
+            )
+        )
+    lines.append("")
+
+    # --- steady state with 50 apps
+    steady = _get(result, "engine", "steady") or {}
+    if steady:
+        n = steady.get("apps", "?")
+        start = _num(_get(result, "engine", "engine_start", "preview_empty_s"))
+        lines.append(f"### Steady state with {n} apps")
+        lines.append("")
+        lines.append(_row(["operation", "wall", "beyond engine start", "resources touched"]))
+        lines.append(_row(["---", "---:", "---:", "---:"]))
+        lines.append(
+            _row(
+                [
+                    "engine start (`pulumi preview` of an empty program)",
+                    fmt_seconds(start),
+                    "—",
+                    "0",
+                ]
+            )
+        )
+        lines.append(
+            _row(
+                [
+                    "`pulumi version` (CLI process only)",
+                    fmt_seconds(_num(_get(result, "engine", "engine_start", "cli_version_s"))),
+                    "—",
+                    "—",
+                ]
+            )
+        )
+        for key, label in (
+            ("noop_up", f"no-op `pulumi up` ({n} apps)"),
+            ("noop_preview", f"no-op `pulumi preview` ({n} apps)"),
+            ("add_one", f"add 1 app to {n} (`pulumi up`, gate off)"),
+            ("add_one_gate", f"add 1 app to {n} (`pulumi up`, gate on)"),
+        ):
+            op = steady.get(key)
+            if not isinstance(op, Mapping):
+                continue
+            wall = _num(op.get("wall_s"))
+            beyond = None if wall is None or start is None else wall - start
+            lines.append(
+                _row(
+                    [
+                        label,
+                        fmt_seconds(wall) if wall is not None else str(op.get("error", "—")),
+                        fmt_seconds(beyond),
+                        str(op.get("touched", "—")),
+                    ]
+                )
+            )
+        lines.append("")
+
+    # --- the gate
+    gates = _get(result, "engine", "gate") or {}
+    if gates:
+        lines.append("### The verification gate")
+        lines.append("")
+        lines.append(
+            _row(
+                [
+                    "mode",
+                    "apps",
+                    "`pulumi up` wall",
+                    "gate span",
+                    "per-check p50",
+                    "connect p50 / p95",
+                    "round trip p50 / p95 (per-app p95)",
+                ]
+            )
+        )
+        lines.append(_row(["---", "---:", "---:", "---:", "---:", "---:", "---:"]))
+        for key in sorted(gates):
+            g = gates[key]
+            if "error" in g:
+                lines.append(
+                    _row(
+                        [
+                            str(g.get("mode", key)),
+                            str(g.get("apps", "?")),
+                            str(g["error"]),
+                            "",
+                            "",
+                            "",
+                            "",
+                        ]
+                    )
+                )
+                continue
+            lines.append(
+                _row(
+                    [
+                        str(g.get("mode", key)),
+                        str(g.get("apps", "?")),
+                        fmt_seconds(_num(g.get("wall_s"))),
+                        fmt_seconds(_num(g.get("gate_span_s"))),
+                        fmt_seconds(_num(_get(g, "check_duration_s", "p50"))),
+                        f"{fmt_ms(_num(_get(g, 'connect_ms', 'p50')))} / "
+                        f"{fmt_ms(_num(_get(g, 'connect_ms', 'p95')))}",
+                        f"{fmt_ms(_num(_get(g, 'roundtrip_p50_ms', 'p50')))} / "
+                        f"{fmt_ms(_num(_get(g, 'roundtrip_p95_ms', 'max')))}",
+                    ]
+                )
+            )
+        lines.append("")
+
+    # --- memory
+    memory = _get(result, "engine", "memory") or {}
+    if memory:
+        lines.append("### Peak memory (VmHWM, largest process of each kind)")
+        lines.append("")
+        kinds = sorted({k for m in memory.values() for k in (m.get("by_kind") or {})})
+        lines.append(_row(["operation", *kinds, "all at once (RSS)"]))
+        lines.append(_row(["---", *(["---:"] * len(kinds)), "---:"]))
+        for op in memory:
+            by_kind = memory[op].get("by_kind") or {}
+            cells = [fmt_mib(_num(_get(by_kind, k, "peak_hwm_mib"))) for k in kinds]
+            lines.append(_row([op, *cells, fmt_mib(_num(memory[op].get("peak_total_rss_mib")))]))
+        lines.append("")
+
+    # --- targets
+    targets = _get(result, "targets") or []
+    if targets:
+        lines.append("### Targets (reported, not asserted)")
+        lines.append("")
+        lines.append(_row(["target", "measured", "verdict"]))
+        lines.append(_row(["---", "---:", "---"]))
+        for t in targets:
+            lines.append(_row([str(t["target"]), str(t["measured"]), str(t["verdict"])]))
+        lines.append("")
+
+    notes = _get(result, "notes") or []
+    if notes:
+        lines.append("Notes of this run:")
+        lines.append("")
+        lines.extend(f"- {note}" for note in notes)
+        lines.append("")
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def _providers(versions: Mapping[str, Any]) -> str:
+    providers = versions.get("providers") or {}
+    if not providers:
+        return "?"
+    return ", ".join(f"{k} {v}" for k, v in sorted(providers.items()))
+
+
+def targets(result: Mapping[str, Any]) -> list[dict[str, str]]:
+    """The four targets of issue 7 with what this run measured."""
+    out: list[dict[str, str]] = []
+    up50 = _num(_get(result, "engine", "from_empty", "50", "wall_s"))
+    floor50 = _num(_get(result, "floor", "50", "create_s", "p50"))
+    r = ratio(up50, floor50)
+    out.append(
+        {
+            "target": "50 apps from empty ≤ 3x the raw-SQL floor",
+            "measured": fmt_ratio(r),
+            "verdict": verdict(r, 3.0),
+        }
+    )
+    noop = _num(_get(result, "engine", "steady", "noop_up", "wall_s"))
+    start = _num(_get(result, "engine", "engine_start", "preview_empty_s"))
+    beyond = None if noop is None or start is None else noop - start
+    out.append(
+        {
+            "target": "no-op `pulumi up` with 50 apps ≤ 5 s beyond engine start",
+            "measured": fmt_seconds(beyond),
+            "verdict": verdict(beyond, 5.0),
+        }
+    )
+    gate = _get(result, "engine", "gate", "direct-50") or {}
+    gate_s = _num(gate.get("gate_span_s"))
+    out.append(
+        {
+            "target": "the gate for 50 apps ≤ 20 s wall (direct mode)",
+            "measured": fmt_seconds(gate_s),
+            "verdict": verdict(gate_s, 20.0),
+        }
+    )
+    p95 = _num(_get(gate, "roundtrip_p95_ms", "max"))
+    out.append(
+        {
+            "target": "probe round trip p95 < 100 ms (worst app, direct mode)",
+            "measured": fmt_ms(p95),
+            "verdict": verdict(p95, 100.0),
+        }
+    )
+    return out
+
+
+def replace_between_markers(text: str, body: str) -> str:
+    """Put `body` between the bench markers of `text` (appended with markers if missing)."""
+    block = f"{BEGIN_MARKER}\n{body.rstrip()}\n{END_MARKER}"
+    start = text.find(BEGIN_MARKER)
+    end = text.find(END_MARKER)
+    if start == -1 or end == -1 or end < start:
+        sep = "" if text.endswith("\n") or not text else "\n"
+        return f"{text}{sep}\n{block}\n"
+    return text[:start] + block + text[end + len(END_MARKER) :]
