@@ -24,14 +24,6 @@ ROOT = Path(__file__).resolve().parents[2]
 POLICIES = ROOT / "policies"
 sys.path.insert(0, str(ROOT))
 
-from conftest import (  # noqa: E402
-    ADMIN_PASSWORD,
-    THREE_APPS,
-    ProgramMocks,
-    Run,
-    run_program,
-    unwrap,
-)
 from pulumi_policy import (  # noqa: E402
     EnforcementLevel,
     PolicyCustomTimeouts,
@@ -50,6 +42,14 @@ from pulumi_policy.proxy import (  # noqa: E402
 )
 
 from policies import postgres_apps_policies as pol  # noqa: E402
+from tests.unit.conftest import (  # noqa: E402
+    ADMIN_PASSWORD,
+    THREE_APPS,
+    ProgramMocks,
+    Run,
+    run_program,
+    unwrap,
+)
 
 STACK = "urn:pulumi:dev::postgres-apps::"
 
