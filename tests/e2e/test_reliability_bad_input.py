@@ -267,11 +267,16 @@ def shared(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ProjectStack]:
             query(f"DROP ROLE IF EXISTS {role}")
 
 
+@pytest.fixture(scope="module")
+def baseline(shared: ProjectStack) -> World:
+    """The world right after the shared stack's first `up`: every refused case must leave it so."""
+    return world(shared)
+
+
 def refused_without_change(
-    stack: ProjectStack, cfg: dict[str, Any], *, refresh: bool = False
+    stack: ProjectStack, cfg: dict[str, Any], before: World, *, refresh: bool = False
 ) -> tuple[str, World, World]:
     """Write `cfg`, run `pulumi up` (expected to fail), restore; return error text and worlds."""
-    before = world(stack)
     stack.write_config(cfg)
     try:
         with pytest.raises(auto.CommandError) as err:
@@ -282,7 +287,9 @@ def refused_without_change(
 
 
 @pytest.mark.parametrize("case", CONFIG_CASES, ids=[c.id for c in CONFIG_CASES])
-def test_bad_config_is_refused_naming_the_field(shared: ProjectStack, case: Case) -> None:
+def test_bad_config_is_refused_naming_the_field(
+    shared: ProjectStack, baseline: World, case: Case
+) -> None:
     cfg = case_config(case)
     raw, context = raw_of(cfg)
     with pytest.raises(ConfigError) as parsed:
@@ -290,7 +297,7 @@ def test_bad_config_is_refused_naming_the_field(shared: ProjectStack, case: Case
     for fragment in case.expect:
         assert fragment in str(parsed.value), (fragment, parsed.value.problems)
 
-    text, before, after = refused_without_change(shared, cfg)
+    text, before, after = refused_without_change(shared, cfg, baseline)
     assert "invalid stack config" in text, text[-2000:]
     for fragment in case.expect:
         assert fragment in text, (fragment, text[-2000:])
@@ -341,17 +348,19 @@ ENVIRONMENT_CASES: list[Case] = [
 
 
 @pytest.mark.parametrize("case", ENVIRONMENT_CASES, ids=[c.id for c in ENVIRONMENT_CASES])
-def test_bad_environment_is_refused_naming_it(shared: ProjectStack, case: Case) -> None:
+def test_bad_environment_is_refused_naming_it(
+    shared: ProjectStack, baseline: World, case: Case
+) -> None:
     cfg = case_config(case)
     parse_settings(*raw_of(cfg)[:1], kube_context=raw_of(cfg)[1])  # valid config
-    text, before, after = refused_without_change(shared, cfg, refresh=True)
+    text, before, after = refused_without_change(shared, cfg, baseline, refresh=True)
     for fragment in case.expect:
         assert fragment in text, (fragment, text[-3000:])
     assert before.differences(after) == []
 
 
-def test_wrong_admin_password_is_refused(shared: ProjectStack) -> None:
-    before = world(shared)
+def test_wrong_admin_password_is_refused(shared: ProjectStack, baseline: World) -> None:
+    before = baseline
     shared.stack.set_config(
         "postgres-apps:adminPassword", auto.ConfigValue(value="rel-wrong-password", secret=True)
     )
