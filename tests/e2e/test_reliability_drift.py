@@ -53,9 +53,9 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ProjectStack]:
         delete_namespaces(NAMESPACE)
 
 
-def preview_ops(stack: ProjectStack) -> dict[str, str]:
-    """URN → operation of `pulumi preview --refresh`, leaving out the checks (always re-run)."""
-    ops: dict[str, str] = {}
+def preview_ops(stack: ProjectStack) -> dict[str, set[str]]:
+    """URN → operations of `pulumi preview --refresh`, leaving out the checks (always re-run)."""
+    ops: dict[str, set[str]] = {}
 
     def on_event(event: auto.EngineEvent) -> None:
         pre = event.resource_pre_event
@@ -64,14 +64,18 @@ def preview_ops(stack: ProjectStack) -> dict[str, str]:
         op = pre.metadata.op.value
         if op in ("same", "refresh", "read") or "ConnectivityCheck" in pre.metadata.urn:
             return
-        ops[pre.metadata.urn] = op
+        ops.setdefault(pre.metadata.urn, set()).add(op)
 
     stack.stack.preview(on_event=on_event, color="never", refresh=True, diff=True, on_output=print)
     return ops
 
 
-def ops_for(ops: dict[str, str], type_fragment: str, name: str) -> set[str]:
-    return {op for urn, op in ops.items() if type_fragment in urn and urn.endswith(name)}
+def ops_for(ops: dict[str, set[str]], type_fragment: str, name: str) -> set[str]:
+    found: set[str] = set()
+    for urn, urn_ops in ops.items():
+        if type_fragment in urn and urn.endswith(f"::{name}"):
+            found |= urn_ops
+    return found
 
 
 def gate_on_plain_up(stack: ProjectStack) -> str | None:
