@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 from pathlib import Path
 from typing import Any
 
+import pytest
 from psycopg import sql
 
 from bench import floor
-from bench.engine import EngineRun, Step, _EventTail, gate_report
+from bench.engine import EngineRun, Step, _EventTail, gate_report, run_pulumi
 
 CHECK = "pulumi-python:dynamic/verification:ConnectivityCheck"
 ROLE = "postgresql:index/role:Role"
@@ -131,3 +133,58 @@ def test_app_names_are_valid_and_distinct() -> None:
     assert names[0] == "bench-n50-001"
     assert all(floor.ident(n).startswith("bench_") for n in names)
     assert all(re.fullmatch(r"[a-z]([-a-z0-9]*[a-z0-9])?", n) and len(n) <= 48 for n in names)
+
+
+FAKE_PULUMI = r"""#!/usr/bin/env python3
+# A stand-in `pulumi`: writes engine events to --event-log with pauses, like the real CLI.
+import json, sys, time
+args = sys.argv[1:]
+log = args[args.index("--event-log") + 1] if "--event-log" in args else None
+if "hang" in args:
+    time.sleep(60)
+def emit(f, kind, urn, typ, op="create"):
+    f.write(json.dumps({kind: {"metadata": {"urn": urn, "type": typ, "op": op}}}) + "\n")
+    f.flush()
+with open(log, "w") as f:
+    emit(f, "resourcePreEvent", "urn:a-check", "x:dynamic/verification:ConnectivityCheck")
+    time.sleep(0.3)
+    emit(f, "resOutputsEvent", "urn:a-check", "x:dynamic/verification:ConnectivityCheck")
+    f.write(json.dumps({"summaryEvent": {"resourceChanges": {"create": 1}}}) + "\n")
+print("done")
+sys.exit(3 if "fail" in args else 0)
+"""
+
+
+@pytest.fixture
+def fake_pulumi(tmp_path: Path) -> dict[str, str]:
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    exe = bindir / "pulumi"
+    exe.write_text(FAKE_PULUMI)
+    exe.chmod(0o755)
+    return {**os.environ, "PATH": f"{bindir}:{os.environ['PATH']}"}
+
+
+def test_run_pulumi_times_the_process_and_its_steps(
+    tmp_path: Path, fake_pulumi: dict[str, str]
+) -> None:
+    run = run_pulumi(["up", "--yes"], cwd=tmp_path, env=fake_pulumi, timeout=30)
+    assert run.ok
+    assert run.changes == {"create": 1}
+    step = run.steps["urn:a-check"]
+    assert step.duration is not None
+    assert 0.25 <= step.duration <= run.wall_s
+    assert "done" in run.output_tail
+    assert run.memory["samples"] >= 1
+
+
+def test_run_pulumi_reports_failure_and_timeout(
+    tmp_path: Path, fake_pulumi: dict[str, str]
+) -> None:
+    failed = run_pulumi(["up", "fail"], cwd=tmp_path, env=fake_pulumi, timeout=30)
+    assert not failed.ok
+    assert failed.error().startswith("`pulumi up` failed (exit 3)")
+    hung = run_pulumi(["up", "hang"], cwd=tmp_path, env=fake_pulumi, timeout=1, events=False)
+    assert hung.timed_out
+    assert hung.wall_s < 40
+    assert "timed out" in hung.error()
