@@ -402,7 +402,7 @@ def judge_login(report: Mapping[str, Any]) -> CheckOutcome:
 
 _URI_ENCODING_HINT: Final = _hint(
     "uri-encoding",
-    "user, password and database in the Secret {secret}'s uri must be percent-encoded "
+    "user, password and database in the uri of Secret {secret} must be percent-encoded "
     "(the individual keys work); re-run pulumi up to rewrite it",
 )
 
@@ -432,7 +432,7 @@ def _uri_connected(uri: Mapping[str, Any], target: Mapping[str, Any]) -> CheckOu
             "fail",
             f'uri logs in as "{user}" on "{db}", expected "{target.get("user")}" on '
             f'"{target.get("database")}"',
-            _hint("uri", "the Secret {secret}'s uri disagrees with its other keys"),
+            _hint("uri", "the uri in Secret {secret} disagrees with its other keys"),
         )
     return CheckOutcome("uri", "pass", "the Secret's uri connects as given")
 
@@ -461,6 +461,15 @@ def judge_uri(report: Mapping[str, Any]) -> CheckOutcome:
     )
 
 
+_LINE_SUFFIX = re.compile(r"\s+LINE \d+:.*$", re.DOTALL)
+
+
+def sql_error(error: str) -> str:
+    """A server error as one short line: no `ERROR:` prefix, no `LINE n: … ^` excerpt."""
+    text = _LINE_SUFFIX.sub("", error.strip())
+    return text.removeprefix("ERROR:").strip()
+
+
 def judge_crud(report: Mapping[str, Any]) -> CheckOutcome:
     crud = _dict(report.get("crud"))
     if crud is None:
@@ -479,7 +488,7 @@ def judge_crud(report: Mapping[str, Any]) -> CheckOutcome:
             )
         return CheckOutcome("crud", "pass", "create, insert, select, update, delete, drop")
     step = failed_step or (CRUD_STEPS[len(done)] if len(done) < len(CRUD_STEPS) else "?")
-    err = str(crud.get("error") or "unknown error").strip()
+    err = sql_error(str(crud.get("error") or "unknown error"))
     return CheckOutcome(
         "crud",
         "fail",

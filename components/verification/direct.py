@@ -83,8 +83,8 @@ def build_uri(
 
 def error_text(exc: BaseException) -> str:
     """One line: libpq's multi-line messages joined, whitespace collapsed."""
-    text = str(exc) or type(exc).__name__
-    return " ".join(text.split())
+    text = " ".join((str(exc) or type(exc).__name__).split())
+    return text.removeprefix("connection failed: ")
 
 
 def _elapsed_ms(start: float) -> float:

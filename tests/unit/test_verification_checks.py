@@ -279,13 +279,13 @@ def test_crud_failures() -> None:
             crud={
                 "steps": [],
                 "failed_step": "create",
-                "error": "ERROR: permission denied for schema public",
+                "error": "ERROR: permission denied for schema public LINE 1: CREATE TABLE x ... ^",
             }
         )
     )["crud"]
     assert failed.status == "fail"
     assert failed.message == (
-        "create on a scratch table failed: ERROR: permission denied for schema public"
+        "create on a scratch table failed: permission denied for schema public"
     )
     assert failed.hint.endswith(f"{RUNBOOK}#crud")
 
