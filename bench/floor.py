@@ -112,3 +112,66 @@ def sweep(conn: psycopg.Connection[Any]) -> int:
     for role in roles:
         conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(role)))
     return len(dbs) + len(roles)
+
+
+def gate_ingredients(
+    admin: psycopg.Connection[Any],
+    connect_kwargs: dict[str, Any],
+    n: int,
+    sample: int = 60,
+) -> dict[str, Any]:
+    """What the gate's isolation check costs on this server, measured piecewise.
+
+    With `n` apps provisioned (floor SQL), times: a login of an app role to its own database; a
+    login to another app's database (refused after authentication: no CONNECT); and the
+    one-query alternative, `has_database_privilege` over pg_database as the app role. The direct
+    probe tries every other app's database, so a whole gate costs n*(n-1) refused logins.
+    """
+    apps = app_names("gate", n)
+    passwords = {app: secrets.token_urlsafe(30) for app in apps}
+    for app in apps:
+        for stmt in create_statements(app, passwords[app]):
+            admin.execute(stmt)
+    try:
+        own: list[float] = []
+        refused: list[float] = []
+        query: list[float] = []
+        for i in range(sample):
+            app = apps[i % n]
+            other = apps[(i + 1) % n]
+            login = {**connect_kwargs, "user": ident(app), "password": passwords[app]}
+            t = time.perf_counter()
+            with psycopg.connect(**login, dbname=ident(app), autocommit=True) as conn:
+                own.append(time.perf_counter() - t)
+                t = time.perf_counter()
+                rows = conn.execute(
+                    "SELECT datname FROM pg_database "
+                    "WHERE datallowconn AND has_database_privilege(datname, 'CONNECT')"
+                ).fetchall()
+                query.append(time.perf_counter() - t)
+                if [r[0] for r in rows if r[0].startswith(f"{PREFIX}_")] != [ident(app)]:
+                    raise RuntimeError(f"isolation broken on the floor: {rows}")
+            if n > 1:
+                t = time.perf_counter()
+                try:
+                    psycopg.connect(**login, dbname=ident(other)).close()
+                except psycopg.OperationalError:
+                    refused.append(time.perf_counter() - t)
+                else:
+                    raise RuntimeError(f"{app} could connect to {other}: floor SQL is wrong")
+    finally:
+        for app in apps:
+            for stmt in drop_statements(app):
+                admin.execute(stmt)
+    own_ms = 1000 * sorted(own)[len(own) // 2]
+    refused_ms = 1000 * sorted(refused)[len(refused) // 2] if refused else 0.0
+    query_ms = 1000 * sorted(query)[len(query) // 2]
+    return {
+        "apps": n,
+        "sample": sample,
+        "own_login_ms_p50": round(own_ms, 2),
+        "refused_login_ms_p50": round(refused_ms, 2),
+        "privilege_query_ms_p50": round(query_ms, 3),
+        "isolation_by_logins_s": round(n * (n - 1) * refused_ms / 1000, 2),
+        "isolation_by_query_s": round(n * query_ms / 1000, 3),
+    }

@@ -121,6 +121,8 @@ class Server:
 
     def __init__(self) -> None:
         self.kind = ""
+        self.client: dict[str, Any] = {}
+        """host/port/timeouts for app-role logins (gate ingredients)."""
         self.engine_ready = False
         self.engine_problem = ""
         self.pod_mode = False
@@ -161,6 +163,11 @@ def pick_server() -> Server:
             )
 
         server._connect = connect
+        server.client = {
+            "host": harness.ADMIN_HOST,
+            "port": harness.ADMIN_PORT,
+            "connect_timeout": 10,
+        }
         endpoint = f"{harness.ADMIN_HOST}:{harness.ADMIN_PORT}"
         server.kind = f"local cluster's PostgreSQL, admin endpoint {endpoint}"
         server.engine_ready = True
@@ -185,6 +192,7 @@ def pick_server() -> Server:
         )
 
     server._connect = connect_throwaway
+    server.client = {"host": pg.host, "port": pg.port, "connect_timeout": 10}
     server.kind = "throw-away PostgreSQL 15 (tests/integration/pg_server.py, fsync=off)"
     return server
 
@@ -408,7 +416,7 @@ def cleanup(server: Server, engine: bool) -> None:
         kubectl("delete", "namespace", NAMESPACE, "--ignore-not-found", "--wait=false", check=False)
 
 
-def main(argv: list[str] | None = None) -> int:
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--sizes", default="1,10,50", help="app counts (comma-separated)")
     parser.add_argument("--steady", type=int, default=50, help="apps for no-op/add-one")
@@ -418,7 +426,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--floor-only", action="store_true")
     parser.add_argument("--out", type=Path, default=None)
     parser.add_argument("--no-docs", action="store_true", help="do not rewrite docs/benchmarks.md")
-    args = parser.parse_args(argv)
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
     sizes = sorted({int(s) for s in args.sizes.split(",") if s.strip()})
     budget = Budget(args.budget_min)
     notes: list[str] = []
@@ -437,6 +449,9 @@ def main(argv: list[str] | None = None) -> int:
             result["versions"] = versions(conn)
         result["server"] = {"kind": server.kind, "pod_mode": server.pod_mode}
         result["floor"] = run_floor(server, sizes, args.floor_repeat)
+        with server.connect() as conn:
+            result["gate_ingredients"] = floor.gate_ingredients(conn, server.client, max(sizes))
+        log(f"gate ingredients: {result['gate_ingredients']}")
         if args.floor_only:
             notes.append("engine parts not run (--floor-only)")
         elif not server.engine_ready:

@@ -125,7 +125,7 @@ def _row(cells: Sequence[str]) -> str:
     return "| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |"
 
 
-def markdown_report(result: Mapping[str, Any]) -> str:  # noqa: PLR0915 - one table per section
+def markdown_report(result: Mapping[str, Any]) -> str:
     """The Markdown tables of one result JSON (bench/results/*.json)."""
     lines: list[str] = []
     machine = _get(result, "machine") or {}
@@ -138,8 +138,20 @@ def markdown_report(result: Mapping[str, Any]) -> str:  # noqa: PLR0915 - one ta
         f"providers {_providers(versions)}, Python {versions.get('python', '?')}."
     )
     lines.append("")
+    for section in (
+        _md_from_empty,
+        _md_steady_state_with_apps,
+        _md_the_gate,
+        _md_gate_ingredients,
+        _md_memory,
+        _md_targets,
+    ):
+        section(result, lines)
+    return "\n".join(lines).rstrip() + "\n"
 
-    # --- from empty, per N
+
+def _md_from_empty(result: Mapping[str, Any], lines: list[str]) -> None:
+    """Section: from empty, per N."""
     lines.append("### From empty (gate off) vs the raw-SQL floor")
     lines.append("")
     lines.append(
@@ -180,7 +192,9 @@ def markdown_report(result: Mapping[str, Any]) -> str:  # noqa: PLR0915 - one ta
         )
     lines.append("")
 
-    # --- steady state with 50 apps
+
+def _md_steady_state_with_apps(result: Mapping[str, Any], lines: list[str]) -> None:
+    """Section: steady state with 50 apps."""
     steady = _get(result, "engine", "steady") or {}
     if steady:
         n = steady.get("apps", "?")
@@ -232,7 +246,9 @@ def markdown_report(result: Mapping[str, Any]) -> str:  # noqa: PLR0915 - one ta
             )
         lines.append("")
 
-    # --- the gate
+
+def _md_the_gate(result: Mapping[str, Any], lines: list[str]) -> None:
+    """Section: the gate."""
     gates = _get(result, "engine", "gate") or {}
     if gates:
         lines.append("### The verification gate")
@@ -285,7 +301,43 @@ def markdown_report(result: Mapping[str, Any]) -> str:  # noqa: PLR0915 - one ta
             )
         lines.append("")
 
-    # --- memory
+
+def _md_gate_ingredients(result: Mapping[str, Any], lines: list[str]) -> None:
+    """Section: gate ingredients."""
+    ing = _get(result, "gate_ingredients") or {}
+    if ing:
+        n = ing.get("apps", "?")
+        lines.append(f"### What one check costs on this server ({n} apps provisioned, raw psycopg)")
+        lines.append("")
+        lines.append(_row(["piece", "p50", f"for a whole gate of {n} apps"]))
+        lines.append(_row(["---", "---:", "---:"]))
+        lines.append(
+            _row(["app login to its own database", fmt_ms(_num(ing.get("own_login_ms_p50"))), ""])
+        )
+        lines.append(
+            _row(
+                [
+                    "login refused by another app's database (isolation, per pair)",
+                    fmt_ms(_num(ing.get("refused_login_ms_p50"))),
+                    f"{fmt_seconds(_num(ing.get('isolation_by_logins_s')))} "
+                    f"(n·(n-1) = {n * (n - 1) if isinstance(n, int) else '?'} logins)",
+                ]
+            )
+        )
+        lines.append(
+            _row(
+                [
+                    "one `has_database_privilege` query over pg_database (alternative)",
+                    fmt_ms(_num(ing.get("privilege_query_ms_p50"))),
+                    fmt_seconds(_num(ing.get("isolation_by_query_s"))),
+                ]
+            )
+        )
+        lines.append("")
+
+
+def _md_memory(result: Mapping[str, Any], lines: list[str]) -> None:
+    """Section: memory."""
     memory = _get(result, "engine", "memory") or {}
     if memory:
         lines.append("### Peak memory (VmHWM, largest process of each kind)")
@@ -299,7 +351,9 @@ def markdown_report(result: Mapping[str, Any]) -> str:  # noqa: PLR0915 - one ta
             lines.append(_row([op, *cells, fmt_mib(_num(memory[op].get("peak_total_rss_mib")))]))
         lines.append("")
 
-    # --- targets
+
+def _md_targets(result: Mapping[str, Any], lines: list[str]) -> None:
+    """Section: targets."""
     targets = _get(result, "targets") or []
     if targets:
         lines.append("### Targets (reported, not asserted)")
@@ -316,7 +370,6 @@ def markdown_report(result: Mapping[str, Any]) -> str:  # noqa: PLR0915 - one ta
         lines.append("")
         lines.extend(f"- {note}" for note in notes)
         lines.append("")
-    return "\n".join(lines).rstrip() + "\n"
 
 
 def _providers(versions: Mapping[str, Any]) -> str:

@@ -75,6 +75,14 @@ def sample_result() -> dict[str, Any]:
             "providers": {"postgresql": "3.16.2"},
         },
         "server": {"kind": "local cluster"},
+        "gate_ingredients": {
+            "apps": 50,
+            "own_login_ms_p50": 30.0,
+            "refused_login_ms_p50": 40.0,
+            "privilege_query_ms_p50": 2.0,
+            "isolation_by_logins_s": 98.0,
+            "isolation_by_query_s": 0.1,
+        },
         "floor": {
             "1": {"create_s": {"p50": 0.05}, "cleanup_s": {"p50": 0.02}},
             "50": {"create_s": {"p50": 2.0}, "cleanup_s": {"p50": 1.0}},
@@ -138,6 +146,8 @@ def test_markdown_report_has_every_section_and_row() -> None:
     assert "| pod | 10 | `pulumi up` failed (exit 255) |" in md
     assert "| up from empty, 50 apps | 180 MiB | 600 MiB |" in md
     assert "- pod-mode gate not measured" in md
+    refused = "| login refused by another app's database (isolation, per pair) | 40.0 ms |"
+    assert f"{refused} 98.0 s (n·(n-1) = 2450 logins) |" in md
     # every table row has the same number of cells as its header
     for block in md.split("\n\n"):
         rows = [line for line in block.splitlines() if line.startswith("|")]
