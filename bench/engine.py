@@ -248,12 +248,18 @@ class BenchStack:
     def write_config(self, config: Mapping[str, Any]) -> None:
         self.project.write_config(config)
 
-    def up(self, *, timeout: float, parallel: int | None = None) -> EngineRun:
+    def up(
+        self,
+        *,
+        timeout: float,
+        parallel: int | None = None,
+        extra_env: Mapping[str, str] | None = None,
+    ) -> EngineRun:
         extra = ["--parallel", str(parallel)] if parallel else []
         return run_pulumi(
             ["up", "--yes", "--skip-preview", *self._stack_args(), *extra],
             cwd=self.cwd,
-            env=self.env,
+            env={**self.env, **(extra_env or {})},
             timeout=timeout,
         )
 

@@ -236,10 +236,12 @@ def app_entries(kind: str, n: int) -> list[dict[str, Any]]:
     return [{"name": name, "deletion": "drop"} for name in floor.app_names(kind, n)]
 
 
-def stack_config(apps: list[dict[str, Any]], *, gate: bool, mode: str = "direct") -> dict[str, Any]:
+def stack_config(
+    apps: list[dict[str, Any]], *, gate: bool, mode: str = "direct", rerun: str = "on-change"
+) -> dict[str, Any]:
     from tests.e2e.harness import base_config  # noqa: PLC0415
 
-    cfg = base_config(apps, mode=mode, enabled=gate, timeoutSeconds=120)
+    cfg = base_config(apps, mode=mode, enabled=gate, timeoutSeconds=120, rerun=rerun)
     cfg["postgres-apps:appsNamespace"] = NAMESPACE
     return cfg
 
@@ -334,7 +336,38 @@ def run_engine(
                 notes.append(f"destroy of the {n}-app stack: {d.error()}")
     if not server.pod_mode:
         notes.append("pod-mode gate not measured: the local node is not Ready (cluster.sh status)")
+    result["from_empty_variants"] = _variants(server, steady_n, budget, notes)
     return result
+
+
+VARIANTS: tuple[tuple[str, int | None, dict[str, str]], ...] = (
+    ("PULUMI_SKIP_CHECKPOINTS=true", None, {"PULUMI_SKIP_CHECKPOINTS": "true"}),
+    ("--parallel 4", 4, {}),
+)
+"""Engine flags tried on a fresh stack from empty (same N as the steady state), gate off."""
+
+
+def _variants(server: Server, n: int, budget: Budget, notes: list[str]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for label, parallel, env in VARIANTS:
+        if not budget.allows(60 + 4 * n, f"from-empty variant {label}", notes):
+            continue
+        with temp_stack(f"bench-variant-{len(out)}") as stack:
+            apps = app_entries(f"v{len(out)}", n)
+            stack.write_config(stack_config(apps, gate=False))
+            adjacent = adjacent_floor(server, n)
+            up = stack.up(timeout=OP_TIMEOUT, parallel=parallel, extra_env=env)
+            entry = up.to_json()
+            entry.update(
+                apps=n,
+                resources=up.changes.get("create", 0),
+                adjacent_floor_s=round(adjacent, 3),
+            )
+            log(f"variant {label}: {up.wall_s:.2f} s (adjacent floor {adjacent:.2f} s)")
+            d = stack.destroy(timeout=OP_TIMEOUT)
+            entry["destroy_s"] = round(d.wall_s, 3)
+            out[label] = entry
+    return out
 
 
 def _engine_start(result: dict[str, Any], notes: list[str]) -> None:
@@ -389,6 +422,15 @@ def _add_one_with_gate(stack: Any, n: int, result: dict[str, Any], notes: list[s
     apps = app_entries(f"n{n}", n)
     noop = stack.up(timeout=OP_TIMEOUT)
     steady["noop_up_gate"] = noop.to_json()
+    log(f"  no-op up with gate (rerun on-change): {noop.wall_s:.2f} s")
+    # the design's default, `rerun: always`: every `up` runs every check again
+    stack.write_config(stack_config(apps, gate=True, mode="direct", rerun="always"))
+    always = stack.up(timeout=OP_TIMEOUT)
+    steady["noop_up_gate_always"] = always.to_json()
+    result["memory"][f"no-op up, gate rerun always, {n} apps"] = always.memory
+    log(f"  no-op up with gate (rerun always): {always.wall_s:.2f} s, {always.changes}")
+    stack.write_config(stack_config(apps, gate=True, mode="direct"))
+    stack.up(timeout=OP_TIMEOUT)  # back to on-change (the checks update: not measured)
     extra = {"name": f"bench-n{n}-extra", "deletion": "drop"}
     stack.write_config(stack_config([*apps, extra], gate=True, mode="direct"))
     add = stack.up(timeout=OP_TIMEOUT)

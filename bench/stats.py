@@ -140,6 +140,7 @@ def markdown_report(result: Mapping[str, Any]) -> str:
     lines.append("")
     for section in (
         _md_from_empty,
+        _md_by_type,
         _md_steady_state_with_apps,
         _md_the_gate,
         _md_gate_ingredients,
@@ -171,15 +172,22 @@ def _md_from_empty(result: Mapping[str, Any], lines: list[str]) -> None:
     lines.append(_row(["---:"] * 8))
     floors = {int(k): v for k, v in (_get(result, "floor") or {}).items()}
     ups = {int(k): v for k, v in (_get(result, "engine", "from_empty") or {}).items()}
-    for n in sorted(set(floors) | set(ups)):
+    rows: list[tuple[str, int, Mapping[str, Any]]] = [
+        (str(n), n, ups.get(n, {})) for n in sorted(set(floors) | set(ups))
+    ]
+    variants = _get(result, "engine", "from_empty_variants") or {}
+    rows += [
+        (f"{v.get('apps', '?')} ({label})", int(v.get("apps", 0)), v)
+        for label, v in variants.items()
+    ]
+    for label, n, up in rows:
         floor_s = _num(_get(floors.get(n, {}), "create_s", "p50"))
         clean_s = _num(_get(floors.get(n, {}), "cleanup_s", "p50"))
-        up = ups.get(n, {})
         up_s = _num(up.get("wall_s"))
         lines.append(
             _row(
                 [
-                    str(n),
+                    label,
                     fmt_seconds(floor_s),
                     fmt_seconds(clean_s),
                     fmt_seconds(up_s) if up_s is not None else str(up.get("error", "—")),
@@ -187,6 +195,32 @@ def _md_from_empty(result: Mapping[str, Any], lines: list[str]) -> None:
                     fmt_ratio(ratio(up_s, _num(up.get("adjacent_floor_s")))),
                     str(up.get("resources", "—")),
                     fmt_seconds(_num(up.get("destroy_s"))),
+                ]
+            )
+        )
+    lines.append("")
+
+
+def _md_by_type(result: Mapping[str, Any], lines: list[str]) -> None:
+    """Section: where the time of the largest `up` from empty goes, per resource type."""
+    ups = _get(result, "engine", "from_empty") or {}
+    with_types = [(int(n), v) for n, v in ups.items() if isinstance(v.get("by_type"), Mapping)]
+    if not with_types:
+        return
+    n, up = max(with_types)
+    lines.append(f"### Where `pulumi up` from empty spends its time ({n} apps, per resource type)")
+    lines.append("")
+    lines.append(_row(["resource type", "steps", "step p50", "step max", "span (first → last)"]))
+    lines.append(_row(["---", "---:", "---:", "---:", "---:"]))
+    for typ, t in up["by_type"].items():
+        lines.append(
+            _row(
+                [
+                    f"`{typ}`",
+                    str(t.get("steps", "?")),
+                    fmt_seconds(_num(_get(t, "step_s", "p50"))),
+                    fmt_seconds(_num(_get(t, "step_s", "max"))),
+                    fmt_seconds(_num(t.get("span_s"))),
                 ]
             )
         )
@@ -227,7 +261,10 @@ def _md_steady_state_with_apps(result: Mapping[str, Any], lines: list[str]) -> N
             ("noop_up", f"no-op `pulumi up` ({n} apps)"),
             ("noop_preview", f"no-op `pulumi preview` ({n} apps)"),
             ("add_one", f"add 1 app to {n} (`pulumi up`, gate off)"),
-            ("add_one_gate", f"add 1 app to {n} (`pulumi up`, gate on)"),
+            ("remove_one", "remove that app again (`deletion: drop`, gate off)"),
+            ("noop_up_gate", f"no-op `pulumi up`, gate on, `rerun: on-change` ({n} apps)"),
+            ("noop_up_gate_always", f"no-op `pulumi up`, gate on, `rerun: always` ({n} apps)"),
+            ("add_one_gate", f"add 1 app to {n} (`pulumi up`, gate on, on-change)"),
         ):
             op = steady.get(key)
             if not isinstance(op, Mapping):

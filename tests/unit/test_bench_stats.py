@@ -90,7 +90,19 @@ def sample_result() -> dict[str, Any]:
         "engine": {
             "engine_start": {"preview_empty_s": 2.0, "cli_version_s": 0.1},
             "from_empty": {
-                "50": {"wall_s": 8.0, "resources": 255, "destroy_s": 6.0, "adjacent_floor_s": 4.0}
+                "50": {
+                    "wall_s": 8.0,
+                    "resources": 255,
+                    "destroy_s": 6.0,
+                    "adjacent_floor_s": 4.0,
+                    "by_type": {
+                        "postgresql:index/database:Database": {
+                            "steps": 50,
+                            "span_s": 6.5,
+                            "step_s": {"p50": 1.25, "max": 3.0},
+                        }
+                    },
+                }
             },
             "steady": {
                 "apps": 50,
@@ -146,6 +158,7 @@ def test_markdown_report_has_every_section_and_row() -> None:
     assert "| pod | 10 | `pulumi up` failed (exit 255) |" in md
     assert "| up from empty, 50 apps | 180 MiB | 600 MiB |" in md
     assert "- pod-mode gate not measured" in md
+    assert "| `postgresql:index/database:Database` | 50 | 1.25 s | 3.00 s | 6.50 s |" in md
     refused = "| login refused by another app's database (isolation, per pair) | 40.0 ms |"
     assert f"{refused} 98.0 s (n·(n-1) = 2450 logins) |" in md
     # every table row has the same number of cells as its header
