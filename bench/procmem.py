@@ -49,9 +49,7 @@ def classify(argv: list[str]) -> str | None:  # noqa: PLR0911 - one return per k
         if "pulumi.policy" in joined:
             return "policy pack (python)"
         return None
-    if exe in ("sh", "bash") and any("pulumi-resource-" in a for a in argv[1:]):
-        return "dynamic provider (python)"
-    return None
+    return None  # e.g. the /bin/sh launcher of the dynamic provider: its python child counts
 
 
 def parse_status(text: str) -> dict[str, int]:

@@ -26,6 +26,7 @@ from bench.procmem import MemorySampler, classify, descendants, parse_status, su
         (["python3", "/x/pulumi-language-python-exec", "--root", "/w", "."], "program (python)"),
         (["/usr/bin/python3", "-m", "pytest"], None),
         (["bash", "-c", "sleep 1"], None),
+        (["/bin/sh", "/x/pulumi-resource-pulumi-python", "127.0.0.1:1"], None),
         (["/usr/lib/postgresql/15/bin/postgres", "-D", "x"], None),
         ([], None),
     ],
