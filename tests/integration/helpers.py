@@ -89,10 +89,12 @@ def run_script(
     host: str = "localhost",
     port: int | None = None,
     bin_dir: Path | None = None,
+    as_uid: int | None = None,
 ) -> dict[str, Any]:
     """probe.sh outside a pod, with the env a pod gets from the Secret; DNS against localhost.
 
     `bin_dir`: run with that directory as the whole PATH (see `busybox_bin_dir`).
+    `as_uid`: run as that uid/gid (no passwd entry needed, like the pod's runAsUser); needs root.
     """
     pw = password if password is not None else app.password
     env = {
@@ -111,7 +113,15 @@ def run_script(
         "PROBE_CONNECT_TIMEOUT": "3",
     }
     proc = subprocess.run(
-        [str(bin_dir / "sh") if bin_dir else "sh", str(PROBE_SCRIPT)],
+        [
+            *(
+                ["setpriv", f"--reuid={as_uid}", f"--regid={as_uid}", "--clear-groups"]
+                if as_uid is not None
+                else []
+            ),
+            str(bin_dir / "sh") if bin_dir else "sh",
+            str(PROBE_SCRIPT),
+        ],
         env=env,
         capture_output=True,
         text=True,

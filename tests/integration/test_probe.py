@@ -6,14 +6,15 @@ app's Secret and DNS against `localhost`.
 
 from __future__ import annotations
 
+import os
 import secrets
 
 import pytest
 from psycopg import sql
 
-from components.verification.checks import CHECKS, RUNBOOK
+from components.verification.checks import CHECKS, RUNBOOK, judge
 
-from .helpers import RUNNERS, AppPair, outcome, run, secret_uri
+from .helpers import GENEROUS_BUDGET_MS, RUNNERS, AppPair, outcome, run, run_script, secret_uri
 from .pg_server import PgServer, drop_app, provision_app
 
 pytestmark = pytest.mark.integration
@@ -52,6 +53,18 @@ def test_good_case_passes_every_check(runner: str, pg: PgServer, apps: AppPair) 
             "SELECT count(*) FROM pg_tables WHERE tablename LIKE 'postgres_apps_probe_%'"
         ).fetchone()
     assert row == (0,)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="switching to uid 70 needs root")
+def test_script_runs_as_the_pods_unnamed_uid(pg: PgServer, apps: AppPair) -> None:
+    """runAsUser 70 may have no passwd entry in the image (Debian): psql must still work.
+
+    (On the Debian test machines uid 70 has no entry either, so this is that case.)
+    """
+    report = run_script(pg, apps.app, [apps.other.database], as_uid=70)
+    verdict = judge(report, latency_budget_ms=GENEROUS_BUDGET_MS)
+    assert verdict.ok, verdict.to_json()["checks"]
+    assert verdict.passed == list(CHECKS)
 
 
 @pytest.mark.parametrize("runner", RUNNERS)
