@@ -79,6 +79,12 @@ def run_direct(
     )
 
 
+READ_ONLY_ROOT = (
+    "mount --bind / / && mount -o remount,bind,ro / && mount -t tmpfs -o size=16m tmpfs /tmp"
+    ' && exec "$@"'
+)
+
+
 def run_script(
     server: PgServer,
     app: ProvisionedApp,
@@ -90,11 +96,14 @@ def run_script(
     port: int | None = None,
     bin_dir: Path | None = None,
     as_uid: int | None = None,
+    read_only_root: bool = False,
 ) -> dict[str, Any]:
     """probe.sh outside a pod, with the env a pod gets from the Secret; DNS against localhost.
 
     `bin_dir`: run with that directory as the whole PATH (see `busybox_bin_dir`).
     `as_uid`: run as that uid/gid (no passwd entry needed, like the pod's runAsUser); needs root.
+    `read_only_root`: in a private mount namespace, `/` read-only and a fresh 16 MiB tmpfs on
+    `/tmp` (like readOnlyRootFilesystem + the emptyDir); needs root.
     """
     pw = password if password is not None else app.password
     env = {
@@ -114,6 +123,11 @@ def run_script(
     }
     proc = subprocess.run(
         [
+            *(
+                ["unshare", "--mount", "--propagation", "private", "sh", "-c", READ_ONLY_ROOT, "sh"]
+                if read_only_root
+                else []
+            ),
             *(
                 ["setpriv", f"--reuid={as_uid}", f"--regid={as_uid}", "--clear-groups"]
                 if as_uid is not None

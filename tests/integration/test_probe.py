@@ -55,13 +55,13 @@ def test_good_case_passes_every_check(runner: str, pg: PgServer, apps: AppPair) 
     assert row == (0,)
 
 
-@pytest.mark.skipif(os.geteuid() != 0, reason="switching to uid 70 needs root")
-def test_script_runs_as_the_pods_unnamed_uid(pg: PgServer, apps: AppPair) -> None:
-    """runAsUser 70 may have no passwd entry in the image (Debian): psql must still work.
+@pytest.mark.skipif(os.geteuid() != 0, reason="switching uid and mounting need root")
+def test_script_runs_under_the_pods_constraints(pg: PgServer, apps: AppPair) -> None:
+    """uid 70 without a passwd entry (Debian images), read-only root, only /tmp writable.
 
-    (On the Debian test machines uid 70 has no entry either, so this is that case.)
+    (On the Debian test machines uid 70 has no passwd entry either, so this is that case.)
     """
-    report = run_script(pg, apps.app, [apps.other.database], as_uid=70)
+    report = run_script(pg, apps.app, [apps.other.database], as_uid=70, read_only_root=True)
     verdict = judge(report, latency_budget_ms=GENEROUS_BUDGET_MS)
     assert verdict.ok, verdict.to_json()["checks"]
     assert verdict.passed == list(CHECKS)
