@@ -114,6 +114,8 @@ def _measure(t: DirectTarget) -> dict[str, Any]:
         "sslmode": t.sslmode,
         "connect_timeout": t.connect_timeout_s,
         "application_name": APPLICATION_NAME,
+        # no statement of the probe may hang the `up`
+        "options": f"-c statement_timeout={t.connect_timeout_s * 1000}",
         "autocommit": True,
     }
 

@@ -27,6 +27,8 @@ export PGPASSWORD="${DB_PASSWORD:-}"
 export PGSSLMODE="${PROBE_SSLMODE:-prefer}"
 export PGCONNECT_TIMEOUT="${PROBE_CONNECT_TIMEOUT:-10}"
 export PGAPPNAME=postgres-apps-verify
+# no statement of the probe may hang (the pod also has activeDeadlineSeconds)
+export PGOPTIONS="-c statement_timeout=$((${PROBE_CONNECT_TIMEOUT:-10} * 1000))"
 roundtrips="${PROBE_ROUNDTRIPS:-20}"
 
 tmp=$(mktemp -d 2>/dev/null) || { tmp="${TMPDIR:-/tmp}/probe.$$"; mkdir -p "$tmp"; }
