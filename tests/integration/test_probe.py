@@ -181,3 +181,16 @@ def test_unencoded_uri_fails_uri(runner: str, pg: PgServer) -> None:
             assert fragment not in text, fragment
     finally:
         drop_app(pg, app)
+
+
+def test_script_report_stays_valid_json_with_awkward_text(pg: PgServer, apps: AppPair) -> None:
+    """Quotes, backslashes, tabs and newlines in what psql echoes must not break the report."""
+    host = 'no"such\\host\tname\nx.invalid'
+    report = run_script(pg, apps.app, [apps.other.database], host=host)
+
+    verdict = judge(report, latency_budget_ms=GENEROUS_BUDGET_MS)
+    assert report["dns"]["host"] == host.replace("\t", " ").replace("\n", " ")
+    assert report["dns"]["addresses"] == []
+    assert outcome(verdict, "dns").status == "fail"
+    assert verdict.failed[0].name == "dns"
+    assert outcome(verdict, "login").status == "skip"
