@@ -389,3 +389,16 @@ def test_leftover_pods_of_the_app_are_deleted_first() -> None:
     )
     assert api.deleted() == ["n8n-dbcheck-old111", NAME]
     assert report["pod"]["warnings"] == ["deleted leftover probe pods: n8n-dbcheck-old111"]
+
+
+def test_manifest_is_a_valid_v1pod_for_the_official_client(manifest: dict[str, Any]) -> None:
+    """kubernetes 37's models forbid unknown fields: a typo fails here, not in the cluster."""
+    from kubernetes.client import ApiClient, V1Pod  # noqa: PLC0415
+
+    pod = V1Pod.from_dict(manifest)
+    assert ApiClient().sanitize_for_serialization(pod) == manifest  # type: ignore[no-untyped-call]
+
+    typo = json.loads(json.dumps(manifest))
+    typo["spec"]["securityContext"]["seccompProfle"] = {"type": "RuntimeDefault"}
+    with pytest.raises(ValueError, match="seccompProfle"):
+        V1Pod.from_dict(typo)
