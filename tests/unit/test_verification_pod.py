@@ -395,10 +395,11 @@ def test_manifest_is_a_valid_v1pod_for_the_official_client(manifest: dict[str, A
     """kubernetes 37's models forbid unknown fields: a typo fails here, not in the cluster."""
     from kubernetes.client import ApiClient, V1Pod  # noqa: PLC0415
 
-    pod = V1Pod.from_dict(manifest)
+    # What CoreV1Api.create_namespaced_pod(namespace, body=<dict>) does to its body (validate_call).
+    pod = V1Pod.model_validate(manifest)
     assert ApiClient().sanitize_for_serialization(pod) == manifest  # type: ignore[no-untyped-call]
 
     typo = json.loads(json.dumps(manifest))
-    typo["spec"]["securityContext"]["seccompProfle"] = {"type": "RuntimeDefault"}
+    typo["spec"]["containers"][0]["securityContext"]["seccompProfle"] = {"type": "RuntimeDefault"}
     with pytest.raises(ValueError, match="seccompProfle"):
-        V1Pod.from_dict(typo)
+        V1Pod.model_validate(typo)
