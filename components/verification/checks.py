@@ -39,6 +39,30 @@ PRIVILEGE_FLAGS: Final[tuple[str, ...]] = (
     "rolbypassrls",
 )
 RUNBOOK: Final = "docs/runbooks/postgres-connectivity.md"
+RUNBOOK_ANCHORS: Final[frozenset[str]] = frozenset(
+    {
+        "dns",
+        "connection-refused",
+        "login",
+        "password-authentication-failed",
+        "no-pg_hba-entry",
+        "role-does-not-exist",
+        "database-does-not-exist",
+        "permission-denied-for-database",
+        "too-many-connections",
+        "role-cannot-login",
+        "ssl",
+        "uri",
+        "uri-encoding",
+        "crud",
+        "privileges",
+        "excess-privileges",
+        "isolation",
+        "latency",
+        "probe-pod",
+    }
+)
+"""Every `#anchor` a hint links to (the runbook needs an `<a id="…">` for each)."""
 
 Status = Literal["pass", "fail", "skip"]
 Cause = Literal["dns", "tcp", "login"]
@@ -160,6 +184,8 @@ def classify_connect_error(error: str) -> Cause:
 
 
 def _hint(anchor: str, text: str) -> str:
+    if anchor not in RUNBOOK_ANCHORS:
+        raise ValueError(f"unknown runbook anchor {anchor!r}")
     return f"{text}, or see {RUNBOOK}#{anchor}"
 
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
-from components.verification.checks import REPORT_SCHEMA, RUNBOOK
+from components.verification.checks import REPORT_SCHEMA
 
 CONTAINER: Final = "probe"
 COMPONENT_LABEL: Final = "db-connectivity-check"
@@ -372,8 +372,7 @@ def _wait_and_read(
             raise PodProbeError(
                 reason,
                 f"probe pod {where} did not finish within {spec.timeout_seconds} s ({state})",
-                _REASON_HINTS.get(reason)
-                or _REASON_HINTS["DeadlineExceeded"] + f"; see {RUNBOOK}#probe-pod",
+                _REASON_HINTS.get(reason) or _REASON_HINTS["DeadlineExceeded"],
             )
         sleep(poll_interval_s)
 

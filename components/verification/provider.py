@@ -98,7 +98,8 @@ def run_check(props: Mapping[str, Any]) -> Verdict:
         else:
             raise VerificationError(f'app "{app}": unknown verification mode {mode!r}')
     except PodProbeError as exc:
-        hint = exc.hint or f"see {RUNBOOK}#probe-pod"
+        link = f"{RUNBOOK}#probe-pod"
+        hint = f"{exc.hint}, or see {link}" if exc.hint else f"see {link}"
         raise VerificationError(
             redact(
                 f'app "{app}": the probe pod could not run ({exc.reason}): {exc.message} — {hint}',

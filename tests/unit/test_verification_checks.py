@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import copy
+import re
 from typing import Any
 
 import pytest
 
 from components.verification.checks import (
+    _LOGIN_HINTS,
     CHECKS,
     REPORT_SCHEMA,
     RUNBOOK,
+    RUNBOOK_ANCHORS,
     VERDICT_SCHEMA,
     CheckOutcome,
+    _hint,
     classify_connect_error,
     judge,
     percentile,
@@ -405,3 +409,19 @@ def test_redact_report_walks_everything() -> None:
         "n": 1,
         "none": None,
     }
+
+
+def test_every_runbook_anchor_is_known_and_documented() -> None:
+    from pathlib import Path  # noqa: PLC0415
+
+    repo = Path(__file__).resolve().parents[2]
+    sources = "".join(p.read_text() for p in (repo / "components/verification").glob("*.py"))
+    used = set(re.findall(r'_hint\(\s*"([a-z_-]+)"', sources))
+    used |= set(re.findall(r"RUNBOOK\}#([a-z_-]+)", sources))
+    used |= {anchor for _, anchor, _ in _LOGIN_HINTS}
+    assert used == RUNBOOK_ANCHORS
+    docs = (repo / "docs/verification.md").read_text()
+    for anchor in RUNBOOK_ANCHORS:
+        assert f"`{anchor}`" in docs, anchor
+    with pytest.raises(ValueError, match="unknown runbook anchor"):
+        _hint("no-such-anchor", "text")
