@@ -386,7 +386,7 @@ def judge_tcp(report: Mapping[str, Any]) -> CheckOutcome:
         return CheckOutcome("tcp", "skip", "not measured")
     if err is None or classify_connect_error(err) == "login":
         return CheckOutcome("tcp", "pass", f"{where} accepts connections (server answered)")
-    if classify_connect_error(err) == "dns":
+    if classify_connect_error(err) == "dns" and judge_dns(report).status == "fail":
         return CheckOutcome("tcp", "skip", f"{where}: name does not resolve (see dns)")
     return _tcp_fail(where, err)
 
@@ -421,7 +421,10 @@ def judge_login(report: Mapping[str, Any]) -> CheckOutcome:
             )
         return CheckOutcome("login", "pass", f"logged in as {who}")
     err = str(login.get("error") or "unknown error").strip()
-    if classify_connect_error(err) != "login":
+    tcp = _dict(report.get("tcp"))
+    tcp_measured_ok = tcp is not None and tcp.get("ok") is True
+    if classify_connect_error(err) != "login" and not tcp_measured_ok:
+        # The tcp (or dns) check reports this error.
         return CheckOutcome("login", "skip", "no server to log in to (see tcp/dns)")
     return CheckOutcome("login", "fail", err, login_hint(err))
 
@@ -656,7 +659,7 @@ def judge(
     """Turn a raw probe report (either runner) into the verdict."""
     if report.get("schema") != REPORT_SCHEMA:
         raise ValueError(f"not a probe report (schema {report.get('schema')!r})")
-    outcomes = (
+    outcomes: tuple[CheckOutcome, ...] = (
         judge_dns(report),
         judge_tcp(report),
         judge_login(report),
@@ -668,6 +671,16 @@ def judge(
     )
     if tuple(o.name for o in outcomes) != CHECKS:  # the single list of checks, in order
         raise RuntimeError("judge() and CHECKS disagree")
+    login_facts = _dict(report.get("login"))
+    if (login_facts is None or not login_facts.get("ok")) and all(
+        o.status != "fail" for o in outcomes
+    ):
+        # Safety net: whatever the classification, no login is never a pass.
+        err = str((login_facts or {}).get("error") or "no login attempt was reported")
+        outcomes = tuple(
+            CheckOutcome("login", "fail", err, login_hint(err)) if o.name == "login" else o
+            for o in outcomes
+        )
     login = _dict(report.get("login")) or {}
     samples = [v for v in (_ms(x) for x in report.get("roundtrips_ms") or []) if v is not None]
     return Verdict(

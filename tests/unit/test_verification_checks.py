@@ -425,3 +425,33 @@ def test_every_runbook_anchor_is_known_and_documented() -> None:
         assert f"`{anchor}`" in docs, anchor
     with pytest.raises(ValueError, match="unknown runbook anchor"):
         _hint("no-such-anchor", "text")
+
+
+def test_transport_error_after_a_good_tcp_connect_fails_login() -> None:
+    """Direct mode: the socket opened, then libpq failed at transport level (server restarting)."""
+    r = report(
+        **NOT_MEASURED,
+        dns=None,
+        tcp={"ok": True, "ms": 0.4, "error": None},
+        login={"ok": False, "error": "FATAL: the database system is starting up"},
+    )
+    verdict = judge(r, latency_budget_ms=100)
+    assert [c.name for c in verdict.failed] == ["login"]
+    assert verdict.failed[0].message == "FATAL: the database system is starting up"
+
+
+def test_libpq_cannot_resolve_although_getent_did_fails_tcp() -> None:
+    r = report(
+        **NOT_MEASURED,
+        login={"ok": False, "error": 'could not translate host name "pg.data.svc" to address'},
+    )
+    verdict = judge(r, latency_budget_ms=100)
+    assert by_name(r)["dns"].status == "pass"
+    assert [c.name for c in verdict.failed] == ["tcp"]
+
+
+def test_no_login_is_never_a_pass() -> None:
+    for login in (None, {"ok": False, "error": None}):
+        verdict = judge(report(**NOT_MEASURED, login=login), latency_budget_ms=100)
+        assert not verdict.ok
+        assert [c.name for c in verdict.failed] == ["login"]
