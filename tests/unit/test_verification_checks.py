@@ -455,3 +455,9 @@ def test_no_login_is_never_a_pass() -> None:
         verdict = judge(report(**NOT_MEASURED, login=login), latency_budget_ms=100)
         assert not verdict.ok
         assert [c.name for c in verdict.failed] == ["login"]
+
+
+def test_a_check_missing_after_a_good_login_fails() -> None:
+    verdict = judge(report(crud=None), latency_budget_ms=100)
+    assert [c.name for c in verdict.failed] == ["crud"]
+    assert verdict.failed[0].message.startswith("not measured although login worked")
