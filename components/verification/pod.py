@@ -320,28 +320,31 @@ def run_pod_probe(
     except Exception as exc:
         warnings.append(f"could not list/delete leftover probe pods: {api_error_text(exc)}")
 
+    maybe_created = True
     try:
-        api.create_namespaced_pod(spec.namespace, manifest, _request_timeout=30)
-    except Exception as exc:
-        raise PodProbeError(
-            "PodCreateFailed",
-            f"cannot create pod {spec.namespace}/{name}: {api_error_text(exc)}",
-            "the namespace must exist and admit a Pod Security 'restricted' pod; "
-            "Pulumi's identity needs create/get/delete on pods and get on pods/log there",
-        ) from exc
-
-    try:
+        try:
+            api.create_namespaced_pod(spec.namespace, manifest, _request_timeout=30)
+        except Exception as exc:
+            # An API answer (403, 409, 422 …) means no pod; a lost connection may hide one.
+            maybe_created = getattr(exc, "status", None) is None
+            raise PodProbeError(
+                "PodCreateFailed",
+                f"cannot create pod {spec.namespace}/{name}: {api_error_text(exc)}",
+                "the namespace must exist and admit a Pod Security 'restricted' pod; "
+                "Pulumi's identity needs create/get/list/delete on pods and get on pods/log there",
+            ) from exc
         report = _wait_and_read(
             api, spec, name, poll_interval_s=poll_interval_s, clock=clock, sleep=sleep
         )
     finally:
-        # Always: success, failure, timeout, KeyboardInterrupt.
-        try:
-            _delete_pod(api, name, spec.namespace)
-        except Exception as exc:
-            warnings.append(
-                f"could not delete probe pod {spec.namespace}/{name}: {api_error_text(exc)}"
-            )
+        # Always: success, failure, timeout, KeyboardInterrupt (also during create).
+        if maybe_created:
+            try:
+                _delete_pod(api, name, spec.namespace)
+            except Exception as exc:
+                warnings.append(
+                    f"could not delete probe pod {spec.namespace}/{name}: {api_error_text(exc)}"
+                )
     report["pod"] = {"name": name, "namespace": spec.namespace, "warnings": warnings}
     return report
 

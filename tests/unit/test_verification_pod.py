@@ -83,7 +83,7 @@ class FakeCoreV1:
         states: list[Any],
         log: str = REPORT_LINE + "\n",
         *,
-        create_error: Exception | None = None,
+        create_error: BaseException | None = None,
         delete_error: Exception | None = None,
         read_error: BaseException | None = None,
         leftovers: tuple[str, ...] = (),
@@ -403,3 +403,17 @@ def test_manifest_is_a_valid_v1pod_for_the_official_client(manifest: dict[str, A
     typo["spec"]["containers"][0]["securityContext"]["seccompProfle"] = {"type": "RuntimeDefault"}
     with pytest.raises(ValueError, match="seccompProfle"):
         V1Pod.model_validate(typo)
+
+
+def test_interrupt_or_lost_connection_during_create_still_deletes() -> None:
+    interrupted = FakeCoreV1([pod_state("Pending")], create_error=KeyboardInterrupt())
+    with pytest.raises(KeyboardInterrupt):
+        probe(interrupted)
+    assert interrupted.deleted() == [NAME]
+
+    lost = FakeCoreV1([pod_state("Pending")], create_error=ConnectionResetError("reset by peer"))
+    with pytest.raises(PodProbeError) as err:
+        probe(lost)
+    assert err.value.reason == "PodCreateFailed"
+    assert "reset by peer" in err.value.message
+    assert lost.deleted() == [NAME]
