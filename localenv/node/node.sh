@@ -461,7 +461,7 @@ kubelet_client_user() {
 apply_coredns() {
   # A normal pod (pod network, in-cluster config through the `kubernetes` Service, which the control
   # plane forwards from its host address to the API server).
-  k apply -f "$HERE/coredns.yaml" >/dev/null
+  sed "s|\${COREDNS_VERSION}|$COREDNS_VERSION|g" "$HERE/coredns.yaml" | k apply -f - >/dev/null
   k -n kube-system rollout status deployment/coredns --timeout=120s >/dev/null ||
     {
       k -n kube-system get pods -l k8s-app=kube-dns -o wide >&2 || true
