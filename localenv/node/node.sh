@@ -440,6 +440,36 @@ EOF
   fi
 }
 
+# The API server reaches the kubelet (logs, exec) by the node's first address type in its
+# --kubelet-preferred-address-types, by default Hostname: "postgres-apps-node" must resolve on this host
+# unless the API server prefers InternalIP. Then a marked /etc/hosts line (removed by `down`).
+HOSTS_MARK="# postgres-apps local node (localenv/node/node.sh)"
+apiserver_prefers_ip() {
+  local pid
+  for pid in $(pgrep -x kube-apiserver 2>/dev/null); do
+    tr '\0' '\n' <"/proc/$pid/cmdline" | grep -Eq '^--kubelet-preferred-address-types(=|$)' &&
+      tr '\0' ' ' <"/proc/$pid/cmdline" | grep -Eq -- '--kubelet-preferred-address-types[= ]InternalIP' && return 0
+  done
+  return 1
+}
+ensure_node_name_resolves() {
+  if apiserver_prefers_ip; then
+    remove_hosts_entry
+    return 0
+  fi
+  if getent hosts "$NODE_NAME" | grep -q "^$NODE_IP "; then return 0; fi
+  remove_hosts_entry
+  printf '%s %s %s\n' "$NODE_IP" "$NODE_NAME" "$HOSTS_MARK" >>/etc/hosts
+  log "added '$NODE_IP $NODE_NAME' to /etc/hosts (the API server reaches kubelets by Hostname first)"
+}
+remove_hosts_entry() {
+  grep -qF "$HOSTS_MARK" /etc/hosts 2>/dev/null || return 0
+  # In place (the file may be a bind mount).
+  local kept
+  kept="$(grep -vF "$HOSTS_MARK" /etc/hosts)"
+  printf '%s\n' "$kept" >/etc/hosts
+}
+
 kubelet_client_user() {
   # The apiserver's --kubelet-client-certificate, from its command line (the control plane runs it here).
   local pid cert arg
@@ -614,6 +644,7 @@ cmd_up() {
   k uncordon "$NODE_NAME" >/dev/null
   log "node $NODE_NAME Ready"
   apply_node_rbac
+  ensure_node_name_resolves
   apply_coredns
   wait_for "cluster DNS on $CLUSTER_DNS" 60 dns_answers || die "CoreDNS does not answer on $CLUSTER_DNS"
   log "CoreDNS ready on $CLUSTER_DNS"
@@ -633,6 +664,7 @@ cmd_down() {
   stop_proc containerd 30
   stop_shims
   cleanup_network
+  remove_hosts_entry
   unmount_state
   remove_kubepods_cgroups
   restore_sysctls

@@ -64,7 +64,7 @@ kind: Secret
 metadata:
   name: postgres-postgresql
   namespace: data
-  labels: &labels
+  labels:
     app.kubernetes.io/name: postgresql
     app.kubernetes.io/instance: postgres
     app.kubernetes.io/part-of: postgres-apps-localenv
@@ -77,10 +77,13 @@ kind: Service
 metadata:
   name: postgres-postgresql
   namespace: data
-  labels: *labels
+  labels:
+    app.kubernetes.io/name: postgresql
+    app.kubernetes.io/instance: postgres
+    app.kubernetes.io/part-of: postgres-apps-localenv
 spec:
   type: ClusterIP
-  selector: &selector
+  selector:
     app.kubernetes.io/name: postgresql
     app.kubernetes.io/instance: postgres
     app.kubernetes.io/component: primary
@@ -92,11 +95,17 @@ kind: Service
 metadata:
   name: postgres-postgresql-hl
   namespace: data
-  labels: *labels
+  labels:
+    app.kubernetes.io/name: postgresql
+    app.kubernetes.io/instance: postgres
+    app.kubernetes.io/part-of: postgres-apps-localenv
 spec:
   clusterIP: None
   publishNotReadyAddresses: true
-  selector: *selector
+  selector:
+    app.kubernetes.io/name: postgresql
+    app.kubernetes.io/instance: postgres
+    app.kubernetes.io/component: primary
   ports:
   - {name: tcp-postgresql, port: 5432, targetPort: tcp-postgresql, protocol: TCP}
 ---
@@ -105,14 +114,20 @@ kind: StatefulSet
 metadata:
   name: postgres-postgresql
   namespace: data
-  labels: *labels
+  labels:
+    app.kubernetes.io/name: postgresql
+    app.kubernetes.io/instance: postgres
+    app.kubernetes.io/part-of: postgres-apps-localenv
 spec:
   replicas: 1
   serviceName: postgres-postgresql-hl
   podManagementPolicy: OrderedReady
   updateStrategy: {type: RollingUpdate}
   selector:
-    matchLabels: *selector
+    matchLabels:
+      app.kubernetes.io/name: postgresql
+      app.kubernetes.io/instance: postgres
+      app.kubernetes.io/component: primary
   template:
     metadata:
       labels:
