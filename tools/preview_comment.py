@@ -532,6 +532,12 @@ def _header(
         if len(problems) > 20:
             out.append(f"- … {len(problems) - 20} more")
         out.append("")
+    if any(sev == "error" for sev, _ in problems):
+        out += [
+            "_The preview failed. `pulumi preview --json` does not carry policy violations: they "
+            "are in Pulumi's own preview comment and in the job log._",
+            "",
+        ]
     return out
 
 

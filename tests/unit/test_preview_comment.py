@@ -231,3 +231,13 @@ def test_values_cannot_break_the_table() -> None:
     assert pc.shown(pc.UNKNOWN) == "_(known after apply)_"
     assert pc.shown(20.0) == "`20`"
     assert pc.shown(["CONNECT", "TEMPORARY"]) == "`[CONNECT, TEMPORARY]`"
+
+
+def test_real_engine_output_of_a_failed_preview() -> None:
+    # Recorded from the real engine (3.274.1): a preview stopped by mandatory policy violations.
+    document = load("preview-real-policy-failure.json")
+    text = comment(document)
+    assert "**Plan:** 3 to create." in text
+    assert "- **error**: error: preview failed" in text
+    assert "does not carry policy violations" in text
+    assert "| `+ create` | postgresql:Role | `evil-role` |  |" in text

@@ -121,6 +121,8 @@ def test_preview_workflow_shape() -> None:
     assert workflow["permissions"]["pull-requests"] == "write"
     job = workflow["jobs"]["preview"]
     assert job["strategy"]["matrix"]["stack"] == ["dev"]
+    # The policy pack runs on the interpreter of the virtualenv its requirements went into.
+    assert job["env"]["PULUMI_PYTHON_CMD"] == "${{ github.workspace }}/.venv/bin/python"
     for secret in ("PULUMI_ACCESS_TOKEN", "PULUMI_CONFIG_PASSPHRASE"):
         assert job["env"][secret] == "${{ secrets." + secret + " }}"
     s = steps(workflow, "preview")
