@@ -295,7 +295,7 @@ ensure_plugin() {
     return
   fi
   STEP="pulumi plugin install resource $name $ver"
-  run "$PULUMI_BIN" plugin install resource "$name" "$ver" -f "$src"
+  run "$PULUMI_BIN" plugin install resource "$name" "$ver" -f "$src" --reinstall
   if [[ "$src" == "$entry/bin/"* ]]; then echo "$fp" >"$dest_dir/.postgres-apps-fp"; fi
   say "plugin $name v$ver: installed into $dest_dir"
 }
@@ -305,6 +305,7 @@ build_random() { build_provider_local random "$1" "$2"; }
 build_postgresql() { build_provider_local postgresql "$1" "$2"; }
 
 # ---------------------------------------------------------------- main
+open_log
 if ! command -v go >/dev/null && [[ $CHECK == 0 ]]; then
   # Only needed when something must be built; checked lazily below by the go calls themselves.
   say "warning: no go on PATH; only already installed or cached pieces can be used"
@@ -325,4 +326,4 @@ if ((${#MISSING[@]} > 0)); then
   echo "toolchain: run localenv/toolchain.sh (without --check) to build/install them" >&2
   exit 1
 fi
-say "ready: $PULUMI_BIN; plugins in $PULUMI_HOME/plugins"
+say "ready: $PULUMI_BIN; plugins in $PULUMI_HOME/plugins (log: $LOG)"
