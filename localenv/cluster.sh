@@ -30,8 +30,11 @@ admin_kubeconfig="$kube_dir/admin.kubeconfig"
 context_name="postgres-apps-local"
 
 # Network layout (all on this machine).
-api_port=6443
-kine_addr="127.0.0.1:2379"
+# Ports can be moved (a second clone on the same machine, e.g. for a cold-start test beside a running cluster).
+api_port="${POSTGRES_APPS_API_PORT:-6443}"
+kine_addr="127.0.0.1:${POSTGRES_APPS_KINE_PORT:-2379}"
+kcm_port="${POSTGRES_APPS_KCM_PORT:-10257}"
+scheduler_port="${POSTGRES_APPS_SCHEDULER_PORT:-10259}"
 service_cidr="10.96.0.0/16"
 first_service_ip="10.96.0.1"
 cluster_cidr="10.244.0.0/16"
@@ -204,6 +207,7 @@ component_args() {
         --kubelet-client-key="$pki/apiserver-kubelet-client.key" \
         --service-account-issuer="https://kubernetes.default.svc.$cluster_domain" \
         --service-account-key-file="$pki/sa.pub" --service-account-signing-key-file="$pki/sa.key" \
+        --kubelet-preferred-address-types=InternalIP,ExternalIP,Hostname \
         --authorization-mode=Node,RBAC \
         --enable-admission-plugins=NodeRestriction \
         --allow-privileged=true \
@@ -218,7 +222,7 @@ component_args() {
     kube-controller-manager)
       local k="$kube_dir/controller-manager.kubeconfig"
       echo --kubeconfig="$k" --authentication-kubeconfig="$k" --authorization-kubeconfig="$k" \
-        --bind-address=127.0.0.1 --secure-port=10257 --leader-elect=false \
+        --bind-address=127.0.0.1 --secure-port="$kcm_port" --leader-elect=false \
         --cluster-cidr="$cluster_cidr" --allocate-node-cidrs=true --node-cidr-mask-size=24 \
         --service-cluster-ip-range="$service_cidr" \
         --cluster-signing-cert-file="$pki/ca.crt" --cluster-signing-key-file="$pki/ca.key" \
@@ -229,7 +233,7 @@ component_args() {
     kube-scheduler)
       local k="$kube_dir/scheduler.kubeconfig"
       echo --kubeconfig="$k" --authentication-kubeconfig="$k" --authorization-kubeconfig="$k" \
-        --bind-address=127.0.0.1 --secure-port=10259 --leader-elect=false --profiling=false
+        --bind-address=127.0.0.1 --secure-port="$scheduler_port" --leader-elect=false --profiling=false
       ;;
   esac
 }
@@ -237,8 +241,8 @@ component_args() {
 # health URL of a component, empty when it has none (probed by other means).
 component_health() {
   case "$1" in
-    kube-controller-manager) echo "https://127.0.0.1:10257/healthz" ;;
-    kube-scheduler) echo "https://127.0.0.1:10259/healthz" ;;
+    kube-controller-manager) echo "https://127.0.0.1:$kcm_port/healthz" ;;
+    kube-scheduler) echo "https://127.0.0.1:$scheduler_port/healthz" ;;
     *) echo "" ;;
   esac
 }
@@ -341,8 +345,8 @@ cmd_where() {
 Local Kubernetes v$KUBERNETES_VERSION control plane (state: $state)
   kine (SQLite)            $kine_addr                 data $cluster_dir/kine/db
   kube-apiserver           https://127.0.0.1:$api_port       advertised as $host_ip:$api_port (forwarded)
-  kube-controller-manager  https://127.0.0.1:10257/healthz
-  kube-scheduler           https://127.0.0.1:10259/healthz
+  kube-controller-manager  https://127.0.0.1:$kcm_port/healthz
+  kube-scheduler           https://127.0.0.1:$scheduler_port/healthz
   service CIDR $service_cidr (API $first_service_ip, DNS 10.96.0.10), pod CIDR $cluster_cidr
   host address $host_ip on $host_if; node name $node_name
   kubeconfig   export KUBECONFIG=$admin_kubeconfig   (context $context_name)

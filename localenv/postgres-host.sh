@@ -104,11 +104,23 @@ EOF
   chmod 600 "$data/postgresql.auto.conf" "$data/pg_hba.conf" "$data/pg_ident.conf"
 }
 
+cluster_up() { [[ -s "$admin_kubeconfig" && "$(kc get --raw /readyz 2>/dev/null)" == ok ]]; }
+
+# The in-cluster PostgreSQL (localenv/node/postgres.sh) owns the same names with a selector; this
+# script is its stand-in, never both at once.
+in_cluster_pg_owns_service() {
+  local selector
+  selector="$(kc -n "$namespace" get service "$name" -o jsonpath='{.spec.selector}' 2>/dev/null || true)"
+  [[ -n "$selector" ]]
+}
+
 apply_cluster_objects() {
   local ip="$1" pw
   pw="$(cat "$pw_file")"
-  [[ -s "$admin_kubeconfig" ]] || die "no cluster kubeconfig at $admin_kubeconfig (run localenv/cluster.sh up, or use --no-cluster)"
-  [[ "$(kc get --raw /readyz 2>/dev/null)" == ok ]] || die "cluster API not ready (run localenv/cluster.sh up, or use --no-cluster)"
+  cluster_up || die "cluster API not ready at $admin_kubeconfig (run localenv/cluster.sh up, or use --no-cluster)"
+  if in_cluster_pg_owns_service; then
+    die "Service $namespace/$name has a selector: the in-cluster PostgreSQL (localenv/node/postgres.sh) owns it; stop that first (localenv/node/postgres.sh down) or use --no-cluster"
+  fi
   kc apply -f - >/dev/null <<EOF
 apiVersion: v1
 kind: Namespace
@@ -176,6 +188,8 @@ cmd_up() {
   ensure_initdb
   if is_running; then
     log "already running (pid $(head -n1 "$data/postmaster.pid"))"
+  elif (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+    die "127.0.0.1:$port is already taken by another server (the in-cluster PostgreSQL's hostPort? localenv/node/postgres.sh status)"
   else
     write_conf "$ip"
     log "starting on 127.0.0.1:$port and $ip:$port (log $log_file)"
@@ -194,6 +208,12 @@ cmd_up() {
 }
 
 cmd_down() {
+  # Withdraw the in-cluster view of this server (only the selector-less objects this script made).
+  if cluster_up && ! in_cluster_pg_owns_service; then
+    kc -n "$namespace" delete endpointslice "$name-host" --ignore-not-found >/dev/null
+    kc -n "$namespace" delete service "$name" --ignore-not-found >/dev/null
+    log "cluster: removed Service and EndpointSlice $namespace/$name (Secret kept)"
+  fi
   if is_running; then
     as_pg "$pg_bin/pg_ctl" -D "$data" -m fast -w -t 60 stop >/dev/null
     log "stopped"

@@ -65,15 +65,17 @@ build_kubernetes() {
   local tmp commit date major minor ldflags pkgs=()
   tmp="$(mktemp -d "$cache/.kubernetes-v$KUBERNETES_VERSION.XXXXXX")"
   tmp_dirs+=("$tmp")
-  commit="$(cd "$here" && go mod download -json "k8s.io/kubernetes@v$KUBERNETES_VERSION" |
-    sed -n 's/.*"Hash": "\([0-9a-f]*\)".*/\1/p' | head -n1)"
+  commit="$( (cd "$here" && go mod download -json "k8s.io/kubernetes@v$KUBERNETES_VERSION" |
+    sed -n 's/.*"Hash": "\([0-9a-f]*\)".*/\1/p' | head -n1 || true)"
   date="$(date -u +%Y-%m-%dT%H:%M:%SZ)"
   major="${KUBERNETES_VERSION%%.*}"
   minor="${KUBERNETES_VERSION#*.}"
   minor="${minor%%.*}"
   for p in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
     ldflags+=" -X $p.gitVersion=v$KUBERNETES_VERSION -X $p.gitMajor=$major -X $p.gitMinor=$minor"
-    ldflags+=" -X $p.gitCommit=${commit:-unknown} -X $p.gitTreeState=clean -X $p.buildDate=$date"
+    ldflags+=" -X $p.gitTreeState=clean -X $p.buildDate=$date"
+    # The proxy does not always record the release commit (.Origin); leave it empty then.
+    [[ -z "$commit" ]] || ldflags+=" -X $p.gitCommit=$commit"
   done
   for m in "${k8s_mains[@]}"; do pkgs+=("k8s.io/kubernetes/cmd/$m"); done
   log "kubernetes v$KUBERNETES_VERSION: building ${k8s_mains[*]} (one go build; ~20-40 min cold on 2 cores)"
@@ -83,6 +85,7 @@ build_kubernetes() {
   "$tmp/bin/kube-apiserver" --version | grep -qx "Kubernetes v$KUBERNETES_VERSION" ||
     die "kube-apiserver reports '$("$tmp/bin/kube-apiserver" --version)', expected v$KUBERNETES_VERSION"
   printf 'kubernetes v%s commit %s built %s with %s\n' "$KUBERNETES_VERSION" "${commit:-unknown}" "$date" "$(go version)" >"$tmp/BUILD-INFO"
+  chmod 755 "$tmp"
   promote "$tmp" "$k8s_dir"
   log "kubernetes v$KUBERNETES_VERSION: installed in $k8s_dir/bin"
 }
@@ -102,6 +105,7 @@ go_install_module() {
   (cd "$tmp" && GOBIN="$tmp/bin" go install -ldflags "-s -w $ldflags" "$modver")
   [[ -x "$tmp/bin/$name" ]] || die "$name build did not produce bin/$name"
   printf '%s built %s with %s\n' "$modver" "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$(go version)" >"$tmp/BUILD-INFO"
+  chmod 755 "$tmp"
   promote "$tmp" "$final"
   log "$name: installed in $final/bin"
 }
