@@ -65,8 +65,8 @@ build_kubernetes() {
   local tmp commit date major minor ldflags pkgs=()
   tmp="$(mktemp -d "$cache/.kubernetes-v$KUBERNETES_VERSION.XXXXXX")"
   tmp_dirs+=("$tmp")
-  commit="$( (cd "$here" && go mod download -json "k8s.io/kubernetes@v$KUBERNETES_VERSION" |
-    sed -n 's/.*"Hash": "\([0-9a-f]*\)".*/\1/p' | head -n1 || true)"
+  commit="$(cd "$here" && go mod download -json "k8s.io/kubernetes@v$KUBERNETES_VERSION" 2>/dev/null |
+    sed -n 's/.*"Hash": "\([0-9a-f]*\)".*/\1/p' | head -n1)" || commit=""
   date="$(date -u +%Y-%m-%dT%H:%M:%SZ)"
   major="${KUBERNETES_VERSION%%.*}"
   minor="${KUBERNETES_VERSION#*.}"
