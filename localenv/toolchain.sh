@@ -33,7 +33,7 @@ for arg in "$@"; do
   esac
 done
 
-# shellcheck source=localenv/env.sh
+# shellcheck source=localenv/env.sh disable=SC1091
 source "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/env.sh"
 REPO="$POSTGRES_APPS_ROOT"
 TOOLCHAIN_SRC="$REPO/localenv/toolchain"
@@ -253,7 +253,7 @@ provider_fp() {
   local wrap="$TOOLCHAIN_SRC/pulumi-resource-$1" files=()
   files+=("$wrap/go.mod" "$wrap/go.sum")
   local f
-  for f in "$wrap"/*.go; do [[ -e "$f" ]] && files+=("$f"); done
+  for f in "$wrap"/*.go; do [[ -e "$f" && "$f" != *_test.go ]] && files+=("$f"); done
   fingerprint "${files[@]}"
 }
 

@@ -21,8 +21,8 @@ import (
 // connConfig is the provider configuration (the upstream provider's names and defaults).
 type connConfig struct {
 	host, username, password, database, sslmode, sslrootcert string
-	port, connectTimeout, maxConnections                      int
-	superuser                                                 bool
+	port, connectTimeout, maxConnections                     int
+	superuser                                                bool
 }
 
 // cfgString reads a provider config value: the SDK sends non-string values JSON-encoded.

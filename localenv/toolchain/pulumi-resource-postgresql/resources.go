@@ -51,7 +51,7 @@ func (roleKind) check(in props) []*pulumirpc.CheckFailure {
 }
 
 func (roleKind) replaceKeys() map[string]bool { return keys() }
-func (roleKind) computed() []string         { return nil }
+func (roleKind) computed() []string           { return nil }
 
 func roleOptions(in props, withPassword bool) string {
 	flag := func(on bool, yes, no string) string {
@@ -567,7 +567,7 @@ func (extensionKind) check(in props) []*pulumirpc.CheckFailure {
 }
 
 func (extensionKind) replaceKeys() map[string]bool { return keys("name", "database") }
-func (extensionKind) computed() []string         { return []string{"schema", "version", "database"} }
+func (extensionKind) computed() []string           { return []string{"schema", "version", "database"} }
 
 func (extensionKind) create(ctx context.Context, p *pgProvider, in props) (string, resource.PropertyMap, error) {
 	name := in.str("name", "")
@@ -670,7 +670,7 @@ func (schemaKind) check(in props) []*pulumirpc.CheckFailure {
 }
 
 func (schemaKind) replaceKeys() map[string]bool { return keys("database") }
-func (schemaKind) computed() []string         { return []string{"owner", "database"} }
+func (schemaKind) computed() []string           { return []string{"owner", "database"} }
 
 func (schemaKind) create(ctx context.Context, p *pgProvider, in props) (string, resource.PropertyMap, error) {
 	name := in.str("name", "")
