@@ -304,7 +304,7 @@ node_script="$here/node/node.sh"
 node_enabled() { [[ -f "$node_script" && "${POSTGRES_APPS_NODE:-1}" != 0 ]]; }
 
 cmd_up() {
-  local t0=$SECONDS
+  local t0=$SECONDS c
   "$here/k8s/build.sh" kubernetes
   "$here/k8s/build.sh" kine
   command -v openssl >/dev/null || die "openssl not found"
@@ -314,7 +314,7 @@ cmd_up() {
   ensure_host_ip
   ensure_pki
 
-  local all_running=1 c
+  local all_running=1
   for c in "${components[@]}"; do is_running "$c" || all_running=0; done
   if ((all_running)) && api_ready; then
     log "control plane already running"
@@ -361,6 +361,8 @@ stop_component() {
     rm -f "$pid_dir/$c.pid"
     return 0
   fi
+  local t0
+  t0="$(date +%s%N)"
   kill -TERM "$pid" 2>/dev/null || true
   deadline=$((SECONDS + stop_timeout))
   while kill -0 "$pid" 2>/dev/null; do
@@ -375,7 +377,7 @@ stop_component() {
   # socat forks one child per connection; they are in the same session (setsid) as the parent.
   pkill -KILL -s "$pid" 2>/dev/null || true
   rm -f "$pid_dir/$c.pid"
-  log "$c: stopped"
+  log "$c: stopped ($((($(date +%s%N) - t0) / 1000000))ms)"
 }
 
 cmd_down() {
@@ -450,7 +452,10 @@ EOF
   done
   sa_token="$(kc -n "$ns" create token default --duration=10m)"
   [[ "$sa_token" == *.*.* ]] || die "check: TokenRequest returned no JWT"
-  kc auth whoami --token "$sa_token" -o jsonpath='{.status.userInfo.username}' 2>/dev/null |
+  # A kubeconfig without the admin client certificate, so the token alone authenticates.
+  "$kubectl_bin" --kubeconfig /dev/null --server "https://127.0.0.1:$api_port" \
+    --certificate-authority "$pki/ca.crt" --token "$sa_token" \
+    auth whoami -o jsonpath='{.status.userInfo.username}' 2>/dev/null |
     grep -qx "system:serviceaccount:$ns:default" || die "check: the issued token does not authenticate as the ServiceAccount"
   echo "check: TokenRequest token issued and authenticates as system:serviceaccount:$ns:default"
   kc -n "$ns" apply -f - >/dev/null <<EOF
