@@ -347,6 +347,17 @@ EOF
 
 kubelet_healthy() { curl -fsS --max-time 2 http://127.0.0.1:10248/healthz >/dev/null; }
 
+KUBELET_FAILED=""
+kubelet_started() { # LOG_FROM_LINE: true once the container manager started, or the kubelet failed
+  local new
+  new="$(tail -n "+$1" "$LOGS/kubelet.log")"
+  if ! pid_of kubelet >/dev/null || grep -q 'Failed to start ContainerManager' <<<"$new"; then
+    KUBELET_FAILED=1
+    return 0
+  fi
+  grep -q 'Eviction manager: starting control loop' <<<"$new"
+}
+
 start_kubelet() {
   if pid_of kubelet >/dev/null; then
     log "kubelet already running"
@@ -358,6 +369,9 @@ start_kubelet() {
   # The values the kubelet checks with protectKernelDefaults (it would otherwise write them itself).
   sysctl -q -w vm.overcommit_memory=1 vm.panic_on_oom=0 kernel.panic=10 kernel.panic_on_oops=1 \
     kernel.keys.root_maxkeys=1000000 kernel.keys.root_maxbytes=25000000 >/dev/null
+  local log_from
+  log_from=$(($(wc -l <"$LOGS/kubelet.log" 2>/dev/null || echo 0) + 1))
+  KUBELET_STARTED_AT="$(date -u +%FT%TZ)"
   start_bg kubelet "$K8S_BIN/kubelet" \
     --config "$STATE/kubelet/config.yaml" \
     --kubeconfig "$KUBECONFIG_KUBELET" \
@@ -366,12 +380,15 @@ start_kubelet() {
     --hostname-override "$NODE_NAME" \
     --node-ip "$NODE_IP" \
     --v 1
-  if ! wait_for "kubelet healthz" 60 kubelet_healthy; then
+  # The kernel tunables are checked when the container manager starts, after the runtime answered (later
+  # than /healthz): wait for the eviction manager, which starts right after it, before restoring them.
+  if ! wait_for "kubelet container manager" 90 kubelet_started "$log_from" || [[ -n "$KUBELET_FAILED" ]]; then
     restore_sysctls kernel.panic kernel.panic_on_oops
-    fail_with_log kubelet "kubelet did not become healthy"
+    fail_with_log kubelet "kubelet did not start its container manager"
   fi
   # An oops must not reboot the VM: the kubelet only checks these at start.
   restore_sysctls kernel.panic kernel.panic_on_oops
+  wait_for "kubelet healthz" 60 kubelet_healthy || fail_with_log kubelet "kubelet did not become healthy"
   log "kubelet up (healthz 127.0.0.1:10248, API $NODE_IP:10250)"
 }
 
@@ -415,8 +432,12 @@ EOF
 }
 
 # ---------------------------------------------------------------- cluster objects
-node_ready() {
-  [[ "$(k get node "$NODE_NAME" -o jsonpath='{.status.conditions[?(@.type=="Ready")].status}' 2>/dev/null)" == True ]]
+KUBELET_STARTED_AT=""
+node_ready() { # Ready, and reported by this kubelet (not a stale condition from before a restart)
+  local st
+  st="$(k get node "$NODE_NAME" -o jsonpath='{.status.conditions[?(@.type=="Ready")].status} {.status.conditions[?(@.type=="Ready")].lastHeartbeatTime}' 2>/dev/null)" || return 1
+  [[ "${st%% *}" == True ]] || return 1
+  [[ -z "$KUBELET_STARTED_AT" || ! "${st#* }" < "$KUBELET_STARTED_AT" ]]
 }
 
 apply_node_rbac() {
@@ -587,17 +608,21 @@ stop_shims() {
 cleanup_network() {
   ip link del "$BRIDGE" 2>/dev/null || true
   rm -rf "${STATE:?}/cni/ipam"
-  # portmap's chains (per-pod chains are removed by CNI DEL; the top-level ones stay). Deleted through
-  # iptables-restore, which parses the quoted comments of `iptables -S` output.
-  local table script
-  for table in nat filter; do
-    script="$(iptables -w -t "$table" -S 2>/dev/null | awk '
-      $1 == "-N" && $2 ~ /^CNI-/ { chains[++n] = $2; next }
-      $1 == "-A" && $0 ~ / -j CNI-[^ ]*( |$)/ && $2 !~ /^CNI-/ { sub(/^-A/, "-D"); print }
-      END { for (i = 1; i <= n; i++) print "-F " chains[i]; for (i = 1; i <= n; i++) print "-X " chains[i] }')"
-    [[ -n "$script" ]] || continue
-    printf '*%s\n%s\nCOMMIT\n' "$table" "$script" | iptables-restore -w --noflush ||
-      log "WARNING: could not remove the CNI chains in table $table"
+  # portmap's chains (per-pod chains are removed by CNI DEL; the top-level ones stay) and the kubelet's
+  # (KUBE-FIREWALL, KUBE-KUBELET-CANARY, KUBE-IPTABLES-HINT; kube-proxy's went with --cleanup). Deleted
+  # through iptables-restore, which parses the quoted comments of `iptables -S` output.
+  local tool table script
+  for tool in iptables ip6tables; do
+    command -v "$tool" >/dev/null || continue
+    for table in nat filter mangle; do
+      script="$("$tool" -w -t "$table" -S 2>/dev/null | awk '
+        $1 == "-N" && $2 ~ /^(CNI|KUBE)-/ { chains[++n] = $2; next }
+        $1 == "-A" && $0 ~ / -j (CNI|KUBE)-[^ ]*( |$)/ && $2 !~ /^(CNI|KUBE)-/ { sub(/^-A/, "-D"); print }
+        END { for (i = 1; i <= n; i++) print "-F " chains[i]; for (i = 1; i <= n; i++) print "-X " chains[i] }')"
+      [[ -n "$script" ]] || continue
+      printf '*%s\n%s\nCOMMIT\n' "$table" "$script" | "$tool-restore" -w --noflush ||
+        log "WARNING: could not remove the CNI/KUBE chains in $tool table $table"
+    done
   done
   iptables -w -D FORWARD -j "$FWD_CHAIN" 2>/dev/null || true
   iptables -w -F "$FWD_CHAIN" 2>/dev/null || true
