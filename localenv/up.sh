@@ -24,6 +24,11 @@ fi
 # shellcheck source=localenv/env.sh
 source ./localenv/env.sh
 
+# Pulumi writes the stack's encryption salt into Pulumi.<stack>.yaml on first use. For `local` it
+# belongs to this clone's random passphrase: a git clean filter keeps it out of commits.
+git config filter.local-stack-salt.clean "sed -e '/^encryptionsalt:/d'"
+git config filter.local-stack-salt.smudge cat
+
 step "pulumi up --stack $stack"
 pulumi stack select "$stack" >/dev/null 2>&1 || pulumi stack init "$stack" >/dev/null
 pulumi up --stack "$stack" --yes --diff
