@@ -57,7 +57,7 @@ ready_timeout="${POSTGRES_APPS_READY_TIMEOUT:-120}"
 # Start order; `down` stops in reverse.
 components=(kine kube-apiserver apiserver-forward kube-controller-manager kube-scheduler)
 
-log() { printf '[cluster] %s\n' "$*" >&2; }
+log() { printf '[cluster %s] %s\n' "$(date +%T.%3N)" "$*" >&2; }
 die() {
   log "ERROR: $*"
   exit 1
@@ -182,6 +182,14 @@ pid_of() {
 }
 
 is_running() { pid_of "$1" >/dev/null; }
+
+# alive PID: exists and is not a zombie (PID 1 of this VM reaps orphans only after a second or so).
+alive() {
+  local st
+  st="$(cat "/proc/$1/stat" 2>/dev/null)" || return 1
+  st="${st##*) }"
+  [[ "${st%% *}" != Z ]]
+}
 
 component_binary() {
   case "$1" in
@@ -365,7 +373,7 @@ stop_component() {
   t0="$(date +%s%N)"
   kill -TERM "$pid" 2>/dev/null || true
   deadline=$((SECONDS + stop_timeout))
-  while kill -0 "$pid" 2>/dev/null; do
+  while alive "$pid"; do
     if ((SECONDS >= deadline)); then
       log "$c: still running after ${stop_timeout}s, sending SIGKILL"
       kill -KILL "$pid" 2>/dev/null || true
