@@ -118,6 +118,16 @@ def pod_name(app: str, suffix: str) -> str:
     return f"{app[: 63 - len('-dbcheck-') - len(suffix)]}-dbcheck-{suffix}"
 
 
+def escape_for_kubernetes(text: str) -> str:
+    """Protect a command argument from Kubernetes' `$(VAR)` expansion.
+
+    The kubelet expands `$(NAME)` in command/args from the container's env and turns `$$` into
+    `$`: a shell script's `$$` (PID) or `$(cmd)` would be mangled. Doubling every `$` makes the
+    expansion give back the text unchanged.
+    """
+    return text.replace("$", "$$")
+
+
 def build_pod_manifest(spec: PodProbeSpec, name: str, script: str) -> dict[str, Any]:
     """The probe Pod: Pod Security `restricted`, env from the app's Secret, script as argument."""
     env: list[dict[str, Any]] = [
@@ -162,7 +172,7 @@ def build_pod_manifest(spec: PodProbeSpec, name: str, script: str) -> dict[str, 
                     "name": CONTAINER,
                     "image": spec.image,
                     "imagePullPolicy": spec.image_pull_policy,
-                    "command": ["sh", "-c", script, "probe"],
+                    "command": ["sh", "-c", escape_for_kubernetes(script), "probe"],
                     "env": env,
                     "securityContext": {
                         "allowPrivilegeEscalation": False,

@@ -200,6 +200,46 @@ def test_pod_basics(manifest: dict[str, Any]) -> None:
     assert spec["volumes"] == [{"name": "tmp", "emptyDir": {"sizeLimit": "16Mi"}}]
 
 
+def kubelet_expand(text: str, env: dict[str, str]) -> str:
+    """Kubernetes' command/args expansion (pkg/kubelet/container/helpers.go → expansion.Expand):
+    `$$` → `$`; `$(NAME)` → env value if NAME is defined, else left as is; any other `$` kept."""
+    out, i = [], 0
+    while i < len(text):
+        c = text[i]
+        if c == "$" and i + 1 < len(text):
+            nxt = text[i + 1]
+            if nxt == "$":
+                out.append("$")
+                i += 2
+                continue
+            if nxt == "(":
+                end = text.find(")", i + 2)
+                if end != -1:
+                    name = text[i + 2 : end]
+                    out.append(env.get(name, text[i : end + 1]))
+                    i = end + 1
+                    continue
+        out.append(c)
+        i += 1
+    return "".join(out)
+
+
+def test_the_script_survives_kubelet_expansion() -> None:
+    """Found on the real node: `$$_$(date +%s)` arrived as `$_…` and the script died."""
+    script = PROBE_SCRIPT.read_text()
+    assert "$$" in script
+    assert "$(" in script
+    command = build_pod_manifest(SPEC, NAME, script)["spec"]["containers"][0]["command"]
+    env = {
+        "HOME": TMP,
+        "date +%s": "oops",
+        "DB_HOST": "h",
+    }  # names the script might collide with
+    assert kubelet_expand(command[2], env) == script
+    # …and unescaped it would not have:
+    assert kubelet_expand(script, env) != script
+
+
 def test_env_comes_from_the_apps_secret(manifest: dict[str, Any]) -> None:
     env = {e["name"]: e for e in manifest["spec"]["containers"][0]["env"]}
     for var, key in SECRET_ENV:
@@ -255,7 +295,8 @@ def test_success_reads_the_report_and_deletes_the_pod() -> None:
     assert ops == ["list", "create", "read", "read", "read", "log", "delete"]
     assert api.deleted() == [NAME]
     assert api.created is not None
-    assert api.created["spec"]["containers"][0]["command"][2] == PROBE_SCRIPT.read_text()
+    command = api.created["spec"]["containers"][0]["command"]
+    assert kubelet_expand(command[2], {}) == PROBE_SCRIPT.read_text()
 
 
 def test_failed_phase_with_a_report_still_returns_it() -> None:
