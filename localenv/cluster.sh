@@ -107,9 +107,10 @@ issue() {
 # kubeconfig FILE USER CERTNAME
 kubeconfig() {
   local file="$1" user="$2" cert="$3"
-  [[ -s "$file" ]] && return 0
+  # Kept unless the API port moved (POSTGRES_APPS_API_PORT).
+  [[ -s "$file" ]] && grep -q "server: https://127.0.0.1:$api_port\$" "$file" && return 0
   local tmp="$file.tmp"
-  rm -f "$tmp"
+  rm -f "$tmp" "$file"
   "$kubectl_bin" config set-cluster "$context_name" --kubeconfig "$tmp" --server "https://127.0.0.1:$api_port" \
     --certificate-authority "$pki/ca.crt" --embed-certs >/dev/null
   "$kubectl_bin" config set-credentials "$user" --kubeconfig "$tmp" \
@@ -246,6 +247,29 @@ component_args() {
   esac
 }
 
+# The address each component listens on.
+component_listen() {
+  case "$1" in
+    kine) echo "$kine_addr" ;;
+    kube-apiserver) echo "127.0.0.1:$api_port" ;;
+    apiserver-forward) echo "$host_ip:$api_port" ;;
+    kube-controller-manager) echo "127.0.0.1:$kcm_port" ;;
+    kube-scheduler) echo "127.0.0.1:$scheduler_port" ;;
+  esac
+}
+
+# listener ADDR: the `users:(...)` field of whatever listens on ADDR (empty if nothing).
+listener() {
+  ss -ltnpH "( sport = :${1##*:} )" 2>/dev/null | awk -v a="$1" '$4 == a {print $6}'
+}
+
+# listens_as COMPONENT: its own process (not another instance) holds its address.
+listens_as() {
+  local pid
+  pid="$(pid_of "$1")" || return 1
+  listener "$(component_listen "$1")" | grep -q "pid=$pid,"
+}
+
 # health URL of a component, empty when it has none (probed by other means).
 component_health() {
   case "$1" in
@@ -271,10 +295,15 @@ start_component() {
     log "$c: already running (pid $(pid_of "$c"))"
     return 0
   fi
+  local addr holder
+  addr="$(component_listen "$c")"
+  holder="$(listener "$addr")"
+  [[ -z "$holder" ]] || fail_component "$c" "$addr is already in use by $holder (another cluster? see POSTGRES_APPS_*_PORT)"
   bin="$(component_binary "$c")"
   [[ "$c" == apiserver-forward ]] && bin="$(command -v socat)"
   [[ -x "$bin" ]] || fail_component "$c" "binary $bin missing (run localenv/k8s/build.sh)"
   mkdir -p "$cluster_dir/$c"
+  printf '==== %s cluster.sh: starting %s\n' "$(date -u +%FT%TZ)" "$c" >>"$log_dir/$c.log"
   # shellcheck disable=SC2046 # component_args prints one word per flag, none with spaces
   (cd "$cluster_dir/$c" && exec setsid "$bin" $(component_args "$c") </dev/null >>"$log_dir/$c.log" 2>&1) &
   pid=$!
@@ -328,15 +357,18 @@ cmd_up() {
     log "control plane already running"
   else
     start_component kine
-    wait_until kine "kine on $kine_addr" tcp_open "$kine_addr"
+    wait_until kine "kine listening on $kine_addr" listens_as kine
     start_component kube-apiserver
+    wait_until kube-apiserver "listening on 127.0.0.1:$api_port" listens_as kube-apiserver
     wait_until kube-apiserver "/readyz" api_ready
     start_component apiserver-forward
-    wait_until apiserver-forward "$host_ip:$api_port" tcp_open "$host_ip:$api_port"
+    wait_until apiserver-forward "listening on $host_ip:$api_port" listens_as apiserver-forward
     start_component kube-controller-manager
     start_component kube-scheduler
-    wait_until kube-controller-manager "/healthz" https_ok "$(component_health kube-controller-manager)"
-    wait_until kube-scheduler "/healthz" https_ok "$(component_health kube-scheduler)"
+    for c in kube-controller-manager kube-scheduler; do
+      wait_until "$c" "listening on $(component_listen "$c")" listens_as "$c"
+      wait_until "$c" "/healthz" https_ok "$(component_health "$c")"
+    done
     wait_until kube-apiserver "kubectl get ns" kc get ns
     log "control plane ready in $((SECONDS - t0))s"
   fi
@@ -409,7 +441,8 @@ cmd_status() {
   for c in "${components[@]}"; do
     if pid="$(pid_of "$c")"; then
       health=""
-      case "$c" in
+      listens_as "$c" || health=" NOT-OK: not listening on $(component_listen "$c")"
+      [[ -n "$health" ]] || case "$c" in
         kube-apiserver) api_ready && health=" readyz=ok" || health=" readyz=NOT-OK" ;;
         kine) tcp_open "$kine_addr" && health=" $kine_addr open" || health=" $kine_addr CLOSED" ;;
         apiserver-forward) tcp_open "$host_ip:$api_port" && health=" $host_ip:$api_port open" || health=" CLOSED" ;;
