@@ -26,6 +26,10 @@ REPO="$(cd "$HERE/../.." && pwd)"
 CACHE="${POSTGRES_APPS_CACHE:-$HOME/.cache/postgres-apps}"
 IMG_CACHE="$CACHE/images"
 CONTAINERD_ADDRESS="${CONTAINERD_ADDRESS:-$REPO/.state/node/containerd/containerd.sock}"
+# Same rule as localenv/node/node.sh for deep clones.
+if ((${#CONTAINERD_ADDRESS} > 95)); then
+  CONTAINERD_ADDRESS="/run/postgres-apps-$(printf '%s' "$REPO" | sha256sum | cut -c1-12)/containerd.sock"
+fi
 COREDNS_BIN="${COREDNS_BIN:-$CACHE/coredns-v$COREDNS_VERSION/bin/coredns}"
 DEBIAN_MIRRORS=(
   "deb http://deb.debian.org/debian bookworm main"

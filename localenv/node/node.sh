@@ -44,6 +44,10 @@ CLUSTER_DOMAIN="${CLUSTER_DOMAIN:-cluster.local}"
 BRIDGE="pa-cni0"
 FWD_CHAIN="PGAPPS-NODE-FWD"
 CONTAINERD_SOCK="$STATE/containerd/containerd.sock"
+# A unix socket path has at most 107 bytes (and containerd adds ".ttrpc"): a deep clone uses /run instead.
+if ((${#CONTAINERD_SOCK} > 95)); then
+  CONTAINERD_SOCK="/run/postgres-apps-$(printf '%s' "$REPO" | sha256sum | cut -c1-12)/containerd.sock"
+fi
 KUBECONFIG_ADMIN="$KUBE/admin.kubeconfig"
 KUBECONFIG_KUBELET="$KUBE/kubelet.kubeconfig"
 KUBECONFIG_PROXY="$KUBE/kube-proxy.kubeconfig"
@@ -181,7 +185,7 @@ prepare_host() {
 
 # ---------------------------------------------------------------- containerd
 write_containerd_config() {
-  mkdir -p "$STATE/containerd" "$STATE/cni/net.d" "$STATE/cni/ipam"
+  mkdir -p "$STATE/containerd" "$STATE/cni/net.d" "$STATE/cni/ipam" "$(dirname "$CONTAINERD_SOCK")"
   cat >"$STATE/containerd/config.toml" <<EOF
 # Written by localenv/node/node.sh: a project-owned containerd (nothing under /var/lib/containerd).
 version = 2
@@ -654,15 +658,19 @@ remove_kubepods_cgroups() {
 }
 
 # ---------------------------------------------------------------- commands
+ensure_images() {
+  # The CoreDNS image packs the binary localenv/k8s/build.sh makes (cached: a no-op once built).
+  [[ -x "$CACHE/coredns-v$COREDNS_VERSION/bin/coredns" ]] || "$REPO/localenv/k8s/build.sh" coredns
+  CONTAINERD_ADDRESS="$CONTAINERD_SOCK" "$REPO/localenv/images/build.sh" all
+}
+
 cmd_up() {
   local start=$SECONDS
   ensure_packages
   check_control_plane
   prepare_host
   start_containerd
-  # The CoreDNS image packs the binary localenv/k8s/build.sh makes (cached: a no-op once built).
-  [[ -x "$CACHE/coredns-v$COREDNS_VERSION/bin/coredns" ]] || "$REPO/localenv/k8s/build.sh" coredns
-  "$REPO/localenv/images/build.sh" all
+  ensure_images
   start_kubelet
   start_kube_proxy
   wait_for "node $NODE_NAME Ready" 120 node_ready || fail_with_log kubelet "node $NODE_NAME is not Ready"
@@ -721,7 +729,7 @@ case "${1:-}" in
     ensure_packages
     prepare_host
     start_containerd
-    "$REPO/localenv/images/build.sh" all pause psql-client postgresql
+    ensure_images
     ;;
   down) cmd_down ;;
   status) cmd_status ;;
