@@ -69,7 +69,7 @@ pid_of() { # name → pid if running
   local f="$PIDS/$1.pid" pid
   [[ -s "$f" ]] || return 1
   pid="$(cat "$f")"
-  kill -0 "$pid" 2>/dev/null || return 1
+  alive "$pid" || return 1
   # Guard against pid reuse: the process must be the binary we started.
   grep -qa -- "$1" "/proc/$pid/cmdline" 2>/dev/null || return 1
   echo "$pid"
@@ -86,6 +86,12 @@ start_bg() { # name binary args...
   echo $! >"$PIDS/$name.pid"
 }
 
+alive() { # pid: running and not a zombie (PID 1 here may be slow to reap orphans)
+  local state
+  state="$(awk '{print $3}' "/proc/$1/stat" 2>/dev/null)" || return 1
+  [[ -n "$state" && "$state" != Z ]]
+}
+
 stop_proc() { # name [timeout_s]
   local name="$1" timeout="${2:-20}" pid i
   pid="$(pid_of "$name")" || {
@@ -94,10 +100,10 @@ stop_proc() { # name [timeout_s]
   }
   kill -TERM "$pid" 2>/dev/null || true
   for ((i = 0; i < timeout * 10; i++)); do
-    kill -0 "$pid" 2>/dev/null || break
+    alive "$pid" || break
     sleep 0.1
   done
-  if kill -0 "$pid" 2>/dev/null; then
+  if alive "$pid"; then
     log "$name (pid $pid) did not stop in ${timeout}s: SIGKILL"
     kill -KILL "$pid" 2>/dev/null || true
     sleep 0.2
@@ -658,6 +664,23 @@ remove_kubepods_cgroups() {
 }
 
 # ---------------------------------------------------------------- commands
+# Before a fresh start (nothing of ours running): leftovers of a run that never got its `down` (a
+# session or CI run that was killed, possibly from another clone) would break this one: pod network
+# namespaces that keep stale veths (and their IPs) on the bridge, portmap DNAT rules that still send
+# 127.0.0.1:15432 to a dead pod's IP, mounts under .state/node.
+preclean_host() {
+  if pid_of containerd >/dev/null || pid_of kubelet >/dev/null; then return 0; fi
+  local other
+  other="$(pgrep -x kubelet | head -n1 || true)"
+  [[ -z "$other" ]] || die "a kubelet this clone did not start runs on this machine (pid $other, $(readlink "/proc/$other/cwd" 2>/dev/null)): stop it first (its clone's localenv/cluster.sh down); two nodes cannot share the node name, ports and bridge"
+  if ip link show "$BRIDGE" >/dev/null 2>&1 || ls /run/netns/cni-* >/dev/null 2>&1 ||
+    iptables -w -t nat -S 2>/dev/null | grep -q '^-N CNI-'; then
+    log "removing leftovers of a previous run that was not stopped with 'down'"
+  fi
+  unmount_state
+  cleanup_network
+}
+
 ensure_images() {
   # The CoreDNS image packs the binary localenv/k8s/build.sh makes (cached: a no-op once built).
   [[ -x "$CACHE/coredns-v$COREDNS_VERSION/bin/coredns" ]] || "$REPO/localenv/k8s/build.sh" coredns
@@ -668,6 +691,7 @@ cmd_up() {
   local start=$SECONDS
   ensure_packages
   check_control_plane
+  preclean_host
   prepare_host
   start_containerd
   ensure_images
