@@ -469,6 +469,13 @@ cmd_check() {
   trap "'$kubectl_bin' --kubeconfig '$admin_kubeconfig' delete namespace '$ns' --wait=false >/dev/null 2>&1 || true" EXIT
   kc label namespace "$ns" pod-security.kubernetes.io/enforce=restricted \
     pod-security.kubernetes.io/enforce-version=latest >/dev/null
+  # The serviceaccount controller creates 'default' in a new namespace; until then the ServiceAccount
+  # admission plugin rejects every Pod (which would hide what PodSecurity does).
+  local deadline=$((SECONDS + 30))
+  until kc -n "$ns" get serviceaccount default >/dev/null 2>&1; do
+    ((SECONDS < deadline)) || die "check: ServiceAccount 'default' not created in $ns (serviceaccount controller)"
+    sleep 0.5
+  done
   if out="$(kc -n "$ns" apply -f - 2>&1 <<EOF
 apiVersion: v1
 kind: Pod
@@ -484,13 +491,8 @@ EOF
   fi
   grep -q 'violates PodSecurity "restricted' <<<"$out" || die "check: privileged Pod rejected, but not by PodSecurity: $out"
   echo "check: privileged Pod rejected by PodSecurity admission: ${out:0:160}..."
-  # ServiceAccount admission + the token controller: 'default' SA appears in a new namespace,
-  # a TokenRequest token is issued, and a legacy token Secret gets filled by the controller.
-  local deadline=$((SECONDS + 30))
-  until kc -n "$ns" get serviceaccount default >/dev/null 2>&1; do
-    ((SECONDS < deadline)) || die "check: ServiceAccount 'default' not created in $ns (serviceaccount controller)"
-    sleep 0.5
-  done
+  # A TokenRequest token is issued for 'default', and a legacy token Secret gets filled by the
+  # token controller (controller manager, SA signing key).
   sa_token="$(kc -n "$ns" create token default --duration=10m)"
   [[ "$sa_token" == *.*.* ]] || die "check: TokenRequest returned no JWT"
   # A kubeconfig without the admin client certificate, so the token alone authenticates.
