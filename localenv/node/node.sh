@@ -523,6 +523,9 @@ apply_coredns() {
   # A normal pod (pod network, in-cluster config through the `kubernetes` Service, which the control
   # plane forwards from its host address to the API server).
   sed "s|\${COREDNS_VERSION}|$COREDNS_VERSION|g" "$HERE/coredns.yaml" | k apply -f - >/dev/null
+}
+
+wait_coredns() {
   k -n kube-system rollout status deployment/coredns --timeout=120s >/dev/null ||
     {
       k -n kube-system get pods -l k8s-app=kube-dns -o wide >&2 || true
@@ -703,9 +706,11 @@ cmd_up() {
   apply_node_rbac
   ensure_node_name_resolves
   apply_coredns
+  # PostgreSQL starts while CoreDNS does.
+  "$HERE/postgres.sh" up
+  wait_coredns
   wait_for "cluster DNS on $CLUSTER_DNS" 60 dns_answers || die "CoreDNS does not answer on $CLUSTER_DNS"
   log "CoreDNS ready on $CLUSTER_DNS"
-  "$HERE/postgres.sh" up
   log "node up in $((SECONDS - start)) s"
 }
 
