@@ -702,6 +702,11 @@ cmd_up() {
   start_kube_proxy
   wait_for "node $NODE_NAME Ready" 120 node_ready || fail_with_log kubelet "node $NODE_NAME is not Ready"
   k uncordon "$NODE_NAME" >/dev/null
+  local allocated
+  allocated="$(k get node "$NODE_NAME" -o jsonpath='{.spec.podCIDR}')"
+  if [[ -n "$allocated" && "$allocated" != "$POD_CIDR" ]]; then
+    log "WARNING: the controller-manager gave the node podCIDR $allocated; the CNI bridge uses $POD_CIDR"
+  fi
   log "node $NODE_NAME Ready"
   apply_node_rbac
   ensure_node_name_resolves
