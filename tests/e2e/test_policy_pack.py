@@ -1,0 +1,87 @@
+"""The policy pack on the real engine: the clean program passes, an unsafe change is blocked.
+
+`pulumi preview --policy-pack policies` runs the pack exactly as the pull-request workflow does.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pulumi import automation as auto
+
+from tests.e2e.harness import REPO, ProjectStack, base_config, new_stack
+
+NAMESPACE = "e2e-policy"
+APPS: list[dict[str, Any]] = [{"name": "e2e-pol-a"}, {"name": "e2e-pol-b", "profile": "n8n"}]
+
+
+def pack_config(tmp: Path, **overrides: Any) -> str:
+    """The repo's policy config, with this stack's apps namespace and the given overrides."""
+    cfg: dict[str, Any] = json.loads((REPO / "policies/config.json").read_text())
+    cfg["credentials-secret-placement"]["appNamespaces"] = [NAMESPACE]
+    cfg["apps-namespace-pod-security"]["appNamespaces"] = [NAMESPACE]
+    for policy, values in overrides.items():
+        cfg[policy] = {**cfg.get(policy, {}), **values}
+    path = tmp / f"policy-config-{len(list(tmp.glob('policy-config-*')))}.json"
+    path.write_text(json.dumps(cfg))
+    return str(path)
+
+
+def stack_config(apps: list[dict[str, Any]]) -> dict[str, Any]:
+    cfg = base_config(apps, mode="direct")
+    cfg["postgres-apps:appsNamespace"] = NAMESPACE
+    cfg["postgres-apps:verification"]["enabled"] = False
+    return cfg
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ProjectStack, Path]]:
+    tmp = tmp_path_factory.mktemp("policy")
+    s = new_stack(tmp, "e2e-policy")
+    yield s, tmp
+    s.stack.workspace.remove_stack(s.name)
+
+
+def preview_with_pack(s: ProjectStack, config_file: str) -> str:
+    lines: list[str] = []
+    s.stack.preview(
+        policy_packs=[str(REPO / "policies")],
+        policy_pack_configs=[config_file],
+        on_output=lines.append,
+        color="never",
+    )
+    return "".join(lines)
+
+
+def test_clean_program_passes_the_pack(stack: tuple[ProjectStack, Path]) -> None:
+    s, tmp = stack
+    s.write_config(stack_config(APPS))
+    out = preview_with_pack(s, pack_config(tmp))
+    assert "postgres-apps" in out  # the pack ran
+    assert "mandatory" not in out.lower()
+
+
+def test_an_unacknowledged_drop_opt_in_is_blocked(stack: tuple[ProjectStack, Path]) -> None:
+    s, tmp = stack
+    s.write_config(stack_config([APPS[0], {**APPS[1], "deletion": "drop"}]))
+    with pytest.raises(auto.CommandError) as err:
+        preview_with_pack(s, pack_config(tmp))
+    text = str(err.value)
+    assert "database-protected" in text
+    assert "e2e-pol-b" in text or "e2e_pol_b" in text
+
+
+def test_credentials_outside_the_app_namespaces_are_blocked(
+    stack: tuple[ProjectStack, Path],
+) -> None:
+    s, tmp = stack
+    s.write_config(stack_config(APPS))
+    with pytest.raises(auto.CommandError) as err:
+        preview_with_pack(
+            s, pack_config(tmp, **{"credentials-secret-placement": {"appNamespaces": ["apps"]}})
+        )
+    assert "credentials-secret-placement" in str(err.value)
