@@ -261,9 +261,10 @@ def restart_postgres() -> str:
         assert up.returncode == 0, up.stderr
         how = "postgres-host.sh down/up"
     else:
-        kubectl(
-            "delete", "pod", "-n", "data", "-l", "app.kubernetes.io/name=postgresql", "--wait=false"
-        )
+        selector = "app.kubernetes.io/name=postgresql"
+        before = kubectl("get", "pods", "-n", "data", "-l", selector, "-o", "name").stdout.split()
+        assert before, "no in-cluster PostgreSQL pod found"
+        kubectl("delete", "pod", "-n", "data", "-l", selector, "--wait=true", "--timeout=120s")
         up = _script("localenv/node/postgres.sh", "up")
         assert up.returncode == 0, up.stderr
         how = "in-cluster pod deleted, node/postgres.sh up"
