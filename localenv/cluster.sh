@@ -81,9 +81,10 @@ ensure_host_ip() {
 # ---------------------------------------------------------------------------------------------
 # Certificates and kubeconfigs (made once; `down --purge` removes them)
 
-# issue NAME SUBJECT [SAN] : key + cert signed by the cluster CA, clientAuth/serverAuth per SAN presence.
+# issue NAME SUBJECT [SAN] [CA] : key + cert signed by CA (default: the cluster CA), clientAuth, plus
+# serverAuth when SANs are given.
 issue() {
-  local name="$1" subj="$2" san="${3:-}" ext
+  local name="$1" subj="$2" san="${3:-}" ca="${4:-ca}" ext
   [[ -s "$pki/$name.crt" && -s "$pki/$name.key" ]] && return 0
   ext="$(mktemp)"
   {
@@ -98,7 +99,7 @@ issue() {
   } >"$ext"
   openssl req -new -newkey rsa:2048 -nodes -keyout "$pki/$name.key" -subj "$subj" \
     -out "$pki/$name.csr" 2>/dev/null
-  openssl x509 -req -in "$pki/$name.csr" -CA "$pki/ca.crt" -CAkey "$pki/ca.key" -CAcreateserial \
+  openssl x509 -req -in "$pki/$name.csr" -CA "$pki/$ca.crt" -CAkey "$pki/$ca.key" -CAcreateserial \
     -days 3650 -sha256 -extfile "$ext" -out "$pki/$name.crt" 2>/dev/null
   rm -f "$pki/$name.csr" "$ext"
   chmod 600 "$pki/$name.key"
@@ -124,14 +125,17 @@ kubeconfig() {
 ensure_pki() {
   mkdir -p "$pki"
   chmod 700 "$pki"
-  if [[ ! -s "$pki/ca.crt" ]]; then
-    log "creating cluster CA and certificates in $pki"
-    openssl req -x509 -new -newkey rsa:2048 -nodes -keyout "$pki/ca.key" -sha256 -days 3650 \
-      -subj "/CN=postgres-apps-local-ca" \
+  local ca
+  # The cluster CA, and the front-proxy CA of the aggregation layer (request-header authentication).
+  for ca in ca front-proxy-ca; do
+    [[ -s "$pki/$ca.crt" ]] && continue
+    log "creating $ca and certificates in $pki"
+    openssl req -x509 -new -newkey rsa:2048 -nodes -keyout "$pki/$ca.key" -sha256 -days 3650 \
+      -subj "/CN=postgres-apps-local-$ca" \
       -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign,cRLSign,digitalSignature" \
-      -out "$pki/ca.crt" 2>/dev/null
-    chmod 600 "$pki/ca.key"
-  fi
+      -out "$pki/$ca.crt" 2>/dev/null
+    chmod 600 "$pki/$ca.key"
+  done
   if [[ ! -s "$pki/sa.key" ]]; then
     openssl genrsa -out "$pki/sa.key" 2048 2>/dev/null
     openssl rsa -in "$pki/sa.key" -pubout -out "$pki/sa.pub" 2>/dev/null
@@ -141,6 +145,7 @@ ensure_pki() {
   issue apiserver "/CN=kube-apiserver" "IP:127.0.0.1,IP:$first_service_ip,IP:$host_ip,DNS:localhost,$svc_san"
   issue apiserver-kubelet-client "/O=system:masters/CN=kube-apiserver-kubelet-client"
   issue admin "/O=system:masters/CN=postgres-apps-admin"
+  issue front-proxy-client "/CN=front-proxy-client" "" front-proxy-ca
   issue controller-manager "/CN=system:kube-controller-manager"
   issue scheduler "/CN=system:kube-scheduler"
   issue kube-proxy "/CN=system:kube-proxy"
@@ -217,6 +222,11 @@ component_args() {
         --service-account-issuer="https://kubernetes.default.svc.$cluster_domain" \
         --service-account-key-file="$pki/sa.pub" --service-account-signing-key-file="$pki/sa.key" \
         --kubelet-preferred-address-types=InternalIP,ExternalIP,Hostname \
+        --requestheader-client-ca-file="$pki/front-proxy-ca.crt" \
+        --requestheader-allowed-names=front-proxy-client \
+        --requestheader-username-headers=X-Remote-User --requestheader-group-headers=X-Remote-Group \
+        --requestheader-extra-headers-prefix=X-Remote-Extra- \
+        --proxy-client-cert-file="$pki/front-proxy-client.crt" --proxy-client-key-file="$pki/front-proxy-client.key" \
         --authorization-mode=Node,RBAC \
         --enable-admission-plugins=NodeRestriction \
         --allow-privileged=true \
