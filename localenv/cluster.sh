@@ -501,6 +501,20 @@ EOF
   fi
   grep -q 'violates PodSecurity "restricted' <<<"$out" || die "check: privileged Pod rejected, but not by PodSecurity: $out"
   echo "check: privileged Pod rejected by PodSecurity admission: ${out:0:160}..."
+  # ...while a Pod that meets 'restricted' passes every admission plugin (server-side dry run).
+  out="$(kc -n "$ns" apply --dry-run=server -f - 2>&1 <<EOF
+apiVersion: v1
+kind: Pod
+metadata: {name: restricted}
+spec:
+  securityContext: {runAsNonRoot: true, runAsUser: 1000, seccompProfile: {type: RuntimeDefault}}
+  containers:
+    - name: c
+      image: docker.io/library/busybox:1.36
+      securityContext: {allowPrivilegeEscalation: false, capabilities: {drop: [ALL]}}
+EOF
+  )" || die "check: a Pod that meets 'restricted' was rejected: $out"
+  echo "check: a Pod meeting 'restricted' is admitted (server-side dry run)"
   # A TokenRequest token is issued for 'default', and a legacy token Secret gets filled by the
   # token controller (controller manager, SA signing key).
   sa_token="$(kc -n "$ns" create token default --duration=10m)"
