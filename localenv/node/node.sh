@@ -10,6 +10,8 @@
 #                                  leftover mounts and sysctl changes; keeps images and data for the next up
 #   localenv/node/node.sh status   one line per component
 #   localenv/node/node.sh runtime  only containerd + the images (no control plane needed)
+#   localenv/node/node.sh clean    remove leftovers of a run killed without `down` (stale portmap DNAT
+#                                  for 127.0.0.1:15432, pod netns/veths, the bridge, mounts)
 #
 # Facts behind the settings: shared/notes/node-facts.md (cgroup v1 + cgroupfs, no CAP_SYS_RESOURCE →
 # restrict_oom_score_adj + --oom-score-adj=0, no IPVS, no dummy links) and docs/local-node.md.
@@ -758,6 +760,13 @@ cmd_status() {
 
 case "${1:-}" in
   up) cmd_up ;;
+  clean)
+    # Leftovers of a run that was killed without `down` (safe when nothing runs; CI can call it first).
+    if pid_of containerd >/dev/null || pid_of kubelet >/dev/null; then die "the node is running: use down"; fi
+    preclean_host
+    remove_hosts_entry
+    log "no node leftovers on this machine"
+    ;;
   runtime)
     # Only the container runtime and the images (no control plane needed): pre-warms a cold start.
     ensure_packages
@@ -768,7 +777,7 @@ case "${1:-}" in
   down) cmd_down ;;
   status) cmd_status ;;
   *)
-    echo "usage: $0 up|down|status|runtime" >&2
+    echo "usage: $0 up|down|status|runtime|clean" >&2
     exit 2
     ;;
 esac
