@@ -92,6 +92,9 @@ class PodProbeSpec:
     run_as_user: int = 70
     """70 is the postgres user of the official postgres:*-alpine images."""
     labels: dict[str, str] = field(default_factory=dict)
+    cpu_request: str = "10m"
+    cpu_limit: str = "250m"
+    """A tight CPU limit throttles psql's start-up (CFS periods of 100 ms) into the connect time."""
 
 
 def probe_script() -> str:
@@ -184,8 +187,16 @@ def build_pod_manifest(spec: PodProbeSpec, name: str, script: str) -> dict[str, 
                         "seccompProfile": {"type": "RuntimeDefault"},
                     },
                     "resources": {
-                        "requests": {"cpu": "10m", "memory": "16Mi", "ephemeral-storage": "1Mi"},
-                        "limits": {"cpu": "250m", "memory": "64Mi", "ephemeral-storage": "32Mi"},
+                        "requests": {
+                            "cpu": spec.cpu_request,
+                            "memory": "16Mi",
+                            "ephemeral-storage": "1Mi",
+                        },
+                        "limits": {
+                            "cpu": spec.cpu_limit,
+                            "memory": "64Mi",
+                            "ephemeral-storage": "32Mi",
+                        },
                     },
                     "volumeMounts": [{"name": "tmp", "mountPath": TMP_DIR}],
                 }
