@@ -3,6 +3,7 @@ message naming its config key; every problem is reported at once."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -452,3 +453,27 @@ def test_stack_file_local() -> None:
     assert s.verification.mode == "direct"
     assert s.verification.image == "docker.io/postgres-apps/psql-client:15-bookworm"
     assert s.verification.image_pull_policy == "Never"
+
+
+def test_raw_config_also_reads_the_pulumi_config_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Older hosts hand config over in PULUMI_CONFIG; explicit config wins over it."""
+    from components.config import raw_config  # noqa: PLC0415
+
+    monkeypatch.setenv(
+        "PULUMI_CONFIG",
+        json.dumps(
+            {
+                "postgres-apps:apps": json.dumps(["from-env"]),
+                "postgres-apps:appsNamespace": "env-ns",
+                "postgres-apps:adminPassword": "never-parsed",
+                "other:key": "ignored",
+            }
+        ),
+    )
+    seen: list[dict[str, object]] = []
+    run_under_mocks(
+        lambda: seen.append(raw_config()), ProgramMocks(), {"appsNamespace": "explicit"}
+    )
+    assert seen == [{"apps": ["from-env"], "appsNamespace": "explicit"}]
