@@ -675,8 +675,10 @@ remove_kubepods_cgroups() {
 # 127.0.0.1:15432 to a dead pod's IP, mounts under .state/node.
 preclean_host() {
   if pid_of containerd >/dev/null || pid_of kubelet >/dev/null; then return 0; fi
-  local other
-  other="$(pgrep -x kubelet | head -n1 || true)"
+  local other="" pid
+  for pid in $(pgrep -x kubelet || true); do
+    if alive "$pid"; then other="$pid"; fi
+  done
   [[ -z "$other" ]] || die "a kubelet this clone did not start runs on this machine (pid $other, $(readlink "/proc/$other/cwd" 2>/dev/null)): stop it first (its clone's localenv/cluster.sh down); two nodes cannot share the node name, ports and bridge"
   if ip link show "$BRIDGE" >/dev/null 2>&1 || ls /run/netns/cni-* >/dev/null 2>&1 ||
     iptables -w -t nat -S 2>/dev/null | grep -q '^-N CNI-'; then
