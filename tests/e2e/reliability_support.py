@@ -276,22 +276,32 @@ APISERVER_PID = REPO / ".state/cluster/pids/kube-apiserver.pid"
 
 
 def stop_apiserver() -> int:
-    """SIGTERM the kube-apiserver started by localenv/cluster.sh; return its pid."""
+    """Kill the kube-apiserver started by localenv/cluster.sh (SIGKILL: a crash, and no 60 s
+    graceful shutdown); return its pid."""
     pid = int(APISERVER_PID.read_text().strip())
     cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
     assert "kube-apiserver" in cmdline, f"pid {pid} is not the kube-apiserver: {cmdline!r}"
-    os.kill(pid, signal.SIGTERM)
+    os.kill(pid, signal.SIGKILL)
     deadline = time.monotonic() + 30
-    while time.monotonic() < deadline and Path(f"/proc/{pid}").exists():
-        time.sleep(0.2)
-    if Path(f"/proc/{pid}").exists():
-        os.kill(pid, signal.SIGKILL)
+    while time.monotonic() < deadline and Path(f"/proc/{pid}/cmdline").exists():
+        if not Path(f"/proc/{pid}/cmdline").read_bytes():  # a zombie until its parent reaps it
+            break
+        time.sleep(0.1)
     return pid
 
 
 def start_apiserver() -> None:
-    """`localenv/cluster.sh up`: starts what is not running and waits for /readyz."""
-    up = _script("localenv/cluster.sh", "up", timeout=600)
+    """`localenv/cluster.sh up` (control plane only: the node keeps running) starts what is not
+    running and waits for /readyz."""
+    env = {**os.environ, "POSTGRES_APPS_NODE": "0"}
+    up = subprocess.run(
+        [str(REPO / "localenv/cluster.sh"), "up"],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=600,
+        env=env,
+    )
     assert up.returncode == 0, up.stderr[-3000:]
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
