@@ -135,14 +135,15 @@ fail_with_log() { # component message
 # ---------------------------------------------------------------- host preparation
 ensure_packages() {
   local missing=() c
-  for c in containerd runc ctr iptables iptables-restore conntrack umoci mmdebstrap gcc; do
+  for c in containerd runc ctr iptables iptables-restore conntrack umoci mmdebstrap gcc curl openssl python3; do
     command -v "$c" >/dev/null 2>&1 || missing+=("$c")
   done
   [[ -x /usr/lib/cni/bridge && -x /usr/lib/cni/host-local && -x /usr/lib/cni/portmap && -x /usr/lib/cni/loopback ]] ||
     missing+=(cni-plugins)
   ((${#missing[@]} == 0)) && return 0
   log "installing Debian packages (missing: ${missing[*]})"
-  local pkgs=(containerd runc containernetworking-plugins iptables conntrack umoci skopeo mmdebstrap gcc libc6-dev)
+  local pkgs=(containerd runc containernetworking-plugins iptables conntrack umoci skopeo mmdebstrap gcc libc6-dev
+    curl openssl python3)
   export DEBIAN_FRONTEND=noninteractive
   apt-get install -y -qq "${pkgs[@]}" >/dev/null 2>&1 ||
     { apt-get update -qq && apt-get install -y -qq "${pkgs[@]}" >/dev/null; }
