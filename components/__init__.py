@@ -1,1 +1,1 @@
-"""Reusable Pulumi components of postgres-apps (config, namespace, admin access, app database, verification)."""
+"""Reusable Pulumi components: config, namespace, admin access, app database, verification."""

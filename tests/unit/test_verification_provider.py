@@ -14,7 +14,6 @@ from typing import Any
 
 import pulumi
 import pytest
-from conftest import CHECK_TYPE, ProgramMocks, is_secret, run_under_mocks, unwrap
 from pulumi.dynamic.dynamic import serialize_provider
 
 import components.verification.pod as pod_module
@@ -31,6 +30,7 @@ from components.verification.provider import (
     run_check,
 )
 from components.verification.resource import build_props
+from tests.unit.conftest import CHECK_TYPE, ProgramMocks, is_secret, run_under_mocks, unwrap
 
 REPO = Path(__file__).resolve().parents[2]
 PASSWORD = "Generated-n8n-Pw-0123456789abcdefghij"
