@@ -14,7 +14,8 @@ tier="${1:-all}"
 step() { printf '\n==> %s\n' "$*"; }
 die() { printf '\nFAILED: %s\n' "$*" >&2; exit 1; }
 
-step "Python environment"
+step "Debian packages and Python environment"
+./localenv/packages.sh || die "could not install the Debian packages the tests need"
 ./localenv/venv.sh || die "could not create .venv (see pip output above)"
 
 run_lint() {

@@ -13,7 +13,8 @@ stack="${STACK:-local}"
 step() { printf '\n==> %s\n' "$*"; }
 die() { printf '\nFAILED: %s\n' "$*" >&2; exit 1; }
 
-step "Python environment"
+step "Debian packages and Python environment"
+./localenv/packages.sh || die "could not install the Debian packages the tests need"
 ./localenv/venv.sh || die "could not create .venv"
 step "Pulumi toolchain"
 ./localenv/toolchain.sh || die "the Pulumi toolchain could not be built or found"
