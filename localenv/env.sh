@@ -22,7 +22,7 @@ export POSTGRES_APPS_ROOT
 unset _pa_env_file
 
 set -a
-# shellcheck source=localenv/versions.env
+# shellcheck source=localenv/versions.env disable=SC1091
 . "$POSTGRES_APPS_ROOT/localenv/versions.env"
 set +a
 

@@ -46,15 +46,14 @@ export CGO_ENABLED=0
 LOG=""
 STEP="start"
 open_log() {
-  if [[ -z "$LOG" ]]; then
+  if [[ -z "$LOG" && $CHECK == 0 ]]; then
     mkdir -p "$REPO/.state/logs"
     LOG="$REPO/.state/logs/toolchain-$(date -u +%Y%m%dT%H%M%SZ)-$$.log"
-    : >"$LOG"
   fi
 }
 log() {
   open_log
-  printf '%s %s\n' "$(date -u +%H:%M:%S)" "$*" >>"$LOG"
+  if [[ -n "$LOG" ]]; then printf '%s %s\n' "$(date -u +%H:%M:%S)" "$*" >>"$LOG"; fi
 }
 say() {
   echo "toolchain: $*"
@@ -101,6 +100,7 @@ cache_ok() {
 commit_entry() {
   local tmp="$1" dir="$2" fp="$3"
   echo "$fp" >"$tmp/.complete"
+  chmod 755 "$tmp"
   if [[ -e "$dir" ]]; then
     rm -rf "$dir.old"
     mv "$dir" "$dir.old"
@@ -306,6 +306,15 @@ build_postgresql() { build_provider_local postgresql "$1" "$2"; }
 
 # ---------------------------------------------------------------- main
 open_log
+if [[ $CHECK == 0 ]]; then
+  # One build at a time per cache (other clones, CI and make targets may run this concurrently).
+  mkdir -p "$CACHE"
+  exec 9>"$CACHE/.pulumi-toolchain.lock"
+  if ! flock -n 9; then
+    say "waiting for another toolchain.sh run to finish (lock $CACHE/.pulumi-toolchain.lock)"
+    flock 9
+  fi
+fi
 if ! command -v go >/dev/null && [[ $CHECK == 0 ]]; then
   # Only needed when something must be built; checked lazily below by the go calls themselves.
   say "warning: no go on PATH; only already installed or cached pieces can be used"

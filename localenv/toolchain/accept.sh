@@ -7,19 +7,26 @@
 #      and the kubernetes plugin loads (preview of a Namespace against an unreachable API server);
 #   3. with --postgres HOST:PORT (admin password in $PGPASSWORD, user $PGUSER or postgres): a
 #      postgresql Provider, Role, Database, Grant (REVOKE ALL ON DATABASE FROM PUBLIC) and Extension are
-#      created, checked with psql, updated and destroyed.
+#      created, checked with psql, updated and destroyed;
+#   4. with --kube: a ConfigMap is created in namespace default of $KUBECONFIG's cluster (env.sh
+#      points it at the local cluster), read back with kubectl, and destroyed.
 # Prints "N passed, N failed" and exits non-zero on any failure. The stack is removed at the end.
 set -euo pipefail
 
 PG=""
+KUBE=0
 while (($#)); do
   case "$1" in
     --postgres)
       PG="$2"
       shift 2
       ;;
+    --kube)
+      KUBE=1
+      shift
+      ;;
     *)
-      echo "usage: $0 [--postgres HOST:PORT]" >&2
+      echo "usage: $0 [--postgres HOST:PORT] [--kube]" >&2
       exit 2
       ;;
   esac
@@ -255,6 +262,31 @@ EOF
     ok "postgresql: destroy drops the database and the role"
   else
     ko "postgresql: destroy failed:"$'\n'"$(tail -20 "$work/pg-destroy.log")"
+  fi
+fi
+
+# 4. kubernetes, for real
+if ((KUBE)); then
+  cm="toolchain-accept-$$"
+  cat >"$work/proj/__main__.py" <<PY
+import pulumi
+import pulumi_kubernetes as k8s
+
+cm = k8s.core.v1.ConfigMap("cm", metadata={"name": "$cm", "namespace": "default"}, data={"who": "toolchain"})
+pulumi.export("uid", cm.metadata.uid)
+PY
+  if pulumi up --yes --skip-preview --stack "$stack" >"$work/k8s-up.log" 2>&1; then
+    ok "kubernetes: pulumi up (ConfigMap default/$cm)"
+  else
+    ko "kubernetes: pulumi up failed:"$'\n'"$(tail -20 "$work/k8s-up.log")"
+  fi
+  expect_eq "kubernetes: kubectl reads the ConfigMap back" "toolchain" \
+    "$(kubectl get configmap -n default "$cm" -o jsonpath='{.data.who}' 2>&1)"
+  if pulumi destroy --yes --stack "$stack" >"$work/k8s-destroy.log" 2>&1 &&
+    ! kubectl get configmap -n default "$cm" >/dev/null 2>&1; then
+    ok "kubernetes: destroy deletes the ConfigMap"
+  else
+    ko "kubernetes: destroy failed:"$'\n'"$(tail -20 "$work/k8s-destroy.log")"
   fi
 fi
 
