@@ -14,7 +14,7 @@
 #   --check    say what is missing and exit 1 if anything is; builds and installs nothing.
 #   --verbose  also echo the build log to the terminal.
 # Logs: <repo>/.state/logs/toolchain-<time>.log
-set -euo pipefail
+set -Eeuo pipefail
 
 CHECK=0
 VERBOSE=0
@@ -61,10 +61,14 @@ say() {
 }
 on_error() {
   local rc=$?
+  trap - ERR
+  # In a subshell: let the main shell report, once.
+  if [[ "$BASHPID" != "$$" ]]; then exit "$rc"; fi
+  rm -rf "$CACHE"/.build-*-"$$"-* 2>/dev/null || true
   echo "toolchain: FAILED at step: $STEP (exit $rc)" >&2
   if [[ -n "$LOG" && -s "$LOG" ]]; then
     echo "toolchain: last lines of $LOG:" >&2
-    tail -n 30 "$LOG" >&2
+    tail -n 25 "$LOG" >&2
   fi
   exit "$rc"
 }
@@ -111,19 +115,20 @@ commit_entry() {
 
 new_tmp() {
   mkdir -p "$CACHE"
-  mktemp -d "$CACHE/.build-$1-XXXXXX"
+  mktemp -d "$CACHE/.build-$1-$$-XXXXXX"
 }
 
-# timed_build OUT METRICS -- go build args... : go build with wall time, peak RSS and size recorded.
+# timed_build DIR OUT METRICS -- go build args... : go build in module DIR, with wall time, peak RSS
+# and size recorded.
 timed_build() {
-  local out="$1" metrics="$2"
-  shift 3
+  local dir="$1" out="$2" metrics="$3"
+  shift 4
   local tfile start end
-  tfile="$(mktemp)"
+  tfile="$(dirname "$out")/../.time-$(basename "$out")"
   start=$(date +%s)
   STEP="go build $(basename "$out")"
   say "building $(basename "$out") (log: $LOG)"
-  run /usr/bin/time -v -o "$tfile" go build -p 2 -trimpath -tags "$GO_TAGS" -o "$out" "$@"
+  run /usr/bin/time -v -o "$tfile" go -C "$dir" build -p 2 -trimpath -tags "$GO_TAGS" -o "$out" "$@"
   end=$(date +%s)
   cat "$tfile" >>"$LOG"
   local rss
@@ -176,11 +181,11 @@ build_cli() {
   metrics="$tmp/build-metrics.txt"
   STEP="download github.com/pulumi/pulumi/sdk/v3@v$PULUMI_VERSION"
   sdk="$(module_dir "github.com/pulumi/pulumi/sdk/v3@v$PULUMI_VERSION")"
-  (cd "$TOOLCHAIN_SRC/pulumi" && timed_build "$tmp/bin/pulumi" "$metrics" -- \
+  timed_build "$TOOLCHAIN_SRC/pulumi" "$tmp/bin/pulumi" "$metrics" -- \
     -ldflags "-s -w -X github.com/pulumi/pulumi/sdk/v3/go/common/version.Version=v$PULUMI_VERSION" \
-    github.com/pulumi/pulumi/pkg/v3/cmd/pulumi)
-  (cd "$TOOLCHAIN_SRC/pulumi-language-python" && timed_build "$tmp/bin/pulumi-language-python" "$metrics" -- \
-    -ldflags "-s -w -X main.version=$PULUMI_VERSION" .)
+    github.com/pulumi/pulumi/pkg/v3/cmd/pulumi
+  timed_build "$TOOLCHAIN_SRC/pulumi-language-python" "$tmp/bin/pulumi-language-python" "$metrics" -- \
+    -ldflags "-s -w -X main.version=$PULUMI_VERSION" .
   STEP="copy the Python scripts from the sdk/v3 module"
   install -m 0755 "$sdk/python/cmd/pulumi-language-python-exec" "$tmp/bin/pulumi-language-python-exec"
   install -m 0755 "$sdk/python/dist/pulumi-resource-pulumi-python" "$tmp/bin/pulumi-resource-pulumi-python"
@@ -228,25 +233,25 @@ build_provider_kubernetes() {
     cp -r "$dir" "$src.tmp"
     chmod -R u+w "$src.tmp"
     # provider/go.mod replaces sdk/v4 with ../sdk (not in the zip): require the same release instead.
-    (cd "$src.tmp" && go mod edit -dropreplace=github.com/pulumi/pulumi-kubernetes/sdk/v4 \
-      -require="github.com/pulumi/pulumi-kubernetes/sdk/v4@v$PULUMI_KUBERNETES_VERSION")
+    go -C "$src.tmp" mod edit -dropreplace=github.com/pulumi/pulumi-kubernetes/sdk/v4 \
+      -require="github.com/pulumi/pulumi-kubernetes/sdk/v4@v$PULUMI_KUBERNETES_VERSION"
     STEP="generate schema-embed.json / terraform-mapping-embed.json (go run generate.go)"
-    (cd "$src.tmp/cmd/pulumi-resource-kubernetes" &&
-      run env GOFLAGS=-mod=mod VERSION="$PULUMI_KUBERNETES_VERSION" go run generate.go)
+    run env GOFLAGS=-mod=mod VERSION="$PULUMI_KUBERNETES_VERSION" \
+      go -C "$src.tmp/cmd/pulumi-resource-kubernetes" run generate.go
     echo "$stamp" >"$src.tmp/.generated"
     mv "$src.tmp" "$src"
   fi
-  (cd "$wrap" && timed_build "$tmp/bin/pulumi-resource-kubernetes" "$metrics" -- \
+  timed_build "$wrap" "$tmp/bin/pulumi-resource-kubernetes" "$metrics" -- \
     -ldflags "-s -w -X github.com/pulumi/pulumi-kubernetes/provider/v4/pkg/version.Version=$PULUMI_KUBERNETES_VERSION" \
-    github.com/pulumi/pulumi-kubernetes/provider/v4/cmd/pulumi-resource-kubernetes)
+    github.com/pulumi/pulumi-kubernetes/provider/v4/cmd/pulumi-resource-kubernetes
 }
 
 # build_provider_local NAME TMP METRICS : this project's own provider (see docs/toolchain.md).
 build_provider_local() {
   local name="$1" tmp="$2" metrics="$3" ver_var
   ver_var="PULUMI_$(echo "$name" | tr '[:lower:]' '[:upper:]')_VERSION"
-  (cd "$TOOLCHAIN_SRC/pulumi-resource-$name" && timed_build "$tmp/bin/pulumi-resource-$name" "$metrics" -- \
-    -ldflags "-s -w -X main.version=${!ver_var}" .)
+  timed_build "$TOOLCHAIN_SRC/pulumi-resource-$name" "$tmp/bin/pulumi-resource-$name" "$metrics" -- \
+    -ldflags "-s -w -X main.version=${!ver_var}" .
 }
 
 provider_fp() {
@@ -314,6 +319,9 @@ if [[ $CHECK == 0 ]]; then
     say "waiting for another toolchain.sh run to finish (lock $CACHE/.pulumi-toolchain.lock)"
     flock 9
   fi
+  # Under the lock no other run is building: what is left of an interrupted build can go.
+  rm -rf "$CACHE"/.build-pulumi-* "$CACHE"/.build-kubernetes-* "$CACHE"/.build-random-* \
+    "$CACHE"/.build-postgresql-*
 fi
 if ! command -v go >/dev/null && [[ $CHECK == 0 ]]; then
   # Only needed when something must be built; checked lazily below by the go calls themselves.
@@ -321,13 +329,9 @@ if ! command -v go >/dev/null && [[ $CHECK == 0 ]]; then
 fi
 
 ensure_cli
-if [[ -n "$PULUMI_BIN" ]]; then
-  ensure_plugin kubernetes "$PULUMI_KUBERNETES_VERSION" build_kubernetes
-  ensure_plugin random "$PULUMI_RANDOM_VERSION" build_random
-  ensure_plugin postgresql "$PULUMI_POSTGRESQL_VERSION" build_postgresql
-else
-  MISSING+=("plugins kubernetes/random/postgresql (cannot check without a pulumi CLI)")
-fi
+ensure_plugin kubernetes "$PULUMI_KUBERNETES_VERSION" build_kubernetes
+ensure_plugin random "$PULUMI_RANDOM_VERSION" build_random
+ensure_plugin postgresql "$PULUMI_POSTGRESQL_VERSION" build_postgresql
 
 if ((${#MISSING[@]} > 0)); then
   echo "toolchain: missing:" >&2
