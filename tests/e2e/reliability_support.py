@@ -36,6 +36,7 @@ from tests.e2e.harness import (
     ADMIN_PORT,
     REPO,
     ProjectStack,
+    admin_connection,
     admin_password,
     base_config,
     kubectl,
@@ -49,6 +50,12 @@ SECRET_SIG = "4dabf18193072939515e22adb298388d"
 SHARED_ROLES = ("postgres",)
 SHARED_DATABASES = ("postgres", "template0", "template1")
 SHARED_NAMESPACES = ("data",)
+
+
+def admin_exec(sql: str, *params: object, dbname: str = "postgres") -> None:
+    """Run a statement that returns no rows (DDL, GRANT, ALTER) as the admin."""
+    with admin_connection(dbname) as conn:
+        conn.execute(sql, params or None)
 
 
 def role_of(app: str) -> str:

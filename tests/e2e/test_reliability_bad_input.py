@@ -26,6 +26,7 @@ from components.config import ConfigError, parse_settings
 from tests.e2e.harness import ProjectStack, kubectl, new_stack, query
 from tests.e2e.reliability_support import (
     World,
+    admin_exec,
     database_exists,
     delete_namespaces,
     login_error,
@@ -263,8 +264,8 @@ def shared(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ProjectStack]:
     finally:
         delete_namespaces(NAMESPACE, "rel-bi-fresh")
         for role in ("rel_bi_squat", "rel_bi_dbsquat"):
-            query(f"DROP DATABASE IF EXISTS {role}")
-            query(f"DROP ROLE IF EXISTS {role}")
+            admin_exec(f"DROP DATABASE IF EXISTS {role}")
+            admin_exec(f"DROP ROLE IF EXISTS {role}")
 
 
 @pytest.fixture(scope="module")
@@ -378,7 +379,9 @@ def test_wrong_admin_password_is_refused(shared: ProjectStack, baseline: World) 
 
 def test_unmanaged_role_with_the_apps_name_is_not_adopted(shared: ProjectStack) -> None:
     """A role created by hand is reported, never taken over (password, attributes unchanged)."""
-    query("CREATE ROLE rel_bi_squat LOGIN PASSWORD 'rel-squatter-pw-1234567890' CONNECTION LIMIT 3")
+    admin_exec(
+        "CREATE ROLE rel_bi_squat LOGIN PASSWORD 'rel-squatter-pw-1234567890' CONNECTION LIMIT 3"
+    )
     squat_sql = "SELECT rolpassword, rolconnlimit, rolsuper FROM pg_authid WHERE rolname = %s"
     squat_before = query(squat_sql, "rel_bi_squat")
     before = world(shared)
@@ -412,12 +415,12 @@ def test_unmanaged_role_with_the_apps_name_is_not_adopted(shared: ProjectStack) 
     # converges once the app is gone again
     shared.up()
     assert set(state_resources(shared)) == set(before.state)
-    query("DROP ROLE rel_bi_squat")
+    admin_exec("DROP ROLE rel_bi_squat")
 
 
 def test_unmanaged_database_with_the_apps_name_is_not_adopted(shared: ProjectStack) -> None:
-    query("CREATE ROLE rel_bi_dbsquat_owner")
-    query("CREATE DATABASE rel_bi_dbsquat OWNER rel_bi_dbsquat_owner")
+    admin_exec("CREATE ROLE rel_bi_dbsquat_owner")
+    admin_exec("CREATE DATABASE rel_bi_dbsquat OWNER rel_bi_dbsquat_owner")
     try:
         cfg = good_config()
         cfg["postgres-apps:apps"] = [dict(GOOD_APP), {"name": "rel-bi-dbsquat", "deletion": "drop"}]
@@ -436,9 +439,9 @@ def test_unmanaged_database_with_the_apps_name_is_not_adopted(shared: ProjectSta
         shared.up()  # the app is gone again: its role (opted into drop) is dropped
         assert not role_exists("rel_bi_dbsquat")
     finally:
-        query("DROP DATABASE IF EXISTS rel_bi_dbsquat")
-        query("DROP ROLE IF EXISTS rel_bi_dbsquat_owner")
-        query("DROP ROLE IF EXISTS rel_bi_dbsquat")
+        admin_exec("DROP DATABASE IF EXISTS rel_bi_dbsquat")
+        admin_exec("DROP ROLE IF EXISTS rel_bi_dbsquat_owner")
+        admin_exec("DROP ROLE IF EXISTS rel_bi_dbsquat")
 
 
 def test_a_namespace_that_does_not_exist_is_created_restricted(shared: ProjectStack) -> None:

@@ -15,6 +15,7 @@ from pulumi import automation as auto
 
 from tests.e2e.harness import ProjectStack, kubectl, new_stack, query, secret_data
 from tests.e2e.reliability_support import (
+    admin_exec,
     connect_as,
     database_exists,
     delete_namespaces,
@@ -74,8 +75,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ProjectStack]:
         s.stack.workspace.remove_stack(s.name)
     finally:
         for app in (DROP, RETAIN):
-            query(f"DROP DATABASE IF EXISTS {db(app)}")
-            query(f"DROP ROLE IF EXISTS {db(app)}")
+            admin_exec(f"DROP DATABASE IF EXISTS {db(app)}")
+            admin_exec(f"DROP ROLE IF EXISTS {db(app)}")
         delete_namespaces(NAMESPACE)
 
 

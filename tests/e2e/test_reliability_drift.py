@@ -19,6 +19,7 @@ from pulumi import automation as auto
 
 from tests.e2e.harness import ProjectStack, kubectl, new_stack, query, secret_data
 from tests.e2e.reliability_support import (
+    admin_exec,
     delete_namespaces,
     login_error,
     rel_config,
@@ -111,7 +112,7 @@ def secret_logs_in(app: str) -> None:
 
 
 def test_role_made_superuser_by_hand(stack: ProjectStack) -> None:
-    query(f"ALTER ROLE {ROLE_A} SUPERUSER CREATEDB")
+    admin_exec(f"ALTER ROLE {ROLE_A} SUPERUSER CREATEDB")
     caught = gate_on_plain_up(stack)
     assert caught is not None, "the gate must refuse a superuser app role"
     assert 'app "rel-dr-a"' in caught and "privileges" in caught, caught[-2000:]
@@ -122,7 +123,7 @@ def test_role_made_superuser_by_hand(stack: ProjectStack) -> None:
 
 
 def test_connect_granted_back_to_public_by_hand(stack: ProjectStack) -> None:
-    query(f"GRANT CONNECT, TEMPORARY ON DATABASE {ROLE_A} TO PUBLIC")
+    admin_exec(f"GRANT CONNECT, TEMPORARY ON DATABASE {ROLE_A} TO PUBLIC")
     caught = gate_on_plain_up(stack)
     assert caught is not None, "app B can connect to A's database: the isolation check must fail"
     assert 'app "rel-dr-b"' in caught and "isolation" in caught, caught[-2000:]
@@ -150,7 +151,7 @@ def test_app_secret_deleted_by_hand(stack: ProjectStack) -> None:
 
 
 def test_password_changed_by_hand(stack: ProjectStack) -> None:
-    query(f"ALTER ROLE {ROLE_A} PASSWORD 'rel-changed-by-hand-1234567890'")
+    admin_exec(f"ALTER ROLE {ROLE_A} PASSWORD 'rel-changed-by-hand-1234567890'")
     caught = gate_on_plain_up(stack)
     assert caught is not None
     assert 'app "rel-dr-a"' in caught and "login" in caught, caught[-2000:]
@@ -164,10 +165,10 @@ def test_password_changed_by_hand(stack: ProjectStack) -> None:
 
 def test_role_dropped_by_hand(stack: ProjectStack) -> None:
     # A role that owns a database cannot be dropped: the operator hands the database over first.
-    query(f"ALTER DATABASE {ROLE_B} OWNER TO postgres")
-    query(f"REASSIGN OWNED BY {ROLE_B} TO postgres", dbname=ROLE_B)
-    query(f"DROP OWNED BY {ROLE_B}", dbname=ROLE_B)
-    query(f"DROP ROLE {ROLE_B}")
+    admin_exec(f"ALTER DATABASE {ROLE_B} OWNER TO postgres")
+    admin_exec(f"REASSIGN OWNED BY {ROLE_B} TO postgres", dbname=ROLE_B)
+    admin_exec(f"DROP OWNED BY {ROLE_B}", dbname=ROLE_B)
+    admin_exec(f"DROP ROLE {ROLE_B}")
     assert not role_exists(ROLE_B)
     caught = gate_on_plain_up(stack)
     assert caught is not None

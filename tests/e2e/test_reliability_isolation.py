@@ -10,8 +10,8 @@ from typing import Any
 import psycopg
 import pytest
 
-from tests.e2e.harness import ProjectStack, new_stack, query, secret_data
-from tests.e2e.reliability_support import connect_as, delete_namespaces, rel_config
+from tests.e2e.harness import ProjectStack, new_stack, secret_data
+from tests.e2e.reliability_support import admin_exec, connect_as, delete_namespaces, rel_config
 
 NAMESPACE = "rel-iso"
 APPS: list[dict[str, Any]] = [
@@ -74,7 +74,7 @@ def test_bs_tables_stay_unreadable_even_if_connect_were_granted(
 ) -> None:
     """Defence in depth: a mistaken CONNECT grant still does not expose B's tables to A."""
     a, b = creds["rel-is-a"], creds["rel-is-b"]
-    query(f"GRANT CONNECT ON DATABASE {b['dbname']} TO {a['user']}")
+    admin_exec(f"GRANT CONNECT ON DATABASE {b['dbname']} TO {a['user']}")
     try:
         with connect_as(a["user"], a["password"], b["dbname"]) as conn:
             with pytest.raises(psycopg.errors.InsufficientPrivilege) as err:
@@ -83,7 +83,7 @@ def test_bs_tables_stay_unreadable_even_if_connect_were_granted(
             with pytest.raises(psycopg.errors.InsufficientPrivilege):
                 conn.execute("CREATE TABLE public.a_was_here (x int)")
     finally:
-        query(f"REVOKE CONNECT ON DATABASE {b['dbname']} FROM {a['user']}")
+        admin_exec(f"REVOKE CONNECT ON DATABASE {b['dbname']} FROM {a['user']}")
     # B still reads its own row
     with connect_as(b["user"], b["password"], b["dbname"]) as conn:
         assert conn.execute("SELECT secret_note FROM b_private").fetchall() == [("only for b",)]
