@@ -169,9 +169,13 @@ MISSING=()
 # ---------------------------------------------------------------- the CLI and the Python host
 CLI_ENTRY="$CACHE/pulumi-v$PULUMI_VERSION"
 CLI_BINS=(pulumi pulumi-language-python pulumi-language-python-exec pulumi-resource-pulumi-python)
-CLI_FP="$(fingerprint "$TOOLCHAIN_SRC/pulumi/go.mod" "$TOOLCHAIN_SRC/pulumi/go.sum" \
-  "$TOOLCHAIN_SRC/pulumi-language-python/go.mod" "$TOOLCHAIN_SRC/pulumi-language-python/go.sum" \
-  "$TOOLCHAIN_SRC"/pulumi-language-python/*.go)"
+cli_fp() {
+  local files=("$TOOLCHAIN_SRC/pulumi/go.mod" "$TOOLCHAIN_SRC/pulumi/go.sum"
+    "$TOOLCHAIN_SRC/pulumi-language-python/go.mod" "$TOOLCHAIN_SRC/pulumi-language-python/go.sum") f
+  for f in "$TOOLCHAIN_SRC"/pulumi-language-python/*.go; do [[ "$f" != *_test.go ]] && files+=("$f"); done
+  fingerprint "${files[@]}"
+}
+CLI_FP="$(cli_fp)"
 PULUMI_BIN=""
 
 build_cli() {
