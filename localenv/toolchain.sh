@@ -128,12 +128,17 @@ timed_build() {
   start=$(date +%s)
   STEP="go build $(basename "$out")"
   say "building $(basename "$out") (log: $LOG)"
-  run /usr/bin/time -v -o "$tfile" go -C "$dir" build -p 2 -trimpath -tags "$GO_TAGS" -o "$out" "$@"
+  # GNU time (Debian package `time`) gives the peak RSS; without it the build runs untimed.
+  local timer=()
+  if [[ -x /usr/bin/time ]]; then timer=(/usr/bin/time -v -o "$tfile"); fi
+  run "${timer[@]}" go -C "$dir" build -p 2 -trimpath -tags "$GO_TAGS" -o "$out" "$@"
   end=$(date +%s)
-  cat "$tfile" >>"$LOG"
-  local rss
-  rss=$(awk -F': ' '/Maximum resident set size/ {print $2}' "$tfile")
-  rm -f "$tfile"
+  local rss=""
+  if [[ -f "$tfile" ]]; then
+    cat "$tfile" >>"$LOG"
+    rss=$(awk -F': ' '/Maximum resident set size/ {print $2}' "$tfile")
+    rm -f "$tfile"
+  fi
   printf '%s wall_s=%s peak_rss_kib=%s size_bytes=%s\n' "$(basename "$out")" "$((end - start))" \
     "${rss:-?}" "$(stat -c %s "$out")" >>"$metrics"
   say "built $(basename "$out") in $((end - start)) s, peak RSS $((${rss:-0} / 1024)) MiB, $(du -h "$out" | cut -f1)"
