@@ -29,6 +29,7 @@ ADMIN_HOST = "127.0.0.1"
 ADMIN_PORT = int(os.environ.get("POSTGRES_APPS_ADMIN_PORT", "15432"))
 KUBECONFIG = Path(os.environ.get("KUBECONFIG", str(REPO / ".state/kube/admin.kubeconfig")))
 KUBE_CONTEXT = "postgres-apps-local"
+LOCAL_LATENCY_BUDGET_MS = 250
 
 
 class EnvironmentNotReadyError(RuntimeError):
@@ -188,6 +189,8 @@ def base_config(
             "image": "docker.io/postgres-apps/psql-client:15-bookworm",
             "imagePullPolicy": "Never",
             "rerun": "on-change",
+            # Same budget as Pulumi.local.yaml: the local node shares 2 cores with everything else.
+            "latencyBudgetMs": LOCAL_LATENCY_BUDGET_MS,
             **verification,
         },
     }
