@@ -120,6 +120,7 @@ class State:
     urn: str
     type: str
     props: Mapping[str, Any]
+    id: str
     parent: str | None
     protect: bool
     external: bool
@@ -185,6 +186,7 @@ def _state(raw: Any, old: bool) -> State | None:
         urn=str(raw.get("urn", "")),
         type=str(raw.get("type", "")),
         props=props,
+        id=str(raw.get("id", "")),
         parent=raw.get("parent") or None,
         protect=bool(raw.get("protect", False)),
         external=bool(raw.get("external", False)),
@@ -393,6 +395,9 @@ def _add_secret(access: Access, state: State) -> None:
     meta = meta if isinstance(meta, Mapping) else {}
     namespace = meta.get("namespace", "default")
     name = meta.get("name", state.name)
+    if state.external and "/" in state.id:
+        # A read (`Secret.get`): its id is namespace/name; during preview it has no outputs yet.
+        namespace, _, name = state.id.partition("/")
     labels = meta.get("labels")
     app = str(labels.get("app.kubernetes.io/name", "")) if isinstance(labels, Mapping) else ""
     where = f"{namespace if namespace != UNKNOWN else '?'}/{name if name != UNKNOWN else '?'}"
@@ -491,6 +496,28 @@ def _app_of_step(step: Step, parents: Mapping[str, str | None]) -> str:
     return app_of(step, parents) or "(stack-wide)"
 
 
+LAST_APPLIED: Final = "kubectl.kubernetes.io/last-applied-configuration"
+
+
+def plain_copies(digest: Digest) -> list[str]:
+    """Secrets whose `kubectl apply` annotation (a plain copy of the whole object, data included)
+    reaches the preview, and so the Pulumi state: the engine hides `data`, not annotations."""
+    found: list[str] = []
+    for step in digest.steps:
+        for state in (step.old, step.new):
+            if state is None or state.type != SECRET_TYPE:
+                continue
+            annotations = lookup(state.props, "metadata.annotations")
+            if isinstance(annotations, Mapping) and annotations.get(LAST_APPLIED) not in (
+                None,
+                SECRET,
+            ):
+                label = state.id if state.external and state.id else state.name
+                if label not in found:
+                    found.append(label)
+    return found
+
+
 def find_destructive(digest: Digest, allowed: Iterable[str] = ()) -> list[tuple[str, str, str]]:
     """Database and role steps that would replace or delete, minus the `allowed` apps."""
     parents = parent_map(digest.steps)
@@ -525,6 +552,19 @@ def _header(
         out += ["> [!CAUTION]", "> **Destructive database changes** (data or logins dropped):"]
         out += [f"> - `{op}` {_short_type(t)} `{name}`" for op, t, name in destructive]
         out.append("")
+    copies = plain_copies(digest)
+    if copies:
+        out += [
+            "> [!WARNING]",
+            "> Secret(s) with a `"
+            + LAST_APPLIED
+            + "` annotation: "
+            + ", ".join(f"`{c}`" for c in copies)
+            + ". It is a plain copy of the Secret's data (from `kubectl apply`) that Pulumi does "
+            "not treat as secret: it ends up in the state and in `pulumi preview --json`. "
+            "Re-create the Secret without it (`kubectl create`, Helm, or server-side apply).",
+            "",
+        ]
     problems = [(sev, msg) for sev, msg in digest.diagnostics if sev in ("error", "warning")]
     if problems:
         out += ["**Diagnostics**", ""]

@@ -9,6 +9,7 @@ Fixtures (tests/fixtures/README.md says where they come from):
 
 from __future__ import annotations
 
+import base64
 import copy
 import json
 import subprocess
@@ -241,3 +242,60 @@ def test_real_engine_output_of_a_failed_preview() -> None:
     assert "- **error**: error: preview failed" in text
     assert "does not carry policy violations" in text
     assert "| `+ create` | postgresql:Role | `evil-role` |  |" in text
+
+
+# --- real engine output (pulumi 3.274.1, the real program, the local cluster) -------------------
+
+
+def test_real_preview_of_an_added_app() -> None:
+    # rev-alpha and rev-beta deployed, then rev-gamma added and rev-beta's limit raised.
+    digest = pc.parse_digest(load("preview-real-add-app.json"))
+    report = pc.render(digest, "review", app_namespaces=["pol-review"])
+    text = report.markdown
+    assert report.destructive == []
+    assert "**Plan:** 6 to create, 1 to update (15 unchanged)." in text
+    assert (
+        "| `~ update` | postgresql:Role | `rev-beta-role` | `connectionLimit`: `20` → `30` |"
+        in (text)
+    )
+    assert "<details><summary><b>rev-gamma</b>: 6 create</summary>" in text
+    assert "| `rev_gamma` | — | — | **owner** (new) |" in text
+    before, after = pc.before_after(digest)
+    assert before.owners == {"rev_alpha": "rev_alpha", "rev_beta": "rev_beta"}
+    assert after.public_revoked == {"rev_alpha", "rev_beta", "rev_gamma"}
+    assert pc.access_changes(before, after) == []
+    # The read admin Secret is located by its id (no outputs during preview).
+    assert (
+        "| `postgres-admin-secret` | `data/postgres-postgresql` | `data/postgres-postgresql` | "
+        "admin Secret, read only | — |" in text
+    )
+
+
+def test_real_preview_with_a_removed_app_and_a_moved_secret() -> None:
+    digest = pc.parse_digest(load("preview-real-move-secret.json"))
+    report = pc.render(digest, "review", app_namespaces=["pol-review"])
+    assert report.destructive == [
+        ("delete", pc.DATABASE_TYPE, "rev-beta-database"),
+        ("delete", pc.ROLE_TYPE, "rev-beta-role"),
+    ]
+    assert (
+        "| `rev-alpha-secret` | `pol-review/rev-alpha-db-credentials` | "
+        "**`pol-other/rev-alpha-db-credentials`** ⚠️ not an app namespace (pol-review) | "
+        "rev-alpha | `rev_alpha` |" in report.markdown
+    )
+
+
+def test_plain_copies_of_secret_data_are_flagged_never_printed() -> None:
+    # The local admin Secret was made with `kubectl apply`: its last-applied-configuration
+    # annotation (base64 data inside) reaches the preview JSON unmasked. The fixture carries a
+    # fake password in its place.
+    document = load("preview-real-add-app.json")
+    raw = json.dumps(document)
+    fake = base64.b64encode(b"fake-admin-password-for-the-fixture").decode()
+    assert fake in raw
+    digest = pc.parse_digest(document)
+    assert pc.plain_copies(digest) == ["data/postgres-postgresql"]
+    text = pc.render(digest, "review").markdown
+    assert "> [!WARNING]" in text
+    assert fake not in text
+    assert "last-applied-configuration" in text

@@ -152,6 +152,9 @@ def test_preview_workflow_shape() -> None:
     assert uses("actions/upload-artifact")(s[-1])
     assert s[-1]["if"] == "always()"
     assert "exit 1" in verdict["run"]
+    # preview.json may hold unmasked copies of Secret data: it is never uploaded.
+    assert s[-1]["with"]["path"] == "comment.md"
+    assert "preview.json" not in str(s[-1])
     assert f"steps.{s[preview]['id']}.outcome == 'failure'" in verdict["if"]
     json_step = index_of(s, runs("--json --show-sames"), "preview --json --show-sames")
     assert "--policy-pack policies" in s[json_step]["run"]
