@@ -65,8 +65,11 @@ def role_of(app: str) -> str:
 def rel_config(
     apps: list[dict[str, Any]], namespace: str, *, mode: str = "direct", **verification: Any
 ) -> dict[str, Any]:
-    """The harness's stack config for the local cluster, with the suite's apps namespace."""
-    cfg = base_config(apps, mode=mode, **verification)
+    """The harness's stack config for the local cluster, with the suite's apps namespace.
+
+    The latency budget is wide (10 s): these tests are about correctness under faults on a shared
+    2-core machine, not about latency (the gate's latency check has its own tests)."""
+    cfg = base_config(apps, mode=mode, **{"latencyBudgetMs": 10_000, **verification})
     cfg["postgres-apps:appsNamespace"] = namespace
     return cfg
 
@@ -362,6 +365,19 @@ def secret_version(namespace: str, name: str) -> str | None:
 
 def admin_secret_value() -> str:
     return admin_password()
+
+
+def purge_leftovers(role_prefix: str, *namespaces: str) -> None:
+    """Remove what an aborted earlier run of a module may have left: its databases and roles
+    (names starting with `role_prefix`, always a `rel_…` prefix) and its namespaces."""
+    assert role_prefix.startswith(f"{PREFIX}_"), role_prefix
+    pattern = role_prefix.replace("_", "\\_") + "%"
+    for (db,) in query("SELECT datname FROM pg_database WHERE datname LIKE %s", pattern):
+        admin_exec(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
+    for (role,) in query("SELECT rolname FROM pg_roles WHERE rolname LIKE %s", pattern):
+        admin_exec(f'DROP ROLE IF EXISTS "{role}"')
+    for ns in namespaces:
+        kubectl("delete", "namespace", ns, "--ignore-not-found", "--wait=true", "--timeout=120s")
 
 
 def delete_namespaces(*names: str) -> None:

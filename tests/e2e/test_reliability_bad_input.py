@@ -30,6 +30,7 @@ from tests.e2e.reliability_support import (
     database_exists,
     delete_namespaces,
     login_error,
+    purge_leftovers,
     rel_config,
     role_exists,
     state_resources,
@@ -253,6 +254,7 @@ def case_config(case: Case) -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def shared(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ProjectStack]:
+    purge_leftovers("rel_bi_", NAMESPACE, "rel-bi-fresh")
     stack = new_stack(tmp_path_factory.mktemp("badinput"), "rel-badinput")
     stack.write_config(good_config())
     stack.up()

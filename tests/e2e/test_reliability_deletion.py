@@ -19,6 +19,7 @@ from tests.e2e.reliability_support import (
     connect_as,
     database_exists,
     delete_namespaces,
+    purge_leftovers,
     rel_config,
     role_exists,
     secret_version,
@@ -59,6 +60,7 @@ def identity(app: dict[str, Any]) -> tuple[Any, ...]:
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ProjectStack]:
+    purge_leftovers("rel_de_", NAMESPACE)
     s = new_stack(tmp_path_factory.mktemp("delete"), "rel-delete")
     s.write_config(config(APPS))
     s.up()

@@ -22,6 +22,7 @@ from tests.e2e.reliability_support import (
     admin_exec,
     delete_namespaces,
     login_error,
+    purge_leftovers,
     rel_config,
     role_exists,
 )
@@ -41,6 +42,7 @@ def config(apps: list[dict[str, Any]] = APPS) -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ProjectStack]:
+    purge_leftovers("rel_dr_", NAMESPACE)
     s = new_stack(tmp_path_factory.mktemp("drift"), "rel-drift")
     s.write_config(config())
     s.up()

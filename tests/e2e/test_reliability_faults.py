@@ -31,6 +31,7 @@ from tests.e2e.reliability_support import (
     login_error,
     pending_operations,
     probe_pods,
+    purge_leftovers,
     rel_config,
     restart_postgres,
     role_exists,
@@ -57,6 +58,7 @@ def add_apps(stack: ProjectStack, prefix: str, count: int) -> list[dict[str, Any
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ProjectStack]:
+    purge_leftovers("rel_fa_", NAMESPACE)
     s = new_stack(tmp_path_factory.mktemp("faults"), "rel-faults")
     s.write_config(config(_apps))
     s.up()

@@ -11,7 +11,13 @@ import psycopg
 import pytest
 
 from tests.e2e.harness import ProjectStack, new_stack, secret_data
-from tests.e2e.reliability_support import admin_exec, connect_as, delete_namespaces, rel_config
+from tests.e2e.reliability_support import (
+    admin_exec,
+    connect_as,
+    delete_namespaces,
+    purge_leftovers,
+    rel_config,
+)
 
 NAMESPACE = "rel-iso"
 APPS: list[dict[str, Any]] = [
@@ -22,6 +28,7 @@ APPS: list[dict[str, Any]] = [
 
 @pytest.fixture(scope="module")
 def creds(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, dict[str, str]]]:
+    purge_leftovers("rel_is_", NAMESPACE)
     s: ProjectStack = new_stack(tmp_path_factory.mktemp("iso"), "rel-iso")
     s.write_config(rel_config(APPS, NAMESPACE, rerun="on-change"))
     s.up()

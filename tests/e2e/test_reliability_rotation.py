@@ -20,6 +20,7 @@ from tests.e2e.reliability_support import (
     connect_as,
     delete_namespaces,
     login_error,
+    purge_leftovers,
     rel_config,
 )
 
@@ -37,6 +38,7 @@ def config(version: int = 0) -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ProjectStack]:
+    purge_leftovers("rel_ro_", NAMESPACE)
     s = new_stack(tmp_path_factory.mktemp("rotate"), "rel-rotate")
     s.write_config(config())
     s.up()

@@ -28,6 +28,7 @@ from tests.e2e.reliability_support import (
     cli,
     delete_namespaces,
     probe_pods,
+    purge_leftovers,
     rel_config,
     secret_raw,
 )
@@ -143,6 +144,7 @@ def backend_files(stack: ProjectStack) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def evidence(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Evidence]:
+    purge_leftovers("rel_se_", NAMESPACE)
     s = new_stack(tmp_path_factory.mktemp("secrets"), "rel-secrets")
     s.write_config(rel_config(APPS, NAMESPACE, mode="pod", rerun="always", timeoutSeconds=90))
     texts: dict[str, str] = {}
