@@ -68,9 +68,15 @@ class EngineRun:
         return self.returncode == 0 and not self.timed_out
 
     def error(self) -> str:
+        """What failed: the first diagnostic lines that say `error`, else the output's tail."""
         why = "timed out" if self.timed_out else f"exit {self.returncode}"
-        tail = " ".join(self.output_tail.split())[-300:]
-        return f"`pulumi {self.command}` failed ({why}): {tail}"
+        errors = [
+            " ".join(line.split())
+            for line in self.output_tail.splitlines()
+            if "error" in line.lower() and line.strip() not in ("error:", "errors:")
+        ]
+        detail = " / ".join(errors[:3]) if errors else " ".join(self.output_tail.split())[-300:]
+        return f"`pulumi {self.command}` failed ({why}): {detail[:600]}"
 
     def steps_of(self, mark: str) -> list[Step]:
         return [s for s in self.steps.values() if mark in s.type or mark in s.urn]
@@ -190,8 +196,10 @@ def run_pulumi(
     log_dir.mkdir(exist_ok=True)
     event_log = log_dir / f"{time.time_ns()}.jsonl"
     argv = ["pulumi", *args, "--non-interactive", "--color", "never"]
+    env = dict(env)
     if events:
         argv += ["--event-log", str(event_log)]
+        env["PULUMI_DEBUG_COMMANDS"] = "true"  # --event-log exists only then (as for Automation)
     out_path = log_dir / f"{event_log.stem}.out"
     t0 = time.perf_counter()
     tail = _EventTail(event_log, t0)
@@ -202,7 +210,7 @@ def run_pulumi(
         t0 = time.perf_counter()
         tail.t0 = t0
         proc = subprocess.Popen(
-            argv, cwd=cwd, env=dict(env), stdout=out, stderr=subprocess.STDOUT, text=True
+            argv, cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT, text=True
         )
         try:
             proc.wait(timeout=timeout)
@@ -226,7 +234,7 @@ def run_pulumi(
         changes=tail.changes,
         steps=tail.steps,
         memory=sampler.report(),
-        output_tail=text[-4000:],
+        output_tail=text[-20000:],
         timed_out=timed_out,
     )
 
