@@ -44,7 +44,12 @@ def admin_password(
     if override is not None:
         return pulumi.Output.secret(override)
     where = f"{settings.admin_secret_namespace}/{settings.admin_secret_name}"
-    secret = k8s.core.v1.Secret.get("postgres-admin-secret", where, opts=opts)
+    # The whole read is secret, metadata included: a Secret made with client-side `kubectl apply`
+    # carries its own data again (base64) in the last-applied-configuration annotation.
+    read_opts = pulumi.ResourceOptions.merge(
+        opts, pulumi.ResourceOptions(additional_secret_outputs=["data", "metadata"])
+    )
+    secret = k8s.core.v1.Secret.get("postgres-admin-secret", where, opts=read_opts)
     key = settings.admin_secret_key
     return pulumi.Output.secret(
         secret.data.apply(lambda data: decode_secret_value(data, key, where))

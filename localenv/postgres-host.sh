@@ -121,7 +121,8 @@ apply_cluster_objects() {
   if in_cluster_pg_owns_service; then
     die "Service $namespace/$name has a selector: the in-cluster PostgreSQL (localenv/node/postgres.sh) owns it; stop that first (localenv/node/postgres.sh down) or use --no-cluster"
   fi
-  kc apply -f - >/dev/null <<EOF
+  # Server-side apply (no last-applied annotation carrying the password), as Helm would.
+  kc apply --server-side --force-conflicts --field-manager=postgres-apps-localenv -f - >/dev/null <<EOF
 apiVersion: v1
 kind: Namespace
 metadata:

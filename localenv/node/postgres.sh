@@ -228,7 +228,12 @@ cmd_up() {
   local sts_exists=0
   k -n data get statefulset postgres-postgresql >/dev/null 2>&1 && sts_exists=1
   ((sts_exists)) || take_over_from_host_postgres
-  manifest "$(cat "$PASSWORD_FILE")" | k apply -f - >/dev/null
+  # Server-side apply, as Helm would: no last-applied-configuration annotation, which would carry
+  # the admin password (base64) into anything that reads the Secret's metadata.
+  manifest "$(cat "$PASSWORD_FILE")" |
+    k apply --server-side --force-conflicts --field-manager=postgres-apps-localenv -f - >/dev/null
+  k -n data annotate secret postgres-postgresql kubectl.kubernetes.io/last-applied-configuration- \
+    >/dev/null 2>&1 || true
   log "applied namespace data, Secret/Services/StatefulSet postgres-postgresql; waiting for readiness"
   k -n data rollout status statefulset/postgres-postgresql --timeout=180s >/dev/null || {
     k -n data get pods -o wide >&2 || true

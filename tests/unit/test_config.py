@@ -450,7 +450,7 @@ def test_stack_file_local() -> None:
         ("n8n", "n8n"),
         ("paperless", "paperless"),
     ]
-    assert s.verification.mode == "direct"
+    assert s.verification.mode == "pod"
     assert s.verification.image == "docker.io/postgres-apps/psql-client:15-bookworm"
     assert s.verification.image_pull_policy == "Never"
 
