@@ -25,6 +25,14 @@ run_lint() {
   .venv/bin/mypy . || die "mypy"
 }
 
+run_go_tests() {
+  step "go test: the project's own plugins (localenv/toolchain, see docs/toolchain.md)"
+  local mod
+  for mod in pulumi-language-python pulumi-resource-postgresql pulumi-resource-random; do
+    go -C "localenv/toolchain/$mod" test ./... || die "go test localenv/toolchain/$mod"
+  done
+}
+
 run_pytest() {
   local what="$1"; shift
   step "pytest $what"
@@ -40,11 +48,12 @@ prepare_real_environment() {
 
 case "$tier" in
   lint) run_lint ;;
-  unit) run_pytest tests/unit "$@" ;;
+  unit) run_go_tests; run_pytest tests/unit "$@" ;;
   integration) run_pytest tests/integration "$@" ;;
   e2e) prepare_real_environment; run_pytest tests/e2e "$@" ;;
   all)
     run_lint
+    run_go_tests
     run_pytest tests/unit "$@"
     run_pytest tests/integration "$@"
     prepare_real_environment

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/pulumi/pulumi/sdk/v3/go/common/resource"
 	pulumirpc "github.com/pulumi/pulumi/sdk/v3/proto/go"
@@ -215,6 +216,13 @@ func redact(stmt string) string {
 		return stmt[:i] + "PASSWORD '***'"
 	}
 	return stmt
+}
+
+// databaseVanished: the error says the database does not exist (SQLSTATE 3D000), e.g. because it was
+// dropped between listing the databases and connecting to one of them.
+func databaseVanished(err error) bool {
+	var pgErr *pgconn.PgError
+	return errors.As(err, &pgErr) && pgErr.Code == "3D000"
 }
 
 func ident(s string) string { return pgx.Identifier{s}.Sanitize() }

@@ -206,6 +206,9 @@ func (roleKind) del(ctx context.Context, p *pgProvider, id string, state props) 
 			if err := p.exec(ctx, db,
 				fmt.Sprintf("REASSIGN OWNED BY %s TO CURRENT_USER", ident(id)),
 				fmt.Sprintf("DROP OWNED BY %s", ident(id))); err != nil {
+				if databaseVanished(err) {
+					continue // dropped by someone else since it was listed: nothing left to reassign
+				}
 				return fmt.Errorf("database %s: %w", db, err)
 			}
 		}
