@@ -122,36 +122,41 @@ def pending_operations(stack: ProjectStack) -> list[dict[str, Any]]:
 # The world around the stack
 
 
-def pg_roles() -> dict[str, tuple[Any, ...]]:
-    """The suite's roles and `postgres`: attributes and the stored password hash."""
+def _like(prefix: str) -> str:
+    return prefix.replace("_", "\\_") + "%"
+
+
+def pg_roles(prefix: str = f"{PREFIX}_") -> dict[str, tuple[Any, ...]]:
+    """Roles named `prefix…` and `postgres`: attributes and the stored password hash."""
     rows = query(
         "SELECT rolname, rolsuper, rolcreatedb, rolcreaterole, rolreplication, rolbypassrls, "
         "rolcanlogin, rolconnlimit, rolpassword, oid FROM pg_authid "
         "WHERE rolname LIKE %s OR rolname = ANY(%s) ORDER BY rolname",
-        f"{PREFIX}\\_%",
+        _like(prefix),
         list(SHARED_ROLES),
     )
     return {str(r[0]): tuple(r[1:]) for r in rows}
 
 
-def pg_databases() -> dict[str, tuple[Any, ...]]:
-    """The suite's databases and the shared ones: owner, ACL and oid."""
+def pg_databases(prefix: str = f"{PREFIX}_") -> dict[str, tuple[Any, ...]]:
+    """Databases named `prefix…` and the shared ones: owner, ACL and oid."""
     rows = query(
         "SELECT datname, pg_get_userbyid(datdba), datacl::text, oid, datconnlimit "
         "FROM pg_database WHERE datname LIKE %s OR datname = ANY(%s) ORDER BY datname",
-        f"{PREFIX}\\_%",
+        _like(prefix),
         list(SHARED_DATABASES),
     )
     return {str(r[0]): tuple(r[1:]) for r in rows}
 
 
-def k8s_objects() -> dict[str, Any]:
-    """The suite's namespaces and `data`, and every Secret in them with its resourceVersion."""
+def k8s_objects(namespace_prefix: str = f"{PREFIX}-") -> dict[str, Any]:
+    """Namespaces named `namespace_prefix…` and `data`, and every Secret in them with its
+    resourceVersion."""
     namespaces = json.loads(kubectl("get", "namespaces", "-o", "json").stdout)["items"]
     names = sorted(
         n["metadata"]["name"]
         for n in namespaces
-        if n["metadata"]["name"].startswith(f"{PREFIX}-")
+        if n["metadata"]["name"].startswith(namespace_prefix)
         or n["metadata"]["name"] in SHARED_NAMESPACES
     )
     secrets: dict[str, str] = {}
@@ -187,12 +192,15 @@ class World:
         return diffs
 
 
-def world(stack: ProjectStack) -> World:
+def world(stack: ProjectStack, prefix: str = PREFIX) -> World:
+    """The world of one module: `prefix` is its name prefix (`rel-bi` → roles and databases
+    `rel_bi…`, namespaces `rel-bi…`), so that other modules running at the same time do not
+    count as changes."""
     return World(
         state=state_resources(stack),
-        roles=pg_roles(),
-        databases=pg_databases(),
-        cluster=k8s_objects(),
+        roles=pg_roles(prefix.replace("-", "_")),
+        databases=pg_databases(prefix.replace("-", "_")),
+        cluster=k8s_objects(prefix.replace("_", "-")),
     )
 
 
@@ -371,7 +379,7 @@ def purge_leftovers(role_prefix: str, *namespaces: str) -> None:
     """Remove what an aborted earlier run of a module may have left: its databases and roles
     (names starting with `role_prefix`, always a `rel_…` prefix) and its namespaces."""
     assert role_prefix.startswith(f"{PREFIX}_"), role_prefix
-    pattern = role_prefix.replace("_", "\\_") + "%"
+    pattern = _like(role_prefix)
     for (db,) in query("SELECT datname FROM pg_database WHERE datname LIKE %s", pattern):
         admin_exec(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
     for (role,) in query("SELECT rolname FROM pg_roles WHERE rolname LIKE %s", pattern):

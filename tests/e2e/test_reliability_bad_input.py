@@ -37,7 +37,7 @@ from tests.e2e.reliability_support import (
     world,
 )
 
-NAMESPACE = "rel-badinput"
+NAMESPACE = "rel-bi-ns"
 GOOD_APP: dict[str, Any] = {"name": "rel-bi-one", "deletion": "drop"}
 
 Mutator = Callable[[dict[str, Any]], None]
@@ -273,7 +273,7 @@ def shared(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ProjectStack]:
 @pytest.fixture(scope="module")
 def baseline(shared: ProjectStack) -> World:
     """The world right after the shared stack's first `up`: every refused case must leave it so."""
-    return world(shared)
+    return world(shared, "rel-bi")
 
 
 def refused_without_change(
@@ -286,7 +286,7 @@ def refused_without_change(
             stack.stack.up(on_output=print, color="never", refresh=refresh)
     finally:
         stack.write_config(good_config())
-    return str(err.value), before, world(stack)
+    return str(err.value), before, world(stack, "rel-bi")
 
 
 @pytest.mark.parametrize("case", CONFIG_CASES, ids=[c.id for c in CONFIG_CASES])
@@ -376,7 +376,7 @@ def test_wrong_admin_password_is_refused(shared: ProjectStack, baseline: World) 
     assert "password authentication failed" in text
     assert 'user "postgres"' in text
     assert "rel-wrong-password" not in text
-    assert before.differences(world(shared)) == []
+    assert before.differences(world(shared, "rel-bi")) == []
 
 
 def test_unmanaged_role_with_the_apps_name_is_not_adopted(shared: ProjectStack) -> None:
@@ -386,7 +386,7 @@ def test_unmanaged_role_with_the_apps_name_is_not_adopted(shared: ProjectStack) 
     )
     squat_sql = "SELECT rolpassword, rolconnlimit, rolsuper FROM pg_authid WHERE rolname = %s"
     squat_before = query(squat_sql, "rel_bi_squat")
-    before = world(shared)
+    before = world(shared, "rel-bi")
     cfg = good_config()
     cfg["postgres-apps:apps"] = [dict(GOOD_APP), {"name": "rel-bi-squat", "deletion": "drop"}]
     shared.write_config(cfg)
@@ -397,7 +397,7 @@ def test_unmanaged_role_with_the_apps_name_is_not_adopted(shared: ProjectStack) 
         shared.write_config(good_config())
     text = str(err.value)
     assert "rel_bi_squat" in text and "already exists" in text, text[-3000:]
-    after = world(shared)
+    after = world(shared, "rel-bi")
     # the role is exactly as it was; no database, no Secret for it
     assert query(squat_sql, "rel_bi_squat") == squat_before
     assert login_error("rel_bi_squat", "rel-squatter-pw-1234567890", "postgres") is None

@@ -85,7 +85,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ProjectStack]:
 def test_removing_a_protected_app_is_refused_with_the_retire_procedure(
     stack: ProjectStack,
 ) -> None:
-    before = world(stack)
+    before = world(stack, "rel-de")
     stack.write_config(config([OTHER, DROP, RETAIN]))  # rel-de-keep removed
     try:
         with pytest.raises(auto.CommandError) as err:
@@ -98,7 +98,7 @@ def test_removing_a_protected_app_is_refused_with_the_retire_procedure(
     for step in ("put its entry back", "pg_dump -Fc -d rel_de_keep", "deletion: drop", "retain"):
         assert step in text, step
     assert "docs/runbooks/postgres-connectivity.md#retiring-an-app" in text
-    assert before.differences(world(stack)) == []
+    assert before.differences(world(stack, "rel-de")) == []
     assert rows(KEEP) == [("data of rel-de-keep",)]
 
 
