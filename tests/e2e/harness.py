@@ -88,6 +88,23 @@ def kubectl(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
     )
 
 
+def remove_namespace(name: str) -> None:
+    """Delete a test namespace and wait until it is gone.
+
+    The program retains app namespaces on destroy (they may hold apps), so tests clean up their own.
+    """
+    kubectl("delete", "namespace", name, "--ignore-not-found", "--wait=true", "--timeout=180s")
+
+
+def drop_leftovers(app_names: list[str]) -> None:
+    """Drop databases and roles of these apps left by an interrupted earlier run (never others)."""
+    with admin_connection() as conn:
+        for name in app_names:
+            ident = name.replace("-", "_")
+            conn.execute(f'DROP DATABASE IF EXISTS "{ident}" WITH (FORCE)')
+            conn.execute(f'DROP ROLE IF EXISTS "{ident}"')
+
+
 def secret_data(namespace: str, name: str) -> dict[str, str]:
     """A Secret's values, decoded (what an app would see in its environment)."""
     out = kubectl("get", "secret", "-n", namespace, name, "-o", "json")
@@ -118,7 +135,7 @@ def admin_connection(dbname: str = "postgres") -> Iterator[psycopg.Connection[An
 
 def query(sql: str, *params: object, dbname: str = "postgres") -> list[tuple[Any, ...]]:
     with admin_connection(dbname) as conn:
-        return conn.execute(sql, params).fetchall()
+        return conn.execute(sql, params or None).fetchall()
 
 
 @dataclass

@@ -19,8 +19,10 @@ from tests.e2e.harness import (
     ProjectStack,
     admin_connection,
     base_config,
+    drop_leftovers,
     kubectl,
     new_stack,
+    remove_namespace,
 )
 
 NAMESPACE = "e2e-pods"
@@ -45,15 +47,19 @@ def probe_pods() -> list[str]:
 
 @pytest.fixture(scope="module")
 def deployed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ProjectStack]:
+    remove_namespace(NAMESPACE)
+    drop_leftovers([a["name"] for a in APPS])
     stack = new_stack(tmp_path_factory.mktemp("pods"), "e2e-pods")
-    stack.write_config(config())
-    stack.up()
-    yield stack
     try:
+        stack.write_config(config())
+        stack.up()
+        yield stack
         stack.write_config(config())
         stack.stack.destroy(on_output=print, color="never")
     finally:
-        stack.stack.workspace.remove_stack(stack.name)
+        stack.stack.workspace.remove_stack(stack.name, force=True)
+        drop_leftovers([a["name"] for a in APPS])
+        remove_namespace(NAMESPACE)
 
 
 def test_probe_pods_ran_every_check_in_cluster(deployed: ProjectStack) -> None:

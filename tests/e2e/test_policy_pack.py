@@ -43,7 +43,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ProjectSta
     tmp = tmp_path_factory.mktemp("policy")
     s = new_stack(tmp, "e2e-policy")
     yield s, tmp
-    s.stack.workspace.remove_stack(s.name)
+    s.stack.workspace.remove_stack(s.name)  # only previews ran: nothing to destroy
 
 
 def preview_with_pack(s: ProjectStack, config_file: str) -> str:

@@ -203,7 +203,7 @@ func (roleKind) del(ctx context.Context, p *pgProvider, id string, state props) 
 			return err
 		}
 		for _, db := range dbs {
-			if err := p.exec(ctx, db,
+			if err := p.execOnce(ctx, db,
 				fmt.Sprintf("REASSIGN OWNED BY %s TO CURRENT_USER", ident(id)),
 				fmt.Sprintf("DROP OWNED BY %s", ident(id))); err != nil {
 				if databaseVanished(err) {
