@@ -65,23 +65,18 @@ def preview_ops(stack: ProjectStack) -> dict[str, set[str]]:
     ops: dict[str, set[str]] = {}
 
     def on_event(event: auto.EngineEvent) -> None:
-        pre = event.resource_pre_event
-        if pre is None or "ConnectivityCheck" in pre.metadata.urn:
-            return
-        meta = pre.metadata
-        op = meta.op.value
-        if op == "refresh":
-            old, new = meta.old, meta.new
-            gone = old is not None and (new is None or not new.id)
-            changed = bool(meta.diffs or meta.detailed_diff) or (
-                old is not None and new is not None and old.outputs != new.outputs
-            )
-            if gone or changed:
-                ops.setdefault(meta.urn, set()).add("drift")
-            return
-        if op in ("same", "read"):
-            return
-        ops.setdefault(meta.urn, set()).add(op)
+        for ev in (event.resource_pre_event, event.res_outputs_event):
+            if ev is None or "ConnectivityCheck" in ev.metadata.urn:
+                continue
+            meta = ev.metadata
+            op = meta.op.value
+            if op == "refresh":
+                # the refreshed state is known after the step: the outputs event has the diff
+                gone = meta.old is not None and meta.old.id and meta.new is None
+                if meta.diffs or meta.detailed_diff or gone:
+                    ops.setdefault(meta.urn, set()).add("drift")
+            elif op not in ("same", "read"):
+                ops.setdefault(meta.urn, set()).add(op)
 
     stack.stack.preview(on_event=on_event, color="never", refresh=True, diff=True, on_output=print)
     return ops
