@@ -56,29 +56,51 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ProjectStack]:
         delete_namespaces(NAMESPACE)
 
 
-def preview_ops(stack: ProjectStack) -> dict[str, set[str]]:
-    """URN → operations of `pulumi preview --refresh`, leaving out the checks (always re-run).
+def refresh_drift(text: str) -> set[str]:
+    """URNs that `preview --refresh --diff` shows as changed or gone by its refresh steps:
+    a `~ <type>: (refresh)` (or `- …`) header, its `[urn=…]`, then `old => new` lines."""
+    drifted: set[str] = set()
+    lines = text.splitlines()
+    for i, line in enumerate(lines):
+        header = line.strip()
+        if not header.endswith(("(refresh)", "(refresh) 🔒")) or header[:1] not in "~-":
+            continue
+        urn = next(
+            (ln.strip()[5:-1] for ln in lines[i + 1 : i + 4] if ln.strip().startswith("[urn=")),
+            None,
+        )
+        if urn is None:
+            continue
+        body = []
+        for ln in lines[i + 1 :]:
+            stripped = ln.strip()
+            if stripped.endswith(")") and ": (" in stripped and stripped[:1] in "~-+ ":
+                break
+            body.append(stripped)
+        if header.startswith("-") or any("=>" in b or b.startswith("- ") for b in body):
+            drifted.add(urn)
+    return drifted
 
-    A refresh step that found the resource different from the state (or gone) is recorded as
-    `drift`: that is how `preview --refresh` shows a hand-made change (`~ … (refresh)` with the
-    changed properties); the operations the program would then run are recorded as they are."""
+
+def preview_ops(stack: ProjectStack) -> dict[str, set[str]]:
+    """URN → operations of `pulumi preview --refresh --diff`, leaving out the checks (always
+    re-run). A resource whose refresh found it changed or gone by hand gets `drift` (the engine
+    shows that in the refresh step's diff, not as a planned operation)."""
     ops: dict[str, set[str]] = {}
 
     def on_event(event: auto.EngineEvent) -> None:
-        for ev in (event.resource_pre_event, event.res_outputs_event):
-            if ev is None or "ConnectivityCheck" in ev.metadata.urn:
-                continue
-            meta = ev.metadata
-            op = meta.op.value
-            if op == "refresh":
-                # the refreshed state is known after the step: the outputs event has the diff
-                gone = meta.old is not None and meta.old.id and meta.new is None
-                if meta.diffs or meta.detailed_diff or gone:
-                    ops.setdefault(meta.urn, set()).add("drift")
-            elif op not in ("same", "read"):
-                ops.setdefault(meta.urn, set()).add(op)
+        pre = event.resource_pre_event
+        if pre is None or "ConnectivityCheck" in pre.metadata.urn:
+            return
+        op = pre.metadata.op.value
+        if op not in ("same", "read", "refresh"):
+            ops.setdefault(pre.metadata.urn, set()).add(op)
 
-    stack.stack.preview(on_event=on_event, color="never", refresh=True, diff=True, on_output=print)
+    result = stack.stack.preview(
+        on_event=on_event, color="never", refresh=True, diff=True, on_output=print
+    )
+    for urn in refresh_drift(result.stdout):
+        ops.setdefault(urn, set()).add("drift")
     return ops
 
 
