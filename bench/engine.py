@@ -61,6 +61,7 @@ class EngineRun:
     steps: dict[str, Step] = field(default_factory=dict)
     memory: dict[str, Any] = field(default_factory=dict)
     output_tail: str = ""
+    """The command's whole output (only error lines of it reach the results)."""
     timed_out: bool = False
 
     @property
@@ -73,10 +74,12 @@ class EngineRun:
         errors = [
             " ".join(line.split())
             for line in self.output_tail.splitlines()
-            if "error" in line.lower() and line.strip() not in ("error:", "errors:")
+            if "error" in line.lower()
+            and line.strip() not in ("error:", "errors:")
+            and "errored" not in line
         ]
-        detail = " / ".join(errors[:3]) if errors else " ".join(self.output_tail.split())[-300:]
-        return f"`pulumi {self.command}` failed ({why}): {detail[:600]}"
+        detail = " / ".join(dict.fromkeys(errors))[:1200] if errors else self.output_tail[-300:]
+        return f"`pulumi {self.command}` failed ({why}): {' '.join(detail.split())}"
 
     def steps_of(self, mark: str) -> list[Step]:
         return [s for s in self.steps.values() if mark in s.type or mark in s.urn]
@@ -234,7 +237,7 @@ def run_pulumi(
         changes=tail.changes,
         steps=tail.steps,
         memory=sampler.report(),
-        output_tail=text[-20000:],
+        output_tail=text,
         timed_out=timed_out,
     )
 

@@ -441,6 +441,8 @@ def _add_one_with_gate(stack: Any, n: int, result: dict[str, Any], notes: list[s
     steady["noop_up_gate_always"] = always.to_json()
     result["memory"][f"no-op up, gate rerun always, {n} apps"] = always.memory
     log(f"  no-op up with gate (rerun always): {always.wall_s:.2f} s, {always.changes}")
+    if not always.ok:
+        notes.append(f"no-op up with the gate, rerun always: {always.error()}")
     stack.write_config(stack_config(apps, gate=True, mode="direct"))
     stack.up(timeout=OP_TIMEOUT)  # back to on-change (the checks update: not measured)
     extra = {"name": f"bench-n{n}-extra", "deletion": "drop"}
@@ -450,6 +452,8 @@ def _add_one_with_gate(stack: Any, n: int, result: dict[str, Any], notes: list[s
     checks = [s for s in add.steps.values() if "ConnectivityCheck" in s.type + s.urn]
     steady["add_one_gate"]["checks_rerun"] = sum(1 for s in checks if s.op not in ("same", ""))
     log(f"  add one with gate: {add.wall_s:.2f} s, {add.changes}")
+    if not add.ok:
+        notes.append(f"add one app with the gate: {add.error()}")
     stack.write_config(stack_config(apps, gate=True, mode="direct"))
     back = stack.up(timeout=OP_TIMEOUT)
     if not back.ok:

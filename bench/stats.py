@@ -271,10 +271,11 @@ def _md_steady_state_with_apps(result: Mapping[str, Any], lines: list[str]) -> N
                 continue
             wall = _num(op.get("wall_s"))
             beyond = None if wall is None or start is None else wall - start
+            failed = " (failed)" if op.get("error") else ""
             lines.append(
                 _row(
                     [
-                        label,
+                        label + failed,
                         fmt_seconds(wall) if wall is not None else str(op.get("error", "—")),
                         fmt_seconds(beyond),
                         str(op.get("touched", "—")),
