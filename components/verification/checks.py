@@ -194,7 +194,7 @@ _LOGIN_HINTS: Final[tuple[tuple[tuple[str, ...], str, str], ...]] = (
     (
         ("password authentication failed",),
         "password-authentication-failed",
-        "the Secret {secret} and the role disagree; re-run pulumi up to re-sync",
+        "the Secret {secret} and the role disagree; run pulumi up --refresh to re-sync",
     ),
     (
         ("no pg_hba.conf entry",),

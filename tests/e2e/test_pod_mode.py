@@ -35,7 +35,7 @@ PROBE_SELECTOR = "app.kubernetes.io/part-of=postgres-apps,app.kubernetes.io/comp
 
 
 def config(apps: list[dict[str, Any]] = APPS, **verification: Any) -> dict[str, Any]:
-    cfg = base_config(apps, mode="pod", rerun="always", timeoutSeconds=90, **verification)
+    cfg = base_config(apps, mode="pod", **{"rerun": "always", "timeoutSeconds": 90, **verification})
     cfg["postgres-apps:appsNamespace"] = NAMESPACE
     return cfg
 
@@ -106,9 +106,10 @@ def test_password_changed_behind_pulumis_back_fails_at_the_gate(deployed: Projec
         assert "changed-by-hand" not in text  # never echo a password
         assert probe_pods() == []
     finally:
-        # Converge: refresh sees the drift on the role, up writes the Secret's password back.
-        deployed.stack.refresh(on_output=print, color="never")
-        deployed.up()
+        # Converge as the hint says: refresh sees the role's password drift, up writes it back.
+        deployed.stack.up(refresh=True, on_output=print, color="never")
+    result = deployed.outputs()["apps"]["e2e-pod-one"]["verification"]
+    assert set(result["checksPassed"]) == ALL_CHECKS, result
 
 
 def test_probe_pod_that_cannot_start_fails_within_timeout(deployed: ProjectStack) -> None:

@@ -116,8 +116,8 @@ def test_wrong_password_fails_login(runner: str, pg: PgServer, apps: AppPair) ->
     assert message.startswith(f'app "{apps.app.name}": check "login" failed: ')
     assert f'password authentication failed for user "{apps.app.role}"' in message
     assert message.endswith(
-        f" — the Secret {apps.app.name}-db-credentials and the role disagree; re-run pulumi up "
-        f"to re-sync, or see {RUNBOOK}#password-authentication-failed"
+        f" — the Secret {apps.app.name}-db-credentials and the role disagree; "
+        f"run pulumi up --refresh to re-sync, or see {RUNBOOK}#password-authentication-failed"
     )
 
 

@@ -124,8 +124,8 @@ def test_create_fails_with_the_documented_message(pg: PgServer, apps: AppPair) -
     assert text.startswith(f'app "{apps.app.name}": check "login" failed: ')
     assert f'password authentication failed for user "{apps.app.role}"' in text
     assert text.endswith(
-        f" — the Secret {apps.app.name}-db-credentials and the role disagree; re-run pulumi up "
-        f"to re-sync, or see {RUNBOOK}#password-authentication-failed"
+        f" — the Secret {apps.app.name}-db-credentials and the role disagree; "
+        f"run pulumi up --refresh to re-sync, or see {RUNBOOK}#password-authentication-failed"
     )
     assert wrong not in text
 

@@ -190,7 +190,8 @@ def test_tcp_measured_failure_in_direct_mode() -> None:
         (
             'FATAL: password authentication failed for user "n8n"',
             "password-authentication-failed",
-            "the Secret n8n-db-credentials and the role disagree; re-run pulumi up to re-sync",
+            "the Secret n8n-db-credentials and the role disagree; "
+            "run pulumi up --refresh to re-sync",
         ),
         ('FATAL: no pg_hba.conf entry for host "10.1.2.3"', "no-pg_hba-entry", "pg_hba.conf"),
         ('FATAL: role "n8n" does not exist', "role-does-not-exist", "role was not created"),
@@ -224,8 +225,8 @@ def test_the_documented_example_message() -> None:
     )
     assert verdict.error_message("n8n-db-credentials") == (
         'app "n8n": check "login" failed: password authentication failed for user "n8n" — the '
-        "Secret n8n-db-credentials and the role disagree; re-run pulumi up to re-sync, or see "
-        "docs/runbooks/postgres-connectivity.md#password-authentication-failed"
+        "Secret n8n-db-credentials and the role disagree; run pulumi up --refresh to re-sync, "
+        "or see docs/runbooks/postgres-connectivity.md#password-authentication-failed"
     )
 
 

@@ -253,6 +253,13 @@ func databaseVanished(err error) bool {
 	return errors.As(err, &pgErr) && pgErr.Code == "3D000"
 }
 
+// isSuperuser: the provider was configured as superuser (it may read pg_authid).
+func (p *pgProvider) isSuperuser() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.config && p.cfg.superuser
+}
+
 func ident(s string) string { return pgx.Identifier{s}.Sanitize() }
 
 // roleIdent quotes a role name; "public" is the PUBLIC pseudo-role, as upstream.

@@ -312,8 +312,27 @@ func (p *pgProvider) Read(ctx context.Context, req *pulumirpc.ReadRequest) (*pul
 	inputs := req.GetInputs()
 	if inputs == nil {
 		inputs = s
+	} else if inputs, err = driftedInputs(inputs, state, outs); err != nil {
+		return nil, err
 	}
 	return &pulumirpc.ReadResponse{Id: req.GetId(), Properties: s, Inputs: inputs}, nil
+}
+
+// driftedInputs carries what a refresh found changed by hand (e.g. SUPERUSER granted, the password
+// changed) into the inputs too, as the Terraform bridge does: the next diff compares the program's
+// inputs with the real state, so `pulumi up --refresh` repairs the drift.
+func driftedInputs(inputs *structpb.Struct, state, outs resource.PropertyMap) (*structpb.Struct, error) {
+	in, err := unmarshal(inputs)
+	if err != nil {
+		return nil, err
+	}
+	for k, v := range outs {
+		old, seen := state[k]
+		if _, isInput := in[k]; isInput && seen && !old.DeepEquals(v) {
+			in[k] = v
+		}
+	}
+	return marshal(in)
 }
 
 func (p *pgProvider) Update(ctx context.Context, req *pulumirpc.UpdateRequest) (*pulumirpc.UpdateResponse, error) {

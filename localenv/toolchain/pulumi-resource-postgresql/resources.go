@@ -149,6 +149,19 @@ func (roleKind) read(ctx context.Context, p *pgProvider, id string, state props)
 	if validUntil == nil {
 		out["validUntil"] = vStr("infinity")
 	}
+	// A password changed by hand: the server keeps only a verifier, so check the state's password
+	// against it (superuser only) and report drift as an empty password, which the next update
+	// writes back. Nothing of the password or the verifier goes into the outputs.
+	if pw := state.str("password", ""); pw != "" && p.isSuperuser() {
+		var verifier *string
+		if _, err := p.queryRow(ctx, "", `SELECT rolpassword FROM pg_authid WHERE rolname = $1`,
+			[]any{id}, &verifier); err != nil {
+			return nil, err
+		}
+		if verifier == nil || !passwordMatches(*verifier, id, pw) {
+			out["password"] = vStr("")
+		}
+	}
 	roles, err := p.queryStrings(ctx, "", `SELECT g.rolname FROM pg_auth_members m
 		JOIN pg_roles g ON g.oid = m.roleid JOIN pg_roles r ON r.oid = m.member
 		WHERE r.rolname = $1 ORDER BY 1`, id)
