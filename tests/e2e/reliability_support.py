@@ -100,6 +100,8 @@ def state_resources(stack: ProjectStack) -> dict[str, Any]:
     deployment = export_state(stack)
     out: dict[str, Any] = {}
     for res in deployment.get("resources") or []:
+        if res.get("external"):
+            continue  # a read (`Secret.get`, StackReference): the engine's view, not a change
         out[res["urn"]] = _normalize(
             {
                 "type": res.get("type"),
@@ -176,8 +178,9 @@ class World:
     databases: dict[str, tuple[Any, ...]]
     cluster: dict[str, Any]
 
-    def differences(self, other: World) -> list[str]:
-        """Human-readable list of what differs (empty when nothing changed)."""
+    def differences(self, other: World, *, ignore_providers: bool = False) -> list[str]:
+        """Human-readable list of what differs (empty when nothing changed). With
+        `ignore_providers`, the recorded configuration of provider resources is left out."""
         diffs: list[str] = []
         for label, mine, theirs in (
             ("state", self.state, other.state),
@@ -185,6 +188,8 @@ class World:
             ("database", self.databases, other.databases),
         ):
             for key in sorted(set(mine) | set(theirs)):
+                if ignore_providers and "::pulumi:providers:" in key:
+                    continue
                 if mine.get(key) != theirs.get(key):
                     diffs.append(f"{label} {key}: {mine.get(key)!r} -> {theirs.get(key)!r}")
         if self.cluster != other.cluster:
