@@ -134,9 +134,14 @@ def run_script(
                 else []
             ),
             str(bin_dir / "sh") if bin_dir else "sh",
-            str(PROBE_SCRIPT),
+            # The script's text as an argument, as the pod gets it (no file to read: under
+            # read_only_root only a fresh /tmp is there, and the checkout may live in /tmp).
+            "-c",
+            PROBE_SCRIPT.read_text(),
+            "probe.sh",
         ],
         env=env,
+        cwd="/",  # a container's working directory; the checkout may be hidden by the fresh /tmp
         capture_output=True,
         text=True,
         timeout=120,
