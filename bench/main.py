@@ -474,6 +474,22 @@ def cleanup(server: Server, engine: bool) -> None:
         kubectl("delete", "namespace", NAMESPACE, "--ignore-not-found", "--wait=false", check=False)
 
 
+def render(files: list[Path]) -> None:
+    """Rebuild the docs table from recorded results (targets recomputed with today's rules)."""
+    blocks = []
+    for i, path in enumerate(files):
+        result = json.loads(path.read_text())
+        result["targets"] = targets(result)
+        title = "Latest run" if i == 0 else "Earlier run"
+        rel = path.resolve().relative_to(REPO) if path.resolve().is_relative_to(REPO) else path
+        blocks.append(
+            f"### {title}: `{rel}`\n\n{markdown_report(result)}".replace("\n### ", "\n#### ")
+        )
+    body = "\n".join(blocks)
+    print(body)
+    DOCS.write_text(replace_between_markers(DOCS.read_text() if DOCS.exists() else "", body))
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--sizes", default="1,10,50", help="app counts (comma-separated)")
@@ -484,11 +500,20 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--floor-only", action="store_true")
     parser.add_argument("--out", type=Path, default=None)
     parser.add_argument("--no-docs", action="store_true", help="do not rewrite docs/benchmarks.md")
+    parser.add_argument(
+        "--render",
+        type=Path,
+        nargs="+",
+        help="only rebuild the docs table from these result files (newest first), run nothing",
+    )
     return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.render:
+        render(args.render)
+        return 0
     sizes = sorted({int(s) for s in args.sizes.split(",") if s.strip()})
     budget = Budget(args.budget_min)
     notes: list[str] = []

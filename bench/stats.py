@@ -108,6 +108,15 @@ def verdict(value: float | None, limit: float) -> str:
     return "met" if value <= limit else "missed"
 
 
+def short_error(text: str, limit: int = 240) -> str:
+    """The telling part of an engine failure: the provider's own error if there is one."""
+    for mark in ("VerificationError: ", "Error: "):
+        if mark in text:
+            text = "failed: " + text.split(mark, 1)[1].split(" / ", maxsplit=1)[0]
+            break
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 def _get(result: Mapping[str, Any], *path: str) -> Any:
     node: Any = result
     for key in path:
@@ -312,8 +321,8 @@ def _md_the_gate(result: Mapping[str, Any], lines: list[str]) -> None:
                     _row(
                         [
                             str(g.get("mode", key)),
-                            str(g.get("apps", "?")),
-                            str(g["error"]),
+                            str(g.get("apps") or key.rsplit("-", 1)[-1]),
+                            short_error(str(g["error"])),
                             "",
                             "",
                             "",
@@ -326,7 +335,7 @@ def _md_the_gate(result: Mapping[str, Any], lines: list[str]) -> None:
                 _row(
                     [
                         str(g.get("mode", key)),
-                        str(g.get("apps", "?")),
+                        str(g.get("apps") or key.rsplit("-", 1)[-1]),
                         fmt_seconds(_num(g.get("wall_s"))),
                         fmt_seconds(_num(g.get("gate_span_s"))),
                         fmt_seconds(_num(_get(g, "check_duration_s", "p50"))),
@@ -442,14 +451,19 @@ def targets(result: Mapping[str, Any]) -> list[dict[str, str]]:
     )
     gate = _get(result, "engine", "gate", "direct-50") or {}
     gate_s = _num(gate.get("gate_span_s"))
+    failed = bool(gate.get("error"))
     out.append(
         {
             "target": "the gate for 50 apps ≤ 20 s wall (direct mode)",
-            "measured": fmt_seconds(gate_s),
-            "verdict": verdict(gate_s, 20.0),
+            "measured": (
+                f"failed after {fmt_seconds(gate_s)} ({gate.get('checks_run', '?')} checks ran)"
+                if failed
+                else fmt_seconds(gate_s)
+            ),
+            "verdict": "missed (the gate failed)" if failed else verdict(gate_s, 20.0),
         }
     )
-    p95 = _num(_get(gate, "roundtrip_p95_ms", "max"))
+    p95 = None if failed else _num(_get(gate, "roundtrip_p95_ms", "max"))
     out.append(
         {
             "target": "probe round trip p95 < 100 ms (worst app, direct mode)",

@@ -13,6 +13,7 @@ from bench.stats import (
     percentile,
     ratio,
     replace_between_markers,
+    short_error,
     summarize,
     targets,
     touched,
@@ -185,3 +186,28 @@ def test_replace_between_markers_replaces_only_the_block() -> None:
 def test_replace_between_markers_appends_when_missing() -> None:
     out = replace_between_markers("# Title\n", "table")
     assert out == f"# Title\n\n{BEGIN_MARKER}\ntable\n{END_MARKER}\n"
+
+
+def test_a_failed_gate_is_not_reported_as_met() -> None:
+    result = sample_result()
+    gate = result["engine"]["gate"]["direct-50"]
+    gate["error"] = "`pulumi up` failed (exit 1): check latency failed"
+    gate["checks_run"] = 12
+    gate["gate_span_s"] = 9.8  # short because it stopped early
+    got = {t["target"]: (t["measured"], t["verdict"]) for t in targets(result)}
+    assert got["the gate for 50 apps ≤ 20 s wall (direct mode)"] == (
+        "failed after 9.80 s (12 checks ran)",
+        "missed (the gate failed)",
+    )
+    assert got["probe round trip p95 < 100 ms (worst app, direct mode)"][1] == "not measured"
+
+
+def test_short_error_keeps_the_provider_message() -> None:
+    text = (
+        "`pulumi up` failed (exit 1): + check creating error: Traceback / raise X( / "
+        'components.verification.provider.VerificationError: app "a": check "latency" failed: '
+        "connect 258 ms > 250 ms / error: update failed"
+    )
+    assert short_error(text) == 'failed: app "a": check "latency" failed: connect 258 ms > 250 ms'
+    assert short_error("x" * 500).endswith("…")
+    assert len(short_error("x" * 500)) == 240
