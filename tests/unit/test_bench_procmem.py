@@ -67,7 +67,7 @@ def test_summarize_procs_keeps_the_largest_of_each_kind() -> None:
 
 def test_sampler_sees_a_real_child_process(tmp_path: object) -> None:
     """A child whose argv says `pulumi.dynamic` is found, classified and its memory recorded."""
-    code = "import time; x = bytearray(30 * 1024 * 1024); time.sleep(1.0)"
+    code = 'import time; x = b"x" * (30 * 1024 * 1024); time.sleep(1.0)'
     with MemorySampler(interval=0.05) as sampler:
         proc = subprocess.Popen([sys.executable, "-c", code, "pulumi.dynamic"])
         time.sleep(0.8)
