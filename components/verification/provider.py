@@ -199,10 +199,12 @@ def _probe(props: Mapping[str, Any]) -> dict[str, Any]:
 def changed_keys(olds: Mapping[str, Any], news: Mapping[str, Any]) -> list[str]:
     """Inputs that differ (old outputs vs new inputs), `password` when the hash differs."""
     changed = [k for k in INPUT_KEYS if olds.get(k) != news.get(k)]
-    new_hash = credentials_hash(
-        str(news.get("app_name")), str(news.get("password")), news.get("uri")
-    )
-    if olds.get("credentials_sha256") != new_hash:
+    password, uri = news.get("password"), news.get("uri")
+    if not isinstance(password, str) or not isinstance(uri, str | None):
+        # Unknown in a preview (e.g. a rotation's new RandomPassword): it will change.
+        changed.append("password")
+        return changed
+    if olds.get("credentials_sha256") != credentials_hash(str(news.get("app_name")), password, uri):
         changed.append("password")
     return changed
 

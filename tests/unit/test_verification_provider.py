@@ -173,6 +173,17 @@ def test_unknown_password_during_preview_counts_as_a_change() -> None:
     assert diff(olds, news).changes is True
 
 
+@pytest.mark.parametrize("key", ["password", "uri"])
+def test_unknown_object_during_preview_counts_as_a_change(key: str) -> None:
+    """The dynamic provider host passes `pulumi.output.UNKNOWN` (not a string) in a preview."""
+    from pulumi.output import UNKNOWN  # noqa: PLC0415
+
+    olds = old_outputs(props())
+    news = {**props(), key: UNKNOWN}
+    assert diff(olds, news).changes is True
+    assert "password" in changed_keys(olds, news)
+
+
 def test_credentials_hash_is_not_the_plain_sha256_of_the_password() -> None:
     import hashlib  # noqa: PLC0415
 
