@@ -362,7 +362,9 @@ def test_bad_environment_is_refused_naming_it(
     assert before.differences(world(shared, "rel-bi")) == []
 
 
-def _refused_on_first_use(stack: ProjectStack, before: World, cfg: dict[str, Any]) -> str:
+def _refused_on_first_use(
+    stack: ProjectStack, before: World, cfg: dict[str, Any], admin_password: str | None = None
+) -> str:
     """Bad admin credentials are only used when PostgreSQL is touched: `up --refresh` with no
     change succeeds without noticing (docs/reliability.md). So a new app is declared, as an
     operator would: the run must fail on its role and change nothing but record that app's
@@ -370,7 +372,11 @@ def _refused_on_first_use(stack: ProjectStack, before: World, cfg: dict[str, Any
     cfg = copy.deepcopy(cfg)
     cfg["postgres-apps:apps"] = [dict(GOOD_APP), {"name": "rel-bi-two", "deletion": "drop"}]
     try:
-        stack.write_config(cfg)
+        stack.write_config(cfg)  # replaces the whole config: the secret goes in after it
+        if admin_password is not None:
+            stack.stack.set_config(
+                "postgres-apps:adminPassword", auto.ConfigValue(value=admin_password, secret=True)
+            )
         with pytest.raises(auto.CommandError) as err:
             stack.up()
     finally:
@@ -394,10 +400,7 @@ def test_wrong_admin_user_is_refused(shared: ProjectStack, baseline: World) -> N
 
 
 def test_wrong_admin_password_is_refused(shared: ProjectStack, baseline: World) -> None:
-    shared.stack.set_config(
-        "postgres-apps:adminPassword", auto.ConfigValue(value="rel-wrong-password", secret=True)
-    )
-    text = _refused_on_first_use(shared, baseline, good_config())
+    text = _refused_on_first_use(shared, baseline, good_config(), "rel-wrong-password")
     assert "password authentication failed" in text
     assert 'user "postgres"' in text
     assert "rel-wrong-password" not in text
