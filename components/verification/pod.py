@@ -62,6 +62,8 @@ _REASON_HINTS: Final = {
     "DeadlineExceeded": "the probe did not finish in time; PostgreSQL or DNS is hanging "
     "(raise postgres-apps:verification.timeoutSeconds only if the cluster is just slow)",
     "Unschedulable": "no node can run the probe pod (resources, taints, quotas)",
+    "PodDeleted": "something deleted or evicted the probe pod (a person, a controller, node "
+    "pressure); re-run pulumi up",
 }
 
 
@@ -382,7 +384,14 @@ def _wait_and_read(
     where = f"{spec.namespace}/{name}"
     deadline = clock() + spec.timeout_seconds
     while True:
-        pod = api.read_namespaced_pod(name, spec.namespace, _request_timeout=30)
+        try:
+            pod = api.read_namespaced_pod(name, spec.namespace, _request_timeout=30)
+        except Exception as exc:
+            if _is_not_found(exc):
+                raise PodProbeError(
+                    "PodDeleted", f"probe pod {where} was deleted while it ran"
+                ) from exc
+            raise
         phase = _get(pod, "status", "phase")
         if phase in ("Succeeded", "Failed"):
             break
@@ -411,6 +420,10 @@ def _wait_and_read(
             name, spec.namespace, container=CONTAINER, _request_timeout=30
         )
     except Exception as exc:
+        if _is_not_found(exc):
+            raise PodProbeError(
+                "PodDeleted", f"probe pod {where} was deleted while it ran"
+            ) from exc
         raise PodProbeError(
             "LogUnavailable", f"cannot read the log of probe pod {where}: {api_error_text(exc)}"
         ) from exc

@@ -143,13 +143,6 @@ def test_probe_pod_killed(stack: ProjectStack) -> None:
     converged(stack)  # back to direct mode for the rest of the module
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: a probe pod deleted while it runs surfaces as a raw kubernetes ApiException "
-    "(404 Not Found, HTTP headers, traceback): components/verification/pod.py _wait_and_read "
-    "does not handle NotFound from read_namespaced_pod; it should raise PodProbeError "
-    "('PodDeleted', 'probe pod <ns>/<name> was deleted while it ran', hint: re-run pulumi up)",
-)
 def test_killed_probe_pod_is_reported_clearly() -> None:
     assert _killed_probe_error, "test_probe_pod_killed did not run"
     text = _killed_probe_error[0]

@@ -398,6 +398,16 @@ def test_api_error_while_waiting_still_deletes_the_pod() -> None:
     assert api.deleted() == [NAME]
 
 
+def test_pod_deleted_while_running_is_named_not_a_raw_api_error() -> None:
+    api = FakeCoreV1([pod_state("Running")], read_error=ApiError(404, "pods not found"))
+    with pytest.raises(PodProbeError) as err:
+        probe(api)
+    assert err.value.reason == "PodDeleted"
+    assert err.value.message == f"probe pod apps/{NAME} was deleted while it ran"
+    assert "re-run pulumi up" in err.value.hint
+    assert api.deleted() == [NAME]  # deleting the already-gone pod is tried and tolerated
+
+
 def test_create_refused_is_a_clear_error_and_nothing_to_delete() -> None:
     api = FakeCoreV1(
         [pod_state("Pending")],
