@@ -78,6 +78,8 @@ class EngineRun:
             and line.strip() not in ("error:", "errors:")
             and "errored" not in line
         ]
+        # the exception itself (e.g. `VerificationError: app … check "latency" failed: …`) first
+        errors.sort(key=lambda line: "Error: " not in line)
         detail = " / ".join(dict.fromkeys(errors))[:1200] if errors else self.output_tail[-300:]
         return f"`pulumi {self.command}` failed ({why}): {' '.join(detail.split())}"
 
