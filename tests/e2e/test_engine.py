@@ -46,9 +46,12 @@ def config(apps: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def server_snapshot() -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
-    """Roles and databases of the server, to compare before/after."""
-    roles = query("SELECT rolname FROM pg_roles WHERE rolname NOT LIKE 'pg\\_%' ORDER BY 1")
-    dbs = query("SELECT datname FROM pg_database ORDER BY 1")
+    """This tier's roles and databases (the program names both after the apps: `e2e_*`).
+
+    Only ours: other suites may share the server, and their objects are not this test's business.
+    """
+    roles = query("SELECT rolname FROM pg_roles WHERE rolname LIKE 'e2e\\_%' ORDER BY 1")
+    dbs = query("SELECT datname FROM pg_database WHERE datname LIKE 'e2e\\_%' ORDER BY 1")
     return roles, dbs
 
 
