@@ -205,17 +205,17 @@ _LOGIN_HINTS: Final[tuple[tuple[tuple[str, ...], str, str], ...]] = (
     (
         ("role", "does not exist"),
         "role-does-not-exist",
-        "the role was not created; re-run pulumi up",
+        "the role was not created; run pulumi up --refresh",
     ),
     (
         ("database", "does not exist"),
         "database-does-not-exist",
-        "the database was not created; re-run pulumi up",
+        "the database was not created; run pulumi up --refresh",
     ),
     (
         ("permission denied for database",),
         "permission-denied-for-database",
-        "the role lacks CONNECT on its own database; re-run pulumi up to restore the grants",
+        "the role lacks CONNECT on its own database; run pulumi up --refresh to restore the grants",
     ),
     (
         ("too many connections",),
@@ -226,7 +226,7 @@ _LOGIN_HINTS: Final[tuple[tuple[tuple[str, ...], str, str], ...]] = (
     (
         ("not permitted to log in",),
         "role-cannot-login",
-        "the role has NOLOGIN; re-run pulumi up",
+        "the role has NOLOGIN; run pulumi up --refresh",
     ),
     (
         ("ssl",),
@@ -417,7 +417,7 @@ def judge_login(report: Mapping[str, Any]) -> CheckOutcome:
                 "login",
                 "fail",
                 f'logged in as "{user}", expected "{target.get("user")}"',
-                _hint("login", "the Secret {secret} names the wrong user; re-run pulumi up"),
+                _hint("login", "the Secret {secret} names the wrong user; run pulumi up --refresh"),
             )
         return CheckOutcome("login", "pass", f"logged in as {who}")
     err = str(login.get("error") or "unknown error").strip()
@@ -432,7 +432,7 @@ def judge_login(report: Mapping[str, Any]) -> CheckOutcome:
 _URI_ENCODING_HINT: Final = _hint(
     "uri-encoding",
     "user, password and database in the uri of Secret {secret} must be percent-encoded "
-    "(the individual keys work); re-run pulumi up to rewrite it",
+    "(the individual keys work); run pulumi up --refresh to rewrite it",
 )
 
 
@@ -475,7 +475,7 @@ def judge_uri(report: Mapping[str, Any]) -> CheckOutcome:
             "uri",
             "fail",
             "the Secret has no uri",
-            _hint("uri", "the Secret {secret} lacks the key uri; re-run pulumi up"),
+            _hint("uri", "the Secret {secret} lacks the key uri; run pulumi up --refresh"),
         )
     misparsed = _uri_misparsed(uri)
     if misparsed is not None:
@@ -525,7 +525,7 @@ def judge_crud(report: Mapping[str, Any]) -> CheckOutcome:
         _hint(
             "crud",
             "the role must own its database (and so the public schema on PostgreSQL 15+); "
-            "re-run pulumi up to restore ownership",
+            "run pulumi up --refresh to restore ownership",
         ),
     )
 
@@ -563,7 +563,7 @@ def judge_privileges(report: Mapping[str, Any]) -> CheckOutcome:
             f"the app role has {', '.join(extra)}",
             _hint(
                 "excess-privileges",
-                "someone altered the role by hand; re-run pulumi up to restore NOSUPERUSER "
+                "someone altered the role by hand; run pulumi up --refresh to restore NOSUPERUSER "
                 "NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS",
             ),
         )
@@ -595,8 +595,8 @@ def judge_isolation(report: Mapping[str, Any]) -> CheckOutcome:
             "the app can connect to other apps' databases: " + ", ".join(f'"{d}"' for d in reached),
             _hint(
                 "isolation",
-                "CONNECT is granted to PUBLIC or to this role; re-run pulumi up to revoke it "
-                "(REVOKE CONNECT, TEMPORARY ON DATABASE … FROM PUBLIC)",
+                "CONNECT is granted to PUBLIC or to this role; run pulumi up --refresh to revoke "
+                "it (REVOKE CONNECT, TEMPORARY ON DATABASE … FROM PUBLIC)",
             ),
         )
     if unproven:

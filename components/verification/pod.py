@@ -58,7 +58,7 @@ _REASON_HINTS: Final = {
     "InvalidImageName": "postgres-apps:verification.image is not a valid image reference",
     "ErrImageNeverPull": "imagePullPolicy is Never and the probe image is not on the node",
     "CreateContainerConfigError": "the app's Secret is missing or lacks a key the apps read "
-    "(host, port, dbname, user, password, uri); re-run pulumi up to recreate it",
+    "(host, port, dbname, user, password, uri); run pulumi up --refresh to recreate it",
     "DeadlineExceeded": "the probe did not finish in time; PostgreSQL or DNS is hanging "
     "(raise postgres-apps:verification.timeoutSeconds only if the cluster is just slow)",
     "Unschedulable": "no node can run the probe pod (resources, taints, quotas)",
