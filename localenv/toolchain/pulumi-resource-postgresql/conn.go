@@ -163,6 +163,11 @@ func (p *pgProvider) exec(ctx context.Context, database string, stmts ...string)
 	if err != nil {
 		return err
 	}
+	return runInTx(ctx, tx, stmts)
+}
+
+// runInTx runs statements in tx and commits; any error rolls it back.
+func runInTx(ctx context.Context, tx pgx.Tx, stmts []string) error {
 	defer func() { _ = tx.Rollback(ctx) }()
 	for _, s := range stmts {
 		if _, err := tx.Exec(ctx, s); err != nil {
@@ -191,13 +196,7 @@ func (p *pgProvider) execOnce(ctx context.Context, database string, stmts ...str
 	if err != nil {
 		return err
 	}
-	defer func() { _ = tx.Rollback(ctx) }()
-	for _, s := range stmts {
-		if _, err := tx.Exec(ctx, s); err != nil {
-			return fmt.Errorf("%s: %w", redact(s), err)
-		}
-	}
-	return tx.Commit(ctx)
+	return runInTx(ctx, tx, stmts)
 }
 
 // execNoTx runs statements outside a transaction (CREATE/DROP DATABASE cannot run in one).
