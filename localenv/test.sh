@@ -44,6 +44,9 @@ prepare_real_environment() {
   ./localenv/toolchain.sh || die "the Pulumi toolchain could not be built or found (log above)"
   step "local cluster (control plane, node, PostgreSQL)"
   ./localenv/cluster.sh up || die "the local cluster could not be started (log above)"
+  # The toolchain on PATH, the local backend, no plugin downloads, the cluster's kubeconfig.
+  # shellcheck source=localenv/env.sh disable=SC1091
+  source ./localenv/env.sh
 }
 
 case "$tier" in
