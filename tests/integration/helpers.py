@@ -217,3 +217,30 @@ def run(
 
 def outcome(verdict: Verdict, name: str) -> CheckOutcome:
     return next(c for c in verdict.checks if c.name == name)
+
+
+def check_inputs(server: PgServer, apps: AppPair) -> dict[str, Any]:
+    """A ConnectivityCheck's inputs in direct mode, as the engine hands them over (plain)."""
+    return {
+        "app_name": apps.app.name,
+        "namespace": "apps",
+        "secret_name": f"{apps.app.name}-db-credentials",
+        "host": server.host,
+        "port": server.port,
+        "database": apps.app.database,
+        "username": apps.app.role,
+        "password": apps.app.password,
+        "uri": secret_uri(server, apps.app, server.host),
+        "sslmode": "prefer",
+        "direct_host": server.host,
+        "direct_port": server.port,
+        "other_databases": [apps.other.database],
+        "verification_mode": "direct",
+        "image": "docker.io/library/postgres:17-alpine",
+        "image_pull_policy": "IfNotPresent",
+        "timeout_seconds": 30,
+        "latency_budget_ms": GENEROUS_BUDGET_MS,
+        "rerun": "on-change",
+        "roundtrips": 10,
+        "kube_context": None,
+    }

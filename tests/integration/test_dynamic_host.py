@@ -27,7 +27,7 @@ from pulumi.runtime.proto import provider_pb2_grpc
 from components.verification.checks import CHECKS, RUNBOOK
 from components.verification.provider import OUTPUT_KEYS, ConnectivityCheckProvider
 
-from .helpers import GENEROUS_BUDGET_MS, AppPair, secret_uri
+from .helpers import AppPair, check_inputs, secret_uri
 from .pg_server import PgServer
 
 pytestmark = pytest.mark.integration
@@ -74,27 +74,7 @@ def props(pg: PgServer, apps: AppPair, **changes: Any) -> dict[str, Any]:
     """Inputs as the engine sends them to a provider that does not accept secrets (plain)."""
     p: dict[str, Any] = {
         "__provider": serialize_provider(ConnectivityCheckProvider()),
-        "app_name": apps.app.name,
-        "namespace": "apps",
-        "secret_name": f"{apps.app.name}-db-credentials",
-        "host": pg.host,
-        "port": pg.port,
-        "database": apps.app.database,
-        "username": apps.app.role,
-        "password": apps.app.password,
-        "uri": secret_uri(pg, apps.app, pg.host),
-        "sslmode": "prefer",
-        "direct_host": pg.host,
-        "direct_port": pg.port,
-        "other_databases": [apps.other.database],
-        "verification_mode": "direct",
-        "image": "docker.io/library/postgres:17-alpine",
-        "image_pull_policy": "IfNotPresent",
-        "timeout_seconds": 30,
-        "latency_budget_ms": GENEROUS_BUDGET_MS,
-        "rerun": "on-change",
-        "roundtrips": 10,
-        "kube_context": None,
+        **check_inputs(pg, apps),
     }
     p.update(changes)
     return p

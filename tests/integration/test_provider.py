@@ -17,7 +17,7 @@ from components.verification.provider import (
     VerificationError,
 )
 
-from .helpers import GENEROUS_BUDGET_MS, AppPair, secret_uri
+from .helpers import AppPair, check_inputs, secret_uri
 from .pg_server import PgServer
 
 pytestmark = pytest.mark.integration
@@ -26,27 +26,7 @@ pytestmark = pytest.mark.integration
 def inputs(pg: PgServer, apps: AppPair, **changes: Any) -> dict[str, Any]:
     """The property bag the engine hands the provider (secrets already unwrapped)."""
     props: dict[str, Any] = {
-        "app_name": apps.app.name,
-        "namespace": "apps",
-        "secret_name": f"{apps.app.name}-db-credentials",
-        "host": pg.host,
-        "port": pg.port,
-        "database": apps.app.database,
-        "username": apps.app.role,
-        "password": apps.app.password,
-        "uri": secret_uri(pg, apps.app, pg.host),
-        "sslmode": "prefer",
-        "direct_host": pg.host,
-        "direct_port": pg.port,
-        "other_databases": [apps.other.database],
-        "verification_mode": "direct",
-        "image": "docker.io/library/postgres:17-alpine",
-        "image_pull_policy": "IfNotPresent",
-        "timeout_seconds": 30,
-        "latency_budget_ms": GENEROUS_BUDGET_MS,
-        "rerun": "on-change",
-        "roundtrips": 10,
-        "kube_context": None,
+        **check_inputs(pg, apps),
         # output placeholders, as the resource declares them
         **dict.fromkeys(OUTPUT_KEYS),
         "credentials_sha256": None,
