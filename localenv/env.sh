@@ -48,7 +48,11 @@ unset -f _pa_path_prepend
 _pa_state="$POSTGRES_APPS_ROOT/.state"
 mkdir -p "$_pa_state/pulumi-home" "$_pa_state/pulumi-backend"
 export PULUMI_HOME="$_pa_state/pulumi-home"
-export PULUMI_BACKEND_URL="file://$_pa_state/pulumi-backend"
+# `metadata=skip`: the file backend (gocloud fileblob) otherwise writes a `<file>.attrs` sidecar
+# next to every checkpoint with a plain create+write, not a rename; a CLI killed between the two
+# leaves it empty and every later command fails with `failed to load checkpoint: EOF`
+# (docs/reliability.md). The checkpoint itself is written atomically (temp file + rename).
+export PULUMI_BACKEND_URL="file://$_pa_state/pulumi-backend?metadata=skip"
 
 # A random passphrase for the local backend's secrets, generated once per clone (mode 600).
 if [ ! -s "$_pa_state/pulumi-passphrase" ]; then

@@ -42,7 +42,8 @@ def engine_env(state_dir: Path) -> dict[str, str]:
     backend = state_dir / "backend"
     backend.mkdir(parents=True, exist_ok=True)
     env.update(
-        PULUMI_BACKEND_URL=f"file://{backend}",
+        # no `.attrs` sidecars: a SIGKILLed CLI cannot leave an empty one (localenv/env.sh)
+        PULUMI_BACKEND_URL=f"file://{backend}?metadata=skip",
         PULUMI_CONFIG_PASSPHRASE=secrets.token_urlsafe(24),
         PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION="true",
         PULUMI_SKIP_UPDATE_CHECK="true",
