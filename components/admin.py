@@ -1,19 +1,31 @@
-"""Admin access to PostgreSQL: the admin password (as a Pulumi secret) and the provider."""
+"""Admin access to PostgreSQL: the admin password (a Pulumi secret), its pre-flight, the provider.
+
+The provider's password input is the admin password *after* the admin pre-flight
+(`components/preflight.py`) passed: every role, database and grant uses the provider, and every
+app Secret depends on its role and database, so none of them is registered before the pre-flight.
+The pre-flight runs during `pulumi up` only: `pulumi preview` (the pull-request workflow) may run
+where the admin endpoint is not reachable, so a preview does not connect.
+"""
 
 from __future__ import annotations
 
 import base64
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 import pulumi
 import pulumi_kubernetes as k8s
 import pulumi_postgresql as postgresql
 
 from components.config import CONFIG_NAMESPACE, PostgresSettings
+from components.preflight import AdminEndpoint, ServerFacts, run_preflight
 
 CONNECT_TIMEOUT_SECONDS = 15
 EXPECTED_VERSION = "15"
 """Lowest supported server (15 to 18): the provider enables the features of this version up."""
+
+
+Preflight = Callable[[AdminEndpoint, str], ServerFacts]
+"""Connect as admin and judge the server; raise `AdminPreflightError` (injectable for tests)."""
 
 
 class AdminPasswordError(pulumi.RunError):
@@ -56,18 +68,84 @@ def admin_password(
     )
 
 
+def password_source(settings: PostgresSettings) -> str:
+    """Where the admin password comes from, as the operator would fix it (never the value)."""
+    if pulumi.Config(CONFIG_NAMESPACE).get_secret("adminPassword") is not None:
+        return f"the config secret {CONFIG_NAMESPACE}:adminPassword"
+    return (
+        f"Secret {settings.admin_secret_namespace}/{settings.admin_secret_name} "
+        f"key {settings.admin_secret_key}"
+    )
+
+
+def admin_endpoint(settings: PostgresSettings) -> AdminEndpoint:
+    """The admin connection exactly as the provider is configured (pure but for the config)."""
+    return AdminEndpoint(
+        host=settings.admin_host,
+        port=settings.admin_port,
+        user=settings.admin_user,
+        sslmode=settings.admin_sslmode,
+        connect_timeout=CONNECT_TIMEOUT_SECONDS,
+        password_source=password_source(settings),
+    )
+
+
+def _under_unit_test_mocks() -> bool:
+    """True when the program runs under `pulumi.runtime.mocks` (unit tests): no engine, no server.
+
+    The real pre-flight would then open a socket to whatever the test config names; unit tests
+    inject their own pre-flight instead (see `checked_admin_password`).
+    """
+    from pulumi.runtime import mocks  # noqa: PLC0415
+    from pulumi.runtime.settings import SETTINGS  # noqa: PLC0415
+
+    return isinstance(SETTINGS.monitor, mocks.MockMonitor)
+
+
+def checked_admin_password(
+    settings: PostgresSettings,
+    password: pulumi.Input[str],
+    preflight: Preflight | None = None,
+) -> pulumi.Output[str]:
+    """The admin password, resolved only after the admin pre-flight passed (still a secret).
+
+    `pulumi up`: `preflight` (default `run_preflight`) connects once and raises
+    `AdminPreflightError` when the endpoint, the credentials or the server are wrong; the Output
+    then never resolves, so nothing that depends on it (the provider and all it manages) is
+    registered. `pulumi preview`: returned as is, no connection. Under unit-test mocks with no
+    `preflight` given, nothing is checked (no socket is opened by tests).
+    """
+    endpoint = admin_endpoint(settings)
+    check = preflight
+    if check is None and not _under_unit_test_mocks():
+        check = run_preflight
+
+    def gate(value: str) -> str:
+        if check is not None and not pulumi.runtime.is_dry_run():
+            check(endpoint, value)
+        return value
+
+    return pulumi.Output.secret(pulumi.Output.from_input(password).apply(gate))
+
+
 def admin_provider(
     settings: PostgresSettings,
     password: pulumi.Input[str],
     opts: pulumi.ResourceOptions | None = None,
+    *,
+    preflight: Preflight | None = None,
 ) -> postgresql.Provider:
-    """The `postgresql` provider every app's role, database and grants go through."""
+    """The `postgresql` provider every app's role, database and grants go through.
+
+    Its password is `checked_admin_password(...)`: the provider (and everything it manages) is
+    registered only after the admin pre-flight passed (`pulumi up`).
+    """
     return postgresql.Provider(
         "postgres-admin",
         host=settings.admin_host,
         port=settings.admin_port,
         username=settings.admin_user,
-        password=pulumi.Output.secret(password),
+        password=checked_admin_password(settings, password, preflight),
         database="postgres",
         sslmode=settings.admin_sslmode,
         superuser=True,
