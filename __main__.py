@@ -14,7 +14,7 @@ from components.app_database import AppDatabase, AppDatabaseArgs
 from components.config import StackSettings, load_settings
 from components.namespace import AppsNamespace, AppsNamespaceArgs
 from components.retention import OUTPUT_NAME, guarded_managed_apps
-from components.verification import ConnectivityCheck, ConnectivityCheckArgs
+from components.verification import ConnectivityCheck, ConnectivityCheckArgs, ConnectivityPeer
 
 
 def build(settings: StackSettings) -> None:
@@ -53,8 +53,10 @@ def build(settings: StackSettings) -> None:
                     sslmode=pg.sslmode,
                     direct_host=pg.admin_host,
                     direct_port=pg.admin_port,
-                    other_databases=[
-                        other.database_name for name, other in databases.items() if name != app.name
+                    peers=[
+                        ConnectivityPeer(database=other.database_name, role=other.role_name)
+                        for name, other in databases.items()
+                        if name != app.name
                     ],
                     settings=settings.verification,
                     kube_context=settings.kube_context,

@@ -28,7 +28,9 @@ CHECKS: Final[tuple[str, ...]] = (
 )
 """Stable check names, in the order they run (used in messages, outputs and docs)."""
 
-REPORT_SCHEMA: Final = "postgres-apps.verification.report/v1"
+REPORT_SCHEMA: Final = "postgres-apps.verification.report/v2"
+"""v2: `isolation` is one object (privilege queries both ways + one refused login), not a list of
+refused logins to every other database (v1)."""
 VERDICT_SCHEMA: Final = "postgres-apps.verification/v1"
 CRUD_STEPS: Final[tuple[str, ...]] = ("create", "insert", "select", "update", "delete", "drop")
 PRIVILEGE_FLAGS: Final[tuple[str, ...]] = (
@@ -572,46 +574,177 @@ def judge_privileges(report: Mapping[str, Any]) -> CheckOutcome:
     )
 
 
-def judge_isolation(report: Mapping[str, Any]) -> CheckOutcome:
-    if report.get("isolation") is None:
-        return CheckOutcome("isolation", "skip", "not attempted (login failed)")
-    attempts = [a for a in report.get("isolation") or [] if isinstance(a, dict)]
-    if not attempts:
-        return CheckOutcome("isolation", "pass", "no other app databases to try")
-    reached: list[str] = []
-    unproven: list[str] = []
-    for a in attempts:
-        db = str(a.get("database"))
-        if a.get("connected"):
-            reached.append(db)
-            continue
-        err = str(a.get("error") or "").lower()
-        if "permission denied for database" not in err:
-            unproven.append(f'"{db}": {str(a.get("error") or "no error reported").strip()}')
-    if reached:
-        return CheckOutcome(
-            "isolation",
-            "fail",
-            "the app can connect to other apps' databases: " + ", ".join(f'"{d}"' for d in reached),
-            _hint(
-                "isolation",
-                "CONNECT is granted to PUBLIC or to this role; run pulumi up --refresh to revoke "
-                "it (REVOKE CONNECT, TEMPORARY ON DATABASE … FROM PUBLIC)",
-            ),
+@dataclass(frozen=True)
+class Peer:
+    """Another managed app, as the isolation check sees it: its database and its role."""
+
+    database: str
+    role: str
+
+
+def refused_login_database(own_database: str, peer_databases: Collection[str]) -> str | None:
+    """The ONE peer database the check logs in to (that login must be refused).
+
+    Deterministic and spread out: the next peer database after the app's own in sorted order,
+    wrapping around; so n apps make n refused logins in all, each peer's database gets one.
+    """
+    others = sorted({d for d in peer_databases if d and d != own_database})
+    if not others:
+        return None
+    return next((d for d in others if d > own_database), others[0])
+
+
+ISOLATION_SQL: Final = (
+    "SELECT"
+    " array_to_string(ARRAY(SELECT datname FROM pg_database"
+    " WHERE datname = ANY({dbs}) AND has_database_privilege(datname, 'CONNECT')"
+    " ORDER BY datname), ' '),"
+    " array_to_string(ARRAY(SELECT rolname FROM pg_roles"
+    " WHERE rolname = ANY({roles})"
+    " AND has_database_privilege(rolname, current_database(), 'CONNECT')"
+    " ORDER BY rolname), ' '),"
+    " EXISTS(SELECT 1 FROM pg_database d,"
+    " aclexplode(COALESCE(d.datacl, acldefault('d', d.datdba))) a"
+    " WHERE d.datname = current_database() AND a.grantee = 0 AND a.privilege_type = 'CONNECT'),"
+    " array_to_string(ARRAY(SELECT p FROM unnest({dbs}) p"
+    " WHERE p NOT IN (SELECT datname FROM pg_database) ORDER BY p), ' '),"
+    " array_to_string(ARRAY(SELECT p FROM unnest({roles}) p"
+    " WHERE p NOT IN (SELECT rolname FROM pg_roles) ORDER BY p), ' ')"
+)
+"""The isolation query: both runners send it as the app's own role, in the session the check
+already has — one round trip whatever the number of peers. Columns: peer databases this role may
+CONNECT to (outbound); peer roles that may CONNECT to this database (inbound); whether PUBLIC holds
+CONNECT on this database (`datacl` NULL means the default ACL, which grants CONNECT to PUBLIC);
+peer databases and roles the server does not know. Lists are space-separated (managed names have
+no spaces). `{dbs}` and `{roles}` are text[] parameters: psycopg `%(dbs)s::text[]`, psql
+`string_to_array(:'dbs', ' ')` (probe.sh holds the same text; a unit test compares them)."""
+
+
+def _str_list(value: Any) -> list[str] | None:
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        return None
+    return list(value)
+
+
+def _quoted(names: Sequence[str]) -> str:
+    return ", ".join(f'"{n}"' for n in names)
+
+
+_MALFORMED_HINT: Final = _hint(
+    "probe-pod", "the probe reported isolation in an unexpected shape (probe bug or image)"
+)
+
+
+def _isolation_shape_problem(iso: Any) -> str | None:
+    """What is malformed in a report's `isolation` object (None: well-formed)."""
+    if not isinstance(iso, dict):
+        return f"expected an object, got {type(iso).__name__}"
+    peers = iso.get("peers")
+    if not isinstance(peers, int) or isinstance(peers, bool) or peers < 0:
+        return "peers must be a count"
+    if peers == 0 or iso.get("error"):
+        return None
+    out = _dict(iso.get("outbound")) or {}
+    inb = _dict(iso.get("inbound")) or {}
+    login = _dict(iso.get("refused_login")) or {}
+    rules = (
+        (
+            _str_list(out.get("reachable")) is not None
+            and _str_list(out.get("missing")) is not None,
+            "outbound.reachable/missing must be lists of names",
+        ),
+        (
+            _str_list(inb.get("roles")) is not None and _str_list(inb.get("missing")) is not None,
+            "inbound.roles/missing must be lists of names",
+        ),
+        (isinstance(inb.get("public_connect"), bool), "inbound.public_connect must be a boolean"),
+        (
+            isinstance(login.get("database"), str) and isinstance(login.get("connected"), bool),
+            "refused_login needs a database and connected",
+        ),
+    )
+    return next((what for ok, what in rules if not ok), None)
+
+
+def _isolation_findings(
+    iso: Mapping[str, Any], own_db: str, own_role: str
+) -> tuple[list[str], list[str]]:
+    """(what was seen, hints) for each part that failed; both empty when isolation holds."""
+    reachable: list[str] = iso["outbound"]["reachable"]
+    roles: list[str] = iso["inbound"]["roles"]
+    missing = [*iso["outbound"]["missing"], *iso["inbound"]["missing"]]
+    login: Mapping[str, Any] = iso["refused_login"]
+    login_db = str(login["database"])
+    seen: list[str] = []
+    hints: list[str] = []
+    if reachable:
+        seen.append("the app can connect to other apps' databases: " + _quoted(reachable))
+        hints.append(
+            f"revoke it on each: REVOKE CONNECT, TEMPORARY ON DATABASE {reachable[0]} FROM PUBLIC"
+            f" (and FROM {own_role})"
         )
-    if unproven:
-        return CheckOutcome(
-            "isolation",
-            "fail",
+    if iso["inbound"]["public_connect"]:
+        seen.append(f'PUBLIC holds CONNECT on this app\'s database "{own_db}"')
+        hints.append(f"REVOKE CONNECT, TEMPORARY ON DATABASE {own_db} FROM PUBLIC")
+    if roles:
+        seen.append(
+            f"other apps' roles can connect to this app's database \"{own_db}\": " + _quoted(roles)
+        )
+        hints.append(
+            f"remove the grant: REVOKE CONNECT ON DATABASE {own_db} FROM {', '.join(roles)}"
+        )
+    if login["connected"]:
+        if login_db not in reachable:
+            seen.append(f'a login to "{login_db}" was not refused')
+            hints.append(f"REVOKE CONNECT, TEMPORARY ON DATABASE {login_db} FROM PUBLIC")
+    elif "permission denied for database" not in str(login.get("error") or "").lower():
+        seen.append(
             "could not prove isolation (expected 'permission denied for database'): "
-            + "; ".join(unproven),
+            f'"{login_db}": {str(login.get("error") or "no error reported").strip()}'
+        )
+        hints.append("the other app's database must exist before this check runs (depends_on)")
+    if missing:
+        seen.append("peers unknown to the server: " + _quoted(missing))
+        hints.append("every other app's role and database must exist before this check runs")
+    return seen, hints
+
+
+def judge_isolation(report: Mapping[str, Any]) -> CheckOutcome:
+    """Both directions by privilege queries, plus one real login that must be refused."""
+    iso = report.get("isolation")
+    if iso is None:
+        return CheckOutcome("isolation", "skip", "not attempted (login failed)")
+    problem = _isolation_shape_problem(iso)
+    if problem is not None:
+        return CheckOutcome(
+            "isolation", "fail", f"malformed isolation report: {problem}", _MALFORMED_HINT
+        )
+    if iso.get("error"):
+        return CheckOutcome(
+            "isolation",
+            "fail",
+            f"could not query the privileges: {sql_error(str(iso['error']))}",
+            _hint("isolation", "the app role must be able to read pg_database and pg_roles"),
+        )
+    if iso["peers"] == 0:
+        return CheckOutcome("isolation", "pass", "no other app databases")
+    target = _dict(report.get("target")) or {}
+    seen, hints = _isolation_findings(iso, str(target.get("database")), str(target.get("user")))
+    if seen:
+        return CheckOutcome(
+            "isolation",
+            "fail",
+            "; ".join(seen),
             _hint(
-                "isolation",
-                "the other app's database must exist before this check runs (depends_on)",
+                "isolation", "; ".join(hints) + "; run pulumi up --refresh to restore the revokes"
             ),
         )
-    names = ", ".join(f'"{a.get("database")}"' for a in attempts)
-    return CheckOutcome("isolation", "pass", f"permission denied for {names}")
+    return CheckOutcome(
+        "isolation",
+        "pass",
+        f"{iso['peers']} other apps: no database of theirs reachable, no role of theirs (nor "
+        f'PUBLIC) may connect here; login to "{iso["refused_login"]["database"]}" refused',
+    )
 
 
 def connect_time(login: Mapping[str, Any]) -> float | None:

@@ -1,6 +1,6 @@
 # postgres-apps verification probe, pod runner (POSIX sh + psql; busybox or coreutils).
 #
-# Measures only; prints ONE JSON probe report (schema postgres-apps.verification.report/v1, the
+# Measures only; prints ONE JSON probe report (schema postgres-apps.verification.report/v2, the
 # same shape the direct runner builds) as its last output line, then exits 0. The judgement
 # (pass/fail, messages, hints) is made by components/verification/checks.py.
 #
@@ -9,7 +9,10 @@
 #                                                        dbname, user, password, uri)
 #   PROBE_APP                app name (for the report)
 #   PROBE_SSLMODE            sslmode for the individual-keys connections (default prefer)
-#   PROBE_OTHER_DATABASES    space-separated other apps' databases (must NOT be reachable)
+#   PROBE_PEER_DATABASES     space-separated databases of the other managed apps
+#   PROBE_PEER_ROLES         space-separated roles of the other managed apps
+#   PROBE_REFUSED_LOGIN_DATABASE  the ONE peer database a login must be refused for (chosen by
+#                            checks.refused_login_database; empty when there are no peers)
 #   PROBE_ROUNDTRIPS         number of SELECT 1 round trips timed (default 20)
 #   PROBE_CONNECT_TIMEOUT    seconds (default 10)
 #   PROBE_DNS_HOST           name for the dns check (default DB_HOST)
@@ -59,6 +62,15 @@ jnum() {
 		'' | *[!0-9]*) jsn "$1" ;;
 		*) printf '%s' "$1" ;;
 	esac
+}
+
+# space-separated names → JSON array of strings
+jlist() {
+	l=''
+	for n in $1; do
+		l="$l${l:+,}$(js "$n")"
+	done
+	printf '[%s]' "$l"
 }
 
 # psql boolean (t/f) → JSON
@@ -283,21 +295,41 @@ EOF
 		fi
 	fi
 
-	# ---- isolation ---------------------------------------------------------------------------
-	iso=''
-	for db in ${PROBE_OTHER_DATABASES:-}; do
-		if out=$(pq -d "$db" -c 'SELECT 1' 2>&1); then
-			iso="$iso${iso:+,}{\"database\":$(js "$db"),\"connected\":true,\"error\":null}"
-		else
-			iso="$iso${iso:+,}{\"database\":$(js "$db"),\"connected\":false,\"error\":$(js "$(oneline "$out")")}"
-		fi
+	# ---- isolation: both directions in one query (checks.ISOLATION_SQL), one refused login ------
+	peer_dbs=${PROBE_PEER_DATABASES:-}
+	peer_roles=${PROBE_PEER_ROLES:-}
+	npeers=0
+	for _ in $peer_dbs; do
+		npeers=$((npeers + 1))
 	done
-	iso_json="[$iso]"
+	iso_out=$(
+		pq -F '|' -v ON_ERROR_STOP=1 -v "dbs=$peer_dbs" -v "roles=$peer_roles" 2>&1 <<'EOF'
+SELECT array_to_string(ARRAY(SELECT datname FROM pg_database WHERE datname = ANY(string_to_array(:'dbs', ' ')) AND has_database_privilege(datname, 'CONNECT') ORDER BY datname), ' '), array_to_string(ARRAY(SELECT rolname FROM pg_roles WHERE rolname = ANY(string_to_array(:'roles', ' ')) AND has_database_privilege(rolname, current_database(), 'CONNECT') ORDER BY rolname), ' '), EXISTS(SELECT 1 FROM pg_database d, aclexplode(COALESCE(d.datacl, acldefault('d', d.datdba))) a WHERE d.datname = current_database() AND a.grantee = 0 AND a.privilege_type = 'CONNECT'), array_to_string(ARRAY(SELECT p FROM unnest(string_to_array(:'dbs', ' ')) p WHERE p NOT IN (SELECT datname FROM pg_database) ORDER BY p), ' '), array_to_string(ARRAY(SELECT p FROM unnest(string_to_array(:'roles', ' ')) p WHERE p NOT IN (SELECT rolname FROM pg_roles) ORDER BY p), ' ');
+EOF
+	)
+	iso_rc=$?
+	if [ "$iso_rc" -ne 0 ]; then
+		iso_json="{\"peers\":$npeers,\"outbound\":null,\"inbound\":null,\"refused_login\":null,\"error\":$(js "$(oneline "$iso_out")")}"
+	else
+		IFS='|' read -r i_reach i_roles i_public i_mdbs i_mroles <<EOF
+$iso_out
+EOF
+		login_part='null'
+		login_db=${PROBE_REFUSED_LOGIN_DATABASE:-}
+		if [ -n "$login_db" ]; then
+			if out=$(pq -d "$login_db" -c 'SELECT 1' 2>&1); then
+				login_part="{\"database\":$(js "$login_db"),\"connected\":true,\"error\":null}"
+			else
+				login_part="{\"database\":$(js "$login_db"),\"connected\":false,\"error\":$(js "$(oneline "$out")")}"
+			fi
+		fi
+		iso_json="{\"peers\":$npeers,\"outbound\":{\"reachable\":$(jlist "$i_reach"),\"missing\":$(jlist "$i_mdbs")},\"inbound\":{\"roles\":$(jlist "$i_roles"),\"public_connect\":$(jbool "$i_public"),\"missing\":$(jlist "$i_mroles")},\"refused_login\":$login_part,\"error\":null}"
+	fi
 fi
 
 finished_at=$(date -u +%Y-%m-%dT%H:%M:%SZ)
 target="{\"host\":$(jsn "${DB_HOST:-}"),\"port\":$(jnum "${DB_PORT:-}"),\"database\":$(jsn "${DB_NAME:-}"),\"user\":$(jsn "${DB_USER:-}")}"
-printf '{"schema":"postgres-apps.verification.report/v1","app":%s,"runner":"pod","target":%s,"started_at":"%s","finished_at":"%s","clock":"%s","dns":%s,"tcp":null,"login":%s,"uri":%s,"crud":%s,"privileges":%s,"isolation":%s,"roundtrips_ms":%s}\n' \
+printf '{"schema":"postgres-apps.verification.report/v2","app":%s,"runner":"pod","target":%s,"started_at":"%s","finished_at":"%s","clock":"%s","dns":%s,"tcp":null,"login":%s,"uri":%s,"crud":%s,"privileges":%s,"isolation":%s,"roundtrips_ms":%s}\n' \
 	"$(jsn "${PROBE_APP:-}")" "$target" "$started_at" "$finished_at" "$clock" \
 	"$dns_json" "$login_json" "$uri_json" "$crud_json" "$priv_json" "$iso_json" "$rt_json"
 exit 0

@@ -18,7 +18,14 @@ from typing import Any, Final
 
 import pulumi.dynamic
 
-from components.verification.checks import RUNBOOK, Verdict, judge, redact, redact_report
+from components.verification.checks import (
+    RUNBOOK,
+    Peer,
+    Verdict,
+    judge,
+    redact,
+    redact_report,
+)
 
 INPUT_KEYS: Final[tuple[str, ...]] = (
     "app_name",
@@ -31,7 +38,6 @@ INPUT_KEYS: Final[tuple[str, ...]] = (
     "sslmode",
     "direct_host",
     "direct_port",
-    "other_databases",
     "verification_mode",
     "image",
     "image_pull_policy",
@@ -42,6 +48,21 @@ INPUT_KEYS: Final[tuple[str, ...]] = (
     "kube_context",
 )
 """Plain inputs: copied into the outputs and compared by `diff`."""
+
+PEERS_KEY: Final = "peers"
+"""The other managed apps (`[{database, role}]`): an input the probe uses, but deliberately
+neither compared by `diff` nor copied into the outputs.
+
+Why `diff` ignores it: adding (or removing) an app changes every check's peers. Re-running every
+check for that would be O(n) probes per added app and prove nothing new: the isolation check is
+symmetric — the NEW app's own check proves both directions against every existing app (none of
+their databases reachable from it, none of their roles may connect to its database, PUBLIC may
+not, one login refused). A removed app leaves nothing to be isolated from. Checks re-run on their
+own inputs (credentials, endpoint, mode, …), and on every `up` with `rerun: always`.
+
+Why it is not an output: when `diff` reports no change the engine keeps the old outputs but
+records the NEW inputs (`SameStep`: `new.Outputs = old.Outputs`), so the state's inputs always
+hold the current peers while a copy in the outputs would go stale."""
 
 SECRET_KEYS: Final = frozenset({"password", "uri"})
 """Secret inputs: never copied into outputs; `diff` compares their hash (`credentials_sha256`)."""
@@ -79,8 +100,22 @@ def safe_names(props: Mapping[str, Any]) -> set[str]:
     """Names the messages quote on purpose: never mistaken for password fragments."""
     names = {str(props.get(k) or "") for k in ("app_name", "username", "database", "host")}
     names |= {str(props.get(k) or "") for k in ("namespace", "secret_name", "direct_host")}
-    names |= {str(d) for d in props.get("other_databases") or []}
+    for peer in peers_of(props):
+        names |= {peer.database, peer.role}
     return names - {""}
+
+
+def peers_of(props: Mapping[str, Any]) -> list[Peer]:
+    """The `peers` input (a list of {database, role}) as plain values; malformed entries fail."""
+    peers: list[Peer] = []
+    for entry in props.get(PEERS_KEY) or []:
+        if not isinstance(entry, Mapping) or not entry.get("database") or not entry.get("role"):
+            raise VerificationError(
+                f'app "{props.get("app_name")}": malformed peers entry {entry!r} '
+                "(expected {database, role})"
+            )
+        peers.append(Peer(database=str(entry["database"]), role=str(entry["role"])))
+    return peers
 
 
 def run_check(props: Mapping[str, Any]) -> Verdict:
@@ -137,7 +172,7 @@ def _direct(props: Mapping[str, Any]) -> dict[str, Any]:
             uri=str(uri),
             secret_host=str(props["host"]),
             secret_port=int(props["port"]),
-            other_databases=[str(d) for d in props.get("other_databases") or []],
+            peers=peers_of(props),
             connect_timeout_s=max(2, min(10, int(props["timeout_seconds"]))),
             roundtrips=int(props.get("roundtrips") or 20),
         )
@@ -157,7 +192,8 @@ def _pod(props: Mapping[str, Any]) -> dict[str, Any]:
             image=str(props["image"]),
             image_pull_policy=str(props["image_pull_policy"]),
             sslmode=str(props["sslmode"]),
-            other_databases=[str(d) for d in props.get("other_databases") or []],
+            database=str(props["database"]),
+            peers=peers_of(props),
             timeout_seconds=int(props["timeout_seconds"]),
             roundtrips=int(props.get("roundtrips") or 20),
         ),
@@ -197,7 +233,9 @@ def _probe(props: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def changed_keys(olds: Mapping[str, Any], news: Mapping[str, Any]) -> list[str]:
-    """Inputs that differ (old outputs vs new inputs), `password` when the hash differs."""
+    """Inputs that differ (old outputs vs new inputs), `password` when the hash differs.
+
+    `peers` is never among them (see `PEERS_KEY`)."""
     changed = [k for k in INPUT_KEYS if olds.get(k) != news.get(k)]
     password, uri = news.get("password"), news.get("uri")
     if not isinstance(password, str) or not isinstance(uri, str | None):
@@ -226,6 +264,14 @@ class ConnectivityCheckProvider(pulumi.dynamic.ResourceProvider):
         budget = news.get("latency_budget_ms")
         if not isinstance(budget, int | float) or budget < 0:
             failures.append(pulumi.dynamic.CheckFailure("latency_budget_ms", "must be ≥ 0"))
+        peers = news.get(PEERS_KEY)
+        if peers is not None and (
+            not isinstance(peers, list)
+            or not all(isinstance(p, dict) and {"database", "role"} <= p.keys() for p in peers)
+        ):
+            failures.append(
+                pulumi.dynamic.CheckFailure(PEERS_KEY, "must be a list of {database, role}")
+            )
         return pulumi.dynamic.CheckResult(news, failures)
 
     def diff(

@@ -17,6 +17,14 @@ from components.config import VerificationSettings
 from components.verification.provider import ConnectivityCheckProvider
 
 
+@dataclass(frozen=True)
+class ConnectivityPeer:
+    """Another managed app the checked app must be isolated from (both directions)."""
+
+    database: pulumi.Input[str]
+    role: pulumi.Input[str]
+
+
 @dataclass
 class ConnectivityCheckArgs:
     """Everything the probe needs; all of it reaches the provider as inputs (no config reads)."""
@@ -37,8 +45,9 @@ class ConnectivityCheckArgs:
     direct_host: str
     """Admin endpoint as seen from the Pulumi host (direct mode connects there)."""
     direct_port: int
-    other_databases: Sequence[pulumi.Input[str]]
-    """Other apps' databases: the app must NOT be able to connect to them."""
+    peers: Sequence[ConnectivityPeer]
+    """The other managed apps: the app must not connect to their databases, nor they (or PUBLIC)
+    to its. A change to this list alone does not re-run the check (see `provider.PEERS_KEY`)."""
     settings: VerificationSettings
     kube_context: str | None = None
     uri: pulumi.Input[str] | None = None
@@ -87,7 +96,7 @@ def build_props(args: ConnectivityCheckArgs) -> dict[str, Any]:
         "sslmode": args.sslmode,
         "direct_host": args.direct_host,
         "direct_port": args.direct_port,
-        "other_databases": list(args.other_databases),
+        "peers": [{"database": p.database, "role": p.role} for p in args.peers],
         "verification_mode": s.mode,
         "image": s.image,
         "image_pull_policy": s.image_pull_policy,
