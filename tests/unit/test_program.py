@@ -248,7 +248,13 @@ def test_check_wiring(three: Run, app: str) -> None:
     assert props["port"] == 5432
     assert props["sslmode"] == "require"
     assert (props["direct_host"], props["direct_port"]) == ("127.0.0.1", 15432)
-    assert sorted(props["other_databases"]) == sorted(d for a, d in DBS.items() if a != app)
+    peers = sorted((p["database"], p["role"]) for p in props["peers"])
+    assert peers == sorted((d, d) for a, d in DBS.items() if a != app)
+    # the peers' names are outputs of their Database and Role: the check waits for them
+    for other in (a for a in APPS if a != app):
+        for type_, suffix in ((T_DATABASE, "database"), (T_ROLE, "role")):
+            urn = three.monitor.one(type_, f"{other}-{suffix}").urn
+            assert urn in check.dependencies, (other, suffix)
     assert props["verification_mode"] == "direct"
     assert props["latency_budget_ms"] == 50
     assert props["kube_context"] == "unit-context"

@@ -11,6 +11,7 @@ import pytest
 from components.verification.checks import (
     _LOGIN_HINTS,
     CHECKS,
+    ISOLATION_SQL,
     REPORT_SCHEMA,
     RUNBOOK,
     RUNBOOK_ANCHORS,
@@ -22,7 +23,9 @@ from components.verification.checks import (
     percentile,
     redact,
     redact_report,
+    refused_login_database,
 )
+from components.verification.pod import PROBE_SCRIPT
 
 GOOD: dict[str, Any] = {
     "schema": REPORT_SCHEMA,
@@ -57,13 +60,18 @@ GOOD: dict[str, Any] = {
         "rolreplication": False,
         "rolbypassrls": False,
     },
-    "isolation": [
-        {
+    "isolation": {
+        "peers": 2,
+        "outbound": {"reachable": [], "missing": []},
+        "inbound": {"roles": [], "public_connect": False, "missing": []},
+        "refused_login": {
             "database": "paperless",
             "connected": False,
-            "error": 'FATAL: permission denied for database "paperless"',
-        }
-    ],
+            "error": 'FATAL: permission denied for database "paperless" '
+            "DETAIL: User does not have CONNECT privilege.",
+        },
+        "error": None,
+    },
     "roundtrips_ms": [1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0, 10.0],
 }
 
@@ -322,29 +330,165 @@ def test_privileges_unreadable_or_incomplete_fail() -> None:
     assert by_name(report(privileges={"rolsuper": False}))["privileges"].status == "fail"
 
 
-def test_isolation() -> None:
-    reached = by_name(
-        report(isolation=[{"database": "paperless", "connected": True, "error": None}])
-    )["isolation"]
-    assert reached.status == "fail"
-    assert reached.message == 'the app can connect to other apps\' databases: "paperless"'
+def iso(**changes: Any) -> dict[str, Any]:
+    """GOOD's isolation part with some parts replaced (nested dicts merged one level deep)."""
+    doc: dict[str, Any] = copy.deepcopy(GOOD["isolation"])
+    for key, value in changes.items():
+        if isinstance(value, dict) and isinstance(doc.get(key), dict):
+            doc[key].update(value)
+        else:
+            doc[key] = value
+    return doc
 
-    unproven = by_name(
-        report(
-            isolation=[
-                {
-                    "database": "paperless",
-                    "connected": False,
-                    "error": 'FATAL: database "paperless" does not exist',
-                }
-            ]
+
+def isolation_of(isolation: Any) -> CheckOutcome:
+    return by_name(report(isolation=isolation))["isolation"]
+
+
+def test_isolation_passes_when_every_part_holds() -> None:
+    good = isolation_of(iso())
+    assert good.status == "pass"
+    assert "2 other apps" in good.message
+    assert 'login to "paperless" refused' in good.message
+
+
+def test_isolation_outbound_names_the_reachable_databases() -> None:
+    out = isolation_of(iso(outbound={"reachable": ["paperless", "wiki"]}))
+    assert out.status == "fail"
+    assert out.message == 'the app can connect to other apps\' databases: "paperless", "wiki"'
+    assert "REVOKE CONNECT, TEMPORARY ON DATABASE paperless FROM PUBLIC" in out.hint
+    assert out.hint.endswith(f"{RUNBOOK}#isolation")
+
+
+def test_isolation_inbound_names_the_roles_and_the_grant_to_remove() -> None:
+    out = isolation_of(iso(inbound={"roles": ["wiki"]}))
+    assert out.status == "fail"
+    assert out.message == 'other apps\' roles can connect to this app\'s database "n8n": "wiki"'
+    assert "REVOKE CONNECT ON DATABASE n8n FROM wiki" in out.hint
+
+
+def test_isolation_inbound_public_connect_fails() -> None:
+    out = isolation_of(iso(inbound={"public_connect": True}))
+    assert out.status == "fail"
+    assert out.message == 'PUBLIC holds CONNECT on this app\'s database "n8n"'
+    assert "REVOKE CONNECT, TEMPORARY ON DATABASE n8n FROM PUBLIC" in out.hint
+
+
+def test_isolation_every_failed_part_is_named_at_once() -> None:
+    out = isolation_of(
+        iso(outbound={"reachable": ["paperless"]}, inbound={"public_connect": True, "roles": ["x"]})
+    )
+    assert out.message.count("; ") == 2, out.message
+    for part in ("other apps' databases", "PUBLIC holds CONNECT", "other apps' roles"):
+        assert part in out.message
+
+
+def test_isolation_refused_login_must_be_refused_with_permission_denied() -> None:
+    connected = isolation_of(
+        iso(refused_login={"database": "paperless", "connected": True, "error": None})
+    )
+    assert (connected.status, connected.message) == (
+        "fail",
+        'a login to "paperless" was not refused',
+    )
+    # already named as reachable by the query: not repeated
+    both = isolation_of(
+        iso(
+            outbound={"reachable": ["paperless"]},
+            refused_login={"database": "paperless", "connected": True, "error": None},
         )
-    )["isolation"]
-    assert unproven.status == "fail"
-    assert unproven.message.startswith("could not prove isolation")
+    )
+    assert both.message == 'the app can connect to other apps\' databases: "paperless"'
+    missing = isolation_of(
+        iso(
+            refused_login={
+                "database": "paperless",
+                "connected": False,
+                "error": 'FATAL: database "paperless" does not exist',
+            }
+        )
+    )
+    assert missing.status == "fail"
+    assert missing.message.startswith(
+        "could not prove isolation (expected 'permission denied for database'): \"paperless\""
+    )
+    assert "must exist before this check runs" in missing.hint
 
-    nothing = by_name(report(isolation=[]))["isolation"]
-    assert (nothing.status, nothing.message) == ("pass", "no other app databases to try")
+
+def test_isolation_unknown_peers_fail() -> None:
+    out = isolation_of(iso(outbound={"missing": ["gone"]}, inbound={"missing": ["gone_role"]}))
+    assert out.status == "fail"
+    assert out.message == 'peers unknown to the server: "gone", "gone_role"'
+
+
+def test_isolation_query_error_fails_with_the_error() -> None:
+    out = isolation_of(
+        {
+            "peers": 2,
+            "outbound": None,
+            "inbound": None,
+            "refused_login": None,
+            "error": "ERROR: permission denied for table pg_database",
+        }
+    )
+    assert out.status == "fail"
+    assert out.message == "could not query the privileges: permission denied for table pg_database"
+
+
+def test_isolation_without_peers_passes() -> None:
+    nothing = isolation_of(
+        {"peers": 0, "outbound": None, "inbound": None, "refused_login": None, "error": None}
+    )
+    assert (nothing.status, nothing.message) == ("pass", "no other app databases")
+
+
+@pytest.mark.parametrize(
+    ("isolation", "what"),
+    [
+        ([{"database": "paperless", "connected": False, "error": "x"}], "expected an object"),
+        ("yes", "expected an object"),
+        ({}, "peers must be a count"),
+        (iso(peers=True), "peers must be a count"),
+        (iso(peers=-1), "peers must be a count"),
+        (iso(peers="2"), "peers must be a count"),
+        (iso(outbound=None), "outbound"),
+        (iso(outbound={"reachable": "paperless"}), "outbound"),
+        (iso(outbound={"missing": None}), "outbound"),
+        (iso(inbound=None), "inbound"),
+        (iso(inbound={"roles": [1]}), "inbound"),
+        (iso(inbound={"public_connect": None}), "public_connect"),
+        (iso(inbound={"public_connect": "f"}), "public_connect"),
+        (iso(refused_login=None), "refused_login"),
+        ({**iso(), "refused_login": {"database": "paperless"}}, "refused_login"),
+        (iso(refused_login={"connected": "false"}), "refused_login"),
+    ],
+)
+def test_malformed_isolation_is_a_failure_not_a_pass(isolation: Any, what: str) -> None:
+    out = isolation_of(isolation)
+    assert out.status == "fail"
+    assert out.message.startswith("malformed isolation report: ")
+    assert what in out.message
+    assert not judge(report(isolation=isolation), latency_budget_ms=100).ok
+
+
+def test_refused_login_database_is_the_next_peer_wrapping() -> None:
+    assert refused_login_database("b", ["c", "a", "d"]) == "c"
+    assert refused_login_database("d", ["c", "a", "b"]) == "a"  # wraps around
+    assert refused_login_database("a", ["a"]) is None  # itself is not a peer
+    assert refused_login_database("a", []) is None
+    # n apps: each database receives exactly one refused login
+    dbs = [f"app_{i}" for i in range(7)]
+    targets = [refused_login_database(d, [o for o in dbs if o != d]) for d in dbs]
+    assert sorted(t for t in targets if t) == sorted(dbs)
+
+
+def test_probe_sh_sends_the_same_isolation_query() -> None:
+    """One query text for both runners: probe.sh holds ISOLATION_SQL with psql variables."""
+    expected = ISOLATION_SQL.format(
+        dbs="string_to_array(:'dbs', ' ')", roles="string_to_array(:'roles', ' ')"
+    )
+    script = " ".join(PROBE_SCRIPT.read_text().split())
+    assert " ".join(expected.split()) + ";" in script
 
 
 def test_latency_budget_logic() -> None:
@@ -368,7 +512,7 @@ def test_latency_without_timings_fails() -> None:
 def test_error_message_lists_every_failure() -> None:
     r = report(
         privileges={**GOOD["privileges"], "rolsuper": True},
-        isolation=[{"database": "paperless", "connected": True, "error": None}],
+        isolation=iso(outbound={"reachable": ["paperless"]}),
     )
     message = judge(r, latency_budget_ms=100).error_message("n8n-db-credentials")
     assert message.startswith('app "n8n": check "privileges" failed: the app role has SUPERUSER')

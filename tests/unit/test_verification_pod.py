@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from components.verification.checks import REPORT_SCHEMA
+from components.verification.checks import REPORT_SCHEMA, Peer
 from components.verification.pod import (
     CONTAINER,
     PROBE_SCRIPT,
@@ -34,7 +34,8 @@ SPEC = PodProbeSpec(
     image="docker.io/library/postgres:17-alpine",
     image_pull_policy="IfNotPresent",
     sslmode="prefer",
-    other_databases=("paperless", "app_test"),
+    database="n8n",
+    peers=(Peer("paperless", "paperless"), Peer("app_test", "app_test_role")),
     timeout_seconds=30,
 )
 REPORT_LINE = json.dumps({"schema": REPORT_SCHEMA, "app": "n8n", "runner": "pod"})
@@ -246,7 +247,10 @@ def test_env_comes_from_the_apps_secret(manifest: dict[str, Any]) -> None:
         assert env[var]["valueFrom"] == {"secretKeyRef": {"name": "n8n-db-credentials", "key": key}}
         assert "value" not in env[var]
     assert env["HOME"]["value"] == TMP
-    assert env["PROBE_OTHER_DATABASES"]["value"] == "paperless app_test"
+    assert env["PROBE_PEER_DATABASES"]["value"] == "paperless app_test"
+    assert env["PROBE_PEER_ROLES"]["value"] == "paperless app_test_role"
+    # the next peer database after "n8n" in sorted order
+    assert env["PROBE_REFUSED_LOGIN_DATABASE"]["value"] == "paperless"
     assert env["PROBE_APP"]["value"] == "n8n"
     # No credential is ever a literal value in the pod spec.
     literal = json.dumps([e.get("value") for e in env.values()])
@@ -265,6 +269,16 @@ def test_the_script_reads_exactly_the_env_the_pod_gets() -> None:
     assert {u for u in used if u.startswith("DB_")} == given_db
     # PROBE_DNS_HOST is an optional override (tests), everything else is set by the pod spec.
     assert {u for u in used if u.startswith("PROBE_")} - given_probe == {"PROBE_DNS_HOST"}
+
+
+def test_no_peers_means_empty_isolation_env() -> None:
+    spec = PodProbeSpec(app="solo", namespace="apps", secret_name="s", image="i", database="solo")
+    env = {
+        e["name"]: e.get("value")
+        for e in build_pod_manifest(spec, NAME, "")["spec"]["containers"][0]["env"]
+    }
+    assert env["PROBE_PEER_DATABASES"] == env["PROBE_PEER_ROLES"] == ""
+    assert env["PROBE_REFUSED_LOGIN_DATABASE"] == ""
 
 
 def test_pod_name_fits_63_characters() -> None:

@@ -18,16 +18,20 @@ from pulumi.dynamic.dynamic import serialize_provider
 
 import components.verification.pod as pod_module
 from components.config import VerificationSettings
-from components.verification import ConnectivityCheck, ConnectivityCheckArgs
+from components.verification import ConnectivityCheck, ConnectivityCheckArgs, ConnectivityPeer
+from components.verification.checks import Peer
 from components.verification.provider import (
     INPUT_KEYS,
     OUTPUT_KEYS,
+    PEERS_KEY,
     SECRET_KEYS,
     ConnectivityCheckProvider,
     VerificationError,
     changed_keys,
     credentials_hash,
+    peers_of,
     run_check,
+    safe_names,
 )
 from components.verification.resource import build_props
 from tests.unit.conftest import CHECK_TYPE, ProgramMocks, is_secret, run_under_mocks, unwrap
@@ -50,7 +54,7 @@ def props(**changes: Any) -> dict[str, Any]:
         "sslmode": "prefer",
         "direct_host": "127.0.0.1",
         "direct_port": 15432,
-        "other_databases": ["paperless"],
+        "peers": [{"database": "paperless", "role": "paperless"}],
         "verification_mode": "direct",
         "image": "docker.io/library/postgres:17-alpine",
         "image_pull_policy": "IfNotPresent",
@@ -156,7 +160,6 @@ def test_rerun_always_always_changes() -> None:
         ({"latency_budget_ms": 50.0}, "latency_budget_ms"),
         ({"verification_mode": "pod"}, "verification_mode"),
         ({"image": "postgres:16-alpine"}, "image"),
-        ({"other_databases": ["paperless", "wiki"]}, "other_databases"),
         ({"timeout_seconds": 30}, "timeout_seconds"),
     ],
 )
@@ -165,6 +168,48 @@ def test_credentials_endpoint_and_settings_changes_rerun(change: dict[str, Any],
     news = props(**change)
     assert diff(olds, news).changes is True
     assert key in changed_keys(olds, news)
+
+
+@pytest.mark.parametrize(
+    "peers",
+    [
+        [],  # the other app was removed
+        [{"database": "paperless", "role": "paperless"}, {"database": "wiki", "role": "wiki"}],
+        [{"database": "04da6b54-80e4-46f7-96ec-b56ff0331ba9", "role": "paperless"}],  # unknown
+    ],
+)
+def test_a_peers_only_change_does_not_rerun_the_check(peers: list[dict[str, str]]) -> None:
+    """Adding/removing an app must not re-run every other check (the new app's proves both ways)."""
+    olds = old_outputs(props())
+    news = props(peers=peers)
+    assert diff(olds, news).changes is False
+    assert changed_keys(olds, news) == []
+    # …but together with another change it does, and `rerun: always` still always does
+    assert diff(olds, props(peers=peers, direct_port=15433)).changes is True
+    assert diff(old_outputs(props(rerun="always")), props(peers=peers, rerun="always")).changes
+
+
+def test_peers_are_an_input_but_not_an_output() -> None:
+    """Outputs of an unchanged resource are kept as they were: a copy of peers would go stale."""
+    assert PEERS_KEY not in INPUT_KEYS
+    assert PEERS_KEY not in OUTPUT_KEYS
+    assert PEERS_KEY in build_props(args())
+
+
+def test_peers_input_is_validated() -> None:
+    provider = ConnectivityCheckProvider()
+    for bad in ("paperless", ["paperless"], [{"database": "paperless"}]):
+        result = provider.check({}, props(peers=bad))
+        assert [f.property for f in result.failures] == ["peers"], bad
+    assert provider.check({}, props()).failures == []
+    with pytest.raises(VerificationError, match="malformed peers entry"):
+        peers_of(props(peers=[{"database": "paperless", "role": ""}]))
+    assert peers_of(props()) == [Peer("paperless", "paperless")]
+
+
+def test_peer_names_are_safe_names() -> None:
+    names = safe_names(props(peers=[{"database": "wiki_db", "role": "wiki_role"}]))
+    assert {"wiki_db", "wiki_role"} <= names
 
 
 def test_unknown_password_during_preview_counts_as_a_change() -> None:
@@ -293,7 +338,7 @@ def args(**changes: Any) -> ConnectivityCheckArgs:
         "sslmode": "prefer",
         "direct_host": "127.0.0.1",
         "direct_port": 15432,
-        "other_databases": ["paperless"],
+        "peers": [ConnectivityPeer(database="paperless", role="paperless_role")],
         "settings": VerificationSettings(mode="direct", latency_budget_ms=80.0, rerun="always"),
         "kube_context": "ctx",
     }
@@ -323,7 +368,7 @@ def test_resource_registration_keeps_secrets_secret() -> None:
     assert plain["latency_budget_ms"] == 80.0
     assert plain["rerun"] == "always"
     assert plain["kube_context"] == "ctx"
-    assert plain["other_databases"] == ["paperless"]
+    assert plain["peers"] == [{"database": "paperless", "role": "paperless_role"}]
     for key in INPUT_KEYS:
         assert not is_secret(reg.inputs[key]), key
     assert PASSWORD not in json.dumps({k: v for k, v in plain.items() if k != "password"})
