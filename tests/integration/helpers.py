@@ -16,9 +16,9 @@ from typing import Any
 
 import pytest
 
-from components.verification.checks import CheckOutcome, Verdict, judge
+from components.verification.checks import CheckOutcome, Peer, Verdict, judge
 from components.verification.direct import DirectTarget, run_direct_probe
-from components.verification.pod import PROBE_SCRIPT
+from components.verification.pod import PROBE_SCRIPT, peer_env
 
 from .pg_server import PgServer, ProvisionedApp
 
@@ -33,6 +33,11 @@ class AppPair:
 
     app: ProvisionedApp
     other: ProvisionedApp
+
+
+def peers_of(apps: Sequence[ProvisionedApp]) -> list[Peer]:
+    """The isolation peers (database and role) of these other apps."""
+    return [Peer(database=a.database, role=a.role) for a in apps]
 
 
 def secret_uri(
@@ -54,7 +59,7 @@ def secret_uri(
 def run_direct(
     server: PgServer,
     app: ProvisionedApp,
-    others: Sequence[str],
+    peers: Sequence[Peer],
     *,
     password: str | None = None,
     uri: str | None = None,
@@ -72,7 +77,7 @@ def run_direct(
             uri=uri,
             secret_host=server.host,
             secret_port=port or server.port,
-            other_databases=list(others),
+            peers=list(peers),
             connect_timeout_s=3,
             roundtrips=10,
         )
@@ -88,7 +93,7 @@ READ_ONLY_ROOT = (
 def run_script(
     server: PgServer,
     app: ProvisionedApp,
-    others: Sequence[str],
+    peers: Sequence[Peer],
     *,
     password: str | None = None,
     uri: str | None = None,
@@ -117,7 +122,8 @@ def run_script(
         "DB_URI": uri if uri is not None else secret_uri(server, app, host, pw),
         "PROBE_APP": app.name,
         "PROBE_SSLMODE": "prefer",
-        "PROBE_OTHER_DATABASES": " ".join(others),
+        # the isolation env exactly as the pod spec sets it
+        **{e["name"]: e["value"] for e in peer_env(app.database, peers)},
         "PROBE_ROUNDTRIPS": "10",
         "PROBE_CONNECT_TIMEOUT": "3",
     }
@@ -199,19 +205,19 @@ def run(
     runner: str,
     server: PgServer,
     app: ProvisionedApp,
-    others: Sequence[str],
+    peers: Sequence[Peer],
     *,
     budget_ms: float = GENEROUS_BUDGET_MS,
     **kwargs: Any,
 ) -> Verdict:
     """Either runner, then the one shared judge."""
     if runner == "direct":
-        report = run_direct(server, app, others, **kwargs)
+        report = run_direct(server, app, peers, **kwargs)
     elif runner == "pod-busybox":
         bin_dir = busybox_bin_dir(server.bin)
-        report = run_script(server, app, others, bin_dir=bin_dir, **kwargs)
+        report = run_script(server, app, peers, bin_dir=bin_dir, **kwargs)
     else:
-        report = run_script(server, app, others, **kwargs)
+        report = run_script(server, app, peers, **kwargs)
     return judge(report, latency_budget_ms=budget_ms)
 
 
@@ -234,7 +240,7 @@ def check_inputs(server: PgServer, apps: AppPair) -> dict[str, Any]:
         "sslmode": "prefer",
         "direct_host": server.host,
         "direct_port": server.port,
-        "other_databases": [apps.other.database],
+        "peers": [{"database": apps.other.database, "role": apps.other.role}],
         "verification_mode": "direct",
         "image": "docker.io/library/postgres:17-alpine",
         "image_pull_policy": "IfNotPresent",

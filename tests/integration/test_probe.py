@@ -14,7 +14,16 @@ from psycopg import sql
 
 from components.verification.checks import CHECKS, RUNBOOK, judge
 
-from .helpers import GENEROUS_BUDGET_MS, RUNNERS, AppPair, outcome, run, run_script, secret_uri
+from .helpers import (
+    GENEROUS_BUDGET_MS,
+    RUNNERS,
+    AppPair,
+    outcome,
+    peers_of,
+    run,
+    run_script,
+    secret_uri,
+)
 from .pg_server import PgServer, drop_app, provision_app
 
 pytestmark = pytest.mark.integration
@@ -22,7 +31,7 @@ pytestmark = pytest.mark.integration
 
 @pytest.mark.parametrize("runner", RUNNERS)
 def test_good_case_passes_every_check(runner: str, pg: PgServer, apps: AppPair) -> None:
-    verdict = run(runner, pg, apps.app, [apps.other.database])
+    verdict = run(runner, pg, apps.app, peers_of([apps.other]))
 
     assert verdict.ok, verdict.to_json()["checks"]
     expected = list(CHECKS) if runner.startswith("pod") else [c for c in CHECKS if c != "dns"]
@@ -46,7 +55,15 @@ def test_good_case_passes_every_check(runner: str, pg: PgServer, apps: AppPair) 
         "delete",
         "drop",
     ]
-    assert 'permission denied for "' + apps.other.database in outcome(verdict, "isolation").message
+    assert f'login to "{apps.other.database}" refused' in outcome(verdict, "isolation").message
+    iso = verdict.report["isolation"]
+    assert iso["peers"] == 1
+    assert iso["outbound"] == {"reachable": [], "missing": []}
+    assert iso["inbound"] == {"roles": [], "public_connect": False, "missing": []}
+    assert iso["refused_login"]["connected"] is False
+    assert (
+        f'permission denied for database "{apps.other.database}"' in iso["refused_login"]["error"]
+    )
     # The scratch table is gone.
     with pg.admin(apps.app.database) as conn:
         row = conn.execute(
@@ -61,7 +78,7 @@ def test_script_runs_under_the_pods_constraints(pg: PgServer, apps: AppPair) -> 
 
     (On the Debian test machines uid 70 has no passwd entry either, so this is that case.)
     """
-    report = run_script(pg, apps.app, [apps.other.database], as_uid=70, read_only_root=True)
+    report = run_script(pg, apps.app, peers_of([apps.other]), as_uid=70, read_only_root=True)
     verdict = judge(report, latency_budget_ms=GENEROUS_BUDGET_MS)
     assert verdict.ok, verdict.to_json()["checks"]
     assert verdict.passed == list(CHECKS)
@@ -71,7 +88,7 @@ def test_script_runs_under_the_pods_constraints(pg: PgServer, apps: AppPair) -> 
 def test_superuser_role_fails_privileges(runner: str, pg: PgServer, apps: AppPair) -> None:
     pg.execute(sql.SQL("ALTER ROLE {} SUPERUSER CREATEDB").format(sql.Identifier(apps.app.role)))
 
-    verdict = run(runner, pg, apps.app, [apps.other.database])
+    verdict = run(runner, pg, apps.app, peers_of([apps.other]))
 
     assert not verdict.ok
     assert verdict.failed[0].name == "privileges"
@@ -95,7 +112,7 @@ def test_connect_granted_to_public_fails_isolation(
         )
     )
 
-    verdict = run(runner, pg, apps.app, [apps.other.database])
+    verdict = run(runner, pg, apps.app, peers_of([apps.other]))
 
     assert [c.name for c in verdict.failed] == ["isolation"]
     assert outcome(verdict, "isolation").message == (
@@ -106,7 +123,7 @@ def test_connect_granted_to_public_fails_isolation(
 
 @pytest.mark.parametrize("runner", RUNNERS)
 def test_wrong_password_fails_login(runner: str, pg: PgServer, apps: AppPair) -> None:
-    verdict = run(runner, pg, apps.app, [apps.other.database], password=secrets.token_urlsafe(24))
+    verdict = run(runner, pg, apps.app, peers_of([apps.other]), password=secrets.token_urlsafe(24))
 
     assert [c.name for c in verdict.failed] == ["login"]
     assert outcome(verdict, "tcp").status == "pass"  # the server answered
@@ -143,7 +160,7 @@ def test_server_stopped_fails_tcp(runner: str) -> None:
 
 @pytest.mark.parametrize("runner", RUNNERS)
 def test_latency_budget_of_zero_fails_latency(runner: str, pg: PgServer, apps: AppPair) -> None:
-    verdict = run(runner, pg, apps.app, [apps.other.database], budget_ms=0.0)
+    verdict = run(runner, pg, apps.app, peers_of([apps.other]), budget_ms=0.0)
 
     assert [c.name for c in verdict.failed] == ["latency"]
     message = outcome(verdict, "latency").message
@@ -186,7 +203,7 @@ def test_unencoded_uri_fails_uri(runner: str, pg: PgServer) -> None:
 def test_script_report_stays_valid_json_with_awkward_text(pg: PgServer, apps: AppPair) -> None:
     """Quotes, backslashes, tabs and newlines in what psql echoes must not break the report."""
     host = 'no"such\\host\tname\nx.invalid'
-    report = run_script(pg, apps.app, [apps.other.database], host=host)
+    report = run_script(pg, apps.app, peers_of([apps.other]), host=host)
 
     verdict = judge(report, latency_budget_ms=GENEROUS_BUDGET_MS)
     assert report["dns"]["host"] == host.replace("\t", " ").replace("\n", " ")
