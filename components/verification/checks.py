@@ -687,12 +687,16 @@ def _isolation_findings(
         seen.append(f'PUBLIC holds CONNECT on this app\'s database "{own_db}"')
         hints.append(f"REVOKE CONNECT, TEMPORARY ON DATABASE {own_db} FROM PUBLIC")
     if roles:
+        # Through PUBLIC every role may connect: then PUBLIC's grant is the one to remove first.
+        via = " (PUBLIC's grant covers them)" if iso["inbound"]["public_connect"] else ""
         seen.append(
-            f"other apps' roles can connect to this app's database \"{own_db}\": " + _quoted(roles)
+            f"other apps' roles can connect to this app's database \"{own_db}\"{via}: "
+            + _quoted(roles)
         )
-        hints.append(
-            f"remove the grant: REVOKE CONNECT ON DATABASE {own_db} FROM {', '.join(roles)}"
-        )
+        if not via:
+            hints.append(
+                f"remove the grant: REVOKE CONNECT ON DATABASE {own_db} FROM {', '.join(roles)}"
+            )
     if login["connected"]:
         if login_db not in reachable:
             seen.append(f'a login to "{login_db}" was not refused')

@@ -43,9 +43,10 @@ def test_public_connect_on_a_peer_database_fails_both_directions(
     # (through PUBLIC every peer role may connect too: both are named)
     assert iso.message == (
         f'PUBLIC holds CONNECT on this app\'s database "{apps.other.database}"; '
-        f"other apps' roles can connect to this app's database \"{apps.other.database}\": "
-        f'"{apps.app.role}"'
+        f"other apps' roles can connect to this app's database \"{apps.other.database}\" "
+        f'(PUBLIC\'s grant covers them): "{apps.app.role}"'
     )
+    assert f"FROM {apps.app.role}" not in iso.hint  # PUBLIC's grant is the one to remove
     assert f"REVOKE CONNECT, TEMPORARY ON DATABASE {apps.other.database} FROM PUBLIC" in iso.hint
     assert iso.hint.endswith(f"{RUNBOOK}#isolation")
 

@@ -381,6 +381,8 @@ def test_isolation_every_failed_part_is_named_at_once() -> None:
     assert out.message.count("; ") == 2, out.message
     for part in ("other apps' databases", "PUBLIC holds CONNECT", "other apps' roles"):
         assert part in out.message
+    assert "(PUBLIC's grant covers them)" in out.message
+    assert "FROM x" not in out.hint  # PUBLIC's grant is the one to remove first
 
 
 def test_isolation_refused_login_must_be_refused_with_permission_denied() -> None:
