@@ -9,6 +9,7 @@ where the admin endpoint is not reachable, so a preview does not connect.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 from collections.abc import Callable, Mapping
 
@@ -120,9 +121,11 @@ def checked_admin_password(
     if check is None and not _under_unit_test_mocks():
         check = run_preflight
 
-    def gate(value: str) -> str:
+    async def gate(value: str) -> str:
         if check is not None and not pulumi.runtime.is_dry_run():
-            check(endpoint, value)
+            # blocking I/O (driver import, connect, query) off the event loop: the program keeps
+            # registering what does not depend on the admin password meanwhile
+            await asyncio.get_running_loop().run_in_executor(None, check, endpoint, value)
         return value
 
     return pulumi.Output.secret(pulumi.Output.from_input(password).apply(gate))
