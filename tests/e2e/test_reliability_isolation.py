@@ -1,5 +1,9 @@
 """Isolation: with app A's credentials (from its Secret), app B's database and tables are out of
 reach. B first creates a table as its owner and writes a row, as a migration would.
+
+Last, the gate under the real engine: adding app C runs C's check only (its isolation part proves
+both directions against A and B); A's and B's checks stay unchanged, while the state records
+their new peers list.
 """
 
 from __future__ import annotations
@@ -9,12 +13,14 @@ from typing import Any
 
 import psycopg
 import pytest
+from pulumi import automation as auto
 
 from tests.e2e.harness import ProjectStack, new_stack, secret_data
 from tests.e2e.reliability_support import (
     admin_exec,
     connect_as,
     delete_namespaces,
+    export_state,
     purge_leftovers,
     rel_config,
 )
@@ -26,25 +32,34 @@ APPS: list[dict[str, Any]] = [
 ]
 
 
+CHECK_TYPE = "pulumi-python:dynamic/verification:ConnectivityCheck"
+APP_C: dict[str, Any] = {"name": "rel-is-c", "deletion": "drop"}
+
+
 @pytest.fixture(scope="module")
-def creds(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, dict[str, str]]]:
+def deployed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ProjectStack]:
     purge_leftovers("rel_is_", NAMESPACE)
     s: ProjectStack = new_stack(tmp_path_factory.mktemp("iso"), "rel-iso")
     s.write_config(rel_config(APPS, NAMESPACE, rerun="on-change"))
     s.up()
     try:
-        creds = {a["name"]: secret_data(NAMESPACE, f"{a['name']}-db-credentials") for a in APPS}
-        b = creds["rel-is-b"]
-        with connect_as(b["user"], b["password"], b["dbname"]) as conn:
-            conn.execute("CREATE TABLE b_private (secret_note text)")
-            conn.execute("INSERT INTO b_private VALUES ('only for b')")
-        yield creds
+        yield s
     finally:
         try:
             s.stack.destroy(on_output=print, color="never")
             s.stack.workspace.remove_stack(s.name)
         finally:
             delete_namespaces(NAMESPACE)
+
+
+@pytest.fixture(scope="module")
+def creds(deployed: ProjectStack) -> dict[str, dict[str, str]]:
+    creds = {a["name"]: secret_data(NAMESPACE, f"{a['name']}-db-credentials") for a in APPS}
+    b = creds["rel-is-b"]
+    with connect_as(b["user"], b["password"], b["dbname"]) as conn:
+        conn.execute("CREATE TABLE b_private (secret_note text)")
+        conn.execute("INSERT INTO b_private VALUES ('only for b')")
+    return creds
 
 
 def test_a_cannot_connect_to_bs_database(creds: dict[str, dict[str, str]]) -> None:
@@ -94,3 +109,49 @@ def test_bs_tables_stay_unreadable_even_if_connect_were_granted(
     # B still reads its own row
     with connect_as(b["user"], b["password"], b["dbname"]) as conn:
         assert conn.execute("SELECT secret_note FROM b_private").fetchall() == [("only for b",)]
+
+
+def checks_in_state(stack: ProjectStack) -> dict[str, dict[str, Any]]:
+    """Check name → its resource in `pulumi stack export` (inputs and outputs)."""
+    return {
+        r["urn"].split("::")[-1]: r
+        for r in export_state(stack).get("resources") or []
+        if r.get("type") == CHECK_TYPE
+    }
+
+
+def test_adding_an_app_runs_only_its_own_check(
+    deployed: ProjectStack, creds: dict[str, dict[str, str]]
+) -> None:
+    """rerun: on-change — a peers-only change is no change (see provider.PEERS_KEY)."""
+    before = checks_in_state(deployed)
+    assert {p["database"] for p in before["rel-is-a-check"]["inputs"]["peers"]} == {"rel_is_b"}
+    ops: dict[str, str] = {}
+
+    def on_event(event: auto.EngineEvent) -> None:
+        pre = event.resource_pre_event
+        if pre is not None and CHECK_TYPE in pre.metadata.urn:
+            ops[pre.metadata.urn.split("::")[-1]] = pre.metadata.op.value
+
+    deployed.write_config(rel_config([*APPS, APP_C], NAMESPACE, rerun="on-change"))
+    deployed.stack.up(on_output=print, on_event=on_event, color="never")
+
+    assert ops.get("rel-is-c-check") == "create", ops
+    assert {k: v for k, v in ops.items() if k != "rel-is-c-check"} in (
+        {},  # the engine may not announce unchanged resources at all …
+        {"rel-is-a-check": "same", "rel-is-b-check": "same"},  # … or announce them as same
+    ), ops
+    after = checks_in_state(deployed)
+    c = after["rel-is-c-check"]["outputs"]
+    assert "isolation" in c["checks_passed"]
+    iso = next(x for x in c["checks"] if x["name"] == "isolation")
+    assert iso["status"] == "pass"
+    assert iso["message"].startswith("2 other apps: ")
+    assert 'login to "rel_is_a" refused' in iso["message"]  # the next after rel_is_c, wrapped
+    for name in ("rel-is-a-check", "rel-is-b-check"):
+        # not re-run: the outputs (when it ran) are the old ones…
+        assert after[name]["outputs"]["checked_at"] == before[name]["outputs"]["checked_at"]
+        assert "peers" not in after[name]["outputs"]
+        # …and the state's inputs hold the new peers list (the engine keeps new inputs on "same")
+        peers = {p["database"] for p in after[name]["inputs"]["peers"]}
+        assert "rel_is_c" in peers, after[name]["inputs"]["peers"]
