@@ -33,7 +33,8 @@ def retention_options(app: AppSpec) -> pulumi.ResourceOptions:
 
     - `protect` (default): the engine refuses to delete or replace them (`protect=True`); removing
       the app from config is refused earlier, with the retire procedure (components.retention).
-    - `retain`: removing the app (or `pulumi destroy`) forgets them; database and role stay.
+    - `retain`: removing the app (or `pulumi destroy`) forgets them; database and role stay (and
+      the app's Secret: see `AppDatabase`).
     - `drop`: removing the app drops database and role.
 
     A change that would replace them is refused unless `allowReplace`: `protect` makes the engine
@@ -182,8 +183,12 @@ class AppDatabase(pulumi.ComponentResource):
             ),
             type="Opaque",
             string_data=pulumi.Output.secret(data),  # type: ignore[arg-type]
+            # `retain` keeps the Secret with the role and database: the app keeps running on the
+            # credentials it has, and whoever takes the database over finds them where they were.
             opts=pulumi.ResourceOptions(
-                parent=self, depends_on=[self.role, self.database, previous]
+                parent=self,
+                depends_on=[self.role, self.database, previous],
+                retain_on_delete=app.deletion == "retain",
             ),
         )
         # Taken from the Secret itself, so whoever uses them waits for the Secret to exist.

@@ -71,6 +71,25 @@ def test_probe_pods_ran_every_check_in_cluster(deployed: ProjectStack) -> None:
         assert 0 < result["roundtripP95Ms"] <= LOCAL_LATENCY_BUDGET_MS, result
 
 
+CHECK_TYPE = "pulumi-python:dynamic/verification:ConnectivityCheck"
+
+
+def test_probe_pods_proved_isolation_both_ways(deployed: ProjectStack) -> None:
+    """probe.sh in the psql image: one privilege query each way and one refused login."""
+    state = deployed.stack.export_stack().deployment or {}
+    checks = {
+        r["urn"].split("::")[-1]: r["outputs"]["checks"]
+        for r in state.get("resources") or []
+        if r.get("type") == CHECK_TYPE
+    }
+    peer_of = {"e2e-pod-one": "e2e_pod_two", "e2e-pod-two": "e2e_pod_one"}
+    for app, peer in peer_of.items():
+        iso = next(c for c in checks[f"{app}-check"] if c["name"] == "isolation")
+        assert iso["status"] == "pass", iso
+        assert iso["message"].startswith("1 other apps: "), iso
+        assert f'login to "{peer}" refused' in iso["message"], iso
+
+
 def test_no_probe_pod_is_left(deployed: ProjectStack) -> None:
     assert probe_pods() == []
 

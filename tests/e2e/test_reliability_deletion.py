@@ -123,8 +123,10 @@ def test_retain_keeps_database_and_role_and_stops_managing_them(stack: ProjectSt
     urns = [r["urn"] for r in deployment.get("resources") or []]
     assert not any("rel-de-retain" in urn for urn in urns), "still managed"
     assert identity(KEEP) == keep_before
-    # Recorded for docs/reliability.md: the Secret is not retained (only role and database are).
-    print("retain: Secret left:", secret_version(NAMESPACE, "rel-de-retain-db-credentials"))
+    # The Secret is kept too, and its credentials still work: the app keeps running.
+    data = secret_data(NAMESPACE, "rel-de-retain-db-credentials")
+    with connect_as(data["user"], data["password"], data["dbname"]) as conn:
+        assert conn.execute("SELECT note FROM rel_data").fetchall() == [("data of rel-de-retain",)]
 
 
 def test_destroy_never_drops_a_protected_database(stack: ProjectStack) -> None:

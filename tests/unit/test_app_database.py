@@ -237,8 +237,12 @@ def test_deletion_policy_options(
         assert r.protect is protect, name
         assert bool(r.retain_on_delete) is retain, name
         assert r.delete_before_replace is delete_first, name
-    # only role and database carry the policy; the Secret and grants follow the app
-    for type_, name in ((T_GRANT, "x1-revoke-public"), (T_SECRET, "x1-secret")):
-        r = child(run, type_, name)
-        assert not r.protect
-        assert not r.retain_on_delete
+    # role and database carry the whole policy; the grants follow the app
+    grant = child(run, T_GRANT, "x1-revoke-public")
+    assert not grant.protect
+    assert not grant.retain_on_delete
+    # the Secret is never protected (rotation rewrites it) but is kept with a retained database:
+    # the app keeps running on the credentials it has
+    secret = child(run, T_SECRET, "x1-secret")
+    assert not secret.protect
+    assert bool(secret.retain_on_delete) is retain
