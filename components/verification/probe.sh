@@ -215,18 +215,40 @@ else
 	done
 	connect_ms=$first
 	timing="\"connect_samples_ms\":[$samples]"
-	info=$(pq -F '|' -c "SELECT current_user, current_database(), current_setting('server_version'), rolsuper, rolcreaterole, rolcreatedb, rolreplication, rolbypassrls FROM pg_roles WHERE rolname = current_user" 2>&1)
-	rc=$?
-	if [ "$rc" -ne 0 ]; then
-		login_json="{\"ok\":true,\"ms\":$connect_ms,$timing,\"error\":null}"
-		priv_json="{\"error\":$(js "$(oneline "$info")")}"
-	else
-		IFS='|' read -r r_user r_db r_ver r_super r_crole r_cdb r_repl r_bypass <<EOF
+	# One session for the role's facts and the isolation query (checks.ISOLATION_SQL: both
+	# directions in one round trip, with the peers as psql variables). No ON_ERROR_STOP: a failed
+	# statement leaves its row out (its error is on stderr) and the next one still runs.
+	peer_dbs=${PROBE_PEER_DATABASES:-}
+	peer_roles=${PROBE_PEER_ROLES:-}
+	npeers=0
+	for _ in $peer_dbs; do
+		npeers=$((npeers + 1))
+	done
+	pq -F '|' -v "dbs=$peer_dbs" -v "roles=$peer_roles" >"$tmp/info.out" 2>"$tmp/info.err" <<'EOF'
+\echo @info
+SELECT current_user, current_database(), current_setting('server_version'), rolsuper, rolcreaterole, rolcreatedb, rolreplication, rolbypassrls FROM pg_roles WHERE rolname = current_user;
+\echo @isolation
+SELECT array_to_string(ARRAY(SELECT datname FROM pg_database WHERE datname = ANY(string_to_array(:'dbs', ' ')) AND has_database_privilege(datname, 'CONNECT') ORDER BY datname), ' '), array_to_string(ARRAY(SELECT rolname FROM pg_roles WHERE rolname = ANY(string_to_array(:'roles', ' ')) AND has_database_privilege(rolname, current_database(), 'CONNECT') ORDER BY rolname), ' '), EXISTS(SELECT 1 FROM pg_database d, aclexplode(COALESCE(d.datacl, acldefault('d', d.datdba))) a WHERE d.datname = current_database() AND a.grantee = 0 AND a.privilege_type = 'CONNECT'), array_to_string(ARRAY(SELECT p FROM unnest(string_to_array(:'dbs', ' ')) p WHERE p NOT IN (SELECT datname FROM pg_database) ORDER BY p), ' '), array_to_string(ARRAY(SELECT p FROM unnest(string_to_array(:'roles', ' ')) p WHERE p NOT IN (SELECT rolname FROM pg_roles) ORDER BY p), ' ');
+\echo @end
+EOF
+	info_rc=$?
+	info=$(sed -n '/^@info$/{n;p;}' "$tmp/info.out")
+	iso_row=$(sed -n '/^@isolation$/{n;p;}' "$tmp/info.out")
+	info_err=$(oneline "$(cat "$tmp/info.err")")
+	[ -n "$info_err" ] || info_err="psql exited with status $info_rc"
+	case $info in
+		'' | @*)
+			login_json="{\"ok\":true,\"ms\":$connect_ms,$timing,\"error\":null}"
+			priv_json="{\"error\":$(js "$info_err")}"
+			;;
+		*)
+			IFS='|' read -r r_user r_db r_ver r_super r_crole r_cdb r_repl r_bypass <<EOF
 $info
 EOF
-		login_json="{\"ok\":true,\"ms\":$connect_ms,$timing,\"error\":null,\"current_user\":$(jsn "$r_user"),\"database\":$(jsn "$r_db"),\"server_version\":$(jsn "$r_ver")}"
-		priv_json="{\"rolsuper\":$(jbool "$r_super"),\"rolcreaterole\":$(jbool "$r_crole"),\"rolcreatedb\":$(jbool "$r_cdb"),\"rolreplication\":$(jbool "$r_repl"),\"rolbypassrls\":$(jbool "$r_bypass")}"
-	fi
+			login_json="{\"ok\":true,\"ms\":$connect_ms,$timing,\"error\":null,\"current_user\":$(jsn "$r_user"),\"database\":$(jsn "$r_db"),\"server_version\":$(jsn "$r_ver")}"
+			priv_json="{\"rolsuper\":$(jbool "$r_super"),\"rolcreaterole\":$(jbool "$r_crole"),\"rolcreatedb\":$(jbool "$r_cdb"),\"rolreplication\":$(jbool "$r_repl"),\"rolbypassrls\":$(jbool "$r_bypass")}"
+			;;
+	esac
 
 	# ---- crud ----------------------------------------------------------------------------
 	table="postgres_apps_probe_$$_$(date +%s)"
@@ -295,24 +317,15 @@ EOF
 		fi
 	fi
 
-	# ---- isolation: both directions in one query (checks.ISOLATION_SQL), one refused login ------
-	peer_dbs=${PROBE_PEER_DATABASES:-}
-	peer_roles=${PROBE_PEER_ROLES:-}
-	npeers=0
-	for _ in $peer_dbs; do
-		npeers=$((npeers + 1))
-	done
-	iso_out=$(
-		pq -F '|' -v ON_ERROR_STOP=1 -v "dbs=$peer_dbs" -v "roles=$peer_roles" 2>&1 <<'EOF'
-SELECT array_to_string(ARRAY(SELECT datname FROM pg_database WHERE datname = ANY(string_to_array(:'dbs', ' ')) AND has_database_privilege(datname, 'CONNECT') ORDER BY datname), ' '), array_to_string(ARRAY(SELECT rolname FROM pg_roles WHERE rolname = ANY(string_to_array(:'roles', ' ')) AND has_database_privilege(rolname, current_database(), 'CONNECT') ORDER BY rolname), ' '), EXISTS(SELECT 1 FROM pg_database d, aclexplode(COALESCE(d.datacl, acldefault('d', d.datdba))) a WHERE d.datname = current_database() AND a.grantee = 0 AND a.privilege_type = 'CONNECT'), array_to_string(ARRAY(SELECT p FROM unnest(string_to_array(:'dbs', ' ')) p WHERE p NOT IN (SELECT datname FROM pg_database) ORDER BY p), ' '), array_to_string(ARRAY(SELECT p FROM unnest(string_to_array(:'roles', ' ')) p WHERE p NOT IN (SELECT rolname FROM pg_roles) ORDER BY p), ' ');
-EOF
-	)
-	iso_rc=$?
-	if [ "$iso_rc" -ne 0 ]; then
-		iso_json="{\"peers\":$npeers,\"outbound\":null,\"inbound\":null,\"refused_login\":null,\"error\":$(js "$(oneline "$iso_out")")}"
+	# ---- isolation: the query's row (above), then ONE login that must be refused ----------
+	case $iso_row in
+		@*) iso_row='' ;;
+	esac
+	if [ -z "$iso_row" ]; then
+		iso_json="{\"peers\":$npeers,\"outbound\":null,\"inbound\":null,\"refused_login\":null,\"error\":$(js "$info_err")}"
 	else
 		IFS='|' read -r i_reach i_roles i_public i_mdbs i_mroles <<EOF
-$iso_out
+$iso_row
 EOF
 		login_part='null'
 		login_db=${PROBE_REFUSED_LOGIN_DATABASE:-}

@@ -161,3 +161,23 @@ def test_fifty_peers_with_one_leak_names_it(pg: PgServer, crowd: list[Provisione
     assert outcome(verdict, "isolation").message == (
         f'the app can connect to other apps\' databases: "{leaky.database}"'
     )
+
+
+@pytest.mark.parametrize("runner", RUNNERS)
+def test_an_unreadable_catalog_fails_isolation_alone(
+    runner: str, pg: PgServer, apps: AppPair
+) -> None:
+    """The isolation query shares the session with the role's facts: its failure is its own."""
+    # catalog ACLs live in each database's pg_class: revoke where the app's session runs
+    pg.execute("REVOKE SELECT ON pg_catalog.pg_database FROM PUBLIC", dbname=apps.app.database)
+    try:
+        verdict = run(runner, pg, apps.app, peers_of([apps.other]))
+    finally:
+        pg.execute("GRANT SELECT ON pg_catalog.pg_database TO PUBLIC", dbname=apps.app.database)
+
+    assert [c.name for c in verdict.failed] == ["isolation"], verdict.to_json()["checks"]
+    assert outcome(verdict, "privileges").status == "pass"
+    iso = outcome(verdict, "isolation")
+    assert iso.message.startswith("could not query the privileges: ")
+    assert "permission denied for table pg_database" in iso.message
+    assert verdict.report["isolation"]["refused_login"] is None
