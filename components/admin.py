@@ -69,9 +69,13 @@ def admin_password(
     )
 
 
+def _password_in_config() -> bool:
+    return pulumi.Config(CONFIG_NAMESPACE).get_secret("adminPassword") is not None
+
+
 def password_source(settings: PostgresSettings) -> str:
     """Where the admin password comes from, as the operator would fix it (never the value)."""
-    if pulumi.Config(CONFIG_NAMESPACE).get_secret("adminPassword") is not None:
+    if _password_in_config():
         return f"the config secret {CONFIG_NAMESPACE}:adminPassword"
     return (
         f"Secret {settings.admin_secret_namespace}/{settings.admin_secret_name} "
@@ -88,6 +92,7 @@ def admin_endpoint(settings: PostgresSettings) -> AdminEndpoint:
         sslmode=settings.admin_sslmode,
         connect_timeout=CONNECT_TIMEOUT_SECONDS,
         password_source=password_source(settings),
+        password_in_config=_password_in_config(),
     )
 
 

@@ -34,6 +34,7 @@ APPLICATION_NAME: Final = "postgres-apps-preflight"
 
 Kind = Literal["unreachable", "auth", "tls", "hba", "database", "other"]
 
+_LOOPBACK: Final = frozenset({"127.0.0.1", "localhost", "::1"})
 _K_HOST: Final = f"{CONFIG_NAMESPACE}:postgres.adminHost"
 _K_PORT: Final = f"{CONFIG_NAMESPACE}:postgres.adminPort"
 _K_USER: Final = f"{CONFIG_NAMESPACE}:postgres.adminUser"
@@ -56,6 +57,8 @@ class AdminEndpoint:
     connect_timeout: int
     password_source: str
     """Where the password came from, for the message: the config secret or `Secret ns/name key`."""
+    password_in_config: bool = False
+    """True when the password is the config secret `postgres-apps:adminPassword`."""
     dbname: str = "postgres"
 
     @property
@@ -125,16 +128,28 @@ def classify(error_text: str) -> Kind:
 
 def _fix(kind: Kind, ep: AdminEndpoint) -> str:
     if kind == "unreachable":
-        return (
-            f"cannot reach PostgreSQL at {ep.address}: start the admin port-forward "
-            "(`kubectl -n data port-forward svc/postgres-postgresql "
-            f"{ep.port}:5432`) or fix {_K_HOST} / {_K_PORT}"
-        )
+        if ep.host in _LOOPBACK:
+            how = (
+                "start the admin port-forward (`kubectl -n data port-forward "
+                f"svc/postgres-postgresql {ep.port}:5432`)"
+            )
+        else:
+            how = f"check that {ep.host} is reachable from here (VPN, firewall, DNS)"
+        return f"cannot reach PostgreSQL at {ep.address}: {how}, or fix {_K_HOST} / {_K_PORT}"
     if kind == "auth":
+        if ep.password_in_config:
+            password_fix = (
+                f"`pulumi config set --secret {_K_PASSWORD}` with the right one, or "
+                f"`pulumi config rm {_K_PASSWORD}` to read the Kubernetes Secret instead"
+            )
+        else:
+            password_fix = (
+                f"correct that Secret, or `pulumi config set --secret {_K_PASSWORD}` "
+                "(it overrides the Secret)"
+            )
         return (
             f'the server refused user "{ep.user}" with the admin password from '
-            f"{ep.password_source}: fix {_K_USER}, or the password — correct that Secret, or "
-            f"`pulumi config set --secret {_K_PASSWORD}` (it overrides the Secret)"
+            f"{ep.password_source}: fix {_K_USER}, or the password: {password_fix}"
         )
     if kind == "tls":
         return f"the TLS setting does not match the server: fix {_K_SSL} (now {ep.sslmode!r})"

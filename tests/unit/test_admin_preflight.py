@@ -7,7 +7,7 @@ or `components.admin.run_preflight` is replaced for the whole program.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import pytest
@@ -180,6 +180,7 @@ def test_config_secret_is_named_as_the_password_source(monkeypatch: pytest.Monke
     ep, password = fake.calls[0]
     assert password == "from-config"
     assert ep.password_source == "the config secret postgres-apps:adminPassword"
+    assert ep.password_in_config is True
 
 
 def test_under_mocks_without_injection_no_connection_is_attempted(
@@ -242,6 +243,29 @@ def test_unreachable_message_names_host_port_keys_and_the_port_forward() -> None
     assert "postgres-apps:postgres.adminPort" in text
     assert "kubectl -n data port-forward svc/postgres-postgresql 15432:5432" in text
     assert "\t" not in text  # libpq's continuation lines joined
+
+
+def test_unreachable_remote_host_gets_no_port_forward_advice() -> None:
+    remote = replace(EP, host="pg.example.internal", port=5432)
+    text = failure_message(remote, "failed to resolve host 'pg.example.internal'", PASSWORD)
+    assert "port-forward" not in text
+    assert "check that pg.example.internal is reachable from here" in text
+    assert "postgres-apps:postgres.adminHost" in text
+
+
+def test_auth_fix_follows_the_password_source() -> None:
+    error = 'FATAL:  password authentication failed for user "postgres"'
+    from_secret = failure_message(EP, error, PASSWORD)
+    assert "correct that Secret" in from_secret
+    in_config = replace(
+        EP,
+        password_source="the config secret postgres-apps:adminPassword",
+        password_in_config=True,
+    )
+    text = failure_message(in_config, error, PASSWORD)
+    assert "from the config secret postgres-apps:adminPassword" in text
+    assert "pulumi config rm postgres-apps:adminPassword" in text
+    assert "correct that Secret" not in text
 
 
 def test_tls_message_names_the_sslmode_key() -> None:
