@@ -7,14 +7,16 @@ compared before and after the failed `pulumi up`.
 
 Config cases fail in the program before any resource is registered (`components/config.py`); each
 is also checked against `parse_settings` so the message logic is pinned without the engine.
-Environment cases (admin Secret, admin password, endpoint, kube context, an unmanaged role or
-database with an app's name) run `pulumi up --refresh` so the provider really connects without
-adding a resource.
+Environment cases (admin Secret, endpoint, kube context) run `pulumi up --refresh` so the providers
+really connect without adding a resource. Wrong admin credentials (user, password, a non-superuser
+admin) are refused by a plain `pulumi up` with no change at all: the admin pre-flight
+(`components/preflight.py`) logs in on every `up` before the postgresql provider is configured.
 """
 
 from __future__ import annotations
 
 import copy
+import secrets
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -23,6 +25,7 @@ import pytest
 from pulumi import automation as auto
 
 from components.config import ConfigError, parse_settings
+from components.preflight import RUNBOOK_SECTION as PREFLIGHT_RUNBOOK
 from tests.e2e.harness import ProjectStack, kubectl, new_stack, query
 from tests.e2e.reliability_support import (
     World,
@@ -53,6 +56,9 @@ class Case:
     mutate: Mutator
     expect: tuple[str, ...]
     """Substrings of the error, the first one naming the config key."""
+    provider_config_may_change: bool = False
+    """The engine may record the new (bad) provider configuration before failing (kube context):
+    the world is then compared without the provider resources, and a plain `up` restores them."""
 
 
 def _apps(*apps: Any) -> Mutator:
@@ -265,7 +271,7 @@ def shared(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ProjectStack]:
         stack.stack.workspace.remove_stack(stack.name)
     finally:
         delete_namespaces(NAMESPACE, "rel-bi-fresh")
-        for role in ("rel_bi_squat", "rel_bi_dbsquat"):
+        for role in ("rel_bi_squat", "rel_bi_dbsquat", "rel_bi_notsuper"):
             admin_exec(f"DROP DATABASE IF EXISTS {role}")
             admin_exec(f"DROP ROLE IF EXISTS {role}")
 
@@ -336,11 +342,22 @@ ENVIRONMENT_CASES: list[Case] = [
         _admin("adminSecretKey", "rel-no-such-key"),
         ("rel-no-such-key", "postgres.adminSecretKey", "keys present: postgres-password"),
     ),
-    Case("unreachable-admin-endpoint", _admin("adminPort", 1), ("127.0.0.1", "1")),
+    Case(
+        "unreachable-admin-endpoint",
+        _admin("adminPort", 1),
+        (
+            "admin pre-flight failed for PostgreSQL at 127.0.0.1:1",
+            "Connection refused",
+            "postgres-apps:postgres.adminPort",
+            "port-forward",
+            PREFLIGHT_RUNBOOK,
+        ),
+    ),
     Case(
         "no-such-kube-context",
         _set("kubernetes:context", "rel-no-such-context"),
         ("rel-no-such-context",),
+        provider_config_may_change=True,
     ),
 ]
 
@@ -354,23 +371,24 @@ def test_bad_environment_is_refused_naming_it(
     text, before, after = refused_without_change(shared, cfg, baseline, refresh=True)
     for fragment in case.expect:
         assert fragment in text, (fragment, text[-3000:])
+    if not case.provider_config_may_change:
+        # the failing read or pre-flight keeps the provider unregistered: state untouched too
+        assert before.differences(after) == []
+        return
     # Nothing changed in PostgreSQL, the cluster or the managed resources; the engine may have
-    # recorded the new (bad) admin provider configuration before failing: a plain `up` with the
+    # recorded the new (bad) provider configuration before failing: a plain `up` with the
     # corrected config puts it back (docs/reliability.md).
     assert before.differences(after, ignore_providers=True) == []
     shared.up()
     assert before.differences(world(shared, "rel-bi")) == []
 
 
-def _refused_on_first_use(
+def _refused_by_a_plain_up(
     stack: ProjectStack, before: World, cfg: dict[str, Any], admin_password: str | None = None
 ) -> str:
-    """Bad admin credentials are only used when PostgreSQL is touched: `up --refresh` with no
-    change succeeds without noticing (docs/reliability.md). So a new app is declared, as an
-    operator would: the run must fail on its role and change nothing but record that app's
-    generated password; a plain `up` with the good config then converges to the baseline."""
-    cfg = copy.deepcopy(cfg)
-    cfg["postgres-apps:apps"] = [dict(GOOD_APP), {"name": "rel-bi-two", "deletion": "drop"}]
+    """A plain `pulumi up` that would change nothing (same apps, no refresh) with bad admin
+    credentials: refused by the admin pre-flight; state, PostgreSQL and cluster exactly as before
+    (the postgresql provider is not even re-registered with the bad configuration)."""
     try:
         stack.write_config(cfg)  # replaces the whole config: the secret goes in after it
         if admin_password is not None:
@@ -378,32 +396,66 @@ def _refused_on_first_use(
                 "postgres-apps:adminPassword", auto.ConfigValue(value=admin_password, secret=True)
             )
         with pytest.raises(auto.CommandError) as err:
-            stack.up()
+            stack.stack.up(on_output=print, color="never")
     finally:
         stack.stack.remove_config("postgres-apps:adminPassword")
         stack.write_config(good_config())
-    after = world(stack, "rel-bi")
-    assert after.roles == before.roles and after.databases == before.databases
-    assert after.cluster == before.cluster
-    new_urns = set(after.state) - set(before.state)
-    assert all("rel-bi-two" in urn for urn in new_urns), new_urns
-    stack.up()
+    text = str(err.value)
+    assert "admin pre-flight failed for PostgreSQL at" in text, text[-3000:]
+    assert PREFLIGHT_RUNBOOK in text, text[-3000:]
     assert before.differences(world(stack, "rel-bi")) == []
-    return str(err.value)
+    return text
 
 
 def test_wrong_admin_user_is_refused(shared: ProjectStack, baseline: World) -> None:
     bad = good_config()
     bad["postgres-apps:postgres"]["adminUser"] = "rel_nobody"
-    text = _refused_on_first_use(shared, baseline, bad)
-    assert 'user "rel_nobody"' in text and "password authentication failed" in text, text[-3000:]
+    text = _refused_by_a_plain_up(shared, baseline, bad)
+    assert 'password authentication failed for user "rel_nobody"' in text, text[-3000:]
+    assert "postgres-apps:postgres.adminUser" in text
 
 
 def test_wrong_admin_password_is_refused(shared: ProjectStack, baseline: World) -> None:
-    text = _refused_on_first_use(shared, baseline, good_config(), "rel-wrong-password")
-    assert "password authentication failed" in text
-    assert 'user "postgres"' in text
-    assert "rel-wrong-password" not in text
+    wrong = "rel-wrong-Adm1n-pw-" + secrets.token_hex(6)
+    text = _refused_by_a_plain_up(shared, baseline, good_config(), wrong)
+    assert 'password authentication failed for user "postgres"' in text
+    assert "the config secret postgres-apps:adminPassword" in text  # where the password came from
+    assert wrong not in text and wrong[-12:] not in text
+
+
+def test_wrong_admin_password_does_not_fail_a_preview(
+    shared: ProjectStack, baseline: World
+) -> None:
+    """By design: `pulumi preview` (the pull-request workflow) may run where the admin endpoint
+    is not reachable, so it does not connect; the `up` then refuses (test above)."""
+    shared.write_config(good_config())
+    shared.stack.set_config(
+        "postgres-apps:adminPassword",
+        auto.ConfigValue(value="rel-wrong-" + secrets.token_hex(8), secret=True),
+    )
+    try:
+        result = shared.stack.preview(on_output=print, color="never")
+    finally:
+        shared.stack.remove_config("postgres-apps:adminPassword")
+    assert "admin pre-flight" not in result.stdout
+    risky = {auto.OpType.CREATE, auto.OpType.DELETE, auto.OpType.REPLACE}
+    assert not risky & set(result.change_summary), result.change_summary
+    assert baseline.differences(world(shared, "rel-bi")) == []
+
+
+def test_non_superuser_admin_is_refused(shared: ProjectStack) -> None:
+    password = "rel-Plain-" + secrets.token_hex(8)
+    admin_exec(f"CREATE ROLE rel_bi_notsuper LOGIN CREATEDB CREATEROLE PASSWORD '{password}'")
+    try:
+        before = world(shared, "rel-bi")
+        bad = good_config()
+        bad["postgres-apps:postgres"]["adminUser"] = "rel_bi_notsuper"
+        text = _refused_by_a_plain_up(shared, before, bad, password)
+        assert 'user "rel_bi_notsuper" is not a superuser' in text, text[-3000:]
+        assert "postgres-apps:postgres.adminUser" in text
+        assert password not in text
+    finally:
+        admin_exec("DROP ROLE IF EXISTS rel_bi_notsuper")
 
 
 def test_unmanaged_role_with_the_apps_name_is_not_adopted(shared: ProjectStack) -> None:
