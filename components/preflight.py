@@ -12,13 +12,15 @@ Pure (testable without a server): `classify`, `failure_message`, `judge`. I/O: `
 from __future__ import annotations
 
 import os
+import re
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Final, Literal
 
 import pulumi
 
 from components.config import CONFIG_NAMESPACE
-from components.verification.checks import RUNBOOK, redact
+from components.verification.checks import RUNBOOK
 
 RUNBOOK_SECTION: Final = f"{RUNBOOK}#admin-preflight"
 """Where the operator reads what to do (the runbook has an `<a id="admin-preflight">`)."""
@@ -115,6 +117,32 @@ _PATTERNS: Final[tuple[tuple[Kind, tuple[str, ...]], ...]] = (
 )
 
 
+_QUOTED: Final = re.compile(r"\"([^\"]*)\"|'([^']*)'")
+_MIN_QUOTED: Final = 4
+
+
+def redact_password(text: str, password: str | None, keep: Collection[str] = ()) -> str:
+    """`text` without the password: every occurrence of it, and every quoted token of 4 or more
+    characters that is part of it (libpq quotes what it echoes) unless it is one of `keep` (the
+    host, user and database the messages legitimately quote).
+
+    Deliberately not the gate's fragment redaction (`components.verification.checks.redact`, any
+    run of 6 characters shared with the secret): an admin password a person chose, such as
+    `not-the-password`, would blank out libpq's own words (`password authentication failed`).
+    """
+    if not password:
+        return text
+    text = text.replace(password, "<redacted>")
+
+    def _sub(m: re.Match[str]) -> str:
+        token = m.group(1) if m.group(1) is not None else m.group(2)
+        if len(token) >= _MIN_QUOTED and token in password and token not in keep:
+            return '"<redacted>"'
+        return m.group(0)
+
+    return _QUOTED.sub(_sub, text)
+
+
 def classify(error_text: str) -> Kind:
     """What kind of failure a libpq/psycopg connection error is (first match wins)."""
     low = error_text.lower()
@@ -184,9 +212,9 @@ def failure_message(ep: AdminEndpoint, error_text: str, password: str | None) ->
     """
     detail = " ".join(error_text.split())  # libpq's multi-line messages on one line
     kind = classify(detail)
-    # Only the driver's text can carry the password (libpq echoes mis-parsed parts); the rest is
-    # built here from the endpoint and never holds it.
-    detail = redact(detail, password, keep=(ep.host, ep.user, ep.dbname))
+    # Only the driver's text could carry the password; the rest is built here from the endpoint
+    # and never holds it.
+    detail = redact_password(detail, password, keep=(ep.host, ep.user, ep.dbname))
     return f"{_head(ep)}: {detail}\nFix: {_fix(kind, ep)}.\n{_tail()}"
 
 

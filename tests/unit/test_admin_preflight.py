@@ -288,6 +288,15 @@ def test_the_password_never_appears_even_if_the_driver_echoes_it(echo: str) -> N
     assert "<redacted>" in text
 
 
+def test_a_password_sharing_words_with_the_message_does_not_mangle_it() -> None:
+    """A person-chosen admin password such as `not-the-password` (the e2e tier uses it)."""
+    error = 'FATAL:  password authentication failed for user "postgres"'
+    text = failure_message(EP, error, "not-the-password")
+    assert 'password authentication failed for user "postgres"' in text
+    assert "not-the-password" not in text
+    assert classify(error) == "auth"
+
+
 def test_judge_accepts_a_superuser_on_15_to_18() -> None:
     for num in (150000, 150008, 160004, 170002, 180001):
         assert judge(EP, ServerFacts(num, True)) == ([], [])
