@@ -96,18 +96,6 @@ def admin_endpoint(settings: PostgresSettings) -> AdminEndpoint:
     )
 
 
-def _under_unit_test_mocks() -> bool:
-    """True when the program runs under `pulumi.runtime.mocks` (unit tests): no engine, no server.
-
-    The real pre-flight would then open a socket to whatever the test config names; unit tests
-    inject their own pre-flight instead (see `checked_admin_password`).
-    """
-    from pulumi.runtime import mocks  # noqa: PLC0415
-    from pulumi.runtime.settings import SETTINGS  # noqa: PLC0415
-
-    return isinstance(SETTINGS.monitor, mocks.MockMonitor)
-
-
 def checked_admin_password(
     settings: PostgresSettings,
     password: pulumi.Input[str],
@@ -118,16 +106,14 @@ def checked_admin_password(
     `pulumi up`: `preflight` (default `run_preflight`) connects once and raises
     `AdminPreflightError` when the endpoint, the credentials or the server are wrong; the Output
     then never resolves, so nothing that depends on it (the provider and all it manages) is
-    registered. `pulumi preview`: returned as is, no connection. Under unit-test mocks with no
-    `preflight` given, nothing is checked (no socket is opened by tests).
+    registered. `pulumi preview`: returned as is, no connection.
     """
     endpoint = admin_endpoint(settings)
-    check = preflight
-    if check is None and not _under_unit_test_mocks():
-        check = run_preflight
+    # looked up when called, so the unit tests' harness can replace it for the whole program
+    check = preflight or run_preflight
 
     async def gate(value: str) -> str:
-        if check is not None and not pulumi.runtime.is_dry_run():
+        if not pulumi.runtime.is_dry_run():
             # blocking I/O (driver import, connect, query) off the event loop: the program keeps
             # registering what does not depend on the admin password meanwhile
             await asyncio.get_running_loop().run_in_executor(None, check, endpoint, value)

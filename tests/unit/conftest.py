@@ -301,3 +301,30 @@ THREE_APPS: dict[str, object] = {
 @pytest.fixture
 def three_apps() -> Iterator[dict[str, object]]:
     yield json.loads(json.dumps(THREE_APPS))
+
+
+@dataclass
+class RecordingPreflight:
+    """Stands in for the admin pre-flight's login (`components.admin.run_preflight`): records the
+    endpoint and password it was given and answers as a PostgreSQL 15 superuser would."""
+
+    calls: list[tuple[Any, str]] = field(default_factory=list)
+
+    def __call__(self, endpoint: Any, password: str) -> Any:
+        from components.preflight import ServerFacts  # noqa: PLC0415
+
+        self.calls.append((endpoint, password))
+        return ServerFacts(version_num=150000, superuser=True)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def harness_preflight() -> Iterator[RecordingPreflight]:
+    """No unit test logs in to a real server: the program's admin pre-flight is this recorder,
+    for the whole session (module-scoped fixtures run the program too). A test that wants another
+    answer replaces `components.admin.run_preflight` itself with `monkeypatch`."""
+    import components.admin  # noqa: PLC0415
+
+    fake = RecordingPreflight()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(components.admin, "run_preflight", fake)
+        yield fake

@@ -30,6 +30,7 @@ from tests.unit.conftest import (
     THREE_APPS,
     ProgramMocks,
     RecordingMonitor,
+    RecordingPreflight,
     is_secret,
     run_program,
     run_under_mocks,
@@ -130,7 +131,6 @@ def test_whole_program_registers_nothing_in_postgresql_after_a_failed_preflight(
     """`__main__.py` as deployed: no role, database, grant, extension, app Secret or check."""
     fake = FakePreflight(error=AdminPreflightError("refused"))
     monkeypatch.setattr(admin, "run_preflight", fake)
-    monkeypatch.setattr(admin, "_under_unit_test_mocks", lambda: False)
     monitor = RecordingMonitor(ProgramMocks())
     with pytest.raises(AdminPreflightError):
         run_program(THREE_APPS, monitor=monitor)
@@ -159,7 +159,6 @@ def test_whole_program_passes_the_checked_password_to_the_provider(
 ) -> None:
     fake = FakePreflight()
     monkeypatch.setattr(admin, "run_preflight", fake)
-    monkeypatch.setattr(admin, "_under_unit_test_mocks", lambda: False)
     run = run_program(THREE_APPS)
     assert len(fake.calls) == 1
     ep, password = fake.calls[0]
@@ -174,7 +173,6 @@ def test_whole_program_passes_the_checked_password_to_the_provider(
 def test_config_secret_is_named_as_the_password_source(monkeypatch: pytest.MonkeyPatch) -> None:
     fake = FakePreflight()
     monkeypatch.setattr(admin, "run_preflight", fake)
-    monkeypatch.setattr(admin, "_under_unit_test_mocks", lambda: False)
     config = {**THREE_APPS, "adminPassword": "from-config"}
     run_program(config, secret_keys=["postgres-apps:adminPassword"])
     ep, password = fake.calls[0]
@@ -183,17 +181,14 @@ def test_config_secret_is_named_as_the_password_source(monkeypatch: pytest.Monke
     assert ep.password_in_config is True
 
 
-def test_under_mocks_without_injection_no_connection_is_attempted(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    """The other unit tests run `__main__.py` under mocks: the real pre-flight must stay out."""
-
-    def boom(ep: AdminEndpoint, password: str) -> ServerFacts:
-        raise AssertionError("the real pre-flight ran under mocks")
-
-    monkeypatch.setattr(admin, "run_preflight", boom)
+def test_unit_harness_keeps_the_real_preflight_out(harness_preflight: RecordingPreflight) -> None:
+    """The other unit tests run `__main__.py` under mocks: the harness's fake pre-flight (an
+    autouse fixture in tests/unit/conftest.py) answers instead of a real login."""
+    assert vars(admin)["run_preflight"] is harness_preflight
+    harness_preflight.calls.clear()
     run = run_program(THREE_APPS)
     assert run.monitor.one(T_PROVIDER, "postgres-admin")
+    assert [password for _, password in harness_preflight.calls] == [ADMIN_PASSWORD]
 
 
 # ---------------------------------------------------------------------------------------------
