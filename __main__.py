@@ -14,17 +14,28 @@ from components.app_database import AppDatabase, AppDatabaseArgs
 from components.config import StackSettings, load_settings
 from components.namespace import AppsNamespace, AppsNamespaceArgs
 from components.retention import OUTPUT_NAME, guarded_managed_apps
+from components.server_hardening import ServerHardening, ServerHardeningArgs
 from components.verification import ConnectivityCheck, ConnectivityCheckArgs, ConnectivityPeer
 
 
 def build(settings: StackSettings) -> None:
     """Register every resource of the stack and its outputs."""
     pg = settings.postgres
+    # The removal check comes first: every resource below waits for it, so a refused removal
+    # (a protected app gone from config) stops the run before anything is created or changed,
+    # also when the same change adds another app.
+    managed = guarded_managed_apps(settings.apps, settings.retired)
+    after_guard = pulumi.ResourceOptions(depends_on=managed.apply(lambda _: []))
     namespaces = {
-        ns: AppsNamespace(f"namespace-{ns}", AppsNamespaceArgs(name=ns))
+        ns: AppsNamespace(f"namespace-{ns}", AppsNamespaceArgs(name=ns), opts=after_guard)
         for ns in settings.namespaces
     }
-    provider = admin_provider(pg, admin_password(pg))
+    provider = admin_provider(pg, admin_password(pg), opts=after_guard)
+    hardening = ServerHardening(
+        "server-hardening",
+        ServerHardeningArgs(databases=pg.harden_databases),
+        opts=pulumi.ResourceOptions(providers={"postgresql": provider}, depends_on=[provider]),
+    )
 
     databases: dict[str, AppDatabase] = {}
     for app in settings.apps:
@@ -33,6 +44,7 @@ def build(settings: StackSettings) -> None:
             AppDatabaseArgs(
                 app=app, postgres=pg, provider=provider, namespace=namespaces[app.namespace].name
             ),
+            opts=after_guard,
         )
 
     checks: dict[str, ConnectivityCheck] = {}
@@ -62,7 +74,9 @@ def build(settings: StackSettings) -> None:
                     kube_context=settings.kube_context,
                     uri=db.uri,
                 ),
-                opts=pulumi.ResourceOptions(parent=db, depends_on=db.ready_resources),
+                opts=pulumi.ResourceOptions(
+                    parent=db, depends_on=[*db.ready_resources, *hardening.ready_resources]
+                ),
             )
 
     apps_out: dict[str, Any] = {}
@@ -101,7 +115,8 @@ def build(settings: StackSettings) -> None:
     pulumi.export(
         "verificationMode", settings.verification.mode if settings.verification.enabled else "off"
     )
-    pulumi.export(OUTPUT_NAME, guarded_managed_apps(settings.apps, settings.retired))
+    pulumi.export("serverHardening", hardening.databases)
+    pulumi.export(OUTPUT_NAME, managed)
 
 
 build(load_settings())

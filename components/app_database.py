@@ -18,6 +18,7 @@ import pulumi_random as random
 from components.config import AppSpec, PostgresSettings
 from components.credentials import secret_data
 from components.namespace import MANAGED_BY, PART_OF
+from components.scram import role_verifier
 
 PASSWORD_LENGTH = 40
 """Alphanumeric only (URL-, pgpass- and shell-safe): 40 characters ≈ 238 bits."""
@@ -80,6 +81,8 @@ class AppDatabase(pulumi.ComponentResource):
     port: pulumi.Output[int]
     password_value: pulumi.Output[str]
     """Secret Output: the generated password."""
+    password_verifier: pulumi.Output[str]
+    """Secret Output: the SCRAM-SHA-256 verifier the role is created with (components.scram)."""
     uri: pulumi.Output[str]
     """Secret Output: the Secret's `uri`, exactly as written into it."""
 
@@ -103,12 +106,17 @@ class AppDatabase(pulumi.ComponentResource):
             opts=child,
         )
         self.password_value = pulumi.Output.secret(self.password.result)
+        # The server gets only the SCRAM verifier (never the plaintext: not in its log, not in
+        # the provider's statements); the plaintext goes into the app's Secret alone.
+        self.password_verifier = pulumi.Output.secret(
+            self.password.result.apply(lambda plain: role_verifier(app.role_name, plain))
+        )
 
         self.role = postgresql.Role(
             f"{name}-role",
             name=app.role_name,
             login=True,
-            password=self.password_value,
+            password=self.password_verifier,
             superuser=False,
             create_database=False,
             create_role=False,

@@ -17,6 +17,7 @@ from components.app_database import (
 )
 from components.config import AppSpec, DeletionPolicy, PostgresSettings
 from components.credentials import BASE_KEYS, PROFILE_KEYS
+from components.scram import role_verifier
 from tests.unit.conftest import (
     AWKWARD_PASSWORD,
     ProgramMocks,
@@ -95,7 +96,10 @@ def test_role_least_privilege() -> None:
     ):
         assert props[flag] is False, flag
     assert props["connectionLimit"] == 7
-    assert props["password"] == "Alnum0Password1"
+    # the server receives the SCRAM verifier, never the plaintext (components.scram)
+    assert props["password"] == role_verifier("my_app", "Alnum0Password1")
+    assert props["password"].startswith("SCRAM-SHA-256$4096:")
+    assert "Alnum0Password1" not in props["password"]
     assert is_secret(role.inputs["password"]), "the role's password must be a secret input"
     password = child(run, T_PASSWORD, "my-app-password")
     assert password.urn in role.dependencies

@@ -18,6 +18,7 @@ from components.retention import (
     refused_removals,
     retire_message,
 )
+from components.scram import role_verifier
 from tests.unit.conftest import (
     ADMIN_PASSWORD,
     AWKWARD_PASSWORD,
@@ -44,6 +45,7 @@ T_PROVIDER = "pulumi:providers:postgresql"
 T_STACKREF = "pulumi:pulumi:StackReference"
 T_COMPONENT = "postgres-apps:app_database:AppDatabase"
 T_NS_COMPONENT = "postgres-apps:namespace:AppsNamespace"
+T_HARDENING = "postgres-apps:server_hardening:ServerHardening"
 PASSWORDS = {"app-test": "AppTest0Generated1Pw", "n8n": AWKWARD_PASSWORD, "paperless": "x:y@z/%"}
 APPS = ("app-test", "n8n", "paperless")
 DBS = {"app-test": "app_test", "n8n": "n8n", "paperless": "paperless"}
@@ -71,11 +73,42 @@ def test_resource_inventory(three: Run) -> None:
         T_PASSWORD: 3,
         T_ROLE: 3,
         T_DATABASE: 3,
-        T_GRANT: 3,
+        T_GRANT: 5,  # one per app database + postgres and template1 (server hardening)
         T_EXTENSION: 3,
         CHECK_TYPE: 3,
         T_STACKREF: 1,
+        T_HARDENING: 1,
     }
+
+
+def test_server_hardening_revokes_public_on_postgres_and_template1(three: Run) -> None:
+    component = three.monitor.one(T_HARDENING, "server-hardening")
+    provider = three.monitor.one(T_PROVIDER, "postgres-admin")
+    grants = {
+        r.plain["database"]: r
+        for r in three.monitor.of_type(T_GRANT)
+        if r.name.startswith("server-hardening-")
+    }
+    assert set(grants) == {"postgres", "template1"}
+    for database, grant in grants.items():
+        assert grant.name == f"server-hardening-{database}"
+        assert grant.plain["role"] == "public"
+        assert grant.plain["objectType"] == "database"
+        assert grant.plain["privileges"] == []
+        assert grant.parent == component.urn
+        assert grant.provider.startswith(provider.urn)  # through opts.providers of the component
+    # every app's gate judges isolation on the hardened server
+    for check in three.monitor.of_type(CHECK_TYPE):
+        for grant in grants.values():
+            assert grant.urn in check.dependencies
+    assert three.outputs["serverHardening"] == ["postgres", "template1"]
+
+
+def test_server_hardening_opt_out() -> None:
+    config = {**THREE_APPS, "postgres": {**THREE_APPS["postgres"], "hardenDatabases": []}}  # type: ignore[dict-item]
+    run = run_program(config, ProgramMocks(passwords=PASSWORDS))
+    assert not [r for r in run.monitor.of_type(T_GRANT) if r.name.startswith("server-hardening")]
+    assert run.outputs["serverHardening"] == []
 
 
 def test_namespaces(three: Run) -> None:
@@ -140,7 +173,7 @@ def test_role(three: Run, app: str) -> None:
         assert props[flag] is False
     assert props["connectionLimit"] == (10 if app == "n8n" else 20)
     assert is_secret(role.inputs["password"])
-    assert props["password"] == PASSWORDS[app]
+    assert props["password"] == role_verifier(DBS[app], PASSWORDS[app])  # never the plaintext
 
 
 @pytest.mark.parametrize("app", APPS)
@@ -358,6 +391,18 @@ def test_removing_a_protected_app_is_refused_with_the_retire_procedure() -> None
     assert "docs/runbooks/postgres-connectivity.md#retiring-an-app" in message
     # what is registered stays; the program failing means the engine deletes nothing
     assert not [r for r in monitor.registrations if "old-app" in r.name]
+
+
+def test_refused_removal_registers_nothing_even_with_an_added_app() -> None:
+    """Removing a protected app and adding another in one change: the refusal comes before any
+    resource is registered (only the read of the previous outputs and the admin Secret)."""
+    previous = _previous(**{"app-test": "protect", "n8n": "protect", "old-app": "protect"})
+    mocks = ProgramMocks(previous_managed_apps=previous)
+    monitor = RecordingMonitor(mocks)
+    with pytest.raises(RemovalRefused):
+        run_program(THREE_APPS, mocks, monitor=monitor)  # adds paperless, removes old-app
+    registered = {(r.type, r.name) for r in monitor.registrations if r.read_id is None}
+    assert registered == set(), registered
 
 
 @pytest.mark.parametrize("policy", ["drop", "retain"])
