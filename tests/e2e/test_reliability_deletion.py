@@ -102,6 +102,25 @@ def test_removing_a_protected_app_is_refused_with_the_retire_procedure(
     assert rows(KEEP) == [("data of rel-de-keep",)]
 
 
+def test_refused_removal_with_an_added_app_creates_nothing(stack: ProjectStack) -> None:
+    """One change removes a protected app and adds another: the refusal comes before anything
+    is registered, so the added app's role, database and Secret are not created either."""
+    before = world(stack, "rel-de")
+    added = {"name": "rel-de-added"}
+    stack.write_config(config([OTHER, DROP, RETAIN, added]))  # rel-de-keep removed, one added
+    try:
+        with pytest.raises(auto.CommandError) as err:
+            stack.up()
+    finally:
+        stack.write_config(config(APPS))
+    text = str(err.value)
+    assert 'refusing to remove "rel-de-keep"' in text, text[-3000:]
+    assert not role_exists("rel_de_added")
+    assert not database_exists("rel_de_added")
+    assert secret_version(NAMESPACE, "rel-de-added-db-credentials") is None
+    assert before.differences(world(stack, "rel-de")) == []
+
+
 def test_opted_in_drop_removes_only_that_app(stack: ProjectStack) -> None:
     untouched = {a["name"]: identity(a) for a in (KEEP, OTHER, RETAIN)}
     stack.write_config(config([KEEP, OTHER, RETAIN]))  # rel-de-drop removed, opted into drop

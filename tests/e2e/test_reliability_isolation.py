@@ -21,6 +21,7 @@ from tests.e2e.reliability_support import (
     connect_as,
     delete_namespaces,
     export_state,
+    login_error,
     purge_leftovers,
     rel_config,
 )
@@ -36,15 +37,22 @@ CHECK_TYPE = "pulumi-python:dynamic/verification:ConnectivityCheck"
 APP_C: dict[str, Any] = {"name": "rel-is-c", "deletion": "drop"}
 
 
+PLANTED = "rel_is_planted"
+"""A table an attacker would plant in template1 for later databases to copy."""
+
+
 @pytest.fixture(scope="module")
 def deployed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ProjectStack]:
     purge_leftovers("rel_is_", NAMESPACE)
+    # Planted before the apps' databases exist: a plain CREATE DATABASE would copy it.
+    admin_exec(f"CREATE TABLE IF NOT EXISTS {PLANTED} (x int)", dbname="template1")
     s: ProjectStack = new_stack(tmp_path_factory.mktemp("iso"), "rel-iso")
     s.write_config(rel_config(APPS, NAMESPACE, rerun="on-change"))
-    s.up()
     try:
+        s.up()
         yield s
     finally:
+        admin_exec(f"DROP TABLE IF EXISTS {PLANTED}", dbname="template1")
         try:
             s.stack.destroy(on_output=print, color="never")
             s.stack.workspace.remove_stack(s.name)
@@ -91,6 +99,33 @@ def test_a_cannot_become_b_nor_read_password_hashes(creds: dict[str, dict[str, s
             conn.execute(f"GRANT CONNECT ON DATABASE {b['dbname']} TO {a['user']}")
 
 
+@pytest.mark.parametrize("database", ["postgres", "template1", "template0"])
+def test_a_cannot_connect_to_the_servers_own_databases(
+    creds: dict[str, dict[str, str]], database: str
+) -> None:
+    """PUBLIC's default CONNECT on postgres/template1 is revoked by the stack's server hardening;
+    template0 never accepts connections."""
+    a = creds["rel-is-a"]
+    with pytest.raises(psycopg.OperationalError) as err:
+        connect_as(a["user"], a["password"], database).close()
+    expected = (
+        f'database "{database}" is not currently accepting connections'
+        if database == "template0"
+        else f'permission denied for database "{database}"'
+    )
+    assert expected in str(err.value), str(err.value)
+
+
+def test_app_databases_do_not_copy_template1(creds: dict[str, dict[str, str]]) -> None:
+    """App databases are created from template0: what was planted in template1 is not there."""
+    a = creds["rel-is-a"]
+    with connect_as(a["user"], a["password"], a["dbname"]) as conn:
+        found = conn.execute("SELECT to_regclass(%s)::text", (f"public.{PLANTED}",)).fetchone()
+    assert found == (None,)
+    with connect_as(a["user"], a["password"], a["dbname"]) as conn:
+        assert conn.execute("SELECT count(*) FROM pg_largeobject_metadata").fetchone() == (0,)
+
+
 def test_bs_tables_stay_unreadable_even_if_connect_were_granted(
     creds: dict[str, dict[str, str]],
 ) -> None:
@@ -109,6 +144,33 @@ def test_bs_tables_stay_unreadable_even_if_connect_were_granted(
     # B still reads its own row
     with connect_as(b["user"], b["password"], b["dbname"]) as conn:
         assert conn.execute("SELECT secret_note FROM b_private").fetchall() == [("only for b",)]
+
+
+def test_an_app_opening_its_own_database_to_public_fails_the_gate_until_repaired(
+    deployed: ProjectStack, creds: dict[str, dict[str, str]]
+) -> None:
+    """The app role owns its database, so it can GRANT CONNECT ... TO PUBLIC itself (PostgreSQL
+    cannot forbid an owner that). The stack detects it: with `rerun: always` the next plain
+    `pulumi up` fails A's gate naming PUBLIC; `pulumi up --refresh` repairs it (the revoke
+    resource's refresh reads PUBLIC's CONNECT from the ACL and re-revokes it)."""
+    a, b = creds["rel-is-a"], creds["rel-is-b"]
+    with connect_as(a["user"], a["password"], a["dbname"]) as conn:
+        conn.execute(f"GRANT CONNECT ON DATABASE {a['dbname']} TO PUBLIC")
+    try:
+        assert login_error(b["user"], b["password"], a["dbname"]) is None, "B could not connect"
+        deployed.write_config(rel_config(APPS, NAMESPACE, rerun="always"))
+        with pytest.raises(auto.CommandError) as err:
+            deployed.up()
+        text = str(err.value)
+        assert 'app "rel-is-a": check "isolation" failed' in text, text[-3000:]
+        assert f'PUBLIC holds CONNECT on this app\'s database "{a["dbname"]}"' in text
+        deployed.stack.up(on_output=print, color="never", refresh=True)
+        refused = login_error(b["user"], b["password"], a["dbname"])
+        assert refused is not None and "permission denied for database" in refused, refused
+    finally:
+        admin_exec(f"REVOKE CONNECT ON DATABASE {a['dbname']} FROM PUBLIC")
+        deployed.write_config(rel_config(APPS, NAMESPACE, rerun="on-change"))
+        deployed.up()
 
 
 def checks_in_state(stack: ProjectStack) -> dict[str, dict[str, Any]]:
