@@ -154,12 +154,17 @@ class AppDatabase(pulumi.ComponentResource):
         self.extensions = []
         previous: pulumi.Resource = self.revoke_public
         for ext in app.extensions:
+            # `deleted_with`: when the app's database is dropped the extension goes with it, so
+            # the provider's `DROP EXTENSION` (RESTRICT upstream) is not run first — it would fail
+            # on a table that uses the extension (a citext column) and stop the drop halfway.
+            # Removing only the extension from the list still runs it: refused while in use.
             extension = postgresql.Extension(
                 f"{name}-ext-{ext}",
                 name=ext,
                 database=self.database.name,
                 opts=pulumi.ResourceOptions.merge(
-                    in_pg, pulumi.ResourceOptions(depends_on=[previous])
+                    in_pg,
+                    pulumi.ResourceOptions(depends_on=[previous], deleted_with=self.database),
                 ),
             )
             self.extensions.append(extension)

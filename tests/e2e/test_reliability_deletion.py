@@ -29,7 +29,8 @@ from tests.e2e.reliability_support import (
 NAMESPACE = "rel-delete"
 KEEP = {"name": "rel-de-keep"}
 OTHER = {"name": "rel-de-other", "profile": "paperless"}
-DROP = {"name": "rel-de-drop", "deletion": "drop"}
+DROP = {"name": "rel-de-drop", "deletion": "drop", "extensions": ["citext"]}
+"""Its data uses the extension (a citext column): the drop must not stop at DROP EXTENSION."""
 RETAIN = {"name": "rel-de-retain", "deletion": "retain"}
 APPS: list[dict[str, Any]] = [KEEP, OTHER, DROP, RETAIN]
 
@@ -69,6 +70,9 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ProjectStack]:
         with connect_as(data["user"], data["password"], data["dbname"]) as conn:
             conn.execute("CREATE TABLE rel_data (note text)")
             conn.execute("INSERT INTO rel_data VALUES (%s)", (f"data of {app['name']}",))
+            if "citext" in app.get("extensions", []):
+                conn.execute("CREATE TABLE rel_tags (tag citext)")
+                conn.execute("INSERT INTO rel_tags VALUES ('Mixed Case')")
     yield s
     try:
         s.write_config(config([{**a, "deletion": "drop"} for a in (KEEP, OTHER)]))
@@ -124,7 +128,7 @@ def test_refused_removal_with_an_added_app_creates_nothing(stack: ProjectStack) 
 def test_opted_in_drop_removes_only_that_app(stack: ProjectStack) -> None:
     untouched = {a["name"]: identity(a) for a in (KEEP, OTHER, RETAIN)}
     stack.write_config(config([KEEP, OTHER, RETAIN]))  # rel-de-drop removed, opted into drop
-    stack.up()
+    stack.up()  # its citext column would make a DROP EXTENSION (RESTRICT) fail: it is not run
     assert not database_exists(db(DROP))
     assert not role_exists(db(DROP))
     assert secret_version(NAMESPACE, "rel-de-drop-db-credentials") is None

@@ -76,6 +76,7 @@ class Registration:
     retain_on_delete: bool | None
     delete_before_replace: bool
     dependencies: list[str]
+    deleted_with: str
     inputs: dict[str, Any]
     """Inputs with secret markers kept (see `is_secret`/`unwrap`)."""
     read_id: str | None = None
@@ -110,6 +111,7 @@ class RecordingMonitor(mocks.MockMonitor):
                     ),
                     delete_before_replace=request.deleteBeforeReplace,
                     dependencies=list(request.dependencies),
+                    deleted_with=request.deletedWith,
                     inputs=rpc.deserialize_properties(request.object, keep_unknowns=True),
                 )
             )
@@ -129,6 +131,7 @@ class RecordingMonitor(mocks.MockMonitor):
                 retain_on_delete=None,
                 delete_before_replace=False,
                 dependencies=list(request.dependencies),
+                deleted_with="",
                 inputs=rpc.deserialize_properties(request.properties, keep_unknowns=True),
                 read_id=request.id,
             )

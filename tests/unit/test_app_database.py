@@ -142,6 +142,9 @@ def test_grants_and_extensions_are_chained() -> None:
     assert grant.urn in exts[0].dependencies
     assert exts[0].urn in exts[1].dependencies
     assert exts[1].urn in exts[2].dependencies
+    # dropped with the database: no DROP EXTENSION (RESTRICT) first, which a column using it blocks
+    database = child(run, T_DATABASE, "geo-database")
+    assert all(e.deleted_with == database.urn for e in exts)
     secret = child(run, T_SECRET, "geo-secret")
     assert exts[2].urn in secret.dependencies
     # what the verification waits for: all of it
