@@ -217,7 +217,9 @@ _LOGIN_HINTS: Final[tuple[tuple[tuple[str, ...], str, str], ...]] = (
     (
         ("permission denied for database",),
         "permission-denied-for-database",
-        "the role lacks CONNECT on its own database; run pulumi up --refresh to restore the grants",
+        "the role lacks CONNECT on its own database (revoked from its owner by hand; no resource "
+        "manages it, pulumi up --refresh does not restore it): as admin, GRANT CONNECT, TEMPORARY "
+        "ON DATABASE <database> TO <role>",
     ),
     (
         ("too many connections",),

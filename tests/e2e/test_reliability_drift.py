@@ -220,3 +220,55 @@ def test_role_dropped_by_hand(stack: ProjectStack) -> None:
     owner = query("SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = %s", ROLE_B)
     assert owner == [(ROLE_B,)]
     secret_logs_in("rel-dr-b")
+
+
+def urn_of(stack: ProjectStack, type_fragment: str, name: str) -> str:
+    deployment = stack.stack.export_stack().deployment or {}
+    urns = [
+        r["urn"]
+        for r in deployment.get("resources") or []
+        if type_fragment in r["urn"] and r["urn"].endswith(f"::{name}")
+    ]
+    assert len(urns) == 1, urns
+    return str(urns[0])
+
+
+def test_database_acl_reset_to_the_default_by_hand(stack: ProjectStack) -> None:
+    """A NULL `datacl` means PostgreSQL's default ACL, which gives PUBLIC CONNECT and TEMPORARY.
+    Upstream's grant refresh reads `aclexplode(datacl)` without `acldefault` (terraform-provider-
+    postgresql, `resource_postgresql_grant.go`, `readDatabaseRolePriviges`): it sees no privilege,
+    so `preview --refresh` shows nothing and `up --refresh` does not repair it. The gate catches
+    it; the documented repair is `pulumi up --replace <urn of <app>-revoke-public>`."""
+    admin_exec("UPDATE pg_database SET datacl = NULL WHERE datname = %s", ROLE_A)
+    assert query("SELECT has_database_privilege('public', %s, 'CONNECT')", ROLE_A) == [(True,)]
+    caught = gate_on_plain_up(stack)
+    assert caught is not None, "PUBLIC can connect to A's database: the gate must fail"
+    assert f'PUBLIC holds CONNECT on this app\'s database "{ROLE_A}"' in caught, caught[-2000:]
+    ops = preview_ops(stack)
+    assert not detected(ops, "postgresql:index/grant:Grant", "rel-dr-a-revoke-public"), (
+        "upstream does not see a NULL ACL as drift: the local plugin must not either"
+    )
+    grant = urn_of(stack, "postgresql:index/grant:Grant", "rel-dr-a-revoke-public")
+    stack.stack.up(on_output=print, color="never", replace=[grant])
+    assert query("SELECT has_database_privilege('public', %s, 'CONNECT')", ROLE_A) == [(False,)]
+    assert query("SELECT has_database_privilege(%s, %s, 'CONNECT')", ROLE_B, ROLE_A) == [(False,)]
+    apps: dict[str, Any] = stack.outputs()["apps"]
+    assert "isolation" in apps["rel-dr-a"]["verification"]["checksPassed"]
+
+
+def test_password_expiry_set_by_hand(stack: ProjectStack) -> None:
+    """`VALID UNTIL` in the past: the password no longer logs in. Upstream reads
+    `rolvaliduntil` back (`resource_postgresql_role.go`, `resourcePostgreSQLRoleReadImpl`), so the
+    refresh sees it and `up --refresh` sets it back to `infinity`."""
+    admin_exec(f"ALTER ROLE {ROLE_A} VALID UNTIL '2001-01-01'")
+    caught = gate_on_plain_up(stack)
+    assert caught is not None
+    assert 'app "rel-dr-a": check "login" failed' in caught, caught[-2000:]
+    ops = preview_ops(stack)
+    assert detected(ops, "postgresql:index/role:Role", "rel-dr-a-role"), ops
+    repaired(stack)
+    valid_until = (
+        "SELECT coalesce(rolvaliduntil = 'infinity', true) FROM pg_roles WHERE rolname = %s"
+    )
+    assert query(valid_until, ROLE_A) == [(True,)]
+    secret_logs_in("rel-dr-a")
