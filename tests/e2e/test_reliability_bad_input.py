@@ -446,6 +446,9 @@ def test_wrong_admin_password_does_not_fail_a_preview(
 def test_non_superuser_admin_is_refused(shared: ProjectStack) -> None:
     password = "rel-Plain-" + secrets.token_hex(8)
     admin_exec(f"CREATE ROLE rel_bi_notsuper LOGIN CREATEDB CREATEROLE PASSWORD '{password}'")
+    # The server hardening leaves PUBLIC no CONNECT on `postgres`: an admin role made for
+    # Pulumi gets it explicitly (without it the pre-flight stops earlier, at the login).
+    admin_exec("GRANT CONNECT ON DATABASE postgres TO rel_bi_notsuper")
     try:
         before = world(shared, "rel-bi")
         bad = good_config()
@@ -455,6 +458,7 @@ def test_non_superuser_admin_is_refused(shared: ProjectStack) -> None:
         assert "postgres-apps:postgres.adminUser" in text
         assert password not in text
     finally:
+        admin_exec("DROP OWNED BY rel_bi_notsuper")  # also revokes its CONNECT on postgres
         admin_exec("DROP ROLE IF EXISTS rel_bi_notsuper")
 
 
@@ -463,6 +467,8 @@ def test_unmanaged_role_with_the_apps_name_is_not_adopted(shared: ProjectStack) 
     admin_exec(
         "CREATE ROLE rel_bi_squat LOGIN PASSWORD 'rel-squatter-pw-1234567890' CONNECTION LIMIT 3"
     )
+    # an unmanaged role that may log in somewhere (PUBLIC has no CONNECT on `postgres` here)
+    admin_exec("GRANT CONNECT ON DATABASE postgres TO rel_bi_squat")
     squat_sql = "SELECT rolpassword, rolconnlimit, rolsuper FROM pg_authid WHERE rolname = %s"
     squat_before = query(squat_sql, "rel_bi_squat")
     before = world(shared, "rel-bi")
@@ -498,6 +504,7 @@ def test_unmanaged_role_with_the_apps_name_is_not_adopted(shared: ProjectStack) 
     # converges once the app is gone again
     shared.up()
     assert set(state_resources(shared)) == set(before.state)
+    admin_exec("DROP OWNED BY rel_bi_squat")  # also revokes its CONNECT on postgres
     admin_exec("DROP ROLE rel_bi_squat")
 
 
