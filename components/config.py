@@ -15,18 +15,22 @@ config:
     adminHost: 127.0.0.1
     adminPort: 5432
     adminUser: postgres
-    adminSslmode: disable
+    adminSslmode: disable          # only with a loopback adminHost, unless allowInsecureAdmin
+    allowInsecureAdmin: false      # true: accept `disable` to a remote adminHost (VPN, tunnel)
     adminSecretNamespace: data
     adminSecretName: postgres-postgresql
     adminSecretKey: postgres-password
+    hardenDatabases: [postgres, template1]   # revoke CONNECT, TEMPORARY from PUBLIC; [] opts out
   postgres-apps:appsNamespace: apps
+  postgres-apps:namespacePerApp: false       # true: each app without `namespace` gets its own
+  postgres-apps:allowedExtensions: []        # beyond TRUSTED_EXTENSIONS, e.g. [postgis, dblink]
   postgres-apps:apps:
     - name: app-test               # or just `- app-test`
     - name: n8n
       profile: n8n
       namespace: automation
       connectionLimit: 10
-      extensions: [pgcrypto]
+      extensions: [pgcrypto]       # trusted ones, or those in allowedExtensions
       deletion: protect            # protect | retain | drop
       passwordVersion: 0           # bump to rotate the password
       allowReplace: false          # let a replacing change drop and recreate (unprotected apps)
@@ -38,10 +42,30 @@ config:
     timeoutSeconds: 120
     latencyBudgetMs: 100
     rerun: always                  # always | on-change
+    allowedDatabases: []           # databases (beyond its own) an app may reach without failing
   postgres-apps:retired: []        # apps retired by hand: their removal is not refused
-  postgres-apps:adminPassword:     # optional config secret; overrides the Kubernetes Secret
+  postgres-apps:adminPassword:     # optional; only as a secret (`pulumi config set --secret`)
     secure: ...
 ```
+
+Refused besides malformed values (issue 11):
+- any name or value with a trailing newline: every pattern is matched against the whole string;
+- app namespaces (`apps[].namespace`, `appsNamespace`, and the names `namespacePerApp` derives)
+  `kube-*`, `default` and the admin Secret's namespace (`postgres.adminSecretNamespace`): anyone
+  who can create a pod in a namespace can mount every Secret in it;
+- extensions not in `TRUSTED_EXTENSIONS` (what PostgreSQL 15-18 marks `trusted = true`), e.g.
+  `plpython3u`, `dblink`, `postgres_fdw`, `adminpack`, `file_fdw`, unless listed in
+  `allowedExtensions`: the stack creates extensions as superuser, on the app's behalf;
+- `adminSslmode: disable` with an `adminHost` other than localhost, 127.0.0.0/8 or ::1 (the admin
+  password would cross the network in clear) unless `allowInsecureAdmin: true`;
+- `adminPassword` set without `--secret` (the message gives the command, never the value);
+- in `hardenDatabases` and `allowedDatabases`: an app's own database; in `hardenDatabases`:
+  `template0` (it accepts no connections). Both take lowercase unquoted identifiers.
+
+`hardenDatabases` is server-wide: a role this stack does not manage also loses CONNECT on those
+databases unless it was granted CONNECT explicitly (or is a superuser / the database owner).
+`namespacePerApp` gives each app its own trust boundary: in a shared namespace, whoever may create
+pods there can read every app's Secret.
 """
 
 from __future__ import annotations
