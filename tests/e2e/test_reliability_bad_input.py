@@ -227,6 +227,42 @@ CONFIG_CASES: list[Case] = [
         _set("postgres-apps:retired", ["rel-bi-one"]),
         ("retired[0]", "still in postgres-apps:apps"),
     ),
+    # issue 11: inputs that must be refused
+    Case(
+        "name-trailing-newline",
+        _apps({"name": "rel-nl\n"}),
+        ("apps[1].name", '"rel-nl\\n" is not a DNS-1123 label'),
+    ),
+    Case(
+        "namespace-kube-system",
+        _apps({"name": "rel-ks", "namespace": "kube-system"}),
+        ("apps[1].namespace", '"kube-system" is a Kubernetes system namespace'),
+    ),
+    Case(
+        "apps-namespace-of-the-admin-secret",
+        _set("postgres-apps:appsNamespace", "data"),
+        ("appsNamespace", '"data" holds the admin Secret'),
+    ),
+    Case(
+        "untrusted-extension",
+        _apps({"name": "rel-px", "extensions": ["plpython3u"]}),
+        ("apps[1].extensions[0]", "not a trusted extension", "postgres-apps:allowedExtensions"),
+    ),
+    Case(
+        "plain-admin-password",
+        _set("postgres-apps:adminPassword", "rel-plain-admin-pw"),
+        ("adminPassword", "pulumi config set --secret postgres-apps:adminPassword <value>"),
+    ),
+    Case(
+        "admin-in-clear-to-a-remote-host",
+        _sub("postgres-apps:postgres", "adminHost", "10.0.0.5"),
+        ("postgres.adminSslmode", "cross the network in clear", "allowInsecureAdmin"),
+    ),
+    Case(
+        "harden-template0",
+        _sub("postgres-apps:postgres", "hardenDatabases", ["template0"]),
+        ("postgres.hardenDatabases[0]", "template0"),
+    ),
     Case(
         "every-problem-at-once",
         _many(

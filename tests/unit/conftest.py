@@ -237,6 +237,11 @@ def run_under_mocks(
 
     Exceptions from the program (including from applies) propagate to the caller; pass your own
     `monitor` to inspect what was registered before the failure.
+
+    `secret_keys` (full keys, e.g. `postgres-apps:adminPassword`) are the keys set with
+    `pulumi config set --secret`, handed over as the language host does (`set_all_config`, which
+    `pulumi.runtime.is_config_secret` answers from); any other key is plain text, like a
+    `pulumi config set` without `--secret`. So both cases of a secret key are one argument apart.
     """
     runtime_settings.set_root_resource(None)  # type: ignore[arg-type]
     monitor = monitor or RecordingMonitor(program_mocks)

@@ -10,6 +10,8 @@ import pytest
 import yaml
 
 from components.config import (
+    PLAINTEXT_SECRET,
+    TRUSTED_EXTENSIONS,
     AppSpec,
     ConfigError,
     PostgresSettings,
@@ -321,6 +323,297 @@ BAD_CASES: list[tuple[str, dict[str, Any], str]] = [
         {"apps": [{"name": "x1", "passwordVersion": -1}]},
         "apps[0].passwordVersion: -1 is not a version",
     ),
+    # -- full-string matching: a trailing newline is not part of any valid name (issue 11) ----
+    ("name trailing newline", {"apps": ["app\n"]}, r'apps[0].name: "app\n" is not a DNS-1123'),
+    (
+        "duplicate but for a newline",
+        {"apps": ["a1", "a1\n"]},
+        r'postgres-apps:apps[1].name: "a1\n" is not a DNS-1123 label',
+    ),
+    (
+        "app namespace trailing newline",
+        {"apps": [{"name": "x1", "namespace": "team\n"}]},
+        r'apps[0].namespace: "team\n" is not a DNS-1123 label',
+    ),
+    (
+        "apps namespace trailing newline",
+        {"appsNamespace": "apps\n"},
+        r'postgres-apps:appsNamespace: "apps\n" is not a DNS-1123 label',
+    ),
+    (
+        "extension trailing newline",
+        {"apps": [{"name": "x1", "extensions": ["pgcrypto\n"]}]},
+        r'apps[0].extensions[0]: "pgcrypto\n" is not an extension name',
+    ),
+    (
+        "host trailing newline",
+        {"postgres": {"host": "pg.local\n"}},
+        r'postgres.host: "pg.local\n" is not a host name or IP address',
+    ),
+    (
+        "admin host trailing newline",
+        {"postgres": {"adminHost": "127.0.0.1\n"}},
+        r'postgres.adminHost: "127.0.0.1\n" is not a host name',
+    ),
+    (
+        "image trailing newline",
+        {"verification": {"image": "postgres:17\n"}},
+        r'verification.image: "postgres:17\n" is not an image reference',
+    ),
+    (
+        "admin secret namespace trailing newline",
+        {"postgres": {"adminSecretNamespace": "data\n"}},
+        r'postgres.adminSecretNamespace: "data\n" is not a DNS-1123 label',
+    ),
+    (
+        "admin secret name trailing newline",
+        {"postgres": {"adminSecretName": "pg\n"}},
+        r'postgres.adminSecretName: "pg\n" is not a Kubernetes object name',
+    ),
+    (
+        "admin secret key trailing newline",
+        {"postgres": {"adminSecretKey": "password\n"}},
+        r'postgres.adminSecretKey: "password\n" is not a Secret key',
+    ),
+    (
+        "retired trailing newline",
+        {"retired": ["old-app\n"]},
+        r'retired[0]: "old-app\n" is not an app name',
+    ),
+    (
+        "admin user with a newline",
+        {"postgres": {"adminUser": "postgres\n"}},
+        r'postgres.adminUser: "postgres\n" is not a role name',
+    ),
+    (
+        "host with a port",
+        {"postgres": {"host": "pg.local:5432"}},
+        'postgres.host: "pg.local:5432" is not a host name or IP address',
+    ),
+    (
+        "bracketed IPv4 address",
+        {"postgres": {"adminHost": "[10.0.0.1]"}},
+        'postgres.adminHost: "[10.0.0.1]" is not a host name',
+    ),
+    # -- system and foreign namespaces ---------------------------------------------------------
+    (
+        "app namespace kube-system",
+        {"apps": [{"name": "x1", "namespace": "kube-system"}]},
+        'postgres-apps:apps[0].namespace: "kube-system" is a Kubernetes system namespace (kube-*)',
+    ),
+    (
+        "app namespace kube-public",
+        {"apps": [{"name": "x1", "namespace": "kube-public"}]},
+        'apps[0].namespace: "kube-public" is a Kubernetes system namespace',
+    ),
+    (
+        "app namespace kube-node-lease",
+        {"apps": [{"name": "x1", "namespace": "kube-node-lease"}]},
+        'apps[0].namespace: "kube-node-lease" is a Kubernetes system namespace',
+    ),
+    (
+        "app namespace default",
+        {"apps": [{"name": "x1", "namespace": "default"}]},
+        'apps[0].namespace: "default" is Kubernetes\' default namespace',
+    ),
+    (
+        "app namespace of the admin Secret",
+        {"apps": [{"name": "x1", "namespace": "data"}]},
+        'apps[0].namespace: "data" holds the admin Secret '
+        "(postgres-apps:postgres.adminSecretNamespace): a pod there could mount the admin password",
+    ),
+    (
+        "app namespace of a moved admin Secret",
+        {"postgres": {"adminSecretNamespace": "db"}, "apps": [{"name": "x1", "namespace": "db"}]},
+        'apps[0].namespace: "db" holds the admin Secret',
+    ),
+    (
+        "apps namespace kube-system",
+        {"appsNamespace": "kube-system"},
+        'postgres-apps:appsNamespace: "kube-system" is a Kubernetes system namespace',
+    ),
+    (
+        "apps namespace default",
+        {"appsNamespace": "default"},
+        'postgres-apps:appsNamespace: "default" is Kubernetes\' default namespace',
+    ),
+    (
+        "apps namespace of the admin Secret",
+        {"appsNamespace": "data"},
+        'postgres-apps:appsNamespace: "data" holds the admin Secret',
+    ),
+    (
+        "default apps namespace holds the admin Secret",
+        {"postgres": {"adminSecretNamespace": "apps"}},
+        'postgres-apps:appsNamespace: not set, so it is the default; "apps" holds the admin Secret',
+    ),
+    (
+        "namespace per app: app named default",
+        {"namespacePerApp": True, "apps": ["default"]},
+        "postgres-apps:apps[0].name: with postgres-apps:namespacePerApp the app gets the namespace "
+        '"default", which is refused: "default" is Kubernetes\' default namespace',
+    ),
+    (
+        "namespace per app: app named kube-x",
+        {"namespacePerApp": True, "apps": ["kube-x"]},
+        'apps[0].name: with postgres-apps:namespacePerApp the app gets the namespace "kube-x"',
+    ),
+    (
+        "namespace per app: app named like the admin namespace",
+        {"namespacePerApp": True, "apps": ["data"]},
+        'apps[0].name: with postgres-apps:namespacePerApp the app gets the namespace "data", '
+        'which is refused: "data" holds the admin Secret',
+    ),
+    (
+        "namespacePerApp not boolean",
+        {"namespacePerApp": "yes"},
+        "postgres-apps:namespacePerApp: must be true or false, got a string",
+    ),
+    # -- extensions: trusted only, unless allowed --------------------------------------------
+    (
+        "untrusted plpython3u",
+        {"apps": [{"name": "x1", "extensions": ["plpython3u"]}]},
+        'postgres-apps:apps[0].extensions[0]: "plpython3u" is not a trusted extension: an '
+        "untrusted language: its functions run any code as the server's OS user; to allow it "
+        "anyway, add it to postgres-apps:allowedExtensions",
+    ),
+    (
+        "untrusted dblink",
+        {"apps": [{"name": "x1", "extensions": ["pgcrypto", "dblink"]}]},
+        'apps[0].extensions[1]: "dblink" is not a trusted extension: it opens connections',
+    ),
+    (
+        "untrusted postgres_fdw",
+        {"apps": [{"name": "x1", "extensions": ["postgres_fdw"]}]},
+        'apps[0].extensions[0]: "postgres_fdw" is not a trusted extension',
+    ),
+    (
+        "untrusted adminpack",
+        {"apps": [{"name": "x1", "extensions": ["adminpack"]}]},
+        'apps[0].extensions[0]: "adminpack" is not a trusted extension: its functions read and '
+        "write files",
+    ),
+    (
+        "untrusted file_fdw",
+        {"apps": [{"name": "x1", "extensions": ["file_fdw"]}]},
+        'apps[0].extensions[0]: "file_fdw" is not a trusted extension: it reads files',
+    ),
+    (
+        "unknown extension",
+        {"apps": [{"name": "x1", "extensions": ["timescaledb"]}]},
+        'apps[0].extensions[0]: "timescaledb" is not an extension PostgreSQL marks trusted; to '
+        "allow it anyway, add it to postgres-apps:allowedExtensions",
+    ),
+    (
+        "misspelt extension",
+        {"apps": [{"name": "x1", "extensions": ["pgcrpyto"]}]},
+        'apps[0].extensions[0]: "pgcrpyto" is not an extension PostgreSQL marks trusted (did you '
+        'mean "pgcrypto"?)',
+    ),
+    (
+        "allowed extension does not allow another",
+        {"allowedExtensions": ["dblink"], "apps": [{"name": "x1", "extensions": ["file_fdw"]}]},
+        'apps[0].extensions[0]: "file_fdw" is not a trusted extension',
+    ),
+    (
+        "allowedExtensions not a list",
+        {"allowedExtensions": "dblink"},
+        "postgres-apps:allowedExtensions: must be a list of extension names, got a string",
+    ),
+    (
+        "allowedExtensions bad name",
+        {"allowedExtensions": ["dblink\n"]},
+        r'postgres-apps:allowedExtensions[0]: "dblink\n" is not an extension name',
+    ),
+    (
+        "allowedExtensions duplicate",
+        {"allowedExtensions": ["dblink", "dblink"]},
+        'postgres-apps:allowedExtensions[1]: duplicate extension "dblink"',
+    ),
+    # -- the admin connection in clear ---------------------------------------------------------
+    (
+        "admin sslmode disable to a remote host",
+        {"postgres": {"adminHost": "10.0.0.5"}},
+        'postgres-apps:postgres.adminSslmode: "disable" with postgres-apps:postgres.adminHost '
+        '"10.0.0.5", which is not a loopback address: the admin password would cross the network '
+        "in clear",
+    ),
+    (
+        "admin sslmode disable to a host name",
+        {"postgres": {"adminHost": "pg.example.internal", "adminSslmode": "disable"}},
+        "set postgres-apps:postgres.allowInsecureAdmin: true",
+    ),
+    (
+        "admin sslmode disable to a remote IPv6",
+        {"postgres": {"adminHost": "fd00::5"}},
+        'postgres.adminSslmode: "disable" with postgres-apps:postgres.adminHost "fd00::5"',
+    ),
+    (
+        "allowInsecureAdmin not boolean",
+        {"postgres": {"adminHost": "10.0.0.5", "allowInsecureAdmin": "yes"}},
+        "postgres-apps:postgres.allowInsecureAdmin: must be true or false, got a string",
+    ),
+    # -- the admin password only as a secret -------------------------------------------------
+    (
+        "admin password in plain text",
+        {"adminPassword": "s3cret-value"},
+        "postgres-apps:adminPassword: is set in plain text (without --secret), so it is stored "
+        "unencrypted in the stack config; set it as a secret: "
+        "`pulumi config set --secret postgres-apps:adminPassword <value>`",
+    ),
+    # -- hardenDatabases / allowedDatabases ----------------------------------------------------
+    (
+        "hardenDatabases not a list",
+        {"postgres": {"hardenDatabases": "postgres"}},
+        "postgres-apps:postgres.hardenDatabases: must be a list of database names, got a string",
+    ),
+    (
+        "hardenDatabases template0",
+        {"postgres": {"hardenDatabases": ["postgres", "template0"]}},
+        'postgres.hardenDatabases[1]: "template0" accepts no connections (datallowconn = false)',
+    ),
+    (
+        "hardenDatabases duplicate",
+        {"postgres": {"hardenDatabases": ["postgres", "postgres"]}},
+        'postgres.hardenDatabases[1]: duplicate database "postgres"',
+    ),
+    (
+        "hardenDatabases bad name",
+        {"postgres": {"hardenDatabases": ["Postgres"]}},
+        'postgres.hardenDatabases[0]: "Postgres" is not a database name',
+    ),
+    (
+        "hardenDatabases trailing newline",
+        {"postgres": {"hardenDatabases": ["postgres\n"]}},
+        r'postgres.hardenDatabases[0]: "postgres\n" is not a database name',
+    ),
+    (
+        "hardenDatabases an app's database",
+        {"apps": ["x1", "my-app"], "postgres": {"hardenDatabases": ["postgres", "my_app"]}},
+        'postgres-apps:postgres.hardenDatabases[1]: "my_app" is the database of '
+        "postgres-apps:apps[1]",
+    ),
+    (
+        "allowedDatabases not a list",
+        {"verification": {"allowedDatabases": "postgres"}},
+        "postgres-apps:verification.allowedDatabases: must be a list of database names",
+    ),
+    (
+        "allowedDatabases bad name",
+        {"verification": {"allowedDatabases": ["my-db"]}},
+        'verification.allowedDatabases[0]: "my-db" is not a database name',
+    ),
+    (
+        "allowedDatabases duplicate",
+        {"verification": {"allowedDatabases": ["postgres", "postgres"]}},
+        'verification.allowedDatabases[1]: duplicate database "postgres"',
+    ),
+    (
+        "allowedDatabases an app's database",
+        {"apps": ["n8n"], "verification": {"allowedDatabases": ["n8n"]}},
+        'postgres-apps:verification.allowedDatabases[0]: "n8n" is the database of '
+        "postgres-apps:apps[0]",
+    ),
 ]
 
 
@@ -401,7 +694,8 @@ def test_load_settings_ignores_admin_password_but_rejects_typos() -> None:
         )
     assert excinfo.value.problems == [
         'postgres-apps:adminPasword: unknown key (did you mean "adminPassword"?); known keys: '
-        "adminPassword, apps, appsNamespace, postgres, retired, verification"
+        "adminPassword, allowedExtensions, apps, appsNamespace, namespacePerApp, postgres, "
+        "retired, verification"
     ]
 
 
@@ -472,8 +766,168 @@ def test_raw_config_also_reads_the_pulumi_config_environment(
             }
         ),
     )
+    monkeypatch.setenv("PULUMI_CONFIG_SECRET_KEYS", json.dumps(["postgres-apps:adminPassword"]))
     seen: list[dict[str, object]] = []
     run_under_mocks(
         lambda: seen.append(raw_config()), ProgramMocks(), {"appsNamespace": "explicit"}
     )
     assert seen == [{"apps": ["from-env"], "appsNamespace": "explicit"}]
+    # the same key without the secret marking: only that fact is passed on, never the value
+    monkeypatch.delenv("PULUMI_CONFIG_SECRET_KEYS")
+    seen.clear()
+    run_under_mocks(lambda: seen.append(raw_config()), ProgramMocks(), {})
+    assert seen == [
+        {"apps": ["from-env"], "appsNamespace": "env-ns", "adminPassword": PLAINTEXT_SECRET}
+    ]
+
+
+# --------------------------------------------------------------------------------------------
+# issue 11: what the refusals above must still let through, and the new settings' defaults
+
+
+def test_new_settings_defaults() -> None:
+    s = parse_settings({"apps": ["app-test"]})
+    assert s.allowed_extensions == ()
+    assert s.namespace_per_app is False
+    assert s.postgres.allow_insecure_admin is False
+    assert s.postgres.harden_databases == ("postgres", "template1")
+    assert s.verification.allowed_databases == ()
+    assert s.apps[0].namespace == "apps"
+
+
+def test_new_settings_parse() -> None:
+    s = parse_settings(
+        {
+            "postgres": {
+                "adminHost": "10.0.0.5",
+                "allowInsecureAdmin": True,
+                "hardenDatabases": [],
+            },
+            "allowedExtensions": ["dblink", "postgis"],
+            "namespacePerApp": True,
+            "apps": [
+                "app-test",
+                {"name": "n8n", "namespace": "automation", "extensions": ["dblink", "pgcrypto"]},
+                {"name": "geo", "extensions": ["postgis"]},
+            ],
+            "verification": {"allowedDatabases": ["postgres", "shared_ro"]},
+        }
+    )
+    assert s.postgres.admin_host == "10.0.0.5"
+    assert s.postgres.admin_sslmode == "disable"
+    assert s.postgres.allow_insecure_admin is True
+    assert s.postgres.harden_databases == ()
+    assert s.allowed_extensions == ("dblink", "postgis")
+    assert s.namespace_per_app is True
+    assert [(a.name, a.namespace) for a in s.apps] == [
+        ("app-test", "app-test"),
+        ("n8n", "automation"),
+        ("geo", "geo"),
+    ]
+    assert s.apps[1].extensions == ("dblink", "pgcrypto")
+    assert s.verification.allowed_databases == ("postgres", "shared_ro")
+    assert s.namespaces == ("apps", "app-test", "automation", "geo")
+
+
+def test_harden_databases_may_name_other_existing_databases() -> None:
+    s = parse_settings({"postgres": {"hardenDatabases": ["postgres", "legacy_db", "_x1"]}})
+    assert s.postgres.harden_databases == ("postgres", "legacy_db", "_x1")
+
+
+@pytest.mark.parametrize("extension", sorted(TRUSTED_EXTENSIONS))
+def test_every_trusted_extension_is_accepted(extension: str) -> None:
+    app = parse_settings({"apps": [{"name": "x1", "extensions": [extension]}]}).apps[0]
+    assert app.extensions == (extension,)
+
+
+def test_untrusted_extensions_are_not_in_the_trusted_list() -> None:
+    for name in ("plpython3u", "dblink", "postgres_fdw", "adminpack", "file_fdw", "plperlu"):
+        assert name not in TRUSTED_EXTENSIONS
+
+
+@pytest.mark.parametrize(
+    "host", ["127.0.0.1", "127.10.20.30", "localhost", "LOCALHOST", "::1", "[::1]"]
+)
+def test_admin_sslmode_disable_is_fine_on_loopback(host: str) -> None:
+    s = parse_settings({"postgres": {"adminHost": host, "adminSslmode": "disable"}})
+    assert s.postgres.admin_sslmode == "disable"
+    assert s.postgres.admin_host == host.strip("[]")
+
+
+def test_admin_sslmode_require_is_fine_anywhere() -> None:
+    s = parse_settings({"postgres": {"adminHost": "10.0.0.5", "adminSslmode": "require"}})
+    assert s.postgres.admin_host == "10.0.0.5"
+
+
+@pytest.mark.parametrize(
+    ("written", "used"),
+    [
+        ("[fd00::1]", "fd00::1"),
+        ("fd00::1", "fd00::1"),
+        ("10.1.2.3", "10.1.2.3"),
+        ("PG.lan", "PG.lan"),
+    ],
+)
+def test_hosts_are_kept_as_libpq_takes_them(written: str, used: str) -> None:
+    """An IPv6 literal loses its URI brackets: the Secret's `host` key goes to libpq as is."""
+    s = parse_settings({"postgres": {"host": written, "sslmode": "require"}})
+    assert s.postgres.host == used
+
+
+def test_insecure_admin_message_names_both_keys_and_why() -> None:
+    with pytest.raises(ConfigError) as excinfo:
+        parse_settings({"postgres": {"adminHost": "pg.example.internal"}})
+    (problem,) = excinfo.value.problems
+    assert problem.startswith("postgres-apps:postgres.adminSslmode: ")
+    assert "postgres-apps:postgres.adminHost" in problem
+    assert "postgres-apps:postgres.allowInsecureAdmin: true" in problem
+    assert "admin password would cross the network in clear" in problem
+
+
+def test_admin_password_secure_yaml_value_is_accepted() -> None:
+    """The stack file's own form (`secure: ...`) is a secret; a plain string is not."""
+    assert parse_settings({"adminPassword": {"secure": "v1:abc"}}) == StackSettings()
+
+
+def test_plain_admin_password_is_refused_without_showing_it() -> None:
+    """Through the harness as the language host hands it over: not in the secret keys."""
+    with pytest.raises(ConfigError) as excinfo:
+        run_under_mocks(
+            load_settings, ProgramMocks(), {"adminPassword": "plain-Pa55word", "apps": []}
+        )
+    assert excinfo.value.problems == [
+        "postgres-apps:adminPassword: is set in plain text (without --secret), so it is stored "
+        "unencrypted in the stack config; set it as a secret: "
+        "`pulumi config set --secret postgres-apps:adminPassword <value>`"
+    ]
+    assert "plain-Pa55word" not in str(excinfo.value)
+
+
+def test_secret_admin_password_is_accepted() -> None:
+    """The control for the test above: the same value, marked secret, passes."""
+    seen: list[StackSettings] = []
+    run_under_mocks(
+        lambda: seen.append(load_settings()),
+        ProgramMocks(),
+        {"adminPassword": "plain-Pa55word", "apps": ["app-test"]},
+        secret_keys=["postgres-apps:adminPassword"],
+    )
+    assert [a.name for a in seen[0].apps] == ["app-test"]
+
+
+def test_plain_admin_password_registers_nothing() -> None:
+    """The real program: a plain admin password stops it before any resource is registered."""
+    mocks = ProgramMocks()
+    monitor = RecordingMonitor(mocks)
+    with pytest.raises(ConfigError, match=r"postgres-apps:adminPassword: is set in plain text"):
+        run_program({"apps": ["ok"], "adminPassword": "plain-Pa55word"}, mocks, monitor=monitor)
+    assert monitor.registrations == []
+
+
+def test_namespace_per_app_with_explicit_namespace_in_a_refused_one() -> None:
+    """An explicit namespace is checked as such (one problem, at `namespace`)."""
+    with pytest.raises(ConfigError) as excinfo:
+        parse_settings({"namespacePerApp": True, "apps": [{"name": "x1", "namespace": "default"}]})
+    assert [p.split(": ", 1)[0] for p in excinfo.value.problems] == [
+        "postgres-apps:apps[0].namespace"
+    ]
