@@ -213,8 +213,6 @@ class PostgresSettings:
     admin_secret_name: str = "postgres-postgresql"  # noqa: S105
     admin_secret_key: str = "postgres-password"  # noqa: S105
     admin_sslmode: str = "disable"
-    harden_databases: tuple[str, ...] = ("postgres", "template1")
-    """Databases whose CONNECT and TEMPORARY are revoked from PUBLIC (`hardenDatabases`)."""
     """sslmode of the admin connection (the provider accepts disable/require/verify-ca/verify-full;
     `disable` suits a loopback port-forward, which kubectl already tunnels over TLS)."""
     allow_insecure_admin: bool = False
