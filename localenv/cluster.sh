@@ -420,7 +420,7 @@ cmd_up() {
   for ((i = ${#components[@]} - 1; i >= 0; i--)); do
     c="${components[i]}"
     if is_stale "$c"; then
-      log "$c: runs with other flags than this script gives it (older checkout?): restarting it"
+      log "$c: runs with other flags than this script gives it (older checkout, or other POSTGRES_APPS_* settings): restarting it"
       stop_component "$c"
     fi
   done
@@ -517,7 +517,7 @@ cmd_status() {
     if pid="$(pid_of "$c")"; then
       health=""
       listens_as "$c" || health=" NOT-OK: not listening on $(component_listen "$c")"
-      ! is_stale "$c" || health=" NOT-OK: runs with older flags (run 'up' to restart it)"
+      ! is_stale "$c" || health=" NOT-OK: runs with other flags (older checkout or other POSTGRES_APPS_* settings; 'up' restarts it)"
       [[ -n "$health" ]] || case "$c" in
         kube-apiserver) api_ready && health=" readyz=ok" || health=" readyz=NOT-OK" ;;
         kine) kine_healthy && health=" health=SERVING (TLS, client cert)" || health=" health=NOT-OK" ;;
