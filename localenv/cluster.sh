@@ -1,17 +1,21 @@
 #!/usr/bin/env bash
 # Local single-machine Kubernetes control plane: kine (SQLite) + kube-apiserver + kube-controller-manager
 # + kube-scheduler, all bound to loopback, state under <repo>/.state/. See docs/local-cluster.md.
+# Every listener needs a credential: kine serves its etcd API over TLS and accepts only client
+# certificates of its own CA (the API server's), the API server refuses anonymous requests.
 #
 # Usage: localenv/cluster.sh up | down [--purge] | status | logs [COMPONENT] [-f] | check | host-ip
 #   up       build (cached) binaries, make certificates/kubeconfigs once, start what is not running,
 #            wait for /readyz and `kubectl get ns`, then start the node (localenv/node/node.sh up) if
-#            that script exists and POSTGRES_APPS_NODE is not 0. Idempotent.
+#            that script exists and POSTGRES_APPS_NODE is not 0. Idempotent; a component that runs
+#            with other flags than this script gives it (an older checkout) is restarted.
 #   down     stop the node (node.sh down) then every control-plane process (SIGTERM, SIGKILL after
 #            a timeout); data stays for the next `up`. --purge also deletes cluster state and certs.
 #   status   each component up/down (exit 1 if any is down).
 #   logs     tail of every component log, or of one (-f follows).
-#   check    acceptance check: /readyz, PodSecurity rejects a privileged Pod in a namespace that
-#            enforces 'restricted', ServiceAccount tokens are issued (TokenRequest + token controller).
+#   check    acceptance check: /readyz, anonymous requests get 401, kine refuses a client without
+#            its certificate, PodSecurity rejects a privileged Pod in a namespace that enforces
+#            'restricted', ServiceAccount tokens are issued (TokenRequest + token controller).
 #   host-ip  make sure the host address exists (bridge pgapps0) and print it.
 set -euo pipefail
 
@@ -126,8 +130,11 @@ ensure_pki() {
   mkdir -p "$pki"
   chmod 700 "$pki"
   local ca
-  # The cluster CA, and the front-proxy CA of the aggregation layer (request-header authentication).
-  for ca in ca front-proxy-ca; do
+  # The cluster CA, the front-proxy CA of the aggregation layer (request-header authentication), and
+  # the CA of kine's etcd API: a CA of its own (as kubeadm's etcd/ca), so that no certificate of the
+  # cluster CA (admin, kubelet, kube-proxy...) opens the datastore; only the API server's below.
+  # Each is made when missing, so an older .state gains the ones it lacks.
+  for ca in ca front-proxy-ca etcd-ca; do
     [[ -s "$pki/$ca.crt" ]] && continue
     log "creating $ca and certificates in $pki"
     openssl req -x509 -new -newkey rsa:2048 -nodes -keyout "$pki/$ca.key" -sha256 -days 3650 \
@@ -152,6 +159,9 @@ ensure_pki() {
   issue kubelet "/O=system:nodes/CN=system:node:$node_name"
   # The kubelet's serving certificate (the node helper may use it or let the kubelet self-sign).
   issue kubelet-server "/CN=$node_name" "IP:127.0.0.1,IP:$host_ip,DNS:localhost,DNS:$node_name"
+  # kine's serving certificate and its only client, the API server.
+  issue kine-server "/CN=kine" "IP:127.0.0.1,DNS:localhost" etcd-ca
+  issue apiserver-etcd-client "/CN=kube-apiserver-etcd-client" "" etcd-ca
   # kubectl 'config' must exist before the kubeconfigs are written.
   kubeconfig "$admin_kubeconfig" postgres-apps-admin admin
   kubeconfig "$kube_dir/controller-manager.kubeconfig" system:kube-controller-manager controller-manager
@@ -165,6 +175,8 @@ NODE_NAME=$node_name
 HOST_IP=$host_ip
 HOST_IF=$host_if
 API_SERVER=https://127.0.0.1:$api_port
+KINE_ENDPOINT=https://$kine_addr
+PKI_DIR=$pki
 SERVICE_CIDR=$service_cidr
 CLUSTER_CIDR=$cluster_cidr
 CLUSTER_DNS=10.96.0.10
@@ -208,12 +220,18 @@ component_binary() {
 component_args() {
   case "$1" in
     kine)
-      # Default endpoint: SQLite at ./db/state.db relative to the working directory.
-      echo --listen-address="$kine_addr" --metrics-bind-address=0
+      # Default endpoint: SQLite at ./db/state.db relative to the working directory. TLS with a
+      # trusted CA makes kine require and verify client certificates (etcd's TLSInfo.ServerConfig:
+      # RequireAndVerifyClientCert when TrustedCAFile is set; kine pkg/tls/config.go ServerConfig).
+      echo --listen-address="$kine_addr" --metrics-bind-address=0 \
+        --server-cert-file="$pki/kine-server.crt" --server-key-file="$pki/kine-server.key" \
+        --trusted-ca-file="$pki/etcd-ca.crt"
       ;;
     kube-apiserver)
       echo --bind-address=127.0.0.1 --secure-port="$api_port" --advertise-address="$host_ip" \
-        --etcd-servers="http://$kine_addr" \
+        --etcd-servers="https://$kine_addr" --etcd-cafile="$pki/etcd-ca.crt" \
+        --etcd-certfile="$pki/apiserver-etcd-client.crt" --etcd-keyfile="$pki/apiserver-etcd-client.key" \
+        --anonymous-auth=false \
         --service-cluster-ip-range="$service_cidr" \
         --tls-cert-file="$pki/apiserver.crt" --tls-private-key-file="$pki/apiserver.key" \
         --client-ca-file="$pki/ca.crt" \
@@ -255,6 +273,22 @@ component_args() {
         --bind-address=127.0.0.1 --secure-port="$scheduler_port" --leader-elect=false --profiling=false
       ;;
   esac
+}
+
+# component_cmdline COMPONENT: binary and flags it is started with, space-separated.
+component_cmdline() {
+  local bin
+  bin="$(component_binary "$1")"
+  [[ "$1" == apiserver-forward ]] && bin="$(command -v socat)"
+  echo "$bin $(component_args "$1")"
+}
+
+# is_stale COMPONENT: running, but with other flags than this script gives it now (started by an
+# older checkout, e.g. a kine without TLS); `up` restarts it, `status` reports it.
+is_stale() {
+  local pid
+  pid="$(pid_of "$1")" || return 1
+  [[ "$(tr '\0' ' ' <"/proc/$pid/cmdline")" != "$(component_cmdline "$1") " ]]
 }
 
 # The address each component listens on.
@@ -337,6 +371,25 @@ wait_until() {
 
 tcp_open() { (exec 3<>"/dev/tcp/${1%:*}/${1##*:}") 2>/dev/null; }
 api_ready() { [[ "$(kc get --raw /readyz 2>/dev/null)" == ok ]]; }
+# The HTTP status of a request to the API server without credentials (401 since --anonymous-auth=false).
+api_anonymous_status() { curl -sk -o /dev/null -w '%{http_code}' --max-time 5 "https://127.0.0.1:$api_port/api"; }
+
+# kine_health [CURL_ARGS...]: kine's gRPC health service (grpc.health.v1.Health/Check, registered by
+# kine pkg/server/server.go Register) called with curl over HTTP/2: an empty request in gRPC's 5-byte
+# framing; prints the reply body in hex, 00000000020801 is status SERVING. kine ends the TLS handshake
+# of a client without a certificate of etcd-ca, so the reply is then empty.
+kine_health() {
+  printf '\0\0\0\0\0' | curl -s --max-time 3 --http2 --cacert "$pki/etcd-ca.crt" "$@" \
+    -H 'content-type: application/grpc' -H 'te: trailers' --data-binary @- \
+    "https://$kine_addr/grpc.health.v1.Health/Check" | od -An -tx1 | tr -d ' \n'
+}
+kine_healthy() {
+  [[ "$(kine_health --cert "$pki/apiserver-etcd-client.crt" --key "$pki/apiserver-etcd-client.key")" == 00000000020801 ]]
+}
+# kine answers neither a client without a certificate nor one with a cluster-CA certificate (admin).
+kine_refuses_others() {
+  [[ -z "$(kine_health)" && -z "$(kine_health --cert "$pki/admin.crt" --key "$pki/admin.key")" ]]
+}
 https_ok() { curl -sk --max-time 2 "$1" | grep -qx ok; }
 
 ensure_socat() {
@@ -361,6 +414,17 @@ cmd_up() {
   ensure_host_ip
   ensure_pki
 
+  # Restart what an older checkout started with other flags (dependents first: the API server
+  # before kine), so that an upgraded clone gets the current settings without `down --purge`.
+  local i
+  for ((i = ${#components[@]} - 1; i >= 0; i--)); do
+    c="${components[i]}"
+    if is_stale "$c"; then
+      log "$c: runs with other flags than this script gives it (older checkout, or other POSTGRES_APPS_* settings): restarting it"
+      stop_component "$c"
+    fi
+  done
+
   local all_running=1
   for c in "${components[@]}"; do is_running "$c" || all_running=0; done
   if ((all_running)) && api_ready; then
@@ -368,6 +432,7 @@ cmd_up() {
   else
     start_component kine
     wait_until kine "kine listening on $kine_addr" listens_as kine
+    wait_until kine "kine health (TLS, client certificate)" kine_healthy
     start_component kube-apiserver
     wait_until kube-apiserver "listening on 127.0.0.1:$api_port" listens_as kube-apiserver
     wait_until kube-apiserver "/readyz" api_ready
@@ -393,8 +458,8 @@ cmd_up() {
 cmd_where() {
   cat <<EOF
 Local Kubernetes v$KUBERNETES_VERSION control plane (state: $state)
-  kine (SQLite)            $kine_addr                 data $cluster_dir/kine/db
-  kube-apiserver           https://127.0.0.1:$api_port       advertised as $host_ip:$api_port (forwarded)
+  kine (SQLite)            https://$kine_addr        client certificates of $pki/etcd-ca.crt only; data $cluster_dir/kine/db
+  kube-apiserver           https://127.0.0.1:$api_port       no anonymous requests; advertised as $host_ip:$api_port (forwarded)
   kube-controller-manager  https://127.0.0.1:$kcm_port/healthz
   kube-scheduler           https://127.0.0.1:$scheduler_port/healthz
   service CIDR $service_cidr (API $first_service_ip, DNS 10.96.0.10), pod CIDR $cluster_cidr
@@ -452,9 +517,10 @@ cmd_status() {
     if pid="$(pid_of "$c")"; then
       health=""
       listens_as "$c" || health=" NOT-OK: not listening on $(component_listen "$c")"
+      ! is_stale "$c" || health=" NOT-OK: runs with other flags (older checkout or other POSTGRES_APPS_* settings; 'up' restarts it)"
       [[ -n "$health" ]] || case "$c" in
         kube-apiserver) api_ready && health=" readyz=ok" || health=" readyz=NOT-OK" ;;
-        kine) tcp_open "$kine_addr" && health=" $kine_addr open" || health=" $kine_addr CLOSED" ;;
+        kine) kine_healthy && health=" health=SERVING (TLS, client cert)" || health=" health=NOT-OK" ;;
         apiserver-forward) tcp_open "$host_ip:$api_port" && health=" $host_ip:$api_port open" || health=" CLOSED" ;;
         *) https_ok "$(component_health "$c")" && health=" healthz=ok" || health=" healthz=NOT-OK" ;;
       esac
@@ -474,6 +540,12 @@ cmd_check() {
   local ns="cluster-check-$$" out sa_token secret_token
   [[ "$(kc get --raw /readyz)" == ok ]] || die "check: /readyz is not ok"
   echo "check: /readyz ok"
+  out="$(api_anonymous_status)"
+  [[ "$out" == 401 ]] || die "check: a request to the API without credentials got HTTP $out, not 401"
+  echo "check: a request to the API without credentials gets 401"
+  kine_healthy || die "check: kine does not answer the API server's client certificate"
+  kine_refuses_others || die "check: kine answers a client without a certificate of its own CA"
+  echo "check: kine answers the API server's client certificate only (none, or the admin's: refused)"
   kc create namespace "$ns" >/dev/null
   # shellcheck disable=SC2064 # expand $ns now
   trap "'$kubectl_bin' --kubeconfig '$admin_kubeconfig' delete namespace '$ns' --wait=false >/dev/null 2>&1 || true" EXIT
