@@ -573,17 +573,24 @@ def validate_no_public_privileges(
         if isinstance(privileges, _Unknown)
         else ", ".join(privileges)
     )
-    where = f"{object_type if isinstance(object_type, str) else '<unknown>'}"
+    type_text = object_type if isinstance(object_type, str) else "<unknown>"
     schema = get(args.props, "schema")
-    if isinstance(schema, str):
-        where += f" in schema '{schema}'"
+    in_schema = f" in schema '{schema}'" if isinstance(schema, str) else ""
+    if args.resource_type == GRANT_TYPE:
+        lead = f"Grant {args.name} gives PUBLIC {shown} on"
+        if type_text == "schema" and in_schema:
+            target = f"schema '{schema}'"
+        else:
+            target = f"{type_text} objects{in_schema}"
+    else:
+        lead = f"default privileges {args.name} give PUBLIC {shown} on every future"
+        target = f"{type_text}{in_schema}"
     database = get(args.props, "database")
     if isinstance(database, str):
-        where += f" of database '{database}'"
-    kind = "Grant" if args.resource_type == GRANT_TYPE else "default privileges"
+        target += f" of database '{database}'"
     report(
-        f"{kind} {args.name} give PUBLIC {shown} on {where}: every role in the cluster would "
-        "hold them; grant to the app's own role, PUBLIC's privileges must be []"
+        f"{lead} {target}: every role in the cluster would hold them; grant to the app's own "
+        "role, PUBLIC's privileges must be []"
     )
 
 

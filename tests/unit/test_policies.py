@@ -560,9 +560,9 @@ def test_public_privileges_below_the_database_are_a_violation() -> None:
         "n8n-public-schema",
     )
     assert messages(pol.validate_no_public_privileges, schema) == [
-        "Grant n8n-public-schema give PUBLIC CREATE, USAGE on schema in schema 'public' of "
-        "database 'n8n': every role in the cluster would hold them; grant to the app's own role, "
-        "PUBLIC's privileges must be []"
+        "Grant n8n-public-schema gives PUBLIC CREATE, USAGE on schema 'public' of database "
+        "'n8n': every role in the cluster would hold them; grant to the app's own role, PUBLIC's "
+        "privileges must be []"
     ]
     defaults = privilege_args(
         pol.DEFAULT_PRIVILEGES_TYPE,
@@ -577,9 +577,9 @@ def test_public_privileges_below_the_database_are_a_violation() -> None:
         "n8n-defaults",
     )
     assert messages(pol.validate_no_public_privileges, defaults) == [
-        "default privileges n8n-defaults give PUBLIC SELECT on table in schema 'public' of "
-        "database 'n8n': every role in the cluster would hold them; grant to the app's own role, "
-        "PUBLIC's privileges must be []"
+        "default privileges n8n-defaults give PUBLIC SELECT on every future table in schema "
+        "'public' of database 'n8n': every role in the cluster would hold them; grant to the "
+        "app's own role, PUBLIC's privileges must be []"
     ]
     revoke = privilege_args(
         pol.GRANT_TYPE,
@@ -593,6 +593,22 @@ def test_public_privileges_below_the_database_are_a_violation() -> None:
         pol.GRANT_TYPE,
         {"role": "n8n", "database": "n8n", "objectType": "schema", "privileges": ["USAGE"]},
     )
+    tables = privilege_args(
+        pol.GRANT_TYPE,
+        {
+            "role": "public",
+            "database": "n8n",
+            "schema": "public",
+            "objectType": "table",
+            "objects": [],
+            "privileges": ["SELECT"],
+        },
+    )
+    assert messages(pol.validate_no_public_privileges, tables) == [
+        "Grant g gives PUBLIC SELECT on table objects in schema 'public' of database 'n8n': every "
+        "role in the cluster would hold them; grant to the app's own role, PUBLIC's privileges "
+        "must be []"
+    ]
     for passing in (revoke, database_level, own):  # database level: the stack policy's
         assert messages(pol.validate_no_public_privileges, passing) == []
 
@@ -1189,6 +1205,37 @@ def test_pack_reports_a_missing_public_revoke_over_grpc(analyzer: Any) -> None:
     response = analyzer.AnalyzeStack(request)
     assert [(d.policyName, d.urn) for d in response.diagnostics] == [
         ("database-connect-revoked-from-public", db_urn)
+    ]
+
+
+def test_pack_reports_a_plain_text_admin_connection_over_grpc(analyzer: Any) -> None:
+    # The provider arrives as the resource's `provider` (AnalyzerProviderResource), as the engine
+    # sends it; the stack policy reads it from there.
+    provider_props = struct_pb2.Struct()
+    provider_props.update({"host": "10.0.0.5", "port": 5432, "sslmode": "disable"})
+    role_props = struct_pb2.Struct()
+    role_props.update({"name": "n8n"})
+    provider_urn = f"{STACK}{pol.POSTGRESQL_PROVIDER_TYPE}::postgres-admin"
+    request = analyzer_pb2.AnalyzeStackRequest(
+        resources=[
+            analyzer_pb2.AnalyzerResource(
+                type=pol.ROLE_TYPE,
+                properties=role_props,
+                urn=urn_of(pol.ROLE_TYPE, "n8n-role"),
+                name="n8n-role",
+                options=analyzer_pb2.AnalyzerResourceOptions(protect=True),
+                provider=analyzer_pb2.AnalyzerProviderResource(
+                    type=pol.POSTGRESQL_PROVIDER_TYPE,
+                    properties=provider_props,
+                    urn=provider_urn,
+                    name="postgres-admin",
+                ),
+            )
+        ]
+    )
+    response = analyzer.AnalyzeStack(request)
+    assert [(d.policyName, d.urn) for d in response.diagnostics] == [
+        ("admin-connection-tls", provider_urn)
     ]
 
 
