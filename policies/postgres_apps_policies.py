@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import ipaddress
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, Final
 from urllib.parse import quote
@@ -43,6 +44,9 @@ ROLE_TYPE: Final = "postgresql:index/role:Role"
 DATABASE_TYPE: Final = "postgresql:index/database:Database"
 GRANT_TYPE: Final = "postgresql:index/grant:Grant"
 GRANT_ROLE_TYPE: Final = "postgresql:index/grantRole:GrantRole"
+DEFAULT_PRIVILEGES_TYPE: Final = "postgresql:index/defaultPrivileges:DefaultPrivileges"
+DEPRECATED_DEFAULT_PRIVILEGES_TYPE: Final = "postgresql:index/defaultPrivileg:DefaultPrivileg"
+PRIVILEGE_TYPES: Final = (GRANT_TYPE, DEFAULT_PRIVILEGES_TYPE, DEPRECATED_DEFAULT_PRIVILEGES_TYPE)
 POSTGRESQL_PROVIDER_TYPE: Final = "pulumi:providers:postgresql"
 SECRET_TYPE: Final = "kubernetes:core/v1:Secret"  # noqa: S105
 CONFIG_MAP_TYPE: Final = "kubernetes:core/v1:ConfigMap"
@@ -68,6 +72,32 @@ DEFAULT_ADMIN_SECRET_KEY: Final = "postgres-password"  # noqa: S105
 MIN_SUBSTRING_PASSWORD_LENGTH: Final = 8
 """Shorter admin passwords are only matched as whole values (a 3-character password would match
 half the strings in the stack)."""
+
+SYSTEM_DATABASES: Final = ("postgres", "template0", "template1")
+"""The server's own databases: no role is granted anything there (revokes, `privileges: []`, are
+fine: the stack revokes CONNECT/TEMPORARY from PUBLIC on them)."""
+
+# The privileges PostgreSQL accepts per object type, as the postgresql provider validates them
+# before it runs GRANT: the `allowedPrivileges` map of cyrilgdn/terraform-provider-postgresql,
+# postgresql/helpers.go (used by `validatePrivileges`). Anything else (a typo, lower case, SQL) is
+# refused here, at preview, instead of reaching the provider's statement.
+ALLOWED_PRIVILEGES: Final[Mapping[str, tuple[str, ...]]] = {
+    "database": ("ALL", "CREATE", "CONNECT", "TEMPORARY"),
+    "table": ("ALL", "SELECT", "INSERT", "UPDATE", "DELETE", "TRUNCATE", "REFERENCES", "TRIGGER"),
+    "sequence": ("ALL", "USAGE", "SELECT", "UPDATE"),
+    "schema": ("ALL", "CREATE", "USAGE"),
+    "function": ("ALL", "EXECUTE"),
+    "procedure": ("ALL", "EXECUTE"),
+    "routine": ("ALL", "EXECUTE"),
+    "type": ("ALL", "USAGE"),
+    "foreign_data_wrapper": ("ALL", "USAGE"),
+    "foreign_server": ("ALL", "USAGE"),
+    "column": ("ALL", "SELECT", "INSERT", "UPDATE", "REFERENCES"),
+}
+
+INSECURE_SSLMODES: Final = ("disable", "allow", "prefer")
+"""libpq modes that may talk plain text (allow/prefer fall back to it without a word)."""
+LOOPBACK_NAMES: Final = ("localhost",)
 
 # Role attributes an app role must not have: input property → PostgreSQL keyword.
 FORBIDDEN_ROLE_ATTRIBUTES: Final = (
@@ -353,18 +383,55 @@ def _is_public_database_grant(grant: PolicyResource) -> bool:
     )
 
 
+def _referenced(
+    resource: PolicyResource, prop: str, candidates: Sequence[PolicyResource]
+) -> PolicyResource | Any:
+    """The managed resource a name-valued property points at: by `name`, else (the name is not
+    known at preview) by the property's dependency; else the value itself (the name of something
+    this stack does not manage, None or UNKNOWN)."""
+    target = get(resource.props, prop)
+    if isinstance(target, str):
+        for candidate in candidates:
+            if get(candidate.props, "name") == target:
+                return candidate
+    dependency_urns = {r.urn for r in resource.property_dependencies.get(prop, [])}
+    for candidate in candidates:
+        if candidate.urn in dependency_urns:
+            return candidate
+    return target
+
+
 def _grant_database(grant: PolicyResource, databases: Sequence[PolicyResource]) -> Any:
     """The managed Database a Grant is on: by name, else by its `database` property dependency."""
-    target = get(grant.props, "database")
-    if isinstance(target, str):
-        for database in databases:
-            if get(database.props, "name") == target:
-                return database
-    dependency_urns = {r.urn for r in grant.property_dependencies.get("database", [])}
-    for database in databases:
-        if database.urn in dependency_urns:
-            return database
-    return target  # a name of an unmanaged database, None or UNKNOWN
+    return _referenced(grant, "database", databases)
+
+
+def _label(ref: Any) -> str:
+    """A referenced role or database as a message names it."""
+    if isinstance(ref, PolicyResource):
+        return role_label(ref.props, ref.name)
+    return "<unknown>" if ref is UNKNOWN else str(ref)
+
+
+def _is_public(role: Any) -> bool:
+    return isinstance(role, str) and role.lower() == "public"
+
+
+def _privileges(props: Mapping[str, Any]) -> list[str] | _Unknown:
+    """A Grant's or DefaultPrivileges' privileges, sorted; UNKNOWN while not known (an unknown
+    element counts as unknown too: it may be anything)."""
+    value = get(props, "privileges")
+    if isinstance(value, _Unknown):
+        return value
+    known = [str(p) for p in elements(value)]
+    if isinstance(value, Sequence) and not isinstance(value, str) and len(known) != len(value):
+        return UNKNOWN
+    return sorted(known)
+
+
+def _grants_something(props: Mapping[str, Any]) -> bool:
+    """A Grant with `privileges: []` only revokes; anything else (or not known yet) grants."""
+    return _privileges(props) != []
 
 
 def validate_public_connect_revoked(
@@ -379,18 +446,14 @@ def validate_public_connect_revoked(
         if not _is_public_database_grant(grant):
             continue
         database = _grant_database(grant, databases)
-        privileges = get(grant.props, "privileges")
-        if privileges is UNKNOWN:
+        privileges = _privileges(grant.props)
+        if isinstance(privileges, _Unknown):
             continue
-        privilege_list = sorted(str(p) for p in elements(privileges))
-        db_label = (
-            role_label(database.props, database.name)
-            if isinstance(database, PolicyResource)
-            else str(database)
-        )
-        if privilege_list:
+        if privileges:
+            if not isinstance(database, PolicyResource) and database in SYSTEM_DATABASES:
+                continue  # system-databases-no-grants reports it
             report_violation(
-                f"PUBLIC is granted {', '.join(privilege_list)} on database '{db_label}': "
+                f"PUBLIC is granted {', '.join(privileges)} on database '{_label(database)}': "
                 "every role in the cluster could use it; PUBLIC's privileges must be []",
                 grant.urn,
             )
@@ -407,47 +470,235 @@ def validate_public_connect_revoked(
             )
 
 
+def _same_role(a: Any, b: Any) -> bool | None:
+    """Are two role references the same role? None when that is not known during preview."""
+    if isinstance(a, PolicyResource) and isinstance(b, PolicyResource):
+        return a.urn == b.urn
+    names = [get(r.props, "name") if isinstance(r, PolicyResource) else r for r in (a, b)]
+    if not all(isinstance(n, str) for n in names):
+        return None
+    return bool(names[0] == names[1])
+
+
 def validate_no_cross_app_grants(
     args: StackValidationArgs, report_violation: ReportViolation
 ) -> None:
-    """A managed role is granted privileges only in the database it owns, and is made a member of
-    no other role (GrantRole)."""
+    """Privileges in an app database go to its owner only (not to another app's role nor to an
+    unmanaged role); a managed role gets no privileges in a database it does not own; no role
+    membership (GrantRole) involves an app role, in either direction."""
     databases = [r for r in args.resources if r.resource_type == DATABASE_TYPE]
-    roles = {
-        get(r.props, "name")
-        for r in args.resources
-        if r.resource_type == ROLE_TYPE and isinstance(get(r.props, "name"), str)
-    }
-    for grant in (r for r in args.resources if r.resource_type == GRANT_TYPE):
-        role = get(grant.props, "role")
-        if not isinstance(role, str) or role.lower() == "public" or role not in roles:
+    roles = [r for r in args.resources if r.resource_type == ROLE_TYPE]
+    for grant in (r for r in args.resources if r.resource_type in PRIVILEGE_TYPES):
+        if not _grants_something(grant.props):
             continue
+        role = _referenced(grant, "role", roles)
+        if _is_public(role):
+            continue  # PUBLIC: database-connect-revoked-from-public and no-public-privileges
         database = _grant_database(grant, databases)
         if isinstance(database, PolicyResource):
-            owner = get(database.props, "owner")
-            if isinstance(owner, str) and owner != role:
-                label = role_label(database.props, database.name)
+            owner = _referenced(database, "owner", roles)
+            same = _same_role(role, owner)
+            label = role_label(database.props, database.name)
+            if same is None:
                 report_violation(
-                    f"role '{role}' is granted privileges on database '{label}', "
-                    f"which belongs to '{owner}': app roles get no grants on other apps' databases",
+                    f"{grant.name}: the role granted privileges on app database '{label}' is not "
+                    "known during preview; only the database's own role may hold privileges there",
                     grant.urn,
                 )
-        elif isinstance(database, str):
+            elif not same and isinstance(role, PolicyResource):
+                report_violation(
+                    f"role '{_label(role)}' is granted privileges on database '{label}', "
+                    f"which belongs to '{_label(owner)}': app roles get no grants on other apps' "
+                    "databases",
+                    grant.urn,
+                )
+            elif not same:
+                report_violation(
+                    f"role '{_label(role)}' is granted privileges on app database '{label}', "
+                    f"which belongs to '{_label(owner)}': only the app's own role may hold "
+                    "privileges in its database",
+                    grant.urn,
+                )
+        elif (
+            isinstance(database, str)
+            and database not in SYSTEM_DATABASES  # system-databases-no-grants reports those
+            and isinstance(role, PolicyResource)
+        ):
             report_violation(
-                f"role '{role}' is granted privileges on database '{database}', which no app of "
-                "this stack owns: app roles get no grants on other databases",
+                f"role '{_label(role)}' is granted privileges on database '{database}', which no "
+                "app of this stack owns: app roles get no grants on other databases",
                 grant.urn,
             )
 
     for membership in (r for r in args.resources if r.resource_type == GRANT_ROLE_TYPE):
-        member = get(membership.props, "role")
-        granted = get(membership.props, "grantRole")
-        if isinstance(member, str) and member in roles:
+        member = _referenced(membership, "role", roles)
+        granted = _referenced(membership, "grantRole", roles)
+        if isinstance(member, PolicyResource):
             report_violation(
-                f"role '{member}' is made a member of '{granted}': app roles are not granted "
-                "other roles",
+                f"role '{_label(member)}' is made a member of '{_label(granted)}': app roles are "
+                "not granted other roles",
                 membership.urn,
             )
+        elif isinstance(granted, PolicyResource):
+            report_violation(
+                f"role '{_label(member)}' is made a member of app role '{_label(granted)}': "
+                "nobody may act as an app's role (or own its objects) through membership",
+                membership.urn,
+            )
+        elif member is UNKNOWN or granted is UNKNOWN:
+            report_violation(
+                f"{membership.name}: a role membership whose roles are not known during preview; "
+                "app roles must not be part of any membership",
+                membership.urn,
+            )
+
+
+def validate_no_public_privileges(
+    args: ResourceValidationArgs, report_violation: ReportViolation
+) -> None:
+    """PUBLIC gets nothing below the database either: no Grant of schema, table, sequence,
+    function, ... privileges to `public`, and no DefaultPrivileges for `public` (database-level
+    PUBLIC grants are database-connect-revoked-from-public's)."""
+    report = _for_resource(report_violation)
+    if args.resource_type not in PRIVILEGE_TYPES or not _is_public(get(args.props, "role")):
+        return
+    object_type = get(args.props, "objectType")
+    if args.resource_type == GRANT_TYPE and object_type == "database":
+        return
+    privileges = _privileges(args.props)
+    if privileges == []:
+        return
+    shown = (
+        "privileges not known during preview"
+        if isinstance(privileges, _Unknown)
+        else ", ".join(privileges)
+    )
+    type_text = object_type if isinstance(object_type, str) else "<unknown>"
+    schema = get(args.props, "schema")
+    in_schema = f" in schema '{schema}'" if isinstance(schema, str) else ""
+    if args.resource_type == GRANT_TYPE:
+        lead = f"Grant {args.name} gives PUBLIC {shown} on"
+        if type_text == "schema" and in_schema:
+            target = f"schema '{schema}'"
+        else:
+            target = f"{type_text} objects{in_schema}"
+    else:
+        lead = f"default privileges {args.name} give PUBLIC {shown} on every future"
+        target = f"{type_text}{in_schema}"
+    database = get(args.props, "database")
+    if isinstance(database, str):
+        target += f" of database '{database}'"
+    report(
+        f"{lead} {target}: every role in the cluster would hold them; grant to the app's own "
+        "role, PUBLIC's privileges must be []"
+    )
+
+
+def validate_system_databases_no_grants(
+    args: ResourceValidationArgs, report_violation: ReportViolation
+) -> None:
+    """Nobody is granted anything in postgres, template0 or template1 (revokes are fine)."""
+    report = _for_resource(report_violation)
+    if args.resource_type not in PRIVILEGE_TYPES:
+        return
+    database = get(args.props, "database")
+    if database not in SYSTEM_DATABASES or not _grants_something(args.props):
+        return
+    privileges = _privileges(args.props)
+    shown = (
+        "privileges not known during preview"
+        if isinstance(privileges, _Unknown)
+        else ", ".join(privileges)
+    )
+    role = get(args.props, "role")
+    report(
+        f"{args.name} grants '{_label(role)}' {shown} in database '{database}': "
+        f"{', '.join(SYSTEM_DATABASES)} are the server's own databases; nobody is granted "
+        "anything there (only revokes, privileges [])"
+    )
+
+
+def validate_grant_privileges_allowed(
+    args: ResourceValidationArgs, report_violation: ReportViolation
+) -> None:
+    """Every privilege is one PostgreSQL knows for the object type (the provider's allow-list):
+    a privilege string is never a place for SQL."""
+    report = _for_resource(report_violation)
+    if args.resource_type not in PRIVILEGE_TYPES:
+        return
+    object_type = get(args.props, "objectType")
+    if object_type is UNKNOWN:
+        report(f"{args.name}: objectType is not known during preview")
+        return
+    allowed = ALLOWED_PRIVILEGES.get(str(object_type))
+    if allowed is None:
+        report(
+            f"{args.name}: objectType '{object_type}' is not one of {', '.join(ALLOWED_PRIVILEGES)}"
+        )
+        return
+    privileges = _privileges(args.props)
+    if isinstance(privileges, _Unknown):
+        report(f"{args.name}: privileges are not known during preview")
+        return
+    for privilege in privileges:
+        if privilege not in allowed:
+            report(
+                f"{args.name}: privilege {privilege!r} is not a {object_type} privilege "
+                f"(allowed: {', '.join(allowed)})"
+            )
+
+
+# --- the admin connection ------------------------------------------------------------------------
+
+
+def is_loopback(host: str) -> bool:
+    """localhost, 127.0.0.0/8 or ::1: traffic that never leaves the machine (a port-forward)."""
+    if host.lower() in LOOPBACK_NAMES:
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def validate_admin_connection_tls(
+    args: StackValidationArgs, report_violation: ReportViolation
+) -> None:
+    """A `postgresql` provider (the admin connection: superuser password, every app password in
+    CREATE/ALTER ROLE) uses TLS unless it talks to a loopback address; a host listed in
+    `allowInsecureAdminHosts` (the pack's reviewed config) is exempt."""
+    allowed = set(config_strings(args.get_config(), "allowInsecureAdminHosts", ()))
+    providers: dict[str, tuple[str, Mapping[str, Any]]] = {}
+    for resource in args.resources:
+        if resource.resource_type == POSTGRESQL_PROVIDER_TYPE:
+            providers[resource.urn] = (resource.name, resource.props)
+        provider = resource.provider
+        if provider is not None and provider.resource_type == POSTGRESQL_PROVIDER_TYPE:
+            providers.setdefault(provider.urn, (provider.name, provider.props))
+    for urn, (name, props) in sorted(providers.items()):
+        sslmode = get(props, "sslmode")
+        if sslmode is None:
+            sslmode = get(props, "sslMode")
+        host = get(props, "host")
+        if sslmode is UNKNOWN or host is UNKNOWN:
+            report_violation(
+                f"postgresql provider '{name}': host or sslmode is not known during preview; "
+                "the admin connection must be provably TLS or loopback",
+                urn,
+            )
+            continue
+        if not isinstance(sslmode, str) or sslmode not in INSECURE_SSLMODES:
+            continue
+        if isinstance(host, str) and (is_loopback(host) or host in allowed):
+            continue
+        report_violation(
+            f"postgresql provider '{name}' connects as admin to {host} with sslmode={sslmode}: "
+            "the admin password and every app password would cross the network in plain text. "
+            "Use sslmode=require or verify-full, or a loopback port-forward; or set "
+            "postgres-apps:postgres.allowInsecureAdmin: true in the stack config and list "
+            f"'{host}' in this policy's allowInsecureAdminHosts config",
+            urn,
+        )
 
 
 # --- Kubernetes Secrets --------------------------------------------------------------------------
@@ -707,10 +958,41 @@ def build_policies() -> list[Policy]:
         ),
         StackValidationPolicy(
             name="no-cross-app-grants",
-            description="App roles are granted privileges only in their own database and no "
-            "role memberships.",
+            description="Privileges in an app database go only to its own role, app roles get "
+            "no privileges elsewhere, and no role membership involves an app role.",
             validate=validate_no_cross_app_grants,
             enforcement_level=mandatory,
+        ),
+        ResourceValidationPolicy(
+            name="no-public-privileges",
+            description="PUBLIC is granted nothing on schemas, tables, sequences, functions or "
+            "other objects, and gets no default privileges.",
+            validate=validate_no_public_privileges,
+            enforcement_level=mandatory,
+        ),
+        ResourceValidationPolicy(
+            name="system-databases-no-grants",
+            description="Nobody is granted privileges in the postgres, template0 or template1 "
+            "databases (revokes only).",
+            validate=validate_system_databases_no_grants,
+            enforcement_level=mandatory,
+        ),
+        ResourceValidationPolicy(
+            name="grant-privileges-allow-list",
+            description="Every granted privilege is one PostgreSQL defines for the object type "
+            "(the postgresql provider's allow-list).",
+            validate=validate_grant_privileges_allowed,
+            enforcement_level=mandatory,
+        ),
+        StackValidationPolicy(
+            name="admin-connection-tls",
+            description="The admin connection uses TLS unless it goes to a loopback address or "
+            "its host is listed in the reviewed policy config.",
+            validate=validate_admin_connection_tls,
+            enforcement_level=mandatory,
+            config_schema=PolicyConfigSchema(
+                properties={"allowInsecureAdminHosts": {**_STRING_LIST, "default": []}}
+            ),
         ),
         ResourceValidationPolicy(
             name="database-protected",

@@ -85,3 +85,22 @@ def test_credentials_outside_the_app_namespaces_are_blocked(
             s, pack_config(tmp, **{"credentials-secret-placement": {"appNamespaces": ["apps"]}})
         )
     assert "credentials-secret-placement" in str(err.value)
+
+
+def test_plain_text_admin_connection_over_the_network_is_blocked(
+    stack: tuple[ProjectStack, Path],
+) -> None:
+    # 192.0.2.10 (TEST-NET-1) is never reachable. Blocked by admin-connection-tls; exempted in the
+    # policy config, the same preview passes, which also shows that a preview of these creates
+    # opens no connection to the admin endpoint (docs/review-flow.md, "What the operator creates").
+    s, tmp = stack
+    cfg = stack_config(APPS)
+    cfg["postgres-apps:postgres"]["adminHost"] = "192.0.2.10"
+    s.write_config(cfg)
+    with pytest.raises(auto.CommandError) as err:
+        preview_with_pack(s, pack_config(tmp))
+    assert "admin-connection-tls" in str(err.value)
+    assert "192.0.2.10 with sslmode=disable" in str(err.value)
+    exempt = {"admin-connection-tls": {"allowInsecureAdminHosts": ["192.0.2.10"]}}
+    out = preview_with_pack(s, pack_config(tmp, **exempt))
+    assert "mandatory" not in out.lower()

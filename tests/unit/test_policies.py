@@ -414,7 +414,7 @@ def test_grants_in_the_own_database_pass() -> None:
 
 def test_grant_on_another_apps_database_is_a_violation() -> None:
     cross = grant("n8n-on-paperless", "n8n", "paperless", ["CONNECT"])
-    unmanaged = grant("n8n-on-postgres", "n8n", "postgres", ["CONNECT"])
+    unmanaged = grant("n8n-on-legacy", "n8n", "legacy", ["CONNECT"])
     resources = [
         app_role("n8n"),
         app_role("paperless"),
@@ -430,7 +430,7 @@ def test_grant_on_another_apps_database_is_a_violation() -> None:
             cross.urn,
         ),
         (
-            "role 'n8n' is granted privileges on database 'postgres', which no app of this stack "
+            "role 'n8n' is granted privileges on database 'legacy', which no app of this stack "
             "owns: app roles get no grants on other databases",
             unmanaged.urn,
         ),
@@ -451,6 +451,333 @@ def test_role_membership_granted_to_an_app_role_is_a_violation() -> None:
             "roles",
             membership.urn,
         )
+    ]
+
+
+def test_privileges_in_an_app_database_go_only_to_its_owner() -> None:
+    # An unmanaged role, another app's role (named, or known only by its dependency at preview)
+    # and an ALL on a schema of n8n's database: each is a violation. The owner's own grant and a
+    # revoke (privileges []) from anyone pass.
+    n8n, paperless = app_role("n8n"), app_role("paperless")
+    n8n_db = database("n8n")
+    unmanaged = grant("ops-on-n8n", "ops_team", "n8n", ["CONNECT"])
+    other_app = grant("paperless-on-n8n", "paperless", "n8n", ["ALL"], object_type="schema")
+    by_dependency = stack_resource(
+        pol.GRANT_TYPE,
+        "pending-on-n8n",
+        {
+            "role": UNKNOWN_STRING_VALUE,
+            "database": UNKNOWN_STRING_VALUE,
+            "objectType": "database",
+            "privileges": ["CONNECT"],
+        },
+        property_dependencies={"role": [paperless], "database": [n8n_db]},
+    )
+    own = grant("n8n-schema", "n8n", "n8n", ["USAGE"], object_type="schema")
+    revoke = grant("ops-revoke", "ops_team", "n8n", [])
+    resources = [n8n, paperless, n8n_db, unmanaged, other_app, by_dependency, own, revoke]
+    assert stack_violations(pol.validate_no_cross_app_grants, resources) == [
+        (
+            "role 'ops_team' is granted privileges on app database 'n8n', which belongs to "
+            "'n8n': only the app's own role may hold privileges in its database",
+            unmanaged.urn,
+        ),
+        (
+            "role 'paperless' is granted privileges on database 'n8n', which belongs to 'n8n': "
+            "app roles get no grants on other apps' databases",
+            other_app.urn,
+        ),
+        (
+            "role 'paperless' is granted privileges on database 'n8n', which belongs to 'n8n': "
+            "app roles get no grants on other apps' databases",
+            by_dependency.urn,
+        ),
+    ]
+
+
+def test_an_unresolvable_grantee_in_an_app_database_fails_closed() -> None:
+    n8n_db = database("n8n")
+    pending = grant("pending", UNKNOWN_STRING_VALUE, "n8n", ["CONNECT"])
+    assert stack_violations(
+        pol.validate_no_cross_app_grants, [app_role("n8n"), n8n_db, pending]
+    ) == [
+        (
+            "pending: the role granted privileges on app database 'n8n' is not known during "
+            "preview; only the database's own role may hold privileges there",
+            pending.urn,
+        )
+    ]
+
+
+def test_membership_in_an_app_role_is_a_violation() -> None:
+    n8n = app_role("n8n")
+    into_app = stack_resource(
+        pol.GRANT_ROLE_TYPE, "ops-as-n8n", {"role": "ops_team", "grantRole": "n8n"}
+    )
+    by_dependency = stack_resource(
+        pol.GRANT_ROLE_TYPE,
+        "pending-as-n8n",
+        {"role": "auditor", "grantRole": UNKNOWN_STRING_VALUE},
+        property_dependencies={"grantRole": [n8n]},
+    )
+    unknown = stack_resource(
+        pol.GRANT_ROLE_TYPE, "unknown", {"role": UNKNOWN_STRING_VALUE, "grantRole": "pg_monitor"}
+    )
+    resources = [n8n, database("n8n"), into_app, by_dependency, unknown]
+    assert stack_violations(pol.validate_no_cross_app_grants, resources) == [
+        (
+            "role 'ops_team' is made a member of app role 'n8n': nobody may act as an app's role "
+            "(or own its objects) through membership",
+            into_app.urn,
+        ),
+        (
+            "role 'auditor' is made a member of app role 'n8n': nobody may act as an app's role "
+            "(or own its objects) through membership",
+            by_dependency.urn,
+        ),
+        (
+            "unknown: a role membership whose roles are not known during preview; app roles must "
+            "not be part of any membership",
+            unknown.urn,
+        ),
+    ]
+
+
+def privilege_args(type_: str, props: Mapping[str, Any], name: str = "g") -> ResourceValidationArgs:
+    return resource_args(type_, props, name=name)
+
+
+def test_public_privileges_below_the_database_are_a_violation() -> None:
+    schema = privilege_args(
+        pol.GRANT_TYPE,
+        {
+            "role": "PUBLIC",
+            "database": "n8n",
+            "schema": "public",
+            "objectType": "schema",
+            "privileges": ["USAGE", "CREATE"],
+        },
+        "n8n-public-schema",
+    )
+    assert messages(pol.validate_no_public_privileges, schema) == [
+        "Grant n8n-public-schema gives PUBLIC CREATE, USAGE on schema 'public' of database "
+        "'n8n': every role in the cluster would hold them; grant to the app's own role, PUBLIC's "
+        "privileges must be []"
+    ]
+    defaults = privilege_args(
+        pol.DEFAULT_PRIVILEGES_TYPE,
+        {
+            "role": "public",
+            "owner": "n8n",
+            "database": "n8n",
+            "schema": "public",
+            "objectType": "table",
+            "privileges": ["SELECT"],
+        },
+        "n8n-defaults",
+    )
+    assert messages(pol.validate_no_public_privileges, defaults) == [
+        "default privileges n8n-defaults give PUBLIC SELECT on every future table in schema "
+        "'public' of database 'n8n': every role in the cluster would hold them; grant to the "
+        "app's own role, PUBLIC's privileges must be []"
+    ]
+    revoke = privilege_args(
+        pol.GRANT_TYPE,
+        {"role": "public", "database": "n8n", "objectType": "schema", "privileges": []},
+    )
+    database_level = privilege_args(
+        pol.GRANT_TYPE,
+        {"role": "public", "database": "n8n", "objectType": "database", "privileges": ["CONNECT"]},
+    )
+    own = privilege_args(
+        pol.GRANT_TYPE,
+        {"role": "n8n", "database": "n8n", "objectType": "schema", "privileges": ["USAGE"]},
+    )
+    tables = privilege_args(
+        pol.GRANT_TYPE,
+        {
+            "role": "public",
+            "database": "n8n",
+            "schema": "public",
+            "objectType": "table",
+            "objects": [],
+            "privileges": ["SELECT"],
+        },
+    )
+    assert messages(pol.validate_no_public_privileges, tables) == [
+        "Grant g gives PUBLIC SELECT on table objects in schema 'public' of database 'n8n': every "
+        "role in the cluster would hold them; grant to the app's own role, PUBLIC's privileges "
+        "must be []"
+    ]
+    for passing in (revoke, database_level, own):  # database level: the stack policy's
+        assert messages(pol.validate_no_public_privileges, passing) == []
+
+
+def server_hardening(db: str) -> PolicyResource:
+    return stack_resource(
+        pol.GRANT_TYPE,
+        f"server-hardening-{db}",
+        {"role": "public", "database": db, "objectType": "database", "privileges": []},
+    )
+
+
+def pack_violations(
+    resources: list[PolicyResource], config: Mapping[str, Mapping[str, Any]] | None = None
+) -> list[tuple[str, str]]:
+    """Every policy of the pack over these resources (resource policies on each of them)."""
+    found: list[tuple[str, str]] = []
+    for policy in pol.build_policies():
+
+        def report(message: str, urn: str | None = None, name: str = policy.name) -> None:
+            found.append((name, message))
+
+        policy_config = (config or {}).get(policy.name)
+        if isinstance(policy, ResourceValidationPolicy):
+            for r in resources:
+                args = ResourceValidationArgs(
+                    r.resource_type, r.props, r.urn, r.name, r.opts, r.provider, policy_config
+                )
+                policy.validate(args, report)
+        elif isinstance(policy, StackValidationPolicy):
+            policy.validate(StackValidationArgs(resources, policy_config), report)
+    return found
+
+
+def test_revoking_from_public_on_the_system_databases_passes_the_pack() -> None:
+    assert pack_violations([server_hardening(db) for db in pol.SYSTEM_DATABASES]) == []
+
+
+def test_any_grant_in_a_system_database_is_a_violation_of_one_policy() -> None:
+    to_app = grant("n8n-on-postgres", "n8n", "postgres", ["CONNECT"])
+    to_public = grant("public-on-template1", "public", "template1", ["TEMPORARY", "CONNECT"])
+    schema = grant("ops-in-postgres", "ops_team", "postgres", ["USAGE"], object_type="schema")
+    resources = [app_role("n8n"), database("n8n"), grant("n8n-revoke-public", "public", "n8n", [])]
+    found = pack_violations(
+        [*resources, to_app, to_public, schema],
+        {"database-protected": {"unprotectedApps": ["n8n"]}},  # the helper's databases are not
+    )
+    assert found == [
+        (
+            "system-databases-no-grants",
+            "n8n-on-postgres grants 'n8n' CONNECT in database 'postgres': postgres, template0, "
+            "template1 are the server's own databases; nobody is granted anything there (only "
+            "revokes, privileges [])",
+        ),
+        (
+            "system-databases-no-grants",
+            "public-on-template1 grants 'public' CONNECT, TEMPORARY in database 'template1': "
+            "postgres, template0, template1 are the server's own databases; nobody is granted "
+            "anything there (only revokes, privileges [])",
+        ),
+        (
+            "system-databases-no-grants",
+            "ops-in-postgres grants 'ops_team' USAGE in database 'postgres': postgres, template0, "
+            "template1 are the server's own databases; nobody is granted anything there (only "
+            "revokes, privileges [])",
+        ),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("object_type", "privileges", "expected"),
+    [
+        ("database", ["CONNECT", "TEMPORARY", "CREATE", "ALL"], []),
+        (
+            "table",
+            ["SELECT", "INSERT", "UPDATE", "DELETE", "TRUNCATE", "REFERENCES", "TRIGGER"],
+            [],
+        ),
+        ("column", ["SELECT", "REFERENCES"], []),
+        (
+            "database",
+            ["CONNECT; DROP DATABASE n8n; --"],
+            [
+                "g: privilege 'CONNECT; DROP DATABASE n8n; --' is not a database privilege "
+                "(allowed: ALL, CREATE, CONNECT, TEMPORARY)"
+            ],
+        ),
+        (
+            "schema",
+            ["usage", "SELECT"],
+            [
+                "g: privilege 'SELECT' is not a schema privilege (allowed: ALL, CREATE, USAGE)",
+                "g: privilege 'usage' is not a schema privilege (allowed: ALL, CREATE, USAGE)",
+            ],
+        ),
+        (
+            "everything",
+            ["ALL"],
+            [
+                "g: objectType 'everything' is not one of database, table, sequence, schema, "
+                "function, procedure, routine, type, foreign_data_wrapper, foreign_server, column"
+            ],
+        ),
+        ("table", UNKNOWN_STRING_VALUE, ["g: privileges are not known during preview"]),
+    ],
+)
+def test_privileges_outside_the_allow_list_are_a_violation(
+    object_type: str, privileges: Any, expected: list[str]
+) -> None:
+    props = {"role": "n8n", "database": "n8n", "objectType": object_type, "privileges": privileges}
+    for type_ in (pol.GRANT_TYPE, pol.DEFAULT_PRIVILEGES_TYPE):
+        assert messages(pol.validate_grant_privileges_allowed, privilege_args(type_, props)) == (
+            expected
+        )
+
+
+def test_the_allow_list_mirrors_the_provider() -> None:
+    # cyrilgdn/terraform-provider-postgresql postgresql/helpers.go `allowedPrivileges`.
+    assert pol.ALLOWED_PRIVILEGES["sequence"] == ("ALL", "USAGE", "SELECT", "UPDATE")
+    assert all(p[0] == "ALL" for p in pol.ALLOWED_PRIVILEGES.values())
+    assert len(pol.ALLOWED_PRIVILEGES) == 11
+
+
+def admin_provider(host: Any, sslmode: Any) -> PolicyProviderResource:
+    return PolicyProviderResource(
+        pol.POSTGRESQL_PROVIDER_TYPE,
+        unknown_checking_proxy({"host": host, "port": 5432, "sslmode": sslmode}),
+        f"{STACK}{pol.POSTGRESQL_PROVIDER_TYPE}::postgres-admin",
+        "postgres-admin",
+    )
+
+
+def tls_violations(host: Any, sslmode: Any, config: Mapping[str, Any] | None = None) -> list[str]:
+    provider = admin_provider(host, sslmode)
+    role_resource = stack_resource(pol.ROLE_TYPE, "n8n-role", {"name": "n8n"}, provider=provider)
+    return [
+        m for m, _ in stack_violations(pol.validate_admin_connection_tls, [role_resource], config)
+    ]
+
+
+@pytest.mark.parametrize(
+    "host", ["127.0.0.1", "127.3.2.1", "::1", "[::1]", "localhost", "LOCALHOST"]
+)
+def test_plain_text_admin_connection_to_loopback_passes(host: str) -> None:
+    assert tls_violations(host, "disable") == []
+
+
+@pytest.mark.parametrize("sslmode", ["require", "verify-ca", "verify-full"])
+def test_tls_admin_connection_passes(sslmode: str) -> None:
+    assert tls_violations("postgres-postgresql.data.svc.cluster.local", sslmode) == []
+
+
+@pytest.mark.parametrize("sslmode", ["disable", "allow", "prefer"])
+def test_plain_text_admin_connection_over_the_network_is_a_violation(sslmode: str) -> None:
+    assert tls_violations("10.0.0.5", sslmode) == [
+        f"postgresql provider 'postgres-admin' connects as admin to 10.0.0.5 with "
+        f"sslmode={sslmode}: the admin password and every app password would cross the network "
+        "in plain text. Use sslmode=require or verify-full, or a loopback port-forward; or set "
+        "postgres-apps:postgres.allowInsecureAdmin: true in the stack config and list "
+        "'10.0.0.5' in this policy's allowInsecureAdminHosts config"
+    ]
+    assert tls_violations("10.0.0.5", sslmode, {"allowInsecureAdminHosts": ["10.0.0.5"]}) == []
+    assert len(tls_violations("10.0.0.5", sslmode, {"allowInsecureAdminHosts": ["10.0.0.6"]})) == 1
+
+
+def test_unknown_admin_host_fails_closed() -> None:
+    assert tls_violations(UNKNOWN_STRING_VALUE, "disable") == [
+        "postgresql provider 'postgres-admin': host or sslmode is not known during preview; the "
+        "admin connection must be provably TLS or loopback"
     ]
 
 
@@ -784,7 +1111,7 @@ def test_other_namespaces_are_not_checked() -> None:
 def test_every_policy_is_mandatory_and_uniquely_named() -> None:
     policies = pol.build_policies()
     names = [p.name for p in policies]
-    assert len(names) == len(set(names)) == 9
+    assert len(names) == len(set(names)) == 13
     assert {p.enforcement_level for p in policies} == {EnforcementLevel.MANDATORY}
 
 
@@ -878,6 +1205,37 @@ def test_pack_reports_a_missing_public_revoke_over_grpc(analyzer: Any) -> None:
     response = analyzer.AnalyzeStack(request)
     assert [(d.policyName, d.urn) for d in response.diagnostics] == [
         ("database-connect-revoked-from-public", db_urn)
+    ]
+
+
+def test_pack_reports_a_plain_text_admin_connection_over_grpc(analyzer: Any) -> None:
+    # The provider arrives as the resource's `provider` (AnalyzerProviderResource), as the engine
+    # sends it; the stack policy reads it from there.
+    provider_props = struct_pb2.Struct()
+    provider_props.update({"host": "10.0.0.5", "port": 5432, "sslmode": "disable"})
+    role_props = struct_pb2.Struct()
+    role_props.update({"name": "n8n"})
+    provider_urn = f"{STACK}{pol.POSTGRESQL_PROVIDER_TYPE}::postgres-admin"
+    request = analyzer_pb2.AnalyzeStackRequest(
+        resources=[
+            analyzer_pb2.AnalyzerResource(
+                type=pol.ROLE_TYPE,
+                properties=role_props,
+                urn=urn_of(pol.ROLE_TYPE, "n8n-role"),
+                name="n8n-role",
+                options=analyzer_pb2.AnalyzerResourceOptions(protect=True),
+                provider=analyzer_pb2.AnalyzerProviderResource(
+                    type=pol.POSTGRESQL_PROVIDER_TYPE,
+                    properties=provider_props,
+                    urn=provider_urn,
+                    name="postgres-admin",
+                ),
+            )
+        ]
+    )
+    response = analyzer.AnalyzeStack(request)
+    assert [(d.policyName, d.urn) for d in response.diagnostics] == [
+        ("admin-connection-tls", provider_urn)
     ]
 
 
