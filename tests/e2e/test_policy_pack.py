@@ -87,20 +87,27 @@ def test_credentials_outside_the_app_namespaces_are_blocked(
     assert "credentials-secret-placement" in str(err.value)
 
 
+LOCAL_NON_LOOPBACK = "10.250.0.1"
+
+
 def test_plain_text_admin_connection_over_the_network_is_blocked(
     stack: tuple[ProjectStack, Path],
 ) -> None:
-    # 192.0.2.10 (TEST-NET-1) is never reachable. Blocked by admin-connection-tls; exempted in the
-    # policy config, the same preview passes, which also shows that a preview of these creates
-    # opens no connection to the admin endpoint (docs/review-flow.md, "What the operator creates").
+    # A non-loopback address that stays on this machine: 10.250.0.1 is the local node's host-only
+    # bridge (localenv), where nothing listens on the admin port (PostgreSQL's hostPort is bound
+    # to 127.0.0.1), so even a stray connection would be refused locally. The stack's own key
+    # (allowInsecureAdmin) is set: the program accepts it, and the pack still blocks it until the
+    # pack's config exempts the host too (two keys). The exempted preview passing also shows that
+    # a preview of these creates opens no connection to the admin endpoint.
     s, tmp = stack
     cfg = stack_config(APPS)
-    cfg["postgres-apps:postgres"]["adminHost"] = "192.0.2.10"
+    cfg["postgres-apps:postgres"]["adminHost"] = LOCAL_NON_LOOPBACK
+    cfg["postgres-apps:postgres"]["allowInsecureAdmin"] = True
     s.write_config(cfg)
     with pytest.raises(auto.CommandError) as err:
         preview_with_pack(s, pack_config(tmp))
     assert "admin-connection-tls" in str(err.value)
-    assert "192.0.2.10 with sslmode=disable" in str(err.value)
-    exempt = {"admin-connection-tls": {"allowInsecureAdminHosts": ["192.0.2.10"]}}
+    assert f"{LOCAL_NON_LOOPBACK} with sslmode=disable" in str(err.value)
+    exempt = {"admin-connection-tls": {"allowInsecureAdminHosts": [LOCAL_NON_LOOPBACK]}}
     out = preview_with_pack(s, pack_config(tmp, **exempt))
     assert "mandatory" not in out.lower()
