@@ -247,9 +247,11 @@ func (p *pgProvider) Diff(_ context.Context, req *pulumirpc.DiffRequest) (*pulum
 	if len(diffs) == 0 {
 		return &pulumirpc.DiffResponse{Changes: pulumirpc.DiffResponse_DIFF_NONE}, nil
 	}
+	dbr, _ := k.(interface{ deleteBeforeReplace() bool })
 	return &pulumirpc.DiffResponse{
 		Changes: pulumirpc.DiffResponse_DIFF_SOME, Diffs: diffs, Replaces: replaces,
 		DetailedDiff: detailed, HasDetailedDiff: true,
+		DeleteBeforeReplace: len(replaces) > 0 && dbr != nil && dbr.deleteBeforeReplace(),
 	}, nil
 }
 
