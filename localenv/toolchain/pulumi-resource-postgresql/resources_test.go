@@ -36,8 +36,8 @@ func TestGrantStatementsRevokePublic(t *testing.T) {
 		t.Fatalf("got %q", got)
 	}
 	got = grantStatements(pm(map[string]any{"objectType": "database", "database": "app", "role": "app",
-		"privileges": []any{"connect", "temporary"}, "withGrantOption": true}))
-	if len(got) != 2 || got[1] != `GRANT CONNECT, TEMPORARY ON DATABASE "app" TO "app" WITH GRANT OPTION` {
+		"privileges": []any{"CONNECT", "TEMPORARY"}, "withGrantOption": true}))
+	if len(got) != 2 || got[1] != `GRANT CONNECT,TEMPORARY ON DATABASE "app" TO "app" WITH GRANT OPTION` {
 		t.Fatalf("got %q", got)
 	}
 }
