@@ -201,7 +201,11 @@ func scramVerifier(t *testing.T, password string, salt []byte) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h := func(key []byte, msg string) []byte { m := hmac.New(sha256.New, key); m.Write([]byte(msg)); return m.Sum(nil) }
+	h := func(key []byte, msg string) []byte {
+		m := hmac.New(sha256.New, key)
+		m.Write([]byte(msg))
+		return m.Sum(nil)
+	}
 	stored := sha256.Sum256(h(salted, "Client Key"))
 	b := base64.StdEncoding.EncodeToString
 	return "SCRAM-SHA-256$4096:" + b(salt) + "$" + b(stored[:]) + ":" + b(h(salted, "Server Key"))

@@ -247,6 +247,7 @@ func readRoleConfig(config []string) (map[string]resource.PropertyValue, error) 
 //   - in every other case (a state value that is itself a verifier starting with "md5" or
 //     "SCRAM-SHA-256", an md5 mismatch, no password on the server) the server's value is returned,
 //     so it differs from the state when the password was changed by hand: drift.
+//
 // The value is returned to the engine (a secret output) and never logged.
 func (p *pgProvider) readRolePassword(ctx context.Context, role, statePassword string, canLogin bool) (string, error) {
 	if !canLogin || !p.isSuperuser() {
