@@ -21,6 +21,10 @@ func TestGrantTarget(t *testing.T) {
 		{map[string]any{"objectType": "table", "database": "app", "schema": "public"}, `ALL TABLES IN SCHEMA "public"`},
 		{map[string]any{"objectType": "table", "database": "app", "schema": "public", "objects": []any{"a", "b"}},
 			`TABLE "public"."a", "public"."b"`},
+		// helpers.go quoteIdentifyIdent: the function name is quoted, its argument types are not.
+		{map[string]any{"objectType": "function", "database": "app", "schema": "public",
+			"objects": []any{`f(integer)`, `g"; DROP TABLE x; --`}},
+			`FUNCTION "public"."f"(integer), "public"."g""; DROP TABLE x; --"`},
 	}
 	for _, c := range cases {
 		if got := grantTarget(pm(c.in)); got != c.want {
