@@ -46,6 +46,10 @@ func (roleKind) check(in props) []*pulumirpc.CheckFailure {
 	in.setDefault("statementTimeout", vNum(0))
 	in.setDefault("idleInTransactionSessionTimeout", vNum(0))
 	fails := required(in, "name")
+	// As upstream's schema validators (validation.IntAtLeast) in resourcePostgreSQLRole.
+	fails = append(fails, atLeast(in, "connectionLimit", "connection_limit", -1)...)
+	fails = append(fails, atLeast(in, "statementTimeout", "statement_timeout", 0)...)
+	fails = append(fails, atLeast(in, "idleInTransactionSessionTimeout", "idle_in_transaction_session_timeout", 0)...)
 	if in.has("passwordWo") {
 		fails = append(fails, &pulumirpc.CheckFailure{Property: "passwordWo",
 			Reason: "passwordWo is not supported by this locally built postgresql provider: use password"})
@@ -352,7 +356,18 @@ func (databaseKind) check(in props) []*pulumirpc.CheckFailure {
 	in.setDefault("allowConnections", vTrue)
 	in.setDefault("isTemplate", vFalse)
 	in.setDefault("alterObjectOwnership", vFalse)
-	return required(in, "name")
+	// As upstream resourcePostgreSQLDatabase: connection_limit validation.IntAtLeast(-1).
+	return append(required(in, "name"), atLeast(in, "connectionLimit", "connection_limit", -1)...)
+}
+
+// atLeast is the Terraform SDK's validation.IntAtLeast, with its message, for a numeric input.
+func atLeast(in props, key, tfName string, min int) []*pulumirpc.CheckFailure {
+	v, ok := in[resource.PropertyKey(key)]
+	if !ok || !v.IsNumber() || int(v.NumberValue()) >= min {
+		return nil
+	}
+	return []*pulumirpc.CheckFailure{{Property: key,
+		Reason: fmt.Sprintf("expected %s to be at least (%d), got %d", tfName, min, int(v.NumberValue()))}}
 }
 
 func (databaseKind) replaceKeys() map[string]bool {

@@ -88,3 +88,18 @@ func TestParseConnConfigJSONEncodedValues(t *testing.T) {
 		t.Fatal("expected an error for a non-numeric port")
 	}
 }
+
+// Mirrors the validation.IntAtLeast validators of upstream resourcePostgreSQLRole and
+// resourcePostgreSQLDatabase (connection_limit >= -1, statement_timeout >= 0).
+func TestCheckIntAtLeast(t *testing.T) {
+	fails := roleKind{}.check(pm(map[string]any{"name": "r", "connectionLimit": -2.0, "statementTimeout": -1.0}))
+	if len(fails) != 2 || fails[0].GetReason() != "expected connection_limit to be at least (-1), got -2" {
+		t.Fatalf("role: %v", fails)
+	}
+	if fails := (databaseKind{}).check(pm(map[string]any{"name": "d", "connectionLimit": -1.0})); len(fails) != 0 {
+		t.Fatalf("database -1 refused: %v", fails)
+	}
+	if fails := (databaseKind{}).check(pm(map[string]any{"name": "d", "connectionLimit": -3.0})); len(fails) != 1 {
+		t.Fatalf("database -3 accepted: %v", fails)
+	}
+}
