@@ -487,6 +487,9 @@ func TestDatabaseCreateDefaultsReadUpdateDelete(t *testing.T) {
 	if r.refresh(t) {
 		t.Fatal("database still there after delete")
 	}
+	if err := r.del(t); err == nil {
+		t.Fatal("deleting a database that is gone succeeded (upstream: DROP DATABASE without IF EXISTS fails)")
+	}
 }
 
 // revokePublic are the Grant inputs of components/app_database.py (revoke_public).

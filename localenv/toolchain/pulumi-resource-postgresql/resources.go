@@ -493,24 +493,18 @@ func (databaseKind) update(ctx context.Context, p *pgProvider, id string, olds, 
 	return outs, nil
 }
 
+// del mirrors upstream resource_postgresql_database.go resourcePostgreSQLDatabaseDelete (PostgreSQL
+// 13+): IS_TEMPLATE false for a template, block new connections, then DROP DATABASE … WITH (FORCE).
+// No IF EXISTS: deleting a database that is already gone fails, as upstream.
 func (databaseKind) del(ctx context.Context, p *pgProvider, id string, state props) error {
 	p.closePool(id)
-	stmts := []string{}
+	var stmts []string
 	if state.boolean("isTemplate", false) {
 		stmts = append(stmts, fmt.Sprintf("ALTER DATABASE %s IS_TEMPLATE false", ident(id)))
 	}
-	// As upstream on PostgreSQL 13+: no new connections, then drop with the sessions still open.
 	stmts = append(stmts,
 		fmt.Sprintf("ALTER DATABASE %s ALLOW_CONNECTIONS false", ident(id)),
-		fmt.Sprintf("DROP DATABASE IF EXISTS %s WITH (FORCE)", ident(id)))
-	var exists bool
-	found, err := p.queryRow(ctx, "", `SELECT true FROM pg_database WHERE datname = $1`, []any{id}, &exists)
-	if err != nil {
-		return err
-	}
-	if !found {
-		return nil
-	}
+		fmt.Sprintf("DROP DATABASE %s WITH (FORCE)", ident(id)))
 	return p.execNoTx(ctx, "", stmts...)
 }
 
