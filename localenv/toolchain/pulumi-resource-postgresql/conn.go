@@ -177,28 +177,6 @@ func runInTx(ctx context.Context, tx pgx.Tx, stmts []string) error {
 	return tx.Commit(ctx)
 }
 
-// execOnce runs statements in one transaction on its own short-lived connection: for the sweep over
-// every database (deleting a role), which must not leave a pool open per database and exhaust the
-// server's max_connections.
-func (p *pgProvider) execOnce(ctx context.Context, database string, stmts ...string) error {
-	p.mu.Lock()
-	configured, cfg := p.config, p.cfg
-	p.mu.Unlock()
-	if !configured {
-		return errors.New("the postgresql provider is not configured")
-	}
-	conn, err := pgx.Connect(ctx, p.connString(cfg, database))
-	if err != nil {
-		return err
-	}
-	defer func() { _ = conn.Close(context.Background()) }()
-	tx, err := conn.Begin(ctx)
-	if err != nil {
-		return err
-	}
-	return runInTx(ctx, tx, stmts)
-}
-
 // execNoTx runs statements outside a transaction (CREATE/DROP DATABASE cannot run in one).
 func (p *pgProvider) execNoTx(ctx context.Context, database string, stmts ...string) error {
 	pl, err := p.pool(ctx, database)

@@ -247,9 +247,11 @@ func (p *pgProvider) Diff(_ context.Context, req *pulumirpc.DiffRequest) (*pulum
 	if len(diffs) == 0 {
 		return &pulumirpc.DiffResponse{Changes: pulumirpc.DiffResponse_DIFF_NONE}, nil
 	}
+	dbr, _ := k.(interface{ deleteBeforeReplace() bool })
 	return &pulumirpc.DiffResponse{
 		Changes: pulumirpc.DiffResponse_DIFF_SOME, Diffs: diffs, Replaces: replaces,
 		DetailedDiff: detailed, HasDetailedDiff: true,
+		DeleteBeforeReplace: len(replaces) > 0 && dbr != nil && dbr.deleteBeforeReplace(),
 	}, nil
 }
 
@@ -328,7 +330,13 @@ func driftedInputs(inputs *structpb.Struct, state, outs resource.PropertyMap) (*
 	}
 	for k, v := range outs {
 		old, seen := state[k]
-		if _, isInput := in[k]; isInput && seen && !old.DeepEquals(v) {
+		_, isInput := in[k]
+		switch {
+		case isInput && seen && !old.DeepEquals(v):
+			in[k] = v
+		case !isInput && !seen:
+			// Set on the server but neither in the program nor in the state (e.g. a role's
+			// search_path set by hand): the Terraform diff sees it against the empty config too.
 			in[k] = v
 		}
 	}

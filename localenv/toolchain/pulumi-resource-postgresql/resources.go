@@ -2,9 +2,12 @@ package main
 
 import (
 	"context"
+	"crypto/md5" //nolint:gosec // PostgreSQL's md5 verifier format, compared as upstream does
+	"encoding/hex"
 	"fmt"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 
 	"github.com/pulumi/pulumi/sdk/v3/go/common/resource"
@@ -43,6 +46,10 @@ func (roleKind) check(in props) []*pulumirpc.CheckFailure {
 	in.setDefault("statementTimeout", vNum(0))
 	in.setDefault("idleInTransactionSessionTimeout", vNum(0))
 	fails := required(in, "name")
+	// As upstream's schema validators (validation.IntAtLeast) in resourcePostgreSQLRole.
+	fails = append(fails, atLeast(in, "connectionLimit", "connection_limit", -1)...)
+	fails = append(fails, atLeast(in, "statementTimeout", "statement_timeout", 0)...)
+	fails = append(fails, atLeast(in, "idleInTransactionSessionTimeout", "idle_in_transaction_session_timeout", 0)...)
 	if in.has("passwordWo") {
 		fails = append(fails, &pulumirpc.CheckFailure{Property: "passwordWo",
 			Reason: "passwordWo is not supported by this locally built postgresql provider: use password"})
@@ -60,24 +67,37 @@ func roleOptions(in props, withPassword bool) string {
 		}
 		return no
 	}
-	opts := []string{
-		flag(in.boolean("login", false), "LOGIN", "NOLOGIN"),
+	var opts []string
+	if withPassword {
+		// As upstream resourcePostgreSQLRoleCreate / setRolePassword: the value goes into PASSWORD
+		// '<value>' as given, so a SCRAM-SHA-256 or md5 verifier is stored as is by PostgreSQL;
+		// "NULL" (any case) means no password. An empty password clears it (PostgreSQL treats
+		// PASSWORD '' as NULL).
+		pw := in.str("password", "")
+		switch {
+		case pw == "" || strings.EqualFold(pw, "NULL"):
+			opts = append(opts, "PASSWORD NULL")
+		case in.boolean("encryptedPassword", true):
+			opts = append(opts, "ENCRYPTED PASSWORD "+literal(pw))
+		default:
+			opts = append(opts, "PASSWORD "+literal(pw))
+		}
+	}
+	validUntil := in.str("validUntil", "infinity")
+	if validUntil == "" || strings.EqualFold(validUntil, "infinity") {
+		validUntil = "infinity"
+	}
+	opts = append(opts,
+		"VALID UNTIL "+literal(validUntil),
+		fmt.Sprintf("CONNECTION LIMIT %d", in.num("connectionLimit", -1)),
 		flag(in.boolean("superuser", false), "SUPERUSER", "NOSUPERUSER"),
 		flag(in.boolean("createDatabase", false), "CREATEDB", "NOCREATEDB"),
 		flag(in.boolean("createRole", false), "CREATEROLE", "NOCREATEROLE"),
 		flag(in.boolean("inherit", true), "INHERIT", "NOINHERIT"),
-		flag(in.boolean("replication", false), "REPLICATION", "NOREPLICATION"),
+		flag(in.boolean("login", false), "LOGIN", "NOLOGIN"),
 		flag(in.boolean("bypassRowLevelSecurity", false), "BYPASSRLS", "NOBYPASSRLS"),
-		fmt.Sprintf("CONNECTION LIMIT %d", in.num("connectionLimit", -1)),
-		"VALID UNTIL " + literal(in.str("validUntil", "infinity")),
-	}
-	if withPassword {
-		if pw := in.str("password", ""); pw != "" {
-			opts = append(opts, "PASSWORD "+literal(pw)) // last: redact() cuts from here
-		} else {
-			opts = append(opts, "PASSWORD NULL")
-		}
-	}
+		flag(in.boolean("replication", false), "REPLICATION", "NOREPLICATION"),
+	)
 	return strings.Join(opts, " ")
 }
 
@@ -126,13 +146,21 @@ func (roleKind) create(ctx context.Context, p *pgProvider, in props) (string, re
 	return name, in.copyMap(), nil
 }
 
+// read mirrors upstream resource_postgresql_role.go resourcePostgreSQLRoleReadImpl: every flag,
+// the connection limit, valid until (COALESCE(rolvaliduntil::TEXT, 'infinity')), the member roles
+// and the rolconfig settings are read back and replace the state, so `pulumi up --refresh` repairs
+// a change made by hand; the password goes through readRolePassword.
 func (roleKind) read(ctx context.Context, p *pgProvider, id string, state props) (resource.PropertyMap, error) {
 	var login, super, createdb, createrole, inherit, repl, bypass bool
 	var connlimit int
-	var validUntil *string
-	found, err := p.queryRow(ctx, "", `SELECT rolcanlogin, rolsuper, rolcreatedb, rolcreaterole, rolinherit,
-		rolreplication, rolbypassrls, rolconnlimit, rolvaliduntil::text FROM pg_roles WHERE rolname = $1`,
-		[]any{id}, &login, &super, &createdb, &createrole, &inherit, &repl, &bypass, &connlimit, &validUntil)
+	var validUntil string
+	var memberOf, config []string
+	found, err := p.queryRow(ctx, "", `SELECT ARRAY(SELECT pg_get_userbyid(roleid) FROM pg_catalog.pg_auth_members
+			WHERE member = r.oid), r.rolcanlogin, r.rolsuper, r.rolcreatedb, r.rolcreaterole, r.rolinherit,
+		r.rolreplication, r.rolbypassrls, r.rolconnlimit, COALESCE(r.rolvaliduntil::TEXT, 'infinity'),
+		COALESCE(r.rolconfig, '{}') FROM pg_catalog.pg_roles r WHERE r.rolname = $1`,
+		[]any{id}, &memberOf, &login, &super, &createdb, &createrole, &inherit, &repl, &bypass, &connlimit,
+		&validUntil, &config)
 	if err != nil || !found {
 		return nil, err
 	}
@@ -146,36 +174,126 @@ func (roleKind) read(ctx context.Context, p *pgProvider, id string, state props)
 	out["replication"] = resource.NewBoolProperty(repl)
 	out["bypassRowLevelSecurity"] = resource.NewBoolProperty(bypass)
 	out["connectionLimit"] = vNum(connlimit)
-	if validUntil == nil {
-		out["validUntil"] = vStr("infinity")
+	out["validUntil"] = vStr(validUntil)
+	out["encryptedPassword"] = vTrue
+	// roles is a set upstream: order does not count.
+	sort.Strings(memberOf)
+	old := state.strs("roles")
+	sort.Strings(old)
+	if !slices.Equal(old, memberOf) {
+		out["roles"] = strArray(memberOf)
 	}
-	// A password changed by hand: the server keeps only a verifier, so check the state's password
-	// against it (superuser only) and report drift as an empty password, which the next update
-	// writes back. Nothing of the password or the verifier goes into the outputs.
-	if pw := state.str("password", ""); pw != "" && p.isSuperuser() {
-		var verifier *string
-		if _, err := p.queryRow(ctx, "", `SELECT rolpassword FROM pg_authid WHERE rolname = $1`,
-			[]any{id}, &verifier); err != nil {
-			return nil, err
-		}
-		if verifier == nil || !passwordMatches(*verifier, id, pw) {
-			out["password"] = vStr("")
-		}
-	}
-	roles, err := p.queryStrings(ctx, "", `SELECT g.rolname FROM pg_auth_members m
-		JOIN pg_roles g ON g.oid = m.roleid JOIN pg_roles r ON r.oid = m.member
-		WHERE r.rolname = $1 ORDER BY 1`, id)
+	settings, err := readRoleConfig(config)
 	if err != nil {
 		return nil, err
 	}
-	if len(roles) > 0 || state.has("roles") {
-		old := state.strs("roles")
-		sort.Strings(old)
-		if !slices.Equal(old, roles) {
-			out["roles"] = strArray(roles)
+	for k, v := range settings {
+		if k == "searchPaths" && len(v.ArrayValue()) == 0 && !state.has(k) {
+			continue // upstream sets an empty list, which the bridge shows as absent
+		}
+		if k == "assumeRole" && v.StringValue() == "" && !state.has(k) {
+			continue
+		}
+		out[resource.PropertyKey(k)] = v
+	}
+	pw, err := p.readRolePassword(ctx, id, state.str("password", ""), login)
+	if err != nil {
+		return nil, err
+	}
+	if pw != state.str("password", "") {
+		out["password"] = vStr(pw)
+	}
+	return out, nil
+}
+
+// readRoleConfig reads the settings the resource manages out of pg_roles.rolconfig, as upstream
+// resource_postgresql_role.go readSearchPath, readStatementTimeout,
+// readIdleInTransactionSessionTimeout and readAssumeRole do (a missing setting reads as empty / 0).
+func readRoleConfig(config []string) (map[string]resource.PropertyValue, error) {
+	out := map[string]resource.PropertyValue{
+		"searchPaths":                     strArray(nil),
+		"statementTimeout":                vNum(0),
+		"idleInTransactionSessionTimeout": vNum(0),
+		"assumeRole":                      vStr(""),
+	}
+	for _, c := range config {
+		key, val, _ := strings.Cut(c, "=")
+		switch key {
+		case "search_path":
+			parts := strings.Split(val, ", ")
+			for i := range parts {
+				parts[i] = strings.Trim(parts[i], `"`)
+			}
+			out["searchPaths"] = strArray(parts)
+		case "statement_timeout", "idle_in_transaction_session_timeout":
+			n, err := strconv.Atoi(strings.Split(val, ", ")[0])
+			if err != nil {
+				return nil, fmt.Errorf("Error reading %s: %w", key, err)
+			}
+			if key == "statement_timeout" {
+				out["statementTimeout"] = vNum(n)
+			} else {
+				out["idleInTransactionSessionTimeout"] = vNum(n)
+			}
+		case "role":
+			out["assumeRole"] = vStr(val)
 		}
 	}
 	return out, nil
+}
+
+// readRolePassword mirrors upstream resource_postgresql_role.go readRolePassword: the state's
+// password is kept when the role cannot log in or the provider is not configured as superuser;
+// otherwise pg_shadow is read and
+//   - a plaintext state password whose md5(password || role) equals the server's md5 verifier is kept;
+//   - a plaintext state password is kept whenever the server holds a SCRAM-SHA-256 verifier
+//     (upstream's TODO: no SCRAM check, so a password changed by hand is NOT seen as drift);
+//   - in every other case (a state value that is itself a verifier starting with "md5" or
+//     "SCRAM-SHA-256", an md5 mismatch, no password on the server) the server's value is returned,
+//     so it differs from the state when the password was changed by hand: drift.
+//
+// The value is returned to the engine (a secret output) and never logged.
+func (p *pgProvider) readRolePassword(ctx context.Context, role, statePassword string, canLogin bool) (string, error) {
+	if !canLogin || !p.isSuperuser() {
+		return statePassword, nil
+	}
+	var super bool
+	if _, err := p.queryRow(ctx, "", `SELECT rolsuper FROM pg_roles WHERE rolname = current_user`, nil, &super); err != nil {
+		return "", err
+	}
+	if !super {
+		p.mu.Lock()
+		user := p.cfg.username
+		p.mu.Unlock()
+		return "", fmt.Errorf("could not read role password from Postgres as connected user %s is not a SUPERUSER. "+
+			"You can set `superuser = false` in the provider configuration so it will not try to read the password from Postgres", user)
+	}
+	var server string
+	found, err := p.queryRow(ctx, "", `SELECT COALESCE(passwd, '') FROM pg_catalog.pg_shadow WHERE usename = $1`,
+		[]any{role}, &server)
+	if err != nil {
+		return "", fmt.Errorf("Error reading role: %w", err)
+	}
+	if !found {
+		return "", nil
+	}
+	return comparePassword(statePassword, role, server), nil
+}
+
+// comparePassword is the decision part of upstream readRolePassword (see there).
+func comparePassword(statePassword, role, server string) string {
+	if statePassword != "" && !strings.HasPrefix(statePassword, "md5") && !strings.HasPrefix(statePassword, "SCRAM-SHA-256") {
+		if strings.HasPrefix(server, "md5") {
+			sum := md5.Sum([]byte(statePassword + role)) //nolint:gosec // PostgreSQL's md5 verifier format
+			if "md5"+hex.EncodeToString(sum[:]) == server {
+				return statePassword
+			}
+		}
+		if strings.HasPrefix(server, "SCRAM-SHA-256") {
+			return statePassword
+		}
+	}
+	return server
 }
 
 func (roleKind) update(ctx context.Context, p *pgProvider, id string, olds, news props) (resource.PropertyMap, error) {
@@ -204,29 +322,29 @@ func (roleKind) update(ctx context.Context, p *pgProvider, id string, olds, news
 	return news.copyMap(), nil
 }
 
+// del mirrors upstream resource_postgresql_role.go resourcePostgreSQLRoleDelete: one transaction on
+// the provider's database (not on every database): lock the role, REASSIGN OWNED BY it TO the
+// provider's user and DROP OWNED BY it (unless skipReassignOwned), then DROP ROLE (unless
+// skipDropRole; no IF EXISTS: deleting a role that is already gone fails, as upstream). Objects the
+// role owns in other databases are not touched, so DROP ROLE fails while such a database exists.
 func (roleKind) del(ctx context.Context, p *pgProvider, id string, state props) error {
-	if state.boolean("skipDropRole", false) {
-		return nil
+	name := state.str("name", id)
+	p.mu.Lock()
+	user := p.cfg.username
+	p.mu.Unlock()
+	stmts := []string{
+		"SET statement_timeout = 0",
+		fmt.Sprintf("SELECT pg_advisory_xact_lock(oid::bigint) FROM pg_roles WHERE rolname = %s", literal(name)),
 	}
 	if !state.boolean("skipReassignOwned", false) {
-		// As upstream: in every database that accepts connections, give what the role owns to the
-		// current user and drop its privileges, so that DROP ROLE can succeed.
-		dbs, err := p.queryStrings(ctx, "", `SELECT datname FROM pg_database WHERE datallowconn ORDER BY 1`)
-		if err != nil {
-			return err
-		}
-		for _, db := range dbs {
-			if err := p.execOnce(ctx, db,
-				fmt.Sprintf("REASSIGN OWNED BY %s TO CURRENT_USER", ident(id)),
-				fmt.Sprintf("DROP OWNED BY %s", ident(id))); err != nil {
-				if databaseVanished(err) {
-					continue // dropped by someone else since it was listed: nothing left to reassign
-				}
-				return fmt.Errorf("database %s: %w", db, err)
-			}
-		}
+		stmts = append(stmts,
+			fmt.Sprintf("REASSIGN OWNED BY %s TO %s", ident(name), ident(user)),
+			fmt.Sprintf("DROP OWNED BY %s", ident(name)))
 	}
-	return p.exec(ctx, "", fmt.Sprintf("DROP ROLE IF EXISTS %s", ident(id)))
+	if !state.boolean("skipDropRole", false) {
+		stmts = append(stmts, fmt.Sprintf("DROP ROLE %s", ident(name)))
+	}
+	return p.exec(ctx, "", stmts...)
 }
 
 // --------------------------------------------------------------------------------------- Database
@@ -238,7 +356,18 @@ func (databaseKind) check(in props) []*pulumirpc.CheckFailure {
 	in.setDefault("allowConnections", vTrue)
 	in.setDefault("isTemplate", vFalse)
 	in.setDefault("alterObjectOwnership", vFalse)
-	return required(in, "name")
+	// As upstream resourcePostgreSQLDatabase: connection_limit validation.IntAtLeast(-1).
+	return append(required(in, "name"), atLeast(in, "connectionLimit", "connection_limit", -1)...)
+}
+
+// atLeast is the Terraform SDK's validation.IntAtLeast, with its message, for a numeric input.
+func atLeast(in props, key, tfName string, min int) []*pulumirpc.CheckFailure {
+	v, ok := in[resource.PropertyKey(key)]
+	if !ok || !v.IsNumber() || int(v.NumberValue()) >= min {
+		return nil
+	}
+	return []*pulumirpc.CheckFailure{{Property: key,
+		Reason: fmt.Sprintf("expected %s to be at least (%d), got %d", tfName, min, int(v.NumberValue()))}}
 }
 
 func (databaseKind) replaceKeys() map[string]bool {
@@ -253,12 +382,30 @@ func (databaseKind) create(ctx context.Context, p *pgProvider, in props) (string
 	name := in.str("name", "")
 	var b strings.Builder
 	fmt.Fprintf(&b, "CREATE DATABASE %s", ident(name))
-	if o := in.str("owner", ""); o != "" {
-		fmt.Fprintf(&b, " OWNER %s", ident(o))
+	// As upstream resource_postgresql_database.go createDatabase: OWNER defaults to the provider's
+	// user, TEMPLATE to template0 and ENCODING to 'UTF8'; "DEFAULT" is passed as the keyword.
+	owner := in.str("owner", "")
+	if owner == "" {
+		p.mu.Lock()
+		owner = p.cfg.username
+		p.mu.Unlock()
 	}
-	fmt.Fprintf(&b, " TEMPLATE %s", ident(in.str("template", "template0")))
-	if e := in.str("encoding", ""); e != "" && !strings.EqualFold(e, "DEFAULT") {
+	fmt.Fprintf(&b, " OWNER %s", ident(owner))
+	switch t := in.str("template", ""); {
+	case strings.EqualFold(t, "DEFAULT"):
+		b.WriteString(" TEMPLATE DEFAULT")
+	case t != "":
+		fmt.Fprintf(&b, " TEMPLATE %s", ident(t))
+	default:
+		b.WriteString(" TEMPLATE template0")
+	}
+	switch e := in.str("encoding", ""); {
+	case strings.EqualFold(e, "DEFAULT"):
+		b.WriteString(" ENCODING DEFAULT")
+	case e != "":
 		fmt.Fprintf(&b, " ENCODING %s", literal(e))
+	default:
+		b.WriteString(" ENCODING 'UTF8'")
 	}
 	if c := in.str("lcCollate", ""); c != "" && !strings.EqualFold(c, "DEFAULT") {
 		fmt.Fprintf(&b, " LC_COLLATE %s", literal(c))
@@ -346,24 +493,18 @@ func (databaseKind) update(ctx context.Context, p *pgProvider, id string, olds, 
 	return outs, nil
 }
 
+// del mirrors upstream resource_postgresql_database.go resourcePostgreSQLDatabaseDelete (PostgreSQL
+// 13+): IS_TEMPLATE false for a template, block new connections, then DROP DATABASE … WITH (FORCE).
+// No IF EXISTS: deleting a database that is already gone fails, as upstream.
 func (databaseKind) del(ctx context.Context, p *pgProvider, id string, state props) error {
 	p.closePool(id)
-	stmts := []string{}
+	var stmts []string
 	if state.boolean("isTemplate", false) {
 		stmts = append(stmts, fmt.Sprintf("ALTER DATABASE %s IS_TEMPLATE false", ident(id)))
 	}
-	// As upstream on PostgreSQL 13+: no new connections, then drop with the sessions still open.
 	stmts = append(stmts,
 		fmt.Sprintf("ALTER DATABASE %s ALLOW_CONNECTIONS false", ident(id)),
-		fmt.Sprintf("DROP DATABASE IF EXISTS %s WITH (FORCE)", ident(id)))
-	var exists bool
-	found, err := p.queryRow(ctx, "", `SELECT true FROM pg_database WHERE datname = $1`, []any{id}, &exists)
-	if err != nil {
-		return err
-	}
-	if !found {
-		return nil
-	}
+		fmt.Sprintf("DROP DATABASE %s WITH (FORCE)", ident(id)))
 	return p.execNoTx(ctx, "", stmts...)
 }
 
@@ -398,8 +539,49 @@ func (grantKind) check(in props) []*pulumirpc.CheckFailure {
 	return fails
 }
 
+// replaceKeys: every input but privileges is ForceNew upstream (resource_postgresql_grant.go
+// resourcePostgreSQLGrant schema); privileges change in place (Update is the same revoke+grant
+// as Create).
 func (grantKind) replaceKeys() map[string]bool {
-	return keys("database", "role", "objectType", "schema", "objects", "columns", "privileges", "withGrantOption")
+	return keys("database", "role", "objectType", "schema", "objects", "columns", "withGrantOption")
+}
+
+// deleteBeforeReplace: pulumi-postgresql provider/resources.go sets DeleteBeforeReplace for
+// postgresql_grant, so a replaced grant is revoked before the new one is granted.
+func (grantKind) deleteBeforeReplace() bool { return true }
+
+// allowedPrivileges is upstream helpers.go allowedPrivileges: the privileges each object type
+// accepts. Compared as upstream does: exactly, so lower case is refused too.
+var allowedPrivileges = map[string][]string{
+	"database":             {"ALL", "CREATE", "CONNECT", "TEMPORARY"},
+	"table":                {"ALL", "SELECT", "INSERT", "UPDATE", "DELETE", "TRUNCATE", "REFERENCES", "TRIGGER"},
+	"sequence":             {"ALL", "USAGE", "SELECT", "UPDATE"},
+	"schema":               {"ALL", "CREATE", "USAGE"},
+	"function":             {"ALL", "EXECUTE"},
+	"procedure":            {"ALL", "EXECUTE"},
+	"routine":              {"ALL", "EXECUTE"},
+	"type":                 {"ALL", "USAGE"},
+	"foreign_data_wrapper": {"ALL", "USAGE"},
+	"foreign_server":       {"ALL", "USAGE"},
+	"column":               {"ALL", "SELECT", "INSERT", "UPDATE", "REFERENCES"},
+}
+
+// validatePrivileges mirrors upstream helpers.go validatePrivileges (called first thing in
+// resourcePostgreSQLGrantCreate, which is also its Update): a privilege outside the list is refused
+// with upstream's message before any statement runs, so no privilege string reaches the SQL
+// unchecked.
+func validatePrivileges(in props) error {
+	ot := in.str("objectType", "")
+	allowed, ok := allowedPrivileges[ot]
+	if !ok {
+		return fmt.Errorf("unknown object type %s", ot)
+	}
+	for _, priv := range in.strs("privileges") {
+		if !slices.Contains(allowed, priv) {
+			return fmt.Errorf("%s is not an allowed privilege for object type %s", priv, ot)
+		}
+	}
+	return nil
 }
 
 func (grantKind) computed() []string { return nil }
@@ -423,7 +605,13 @@ func grantTarget(in props) string {
 		q := make([]string, 0, len(objects))
 		for _, o := range objects {
 			if ot == "function" || ot == "procedure" || ot == "routine" {
-				q = append(q, ident(schema)+"."+o) // a signature such as f(integer): not quoted
+				// As upstream helpers.go quoteIdentifyIdent: the name before "(" is quoted, the
+				// argument types after it are passed as written.
+				name, args, hasArgs := strings.Cut(o, "(")
+				if hasArgs {
+					args = "(" + args
+				}
+				q = append(q, ident(schema)+"."+ident(name)+args)
 			} else {
 				q = append(q, ident(schema)+"."+ident(o))
 			}
@@ -450,11 +638,7 @@ func grantStatements(in props) []string {
 	stmts := []string{fmt.Sprintf("REVOKE ALL PRIVILEGES ON %s FROM %s", target, role)}
 	privs := in.strs("privileges")
 	if len(privs) > 0 {
-		up := make([]string, 0, len(privs))
-		for _, pr := range privs {
-			up = append(up, strings.ToUpper(pr))
-		}
-		s := fmt.Sprintf("GRANT %s ON %s TO %s", strings.Join(up, ", "), target, role)
+		s := fmt.Sprintf("GRANT %s ON %s TO %s", strings.Join(privs, ","), target, role)
 		if in.boolean("withGrantOption", false) {
 			s += " WITH GRANT OPTION"
 		}
@@ -472,54 +656,106 @@ func grantDatabase(in props) string {
 }
 
 func (grantKind) create(ctx context.Context, p *pgProvider, in props) (string, resource.PropertyMap, error) {
+	if err := validatePrivileges(in); err != nil {
+		return "", nil, err
+	}
 	if err := p.exec(ctx, grantDatabase(in), grantStatements(in)...); err != nil {
 		return "", nil, err
 	}
 	return grantID(in), in.copyMap(), nil
 }
 
-// granteeOID is the OID aclexplode reports for role $2: 0 for PUBLIC.
-const granteeOID = `(CASE WHEN $2::text = 'public' THEN 0::oid
-	ELSE (SELECT oid FROM pg_roles WHERE rolname = $2::text) END)`
-
-// read checks database and schema grants against the ACLs; other object grants keep their state.
+// read mirrors upstream resource_postgresql_grant.go resourcePostgreSQLGrantRead:
+// checkRoleDBSchemaExists first (a missing role, except PUBLIC, a missing database or, for
+// non-database grants, a missing schema: the grant leaves the state), then the privileges the
+// role holds directly on the object, from aclexplode(datacl) / aclexplode(nspacl) WITHOUT
+// acldefault: a NULL ACL (the default, e.g. after a hand-made reset) reads as no privileges, so a
+// PUBLIC grant of [] shows no drift although PUBLIC may CONNECT again. Other object types keep
+// their recorded privileges (not read by this provider).
 func (grantKind) read(ctx context.Context, p *pgProvider, _ string, state props) (resource.PropertyMap, error) {
-	role := state.str("role", "")
-	var q string
-	var arg string
-	switch state.str("objectType", "") {
+	role, db, ot := state.str("role", ""), state.str("database", ""), state.str("objectType", "")
+	var one int
+	if role != "public" {
+		found, err := p.queryRow(ctx, "", `SELECT 1 FROM pg_roles WHERE rolname = $1`, []any{role}, &one)
+		if err != nil || !found {
+			return nil, err
+		}
+	}
+	found, err := p.queryRow(ctx, "", `SELECT 1 FROM pg_database WHERE datname = $1`, []any{db}, &one)
+	if err != nil || !found {
+		return nil, err
+	}
+	if ot != "database" {
+		found, err := p.queryRow(ctx, db, `SELECT 1 FROM pg_namespace WHERE nspname = $1`,
+			[]any{state.str("schema", "")}, &one)
+		if err != nil || !found {
+			return nil, err
+		}
+	}
+	var q, arg string
+	switch ot {
 	case "database":
-		q = `SELECT lower(a.privilege_type) FROM pg_database d, aclexplode(COALESCE(d.datacl, acldefault('d', d.datdba))) a
-			WHERE d.datname = $1::text AND a.grantee = ` + granteeOID + ` ORDER BY 1`
-		arg = state.str("database", "")
+		q = `SELECT COALESCE(array_agg(privilege_type::text), '{}') FROM (SELECT (aclexplode(datacl)).* FROM pg_database
+			WHERE datname = $1) AS privileges WHERE grantee = $2`
+		arg = db
 	case "schema":
-		q = `SELECT lower(a.privilege_type) FROM pg_namespace n, aclexplode(COALESCE(n.nspacl, acldefault('n', n.nspowner))) a
-			WHERE n.nspname = $1::text AND a.grantee = ` + granteeOID + ` ORDER BY 1`
+		q = `SELECT COALESCE(array_agg(privilege_type::text), '{}') FROM (SELECT (aclexplode(nspacl)).* FROM pg_namespace
+			WHERE nspname = $1) AS privileges WHERE grantee = $2`
 		arg = state.str("schema", "")
 	default:
 		return state.copyMap(), nil
 	}
-	if strings.EqualFold(role, "public") {
-		role = "public"
+	var oid uint32 // upstream helpers.go getRoleOID: 0 for public
+	if role != "public" {
+		if _, err := p.queryRow(ctx, "", `SELECT oid FROM pg_roles WHERE rolname = $1`, []any{role}, &oid); err != nil {
+			return nil, err
+		}
 	}
-	privs, err := p.queryStrings(ctx, grantDatabase(state), q, arg, role)
-	if err != nil {
+	var privs []string
+	if _, err := p.queryRow(ctx, grantDatabase(state), q, []any{arg, oid}, &privs); err != nil {
 		return nil, err
 	}
 	out := state.copyMap()
-	old := state.strs("privileges")
-	for i := range old {
-		old[i] = strings.ToLower(old[i])
-	}
-	sort.Strings(old)
-	if !slices.Equal(old, privs) {
+	if !samePrivileges(privs, state.strs("privileges"), ot) {
+		sort.Strings(privs)
 		out["privileges"] = strArray(privs)
 	}
 	return out, nil
 }
 
-func (grantKind) update(_ context.Context, _ *pgProvider, _ string, _, news props) (resource.PropertyMap, error) {
-	return news.copyMap(), nil // every input replaces
+// samePrivileges is upstream helpers.go resourcePrivilegesEqual: equal as sets, or the wanted
+// set holds ALL and the granted one is every privilege of the object type.
+func samePrivileges(granted, wanted []string, ot string) bool {
+	set := func(ss []string) []string {
+		c := slices.Clone(ss)
+		sort.Strings(c)
+		return slices.Compact(c)
+	}
+	g, w := set(granted), set(wanted)
+	if slices.Equal(g, w) {
+		return true
+	}
+	if !slices.Contains(w, "ALL") {
+		return false
+	}
+	var implicit []string
+	for _, pr := range allowedPrivileges[ot] {
+		if pr != "ALL" {
+			implicit = append(implicit, pr)
+		}
+	}
+	return slices.Equal(g, set(implicit))
+}
+
+// update is upstream's Update = resourcePostgreSQLGrantCreate: validate, REVOKE ALL, GRANT.
+func (grantKind) update(ctx context.Context, p *pgProvider, _ string, _, news props) (resource.PropertyMap, error) {
+	if err := validatePrivileges(news); err != nil {
+		return nil, err
+	}
+	if err := p.exec(ctx, grantDatabase(news), grantStatements(news)...); err != nil {
+		return nil, err
+	}
+	return news.copyMap(), nil
 }
 
 func (grantKind) del(ctx context.Context, p *pgProvider, _ string, state props) error {
@@ -616,9 +852,19 @@ func (extensionKind) create(ctx context.Context, p *pgProvider, in props) (strin
 	return db + "." + name, outs, nil
 }
 
+// read mirrors upstream resource_postgresql_extension.go resourcePostgreSQLExtensionExists (a
+// missing database: gone) and resourcePostgreSQLExtensionReadImpl (schema and version read back; a
+// missing extension: gone).
 func (extensionKind) read(ctx context.Context, p *pgProvider, _ string, state props) (resource.PropertyMap, error) {
 	var schema, ver string
 	db := state.str("database", "")
+	if db != "" {
+		var one int
+		found, err := p.queryRow(ctx, "", `SELECT 1 FROM pg_database WHERE datname = $1`, []any{db}, &one)
+		if err != nil || !found {
+			return nil, err
+		}
+	}
 	found, err := p.queryRow(ctx, db, `SELECT n.nspname, e.extversion FROM pg_extension e
 		JOIN pg_namespace n ON n.oid = e.extnamespace WHERE e.extname = $1`,
 		[]any{state.str("name", "")}, &schema, &ver)
@@ -662,12 +908,16 @@ func (extensionKind) update(ctx context.Context, p *pgProvider, id string, olds,
 	return outs, nil
 }
 
+// del mirrors upstream resource_postgresql_extension.go resourcePostgreSQLExtensionDelete:
+// DROP EXTENSION <name> RESTRICT (CASCADE only with dropCascade), no IF EXISTS. RESTRICT fails
+// while a table column uses a type of the extension (e.g. citext), so deleting an app whose tables
+// use one fails at the extension, before its database is dropped, unless dropCascade is set.
 func (extensionKind) del(ctx context.Context, p *pgProvider, _ string, state props) error {
-	s := "DROP EXTENSION IF EXISTS " + ident(state.str("name", ""))
+	mode := "RESTRICT"
 	if state.boolean("dropCascade", false) {
-		s += " CASCADE"
+		mode = "CASCADE"
 	}
-	return p.exec(ctx, state.str("database", ""), s)
+	return p.exec(ctx, state.str("database", ""), fmt.Sprintf("DROP EXTENSION %s %s", ident(state.str("name", "")), mode))
 }
 
 // ----------------------------------------------------------------------------------------- Schema

@@ -21,6 +21,10 @@ func TestGrantTarget(t *testing.T) {
 		{map[string]any{"objectType": "table", "database": "app", "schema": "public"}, `ALL TABLES IN SCHEMA "public"`},
 		{map[string]any{"objectType": "table", "database": "app", "schema": "public", "objects": []any{"a", "b"}},
 			`TABLE "public"."a", "public"."b"`},
+		// helpers.go quoteIdentifyIdent: the function name is quoted, its argument types are not.
+		{map[string]any{"objectType": "function", "database": "app", "schema": "public",
+			"objects": []any{`f(integer)`, `g"; DROP TABLE x; --`}},
+			`FUNCTION "public"."f"(integer), "public"."g""; DROP TABLE x; --"`},
 	}
 	for _, c := range cases {
 		if got := grantTarget(pm(c.in)); got != c.want {
@@ -36,8 +40,8 @@ func TestGrantStatementsRevokePublic(t *testing.T) {
 		t.Fatalf("got %q", got)
 	}
 	got = grantStatements(pm(map[string]any{"objectType": "database", "database": "app", "role": "app",
-		"privileges": []any{"connect", "temporary"}, "withGrantOption": true}))
-	if len(got) != 2 || got[1] != `GRANT CONNECT, TEMPORARY ON DATABASE "app" TO "app" WITH GRANT OPTION` {
+		"privileges": []any{"CONNECT", "TEMPORARY"}, "withGrantOption": true}))
+	if len(got) != 2 || got[1] != `GRANT CONNECT,TEMPORARY ON DATABASE "app" TO "app" WITH GRANT OPTION` {
 		t.Fatalf("got %q", got)
 	}
 }
@@ -82,5 +86,20 @@ func TestParseConnConfigJSONEncodedValues(t *testing.T) {
 	}
 	if _, err := parseConnConfig(resource.NewPropertyMapFromMap(map[string]any{"port": "abc"})); err == nil {
 		t.Fatal("expected an error for a non-numeric port")
+	}
+}
+
+// Mirrors the validation.IntAtLeast validators of upstream resourcePostgreSQLRole and
+// resourcePostgreSQLDatabase (connection_limit >= -1, statement_timeout >= 0).
+func TestCheckIntAtLeast(t *testing.T) {
+	fails := roleKind{}.check(pm(map[string]any{"name": "r", "connectionLimit": -2.0, "statementTimeout": -1.0}))
+	if len(fails) != 2 || fails[0].GetReason() != "expected connection_limit to be at least (-1), got -2" {
+		t.Fatalf("role: %v", fails)
+	}
+	if fails := (databaseKind{}).check(pm(map[string]any{"name": "d", "connectionLimit": -1.0})); len(fails) != 0 {
+		t.Fatalf("database -1 refused: %v", fails)
+	}
+	if fails := (databaseKind{}).check(pm(map[string]any{"name": "d", "connectionLimit": -3.0})); len(fails) != 1 {
+		t.Fatalf("database -3 accepted: %v", fails)
 	}
 }
