@@ -14,7 +14,6 @@ from __future__ import annotations
 import hashlib
 import os
 from collections.abc import Mapping
-from datetime import UTC, datetime
 from typing import Any, Final
 
 import pulumi.dynamic
@@ -27,6 +26,7 @@ from components.verification.checks import (
     redact,
     redact_report,
 )
+from components.verification.direct import now_iso
 
 INPUT_KEYS: Final[tuple[str, ...]] = (
     "app_name",
@@ -99,10 +99,6 @@ def credentials_hash(app: str, password: str, uri: str | None) -> str:
     return h.hexdigest()
 
 
-def _now() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
 def safe_names(props: Mapping[str, Any]) -> set[str]:
     """Names the messages quote on purpose: never mistaken for password fragments."""
     names = {str(props.get(k) or "") for k in ("app_name", "username", "database", "host")}
@@ -149,7 +145,8 @@ def run_check(props: Mapping[str, Any]) -> Verdict:
             )
         ) from None
     report = redact_report(report, password, safe_names(props))
-    return judge(report, latency_budget_ms=float(props["latency_budget_ms"]), checked_at=_now())
+    # Microseconds (the report's clock): a re-run always has a newer `checked_at`.
+    return judge(report, latency_budget_ms=float(props["latency_budget_ms"]), checked_at=now_iso())
 
 
 def _direct(props: Mapping[str, Any]) -> dict[str, Any]:

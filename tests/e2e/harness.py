@@ -155,8 +155,8 @@ class ProjectStack:
         current["config"] = dict(config)
         path.write_text(yaml.safe_dump(current, sort_keys=False))
 
-    def up(self) -> auto.UpResult:
-        return self.stack.up(on_output=_log, color="never")
+    def up(self, on_event: auto.OnEvent | None = None) -> auto.UpResult:
+        return self.stack.up(on_output=_log, on_event=on_event, color="never")
 
     def preview(self) -> auto.PreviewResult:
         return self.stack.preview(on_output=_log, color="never", diff=True)

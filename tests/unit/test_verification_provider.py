@@ -6,9 +6,13 @@ Runs against nothing real (the integration tier drives create/update against Pos
 from __future__ import annotations
 
 import base64
+import copy
 import json
+import re
 import subprocess
 import sys
+import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +23,7 @@ from kubernetes.config import ConfigException
 from pulumi.dynamic.dynamic import serialize_provider
 
 import components.verification.pod as pod_module
+import components.verification.provider as provider_module
 from components.config import VerificationSettings
 from components.verification import ConnectivityCheck, ConnectivityCheckArgs, ConnectivityPeer
 from components.verification.checks import Peer
@@ -38,6 +43,7 @@ from components.verification.provider import (
 )
 from components.verification.resource import build_props
 from tests.unit.conftest import CHECK_TYPE, ProgramMocks, is_secret, run_under_mocks, unwrap
+from tests.unit.test_verification_checks import GOOD
 
 REPO = Path(__file__).resolve().parents[2]
 PASSWORD = "Generated-n8n-Pw-0123456789abcdefghij"
@@ -239,6 +245,21 @@ def test_credentials_hash_is_not_the_plain_sha256_of_the_password() -> None:
     assert len(h) == 64
     assert h != hashlib.sha256(PASSWORD.encode()).hexdigest()
     assert h != credentials_hash("other-app", PASSWORD, None)
+
+
+def test_checked_at_has_microseconds_so_a_rerun_is_always_newer(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Tests (e2e rotation, isolation) tell "re-ran" from "kept" by `checked_at` alone."""
+    monkeypatch.setattr(provider_module, "_direct", lambda _props: copy.deepcopy(GOOD))
+    first = run_check(props()).checked_at
+    time.sleep(0.002)
+    second = run_check(props()).checked_at
+    for value in (first, second):
+        assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z", value), value
+    assert first < second  # the same second, still strictly ordered
+    parsed = datetime.strptime(second, "%Y-%m-%dT%H:%M:%S.%f%z")
+    assert abs(parsed - datetime.now(UTC)) < timedelta(seconds=5)
 
 
 # -- check -----------------------------------------------------------------------------------------
