@@ -2,8 +2,11 @@
 
 Each stack runs on a temporary copy of the project (so the repo's Pulumi.<stack>.yaml files and the
 operator's stacks are never touched), on the local file backend, with the toolchain from
-localenv/env.sh. Nothing here is mocked: the engine, the providers, the API server, PostgreSQL and
-(in pod mode) the node are the real ones.
+localenv/env.sh. Nothing here is mocked, but not every plugin is upstream's: the Pulumi CLI 3.274.1
+(engine) and pulumi-kubernetes 4.25.0 are built from Pulumi's own Go modules; the postgresql 3.16.2
+and random 4.19.1 plugins and the Python language host are the project's own stand-ins under
+localenv/toolchain/ (README "What is built here, and what is a stand-in"). The API server,
+PostgreSQL and (in pod mode) the node are real.
 """
 
 from __future__ import annotations
