@@ -133,7 +133,9 @@ def test_bumping_password_version_rotates_one_app_in_one_up(stack: ProjectStack)
         assert new_a["password"] in new_a["uri"] and old_a["password"] not in new_a["uri"]
         assert login_error(new_a["user"], new_a["password"], new_a["dbname"]) is None
         old_login = login_error(old_a["user"], old_a["password"], old_a["dbname"])
-        assert old_login is not None and "password authentication failed" in old_login
+        # PostgreSQL's own refusal (auth.c), for exactly this role
+        refused = f'password authentication failed for user "{old_a["user"]}"'
+        assert old_login is not None and refused in old_login, old_login
         # the Secret was updated in place (same object: no window without it; mounted volumes
         # see the new value)
         assert secret_meta("rel-ro-a")["uid"] == meta_a["uid"]
