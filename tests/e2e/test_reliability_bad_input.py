@@ -26,7 +26,15 @@ from pulumi import automation as auto
 
 from components.config import ConfigError, parse_settings
 from components.preflight import RUNBOOK_SECTION as PREFLIGHT_RUNBOOK
-from tests.e2e.harness import ProjectStack, assert_lines_in, kubectl, new_stack, query
+from tests.e2e.harness import (
+    ProjectStack,
+    assert_lines_in,
+    kubectl,
+    new_stack,
+    preflight_refusal,
+    query,
+)
+from tests.e2e.harness import admin_password as harness_admin_password
 from tests.e2e.reliability_support import (
     World,
     admin_exec,
@@ -370,6 +378,9 @@ def test_bad_environment_is_refused_naming_it(
     text, before, after = refused_without_change(shared, cfg, baseline, refresh=True)
     for fragment in case.expect:
         assert fragment in text, (fragment, text[-3000:])
+    if case.id == "unreachable-admin-endpoint":  # the whole pre-flight message, not fragments
+        expected = preflight_refusal(cfg, harness_admin_password(), password_in_config=False)
+        assert_lines_in(expected, text)
     if not case.provider_config_may_change:
         # the failing read or pre-flight keeps the provider unregistered: state untouched too
         assert before.differences(after) == []
@@ -400,8 +411,15 @@ def _refused_by_a_plain_up(
         stack.stack.remove_config("postgres-apps:adminPassword")
         stack.write_config(good_config())
     text = str(err.value)
-    assert "admin pre-flight failed for PostgreSQL at" in text, text[-3000:]
-    assert PREFLIGHT_RUNBOOK in text, text[-3000:]
+    # the program's whole message for this endpoint and password (`components.preflight`)
+    expected = preflight_refusal(
+        cfg,
+        admin_password if admin_password is not None else harness_admin_password(),
+        password_in_config=admin_password is not None,
+    )
+    assert expected[0].startswith("admin pre-flight failed for PostgreSQL at"), expected
+    assert PREFLIGHT_RUNBOOK in expected[-1], expected
+    assert_lines_in(expected, text)
     assert before.differences(world(stack, "rel-bi")) == []
     return text
 
