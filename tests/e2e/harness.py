@@ -267,3 +267,16 @@ def probe_pod_failure(reason: str, namespace: str, detail: str) -> re.Pattern[st
         rf"probe pod {re.escape(namespace)}/(?P=app)-dbcheck-[0-9a-f]{{6}}{detail} — "
         rf"{re.escape(hint)}, or see {re.escape(RUNBOOK)}#probe-pod"
     )
+
+
+def login_refused(app: str, role: str) -> re.Pattern[str]:
+    """The gate's message when PostgreSQL refuses the app's password (`Verdict.error_message`
+    with `checks.login_hint`): the app, the check, the server's words for this role, the hint."""
+    from components.verification.checks import login_hint  # noqa: PLC0415
+
+    refused = f'password authentication failed for user "{role}"'
+    hint = login_hint(refused).format(secret=f"{app}-db-credentials")
+    return re.compile(
+        rf'app "{re.escape(app)}": check "login" failed: [^\n]*{re.escape(refused)}[^\n]* — '
+        + re.escape(hint)
+    )
