@@ -24,6 +24,7 @@ from typing import Any
 import pytest
 from pulumi import automation as auto
 
+from components.admin import AdminPasswordError, decode_secret_value
 from components.config import ConfigError, parse_settings
 from components.preflight import RUNBOOK_SECTION as PREFLIGHT_RUNBOOK
 from tests.e2e.harness import (
@@ -333,21 +334,29 @@ def _admin(field: str, value: Any) -> Mutator:
     return _sub("postgres-apps:postgres", field, value)
 
 
+def _missing_key_message(key: str) -> str:
+    """The program's message (`admin.decode_secret_value`) for the admin Secret's one key."""
+    with pytest.raises(AdminPasswordError) as err:
+        decode_secret_value({"postgres-password": ""}, key, "data/postgres-postgresql")
+    return str(err.value)
+
+
 ENVIRONMENT_CASES: list[Case] = [
     Case(
         "missing-admin-secret",
         _admin("adminSecretName", "rel-no-such-secret"),
-        ("rel-no-such-secret",),
+        # the engine's ReadStep (Pulumi 3.274.1, pkg/resource/deploy/step.go) for `Secret.get`
+        ("resource 'data/rel-no-such-secret' does not exist",),
     ),
     Case(
         "missing-admin-secret-namespace",
         _admin("adminSecretNamespace", "rel-no-such-ns"),
-        ("rel-no-such-ns",),
+        ("resource 'rel-no-such-ns/postgres-postgresql' does not exist",),
     ),
     Case(
         "admin-secret-without-the-key",
         _admin("adminSecretKey", "rel-no-such-key"),
-        ("rel-no-such-key", "postgres.adminSecretKey", "keys present: postgres-password"),
+        (_missing_key_message("rel-no-such-key"),),
     ),
     Case(
         "unreachable-admin-endpoint",
