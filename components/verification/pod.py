@@ -304,6 +304,17 @@ def _is_not_found(exc: BaseException) -> bool:
     return getattr(exc, "status", None) == 404
 
 
+def cluster_unreachable(exc: BaseException) -> bool:
+    """No answer from the API server: no kubeconfig or context, or no connection (no HTTP status).
+
+    The same cases pulumi-kubernetes calls an unreachable cluster (`clusterUnreachable` in
+    provider/pkg/provider/provider.go: kubeconfig not loadable, discovery failed)."""
+    import urllib3  # noqa: PLC0415 - heavy, imported where used
+    from kubernetes.config import ConfigException  # noqa: PLC0415
+
+    return isinstance(exc, ConfigException | urllib3.exceptions.HTTPError | OSError)
+
+
 # ---------------------------------------------------------------------------------------------
 # The runner
 # ---------------------------------------------------------------------------------------------

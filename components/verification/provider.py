@@ -12,8 +12,8 @@ config is read here (everything arrives as inputs).
 from __future__ import annotations
 
 import hashlib
+import os
 from collections.abc import Mapping
-from datetime import UTC, datetime
 from typing import Any, Final
 
 import pulumi.dynamic
@@ -26,6 +26,7 @@ from components.verification.checks import (
     redact,
     redact_report,
 )
+from components.verification.direct import now_iso
 
 INPUT_KEYS: Final[tuple[str, ...]] = (
     "app_name",
@@ -79,6 +80,12 @@ OUTPUT_KEYS: Final[tuple[str, ...]] = (
 )
 
 
+DELETE_UNREACHABLE_ENV: Final = "PULUMI_K8S_DELETE_UNREACHABLE"
+"""pulumi-kubernetes' own switch (`kubeProvider.Delete`, provider/pkg/provider/provider.go): when
+it is "true", a delete on an unreachable cluster succeeds (the resource leaves the state). The
+check's pod-mode delete honours it, so one setting lets a destroy of a gone cluster finish."""
+
+
 class VerificationError(Exception):
     """`pulumi up` fails with this text: app, check, what was seen, hint."""
 
@@ -90,10 +97,6 @@ def credentials_hash(app: str, password: str, uri: str | None) -> str:
         h.update(part.encode())
         h.update(b"\0")
     return h.hexdigest()
-
-
-def _now() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def safe_names(props: Mapping[str, Any]) -> set[str]:
@@ -142,7 +145,8 @@ def run_check(props: Mapping[str, Any]) -> Verdict:
             )
         ) from None
     report = redact_report(report, password, safe_names(props))
-    return judge(report, latency_budget_ms=float(props["latency_budget_ms"]), checked_at=_now())
+    # Microseconds (the report's clock): a re-run always has a newer `checked_at`.
+    return judge(report, latency_budget_ms=float(props["latency_budget_ms"]), checked_at=now_iso())
 
 
 def _direct(props: Mapping[str, Any]) -> dict[str, Any]:
@@ -295,13 +299,30 @@ class ConnectivityCheckProvider(pulumi.dynamic.ResourceProvider):
         return pulumi.dynamic.UpdateResult(outs=_probe(_news))
 
     def delete(self, _id: str, _props: dict[str, Any]) -> None:
-        """Nothing to clean up, except a probe pod left behind by an interrupted run."""
+        """Direct mode leaves nothing behind; pod mode: delete probe pods of an interrupted run.
+
+        A pod already gone is fine (`_delete_pod` ignores 404). Anything else fails the delete
+        with what went wrong; an unreachable cluster only passes with `DELETE_UNREACHABLE_ENV`."""
         if _props.get("verification_mode") != "pod":
             return
-        try:
-            from components.verification.pod import core_api, delete_probe_pods  # noqa: PLC0415
+        from components.verification import pod  # noqa: PLC0415 - kubernetes is heavy
 
-            api = core_api(_props.get("kube_context") or None)
-            delete_probe_pods(api, str(_props["namespace"]), str(_props["app_name"]))
-        except Exception:  # noqa: S110 - best effort: a gone cluster must not block destroy
-            pass
+        app, namespace = str(_props["app_name"]), str(_props["namespace"])
+        try:
+            pod.delete_probe_pods(pod.core_api(_props.get("kube_context") or None), namespace, app)
+        except Exception as exc:
+            unreachable = pod.cluster_unreachable(exc)
+            if unreachable and os.environ.get(DELETE_UNREACHABLE_ENV) == "true":
+                return
+            hint = ""
+            if unreachable:
+                hint = (
+                    f" — reach the cluster, or if it is gone for good re-run with "
+                    f"{DELETE_UNREACHABLE_ENV}=true (the kubernetes provider's switch for it)"
+                )
+            elif getattr(exc, "status", None) in (401, 403):
+                hint = " — Pulumi's identity needs list and delete on pods in that namespace"
+            raise VerificationError(
+                f'app "{app}": cannot delete leftover probe pods in namespace "{namespace}": '
+                f"{pod.api_error_text(exc)}{hint}"
+            ) from exc

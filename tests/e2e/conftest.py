@@ -1,4 +1,6 @@
-"""End-to-end tier: the real engine, providers, API server, PostgreSQL (and node, in pod mode).
+"""End-to-end tier: the engine and kubernetes provider built from Pulumi's modules, the project's
+stand-in postgresql/random plugins and Python language host (localenv/toolchain/), the real API
+server, PostgreSQL (and node, in pod mode).
 
 If any part is missing the whole tier FAILS with what is missing; it is never skipped.
 """

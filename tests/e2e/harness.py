@@ -2,14 +2,18 @@
 
 Each stack runs on a temporary copy of the project (so the repo's Pulumi.<stack>.yaml files and the
 operator's stacks are never touched), on the local file backend, with the toolchain from
-localenv/env.sh. Nothing here is mocked: the engine, the providers, the API server, PostgreSQL and
-(in pod mode) the node are the real ones.
+localenv/env.sh. Nothing here is mocked, but not every plugin is upstream's: the Pulumi CLI 3.274.1
+(engine) and pulumi-kubernetes 4.25.0 are built from Pulumi's own Go modules; the postgresql 3.16.2
+and random 4.19.1 plugins and the Python language host are the project's own stand-ins under
+localenv/toolchain/ (README "What is built here, and what is a stand-in"). The API server,
+PostgreSQL and (in pod mode) the node are real.
 """
 
 from __future__ import annotations
 
 import base64
 import os
+import re
 import secrets
 import shutil
 import subprocess
@@ -155,8 +159,8 @@ class ProjectStack:
         current["config"] = dict(config)
         path.write_text(yaml.safe_dump(current, sort_keys=False))
 
-    def up(self) -> auto.UpResult:
-        return self.stack.up(on_output=_log, color="never")
+    def up(self, on_event: auto.OnEvent | None = None) -> auto.UpResult:
+        return self.stack.up(on_output=_log, on_event=on_event, color="never")
 
     def preview(self) -> auto.PreviewResult:
         return self.stack.preview(on_output=_log, color="never", diff=True)
@@ -212,3 +216,67 @@ def base_config(
             **verification,
         },
     }
+
+
+def preflight_refusal(
+    cfg: Mapping[str, Any], password: str, *, password_in_config: bool
+) -> list[str]:
+    """The admin pre-flight's refusal for this stack config and admin password, line by line.
+
+    Made by the program's own code (`components.admin.admin_endpoint`,
+    `components.preflight.run_preflight`) against the same endpoint from this machine, so an e2e
+    assertion compares the engine's output with the one source of the message, not a fragment."""
+    from unittest import mock  # noqa: PLC0415
+
+    from components import admin  # noqa: PLC0415
+    from components.config import parse_settings  # noqa: PLC0415
+    from components.preflight import AdminPreflightError, run_preflight  # noqa: PLC0415
+
+    raw = {
+        k.removeprefix("postgres-apps:"): v
+        for k, v in cfg.items()
+        if k.startswith("postgres-apps:")
+    }
+    settings = parse_settings(raw, kube_context=cfg.get("kubernetes:context")).postgres
+    with mock.patch.object(admin, "_password_in_config", return_value=password_in_config):
+        endpoint = admin.admin_endpoint(settings)
+    try:
+        run_preflight(endpoint, password)
+    except AdminPreflightError as exc:
+        return [line.strip() for line in str(exc).splitlines() if line.strip()]
+    raise AssertionError(f"the admin pre-flight passed for {endpoint.address}")
+
+
+def assert_lines_in(lines: list[str], text: str) -> None:
+    """Every line of a multi-line product message appears whole in the engine's output (the
+    engine indents the lines of a diagnostic, so lines are compared, not the whole block)."""
+    missing = [line.strip() for line in lines if line.strip() not in text]
+    assert not missing, (missing, text[-3000:])
+
+
+def probe_pod_failure(reason: str, namespace: str, detail: str) -> re.Pattern[str]:
+    """The gate's message when its probe pod could not run (`provider.run_check`), as a regex:
+    any app and pod suffix, the reason's own hint (`pod.PodProbeError`) and the runbook link.
+    `detail` is a regex for what follows `probe pod <namespace>/<pod>` (the API's or our text)."""
+    from components.verification.checks import RUNBOOK  # noqa: PLC0415
+    from components.verification.pod import PodProbeError  # noqa: PLC0415
+
+    hint = PodProbeError(reason, "").hint
+    return re.compile(
+        rf'app "(?P<app>[a-z0-9-]+)": the probe pod could not run \({re.escape(reason)}\): '
+        rf"probe pod {re.escape(namespace)}/(?P=app)-dbcheck-[0-9a-f]{{6}}{detail} — "
+        rf"{re.escape(hint)}, or see {re.escape(RUNBOOK)}#probe-pod"
+    )
+
+
+def login_refused(app: str, role: str) -> re.Pattern[str]:
+    """The gate's message when PostgreSQL refuses the app's password (`Verdict.error_message`
+    with `checks.login_hint`): the app, the check, the server's words for this role, the hint."""
+    from components.verification.checks import login_hint  # noqa: PLC0415
+
+    refused = f'password authentication failed for user "{role}"'
+    hint = login_hint(refused).format(secret=f"{app}-db-credentials")
+    return re.compile(
+        rf'app "{re.escape(app)}": check "login" failed: [^\n]*{re.escape(refused)}[^\n]* — '
+        + re.escape(hint)
+    )

@@ -16,15 +16,19 @@ import psycopg
 import pytest
 from pulumi import automation as auto
 
+from components.retention import OUTPUT_NAME, retire_message
 from tests.e2e.harness import (
     ADMIN_HOST,
     ADMIN_PORT,
     LOCAL_LATENCY_BUDGET_MS,
     ProjectStack,
+    admin_password,
+    assert_lines_in,
     base_config,
     drop_leftovers,
     kubectl,
     new_stack,
+    preflight_refusal,
     query,
     remove_namespace,
     secret_data,
@@ -224,15 +228,17 @@ def test_preview_of_one_added_app_lists_only_its_resources(deployed: ProjectStac
 
 
 def test_removing_a_protected_app_is_refused(deployed: ProjectStack) -> None:
+    managed = deployed.outputs()[OUTPUT_NAME]
     deployed.write_config(config(APPS[1:]))  # e2e-alpha gone, its policy is `protect`
     try:
         with pytest.raises(auto.CommandError) as err:
             deployed.up()
     finally:
         deployed.write_config(config(APPS))
-    text = str(err.value)
-    assert "e2e-alpha" in text
-    assert "retire" in text.lower()
+    # the program's own message for exactly this removal (the record it read back)
+    assert_lines_in(
+        retire_message([("e2e-alpha", managed["e2e-alpha"])]).splitlines(), str(err.value)
+    )
     # nothing was dropped
     assert query("SELECT 1 FROM pg_database WHERE datname = 'e2e_alpha'") == [(1,)]
     assert query("SELECT 1 FROM pg_roles WHERE rolname = 'e2e_alpha'") == [(1,)]
@@ -257,7 +263,8 @@ def test_removing_an_opted_in_app_drops_only_it(deployed: ProjectStack) -> None:
 
 def test_wrong_admin_password_fails_clearly_and_changes_nothing(deployed: ProjectStack) -> None:
     snapshot = server_snapshot()
-    deployed.write_config(config([*APPS, {"name": "e2e-epsilon"}]))
+    cfg = config([*APPS, {"name": "e2e-epsilon"}])
+    deployed.write_config(cfg)
     deployed.stack.set_config(
         "postgres-apps:adminPassword", auto.ConfigValue(value="not-the-password", secret=True)
     )
@@ -267,7 +274,9 @@ def test_wrong_admin_password_fails_clearly_and_changes_nothing(deployed: Projec
     finally:
         deployed.stack.remove_config("postgres-apps:adminPassword")
         deployed.write_config(config(APPS))
-    assert "password authentication failed" in str(err.value)
+    expected = preflight_refusal(cfg, "not-the-password", password_in_config=True)
+    assert 'FATAL: password authentication failed for user "postgres"' in expected[0], expected
+    assert_lines_in(expected, str(err.value))
     assert server_snapshot() == snapshot
 
 
@@ -281,8 +290,9 @@ def test_unreachable_postgres_fails_clearly(deployed: ProjectStack) -> None:
             deployed.up()
     finally:
         deployed.write_config(config(APPS))
-    text = str(err.value).lower()
-    assert "127.0.0.1" in text and ("connection refused" in text or "connect" in text)
+    expected = preflight_refusal(cfg, admin_password(), password_in_config=False)
+    assert "port 1 failed: Connection refused" in expected[0], expected
+    assert_lines_in(expected, str(err.value))
     assert server_snapshot() == snapshot
 
 

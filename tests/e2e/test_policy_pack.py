@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -13,7 +14,9 @@ from typing import Any
 import pytest
 from pulumi import automation as auto
 
+from policies import postgres_apps_policies as pol
 from tests.e2e.harness import REPO, ProjectStack, base_config, new_stack
+from tests.unit.test_policies import messages, resource_args
 
 NAMESPACE = "e2e-policy"
 APPS: list[dict[str, Any]] = [{"name": "e2e-pol-a"}, {"name": "e2e-pol-b", "profile": "n8n"}]
@@ -61,8 +64,11 @@ def test_clean_program_passes_the_pack(stack: tuple[ProjectStack, Path]) -> None
     s, tmp = stack
     s.write_config(stack_config(APPS))
     out = preview_with_pack(s, pack_config(tmp))
-    assert "postgres-apps" in out  # the pack ran
-    assert "mandatory" not in out.lower()
+    # the engine's policy summary (pkg/backend/display/progress.go: printPolicies): this pack ran
+    # from the local directory and passed
+    passed = re.compile(rf"Policies:\s+✅ {re.escape(pol.PACK_NAME)}@v\S* \(local: [^)]*policies\)")
+    assert passed.search(out), out[-3000:]
+    assert "[mandatory]" not in out and "❌" not in out, out[-3000:]
 
 
 def test_an_unacknowledged_drop_opt_in_is_blocked(stack: tuple[ProjectStack, Path]) -> None:
@@ -71,8 +77,19 @@ def test_an_unacknowledged_drop_opt_in_is_blocked(stack: tuple[ProjectStack, Pat
     with pytest.raises(auto.CommandError) as err:
         preview_with_pack(s, pack_config(tmp))
     text = str(err.value)
+    # the policy's own message for this database, made by the validator itself
+    expected = messages(
+        pol.validate_database_protected,
+        resource_args(
+            pol.DATABASE_TYPE,
+            {"name": "e2e_pol_b"},
+            name="e2e-pol-b-database",
+            config=json.loads(Path(pack_config(tmp)).read_text())["database-protected"],
+        ),
+    )
+    assert expected and expected[0].startswith("database 'e2e_pol_b' is not protected"), expected
     assert "database-protected" in text
-    assert "e2e-pol-b" in text or "e2e_pol_b" in text
+    assert expected[0] in text, text[-3000:]
 
 
 def test_credentials_outside_the_app_namespaces_are_blocked(
@@ -84,7 +101,22 @@ def test_credentials_outside_the_app_namespaces_are_blocked(
         preview_with_pack(
             s, pack_config(tmp, **{"credentials-secret-placement": {"appNamespaces": ["apps"]}})
         )
-    assert "credentials-secret-placement" in str(err.value)
+    text = str(err.value)
+    assert "credentials-secret-placement" in text
+    for app in APPS:  # the validator's own message for each app's Secret
+        secret = f"{app['name']}-db-credentials"
+        expected = messages(
+            pol.validate_credentials_secret,
+            resource_args(
+                pol.SECRET_TYPE,
+                {"metadata": {"name": secret, "namespace": NAMESPACE}},
+                name=f"{app['name']}-secret",
+                config={"appNamespaces": ["apps"]},
+            ),
+        )
+        placement = [m for m in expected if f"but namespace '{NAMESPACE}' is not an app" in m]
+        assert len(placement) == 1, expected
+        assert placement[0] in text, text[-3000:]
 
 
 LOCAL_NON_LOOPBACK = "10.250.0.1"

@@ -19,7 +19,14 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.harness import ProjectStack, kubectl, new_stack, query, secret_data
+from tests.e2e.harness import (
+    ProjectStack,
+    kubectl,
+    new_stack,
+    probe_pod_failure,
+    query,
+    secret_data,
+)
 from tests.e2e.reliability_support import (
     UpInThread,
     admin_exec,
@@ -147,7 +154,8 @@ def test_probe_pod_killed(stack: ProjectStack) -> None:
 def test_killed_probe_pod_is_reported_clearly() -> None:
     assert _killed_probe_error, "test_probe_pod_killed did not run"
     text = _killed_probe_error[0]
-    assert "probe pod" in text and "deleted" in text, text[-3000:]
+    deleted = probe_pod_failure("PodDeleted", NAMESPACE, " was deleted while it ran")
+    assert deleted.search(text), text[-3000:]
     assert "HTTP response headers" not in text
 
 

@@ -74,14 +74,17 @@ def test_a_cannot_connect_to_bs_database(creds: dict[str, dict[str, str]]) -> No
     a = creds["rel-is-a"]
     with pytest.raises(psycopg.OperationalError) as err:
         connect_as(a["user"], a["password"], creds["rel-is-b"]["dbname"]).close()
-    assert "permission denied for database" in str(err.value)
+    # PostgreSQL's refusal and why (CONNECT revoked from PUBLIC), for exactly B's database
+    b_db = creds["rel-is-b"]["dbname"]
+    assert f'permission denied for database "{b_db}"' in str(err.value)
+    assert "User does not have CONNECT privilege." in str(err.value)
 
 
 def test_a_cannot_log_in_as_b(creds: dict[str, dict[str, str]]) -> None:
     a, b = creds["rel-is-a"], creds["rel-is-b"]
     with pytest.raises(psycopg.OperationalError) as err:
         connect_as(b["user"], a["password"], b["dbname"]).close()
-    assert "password authentication failed" in str(err.value)
+    assert f'password authentication failed for user "{b["user"]}"' in str(err.value)
 
 
 def test_a_cannot_become_b_nor_read_password_hashes(creds: dict[str, dict[str, str]]) -> None:

@@ -56,17 +56,29 @@ def secret_meta(app: str) -> dict[str, str]:
     return {"uid": meta["uid"], "resourceVersion": meta["resourceVersion"]}
 
 
-def preview_ops(stack: ProjectStack) -> dict[str, set[str]]:
-    """URN → operations of a preview (a replacement has several steps on one URN)."""
-    ops: dict[str, set[str]] = {}
+def collect_ops(ops: dict[str, set[str]]) -> auto.OnEvent:
+    """An event handler that records URN → operations (a replacement has several steps)."""
 
     def on_event(event: auto.EngineEvent) -> None:
         pre = event.resource_pre_event
         if pre is not None and pre.metadata.op.value not in ("same", "read"):
             ops.setdefault(pre.metadata.urn, set()).add(pre.metadata.op.value)
 
-    stack.stack.preview(on_event=on_event, color="never")
+    return on_event
+
+
+def preview_ops(stack: ProjectStack) -> dict[str, set[str]]:
+    """URN → operations of a preview."""
+    ops: dict[str, set[str]] = {}
+    stack.stack.preview(on_event=collect_ops(ops), color="never")
     return ops
+
+
+def by_name(ops: dict[str, set[str]]) -> dict[str, set[str]]:
+    """Resource name → operations, providers left out (their URNs hold no app name)."""
+    return {
+        urn.rsplit("::", 1)[1]: op for urn, op in ops.items() if "::pulumi:providers:" not in urn
+    }
 
 
 def test_preview_of_a_rotation_lists_only_that_apps_changes(stack: ProjectStack) -> None:
@@ -75,9 +87,8 @@ def test_preview_of_a_rotation_lists_only_that_apps_changes(stack: ProjectStack)
         ops = preview_ops(stack)
     finally:
         stack.write_config(config(version=0))
-    ops = {urn: op for urn, op in ops.items() if "::pulumi:providers:" not in urn}
-    assert all("rel-ro-a" in urn for urn in ops), ops  # nothing of rel-ro-b changes
-    kinds = {urn.rsplit("::", 1)[1]: op for urn, op in ops.items()}
+    kinds = by_name(ops)
+    assert all(name.startswith("rel-ro-a-") for name in kinds), kinds  # nothing of rel-ro-b
     assert "replace" in kinds.get("rel-ro-a-password", set()), kinds
     assert kinds.get("rel-ro-a-role") == {"update"}, kinds
     assert kinds.get("rel-ro-a-secret") == {"update"}, kinds
@@ -94,14 +105,26 @@ def test_bumping_password_version_rotates_one_app_in_one_up(stack: ProjectStack)
     live = connect_as(old_a["user"], old_a["password"], old_a["dbname"])
     try:
         stack.write_config(config(version=1))
-        result = stack.up()  # one `up`
+        ops: dict[str, set[str]] = {}
+        result = stack.up(on_event=collect_ops(ops))  # one `up`
         changes = {
             str(getattr(op, "value", op)): n
             for op, n in (result.summary.resource_changes or {}).items()
         }
-        print("rotation up:", changes)
-        assert changes.get("replace") == 1, changes  # the generated password only
-        assert "delete" not in changes and "create" not in changes, changes
+        print("rotation up:", changes, by_name(ops))
+        # The engine's summary: the generated password replaced, role, Secret and check updated,
+        # nothing else ("same" is every other resource; its number follows the program's size).
+        assert changes.get("replace") == 1, changes
+        assert changes.get("update") == 3, changes
+        assert set(changes) <= {"same", "replace", "update"}, changes
+        # …and which ones, from the step events: the check's update is the gate re-running.
+        applied = by_name(ops)
+        assert "replace" in applied.pop("rel-ro-a-password", set()), by_name(ops)
+        assert applied == {
+            "rel-ro-a-role": {"update"},
+            "rel-ro-a-secret": {"update"},
+            "rel-ro-a-check": {"update"},
+        }, by_name(ops)
 
         new_a = secret_data(NAMESPACE, "rel-ro-a-db-credentials")
         assert new_a["password"] != old_a["password"]
@@ -110,14 +133,17 @@ def test_bumping_password_version_rotates_one_app_in_one_up(stack: ProjectStack)
         assert new_a["password"] in new_a["uri"] and old_a["password"] not in new_a["uri"]
         assert login_error(new_a["user"], new_a["password"], new_a["dbname"]) is None
         old_login = login_error(old_a["user"], old_a["password"], old_a["dbname"])
-        assert old_login is not None and "password authentication failed" in old_login
+        # PostgreSQL's own refusal (auth.c), for exactly this role
+        refused = f'password authentication failed for user "{old_a["user"]}"'
+        assert old_login is not None and refused in old_login, old_login
         # the Secret was updated in place (same object: no window without it; mounted volumes
         # see the new value)
         assert secret_meta("rel-ro-a")["uid"] == meta_a["uid"]
         assert secret_meta("rel-ro-a")["resourceVersion"] != meta_a["resourceVersion"]
-        # the gate ran again on the rotated app, with the new password, and passed
+        # the gate ran again on the rotated app, with the new password, and passed: `checkedAt`
+        # has microseconds, so a re-run is strictly newer and a kept result is equal
         apps = stack.outputs()["apps"]
-        assert apps["rel-ro-a"]["verification"]["checkedAt"] >= checked["rel-ro-a"]
+        assert apps["rel-ro-a"]["verification"]["checkedAt"] > checked["rel-ro-a"]
         assert "login" in apps["rel-ro-a"]["verification"]["checksPassed"]
         # the other app: same password, same Secret version, its check did not re-run
         assert secret_data(NAMESPACE, "rel-ro-b-db-credentials") == old_b

@@ -72,12 +72,19 @@ def test_good_case_passes_every_check(runner: str, pg: PgServer, apps: AppPair) 
     assert row == (0,)
 
 
-@pytest.mark.skipif(os.geteuid() != 0, reason="switching uid and mounting need root")
 def test_script_runs_under_the_pods_constraints(pg: PgServer, apps: AppPair) -> None:
     """uid 70 without a passwd entry (Debian images), read-only root, only /tmp writable.
 
     (On the Debian test machines uid 70 has no passwd entry either, so this is that case.)
+    Needs root (`setpriv --reuid`, `unshare --mount`): without it the test FAILS, never skips.
     """
+    if os.geteuid() != 0:
+        pytest.fail(
+            "test_script_runs_under_the_pods_constraints needs root (it switches to uid 70 with "
+            "setpriv and mounts / read-only in a private mount namespace): run the integration "
+            "tier as root, e.g. `sudo .venv/bin/pytest tests/integration`",
+            pytrace=False,
+        )
     report = run_script(pg, apps.app, peers_of([apps.other]), as_uid=70, read_only_root=True)
     verdict = judge(report, latency_budget_ms=GENEROUS_BUDGET_MS)
     assert verdict.ok, verdict.to_json()["checks"]

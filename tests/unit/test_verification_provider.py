@@ -6,21 +6,29 @@ Runs against nothing real (the integration tier drives create/update against Pos
 from __future__ import annotations
 
 import base64
+import copy
 import json
+import re
 import subprocess
 import sys
+import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pulumi
 import pytest
+import urllib3
+from kubernetes.config import ConfigException
 from pulumi.dynamic.dynamic import serialize_provider
 
 import components.verification.pod as pod_module
+import components.verification.provider as provider_module
 from components.config import VerificationSettings
 from components.verification import ConnectivityCheck, ConnectivityCheckArgs, ConnectivityPeer
 from components.verification.checks import Peer
 from components.verification.provider import (
+    DELETE_UNREACHABLE_ENV,
     INPUT_KEYS,
     OUTPUT_KEYS,
     PEERS_KEY,
@@ -35,6 +43,7 @@ from components.verification.provider import (
 )
 from components.verification.resource import build_props
 from tests.unit.conftest import CHECK_TYPE, ProgramMocks, is_secret, run_under_mocks, unwrap
+from tests.unit.test_verification_checks import GOOD
 
 REPO = Path(__file__).resolve().parents[2]
 PASSWORD = "Generated-n8n-Pw-0123456789abcdefghij"
@@ -238,6 +247,21 @@ def test_credentials_hash_is_not_the_plain_sha256_of_the_password() -> None:
     assert h != credentials_hash("other-app", PASSWORD, None)
 
 
+def test_checked_at_has_microseconds_so_a_rerun_is_always_newer(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Tests (e2e rotation, isolation) tell "re-ran" from "kept" by `checked_at` alone."""
+    monkeypatch.setattr(provider_module, "_direct", lambda _props: copy.deepcopy(GOOD))
+    first = run_check(props()).checked_at
+    time.sleep(0.002)
+    second = run_check(props()).checked_at
+    for value in (first, second):
+        assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z", value), value
+    assert first < second  # the same second, still strictly ordered
+    parsed = datetime.strptime(second, "%Y-%m-%dT%H:%M:%S.%f%z")
+    assert abs(parsed - datetime.now(UTC)) < timedelta(seconds=5)
+
+
 # -- check -----------------------------------------------------------------------------------------
 
 
@@ -296,6 +320,10 @@ def test_pod_mode_image_pull_failure_is_a_clear_verification_error(
 
 
 def test_delete_is_a_noop_in_direct_mode(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Direct mode made nothing in the cluster: delete must not even build a client.
+
+    Fails if the mode check goes: `boom`'s error then surfaces as a VerificationError."""
+
     def boom(_ctx: Any) -> Any:
         raise AssertionError("direct mode must not talk to Kubernetes")
 
@@ -303,23 +331,104 @@ def test_delete_is_a_noop_in_direct_mode(monkeypatch: pytest.MonkeyPatch) -> Non
     ConnectivityCheckProvider().delete("n8n-connectivity", old_outputs(props()))
 
 
-def test_delete_cleans_leftover_pods_in_pod_mode(monkeypatch: pytest.MonkeyPatch) -> None:
-    api = StuckPodApi()
-    monkeypatch.setattr(pod_module, "core_api", lambda _ctx: api)
+class LeftoverPodApi(StuckPodApi):
+    """One probe pod left by an interrupted run; deleting it can answer `delete_status`."""
+
+    def __init__(self, delete_status: int | None = None) -> None:
+        super().__init__()
+        self.delete_status = delete_status
+
+    def list_namespaced_pod(self, namespace: str, **kw: Any) -> Any:
+        self.listed.append(f"{namespace} {kw.get('label_selector')}")
+        meta = type("M", (), {"name": "n8n-dbcheck-abc123"})
+        return type("L", (), {"items": [type("P", (), {"metadata": meta})()]})()
+
+    def delete_namespaced_pod(self, name: str, namespace: str, **kw: Any) -> None:
+        self.deleted.append(name)
+        if self.delete_status is not None:
+            raise ApiError(self.delete_status)
+
+
+class ApiError(Exception):
+    """What kubernetes.client's ApiException carries that the runner reads: an HTTP status."""
+
+    def __init__(self, status: int) -> None:
+        super().__init__(f"({status})")
+        self.status = status
+        self.reason = {403: "Forbidden", 404: "Not Found", 500: "Internal Server Error"}[status]
+
+
+def pod_delete(monkeypatch: pytest.MonkeyPatch, api_or_error: Any) -> None:
+    def client(_ctx: Any) -> Any:
+        if isinstance(api_or_error, BaseException):
+            raise api_or_error
+        return api_or_error
+
+    monkeypatch.setattr(pod_module, "core_api", client)
     ConnectivityCheckProvider().delete(
         "n8n-connectivity", old_outputs(props(verification_mode="pod"))
     )
-    assert api.listed == ["apps"]
 
 
-def test_delete_never_blocks_destroy(monkeypatch: pytest.MonkeyPatch) -> None:
-    def gone(_ctx: Any) -> Any:
-        raise ConnectionRefusedError("the cluster is gone")
+@pytest.mark.parametrize("delete_status", [None, 404])
+def test_delete_removes_a_leftover_probe_pod_in_pod_mode(
+    monkeypatch: pytest.MonkeyPatch, delete_status: int | None
+) -> None:
+    """Deleted by this app's label; a pod already gone (404) is the same as deleted."""
+    api = LeftoverPodApi(delete_status)
+    pod_delete(monkeypatch, api)
+    assert api.listed == [f"apps {pod_module.label_selector('n8n')}"]
+    assert api.deleted == ["n8n-dbcheck-abc123"]
 
-    monkeypatch.setattr(pod_module, "core_api", gone)
-    ConnectivityCheckProvider().delete(
-        "n8n-connectivity", old_outputs(props(verification_mode="pod"))
-    )
+
+@pytest.mark.parametrize(("status", "shown"), [(403, "403 Forbidden"), (500, "500 Internal")])
+def test_delete_fails_when_the_api_server_refuses(
+    monkeypatch: pytest.MonkeyPatch, status: int, shown: str
+) -> None:
+    """An API answer is never 'unreachable', even with the switch set: the pod may still run."""
+    monkeypatch.setenv(DELETE_UNREACHABLE_ENV, "true")
+    with pytest.raises(VerificationError) as err:
+        pod_delete(monkeypatch, LeftoverPodApi(status))
+    text = str(err.value)
+    assert text.startswith(
+        f'app "n8n": cannot delete leftover probe pods in namespace "apps": {shown}'
+    ), text
+    assert ("list and delete on pods" in text) is (status == 403)
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        ConnectionRefusedError("[Errno 111] Connection refused"),
+        urllib3.exceptions.MaxRetryError(  # what the client raises when nothing listens
+            urllib3.HTTPSConnectionPool("127.0.0.1", 6443), "/api/v1/namespaces/apps/pods"
+        ),
+        ConfigException("Invalid kube-config file. No configuration found."),
+    ],
+)
+def test_delete_on_an_unreachable_cluster_fails_unless_the_kubernetes_switch_is_set(
+    monkeypatch: pytest.MonkeyPatch, error: Exception
+) -> None:
+    """Like pulumi-kubernetes' Delete: refuse by default, say how to pass if the cluster is gone."""
+    monkeypatch.delenv(DELETE_UNREACHABLE_ENV, raising=False)
+    with pytest.raises(VerificationError) as err:
+        pod_delete(monkeypatch, error)
+    text = str(err.value)
+    assert text.startswith('app "n8n": cannot delete leftover probe pods in namespace "apps": ')
+    assert f"re-run with {DELETE_UNREACHABLE_ENV}=true" in text
+    monkeypatch.setenv(DELETE_UNREACHABLE_ENV, "false")
+    with pytest.raises(VerificationError):
+        pod_delete(monkeypatch, error)
+    monkeypatch.setenv(DELETE_UNREACHABLE_ENV, "true")
+    pod_delete(monkeypatch, error)  # the cluster is gone for good: the check leaves the state
+
+
+def test_a_bug_in_delete_is_never_taken_for_an_unreachable_cluster(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv(DELETE_UNREACHABLE_ENV, "true")
+    with pytest.raises(VerificationError, match="'NoneType' object is not subscriptable"):
+        pod_delete(monkeypatch, TypeError("'NoneType' object is not subscriptable"))
 
 
 # -- the resource --------------------------------------------------------------------------------
