@@ -161,6 +161,9 @@ class VerificationSettings:
     timeout_seconds: int = 120
     latency_budget_ms: float = 100.0
     rerun: RerunPolicy = "always"
+    allowed_databases: tuple[str, ...] = ()
+    """Databases the app roles may connect to on purpose: the isolation check does not report
+    them (`postgres-apps:verification.allowedDatabases`)."""
 
 
 @dataclass(frozen=True)

@@ -58,8 +58,17 @@ def test_good_case_passes_every_check(runner: str, pg: PgServer, apps: AppPair) 
     assert f'login to "{apps.other.database}" refused' in outcome(verdict, "isolation").message
     iso = verdict.report["isolation"]
     assert iso["peers"] == 1
-    assert iso["outbound"] == {"reachable": [], "missing": []}
+    assert iso["allowed"] == []
+    # postgres, template1 (hardened) and the peer's database; template0 refuses connections
+    assert iso["outbound"]["checked"] >= 3
+    assert iso["outbound"] | {"checked": 3} == {
+        "checked": 3,
+        "reachable": [],
+        "temporary": [],
+        "missing": [],
+    }
     assert iso["inbound"] == {"roles": [], "public_connect": False, "missing": []}
+    assert iso["login_target"] == apps.other.database  # a peer first
     assert iso["refused_login"]["connected"] is False
     assert (
         f'permission denied for database "{apps.other.database}"' in iso["refused_login"]["error"]
