@@ -625,7 +625,7 @@ ISOLATION_SQL: Final = (
     " 'temporary', ARRAY(SELECT datname FROM other WHERE can_connect AND can_temp"
     " ORDER BY datname),"
     " 'missing', ARRAY(SELECT name FROM peer_db"
-    " WHERE name NOT IN (SELECT datname FROM pg_database) ORDER BY name COLLATE \"C\")),"
+    ' WHERE name NOT IN (SELECT datname FROM pg_database) ORDER BY name COLLATE "C")),'
     " 'inbound', json_build_object("
     "'roles', ARRAY(SELECT rolname FROM pg_roles WHERE rolname IN (SELECT name FROM peer_role)"
     " AND has_database_privilege(rolname, current_database(), 'CONNECT') ORDER BY rolname),"
@@ -633,7 +633,7 @@ ISOLATION_SQL: Final = (
     " aclexplode(COALESCE(d.datacl, acldefault('d', d.datdba))) a"
     " WHERE d.datname = current_database() AND a.grantee = 0 AND a.privilege_type = 'CONNECT'),"
     " 'missing', ARRAY(SELECT name FROM peer_role"
-    " WHERE name NOT IN (SELECT rolname FROM pg_roles) ORDER BY name COLLATE \"C\")),"
+    ' WHERE name NOT IN (SELECT rolname FROM pg_roles) ORDER BY name COLLATE "C")),'
     " 'login_target', (SELECT datname FROM target))"
 )
 """The isolation query, sent as the app's own role in the session the check already has: one

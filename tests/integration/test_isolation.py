@@ -17,10 +17,9 @@ import os
 import time
 from collections.abc import Iterator
 
+import psycopg
 import pytest
 from psycopg import sql
-
-import psycopg
 
 from components.hardening import HARDEN_SQL
 from components.verification.checks import RUNBOOK

@@ -24,7 +24,7 @@ from .helpers import (
     run_script,
     secret_uri,
 )
-from .pg_server import PgServer, drop_app, provision_app
+from .pg_server import PgServer, drop_app, harden, provision_app
 
 pytestmark = pytest.mark.integration
 
@@ -125,7 +125,7 @@ def test_connect_granted_to_public_fails_isolation(
 
     assert [c.name for c in verdict.failed] == ["isolation"]
     assert outcome(verdict, "isolation").message == (
-        f'the app can connect to other apps\' databases: "{apps.other.database}"'
+        f'the app can connect to databases other than its own: "{apps.other.database}"'
     )
     assert "REVOKE CONNECT" in outcome(verdict, "isolation").hint
 
@@ -151,6 +151,7 @@ def test_wrong_password_fails_login(runner: str, pg: PgServer, apps: AppPair) ->
 def test_server_stopped_fails_tcp(runner: str) -> None:
     server = PgServer.start()
     try:
+        harden(server)
         app = provision_app(server, "stopped-app")
         assert run(runner, server, app, []).ok  # it works while the server runs…
         server.stop_server()
