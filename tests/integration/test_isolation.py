@@ -394,3 +394,23 @@ def test_a_database_that_refuses_connections_is_not_reported(
 
     assert verdict.ok, verdict.to_json()["checks"]
     assert name not in json.dumps(verdict.report["isolation"])
+
+
+@pytest.mark.parametrize("runner", RUNNERS)
+def test_the_statement_reads_the_same_when_the_app_turns_off_standard_strings(
+    runner: str, pg: PgServer, apps: AppPair
+) -> None:
+    """The app role may set its own session defaults; the statement's E'' literal does not care."""
+    pg.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(AWKWARD)))
+    try:
+        with psycopg.connect(
+            **pg.conninfo(user=apps.app.role, password=apps.app.password, dbname=apps.app.database),
+            autocommit=True,
+        ) as conn:
+            conn.execute("ALTER ROLE CURRENT_USER SET standard_conforming_strings = off")
+        verdict = run(runner, pg, apps.app, [], allowed=[AWKWARD])
+    finally:
+        pg.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(AWKWARD)))
+
+    assert verdict.ok, verdict.to_json()["checks"]
+    assert verdict.report["isolation"]["allowed"] == [AWKWARD]
