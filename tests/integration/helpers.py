@@ -268,4 +268,5 @@ def check_inputs(server: PgServer, apps: AppPair) -> dict[str, Any]:
         "rerun": "on-change",
         "roundtrips": 10,
         "kube_context": None,
+        "allowed_databases": [],
     }
