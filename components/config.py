@@ -264,7 +264,8 @@ class VerificationSettings:
     latency_budget_ms: float = 100.0
     rerun: RerunPolicy = "always"
     allowed_databases: tuple[str, ...] = ()
-    """Databases (beyond its own) an app may still reach without failing the gate."""
+    """Databases the app roles may connect to on purpose: the isolation check does not report
+    them (`postgres-apps:verification.allowedDatabases`)."""
 
 
 @dataclass(frozen=True)

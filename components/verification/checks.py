@@ -10,6 +10,7 @@ unit-tested once for both runners.
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from collections.abc import Collection, Mapping, Sequence
@@ -28,9 +29,11 @@ CHECKS: Final[tuple[str, ...]] = (
 )
 """Stable check names, in the order they run (used in messages, outputs and docs)."""
 
-REPORT_SCHEMA: Final = "postgres-apps.verification.report/v2"
-"""v2: `isolation` is one object (privilege queries both ways + one refused login), not a list of
-refused logins to every other database (v1)."""
+REPORT_SCHEMA: Final = "postgres-apps.verification.report/v3"
+"""v3: `isolation` covers every database on the server (`allowed`, `outbound.checked`,
+`outbound.temporary`, `login_target`; `refused_login` null when there is no target). v2: one
+object (privilege queries both ways + one refused login) instead of v1's list of refused logins
+to every other database."""
 VERDICT_SCHEMA: Final = "postgres-apps.verification/v1"
 CRUD_STEPS: Final[tuple[str, ...]] = ("create", "insert", "select", "update", "delete", "drop")
 PRIVILEGE_FLAGS: Final[tuple[str, ...]] = (
@@ -584,42 +587,78 @@ class Peer:
     role: str
 
 
-def refused_login_database(own_database: str, peer_databases: Collection[str]) -> str | None:
-    """The ONE peer database the check logs in to (that login must be refused).
+def isolation_input(peers: Sequence[Peer], allowed: Collection[str]) -> str:
+    """The statement's one input: `{"databases", "roles", "allowed"}` as a SQL literal.
 
-    Deterministic and spread out: the next peer database after the app's own in sorted order,
-    wrapping around; so n apps make n refused logins in all, each peer's database gets one.
+    An `E'…'` string (read the same whatever `standard_conforming_strings` says, which the app
+    role could set for itself) of ASCII-only JSON with every `$` as `\\u0024`: nothing in it that
+    psql (`:var`), the kubelet (`$(VAR)`, `$$`) or the server could read differently.
     """
-    others = sorted({d for d in peer_databases if d and d != own_database})
-    if not others:
-        return None
-    return next((d for d in others if d > own_database), others[0])
+    doc = json.dumps(
+        {
+            "databases": [p.database for p in peers],
+            "roles": [p.role for p in peers],
+            "allowed": sorted(set(allowed)),
+        },
+        ensure_ascii=True,
+        separators=(",", ":"),
+    ).replace("$", "\\u0024")
+    return "E'" + doc.replace("\\", "\\\\").replace("'", "''") + "'"
 
 
 ISOLATION_SQL: Final = (
-    "SELECT"
-    " array_to_string(ARRAY(SELECT datname FROM pg_database"
-    " WHERE datname = ANY({dbs}) AND has_database_privilege(datname, 'CONNECT')"
-    " ORDER BY datname), ' '),"
-    " array_to_string(ARRAY(SELECT rolname FROM pg_roles"
-    " WHERE rolname = ANY({roles})"
-    " AND has_database_privilege(rolname, current_database(), 'CONNECT')"
-    " ORDER BY rolname), ' '),"
-    " EXISTS(SELECT 1 FROM pg_database d,"
+    "WITH input AS (SELECT {input}::jsonb AS j),"
+    " peer_db AS (SELECT jsonb_array_elements_text(j->'databases') AS name FROM input),"
+    " peer_role AS (SELECT jsonb_array_elements_text(j->'roles') AS name FROM input),"
+    " allowed AS (SELECT jsonb_array_elements_text(j->'allowed') AS name FROM input),"
+    " other AS (SELECT datname, datname IN (SELECT name FROM peer_db) AS peer,"
+    " has_database_privilege(oid, 'CONNECT') AS can_connect,"
+    " has_database_privilege(oid, 'TEMPORARY') AS can_temp"
+    " FROM pg_database WHERE datallowconn AND datname <> current_database()"
+    " AND datname NOT IN (SELECT name FROM allowed)),"
+    " target AS (SELECT datname FROM other WHERE NOT can_connect AND datname !~ '[[:cntrl:]]'"
+    " ORDER BY NOT peer, datname <> 'postgres', datname <= current_database(), datname LIMIT 1)"
+    " SELECT (SELECT datname FROM target), json_build_object("
+    "'peers', (SELECT count(*) FROM peer_db),"
+    " 'allowed', ARRAY(SELECT name FROM allowed ORDER BY name COLLATE \"C\"),"
+    " 'outbound', json_build_object("
+    "'checked', (SELECT count(*) FROM other),"
+    " 'reachable', ARRAY(SELECT datname FROM other WHERE can_connect ORDER BY datname),"
+    " 'temporary', ARRAY(SELECT datname FROM other WHERE can_connect AND can_temp"
+    " ORDER BY datname),"
+    " 'missing', ARRAY(SELECT name FROM peer_db"
+    ' WHERE name NOT IN (SELECT datname FROM pg_database) ORDER BY name COLLATE "C")),'
+    " 'inbound', json_build_object("
+    "'roles', ARRAY(SELECT rolname FROM pg_roles WHERE rolname IN (SELECT name FROM peer_role)"
+    " AND has_database_privilege(rolname, current_database(), 'CONNECT') ORDER BY rolname),"
+    " 'public_connect', EXISTS(SELECT 1 FROM pg_database d,"
     " aclexplode(COALESCE(d.datacl, acldefault('d', d.datdba))) a"
     " WHERE d.datname = current_database() AND a.grantee = 0 AND a.privilege_type = 'CONNECT'),"
-    " array_to_string(ARRAY(SELECT p FROM unnest({dbs}) p"
-    " WHERE p NOT IN (SELECT datname FROM pg_database) ORDER BY p), ' '),"
-    " array_to_string(ARRAY(SELECT p FROM unnest({roles}) p"
-    " WHERE p NOT IN (SELECT rolname FROM pg_roles) ORDER BY p), ' ')"
+    " 'missing', ARRAY(SELECT name FROM peer_role"
+    ' WHERE name NOT IN (SELECT rolname FROM pg_roles) ORDER BY name COLLATE "C")),'
+    " 'login_target', (SELECT datname FROM target))"
 )
-"""The isolation query: both runners send it as the app's own role, in the session the check
-already has — one round trip whatever the number of peers. Columns: peer databases this role may
-CONNECT to (outbound); peer roles that may CONNECT to this database (inbound); whether PUBLIC holds
-CONNECT on this database (`datacl` NULL means the default ACL, which grants CONNECT to PUBLIC);
-peer databases and roles the server does not know. Lists are space-separated (managed names have
-no spaces). `{dbs}` and `{roles}` are text[] parameters: psycopg `%(dbs)s::text[]`, psql
-`string_to_array(:'dbs', ' ')` (probe.sh holds the same text; a unit test compares them)."""
+"""The isolation query, sent as the app's own role in the session the check already has: one
+round trip whatever the number of databases. `{input}` is `isolation_input(...)`; the complete
+text is built once in Python (`isolation_statement`) and both runners send it as it is (the pod
+gets it in `PROBE_ISOLATION_SQL`).
+
+Row: (login target, facts as JSON). Facts: `peers` (count of managed peers given), `allowed`
+(the allow-list), `outbound` — `checked`: databases other than its own that accept connections
+(`datallowconn`) and are not allowed; `reachable`: those this role may CONNECT to (directly,
+through a role it belongs to, or PUBLIC; every one for a superuser); `temporary`: reachable ones
+where it may also create temporary tables; `missing`: peer databases the server does not know —
+`inbound` — `roles`: peer roles that may CONNECT here; `public_connect`: PUBLIC holds CONNECT here
+(a NULL `datacl` is the default ACL, which grants it; the owner — the app role — can grant it
+itself); `missing`: unknown peer roles — and `login_target`: the ONE database the runner then
+logs in to, which must be refused: among the checked databases this role may not connect to, a
+peer first (the next after its own in sorted order, wrapping: n apps, each peer database gets
+one), else `postgres`, else the next other one."""
+
+
+def isolation_statement(peers: Sequence[Peer], allowed: Collection[str] = ()) -> str:
+    """The complete isolation statement both runners send (no parameters, no terminator)."""
+    return ISOLATION_SQL.format(input=isolation_input(peers, allowed))
 
 
 def _str_list(value: Any) -> list[str] | None:
@@ -628,8 +667,20 @@ def _str_list(value: Any) -> list[str] | None:
     return list(value)
 
 
+def _count(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
 def _quoted(names: Sequence[str]) -> str:
     return ", ".join(f'"{n}"' for n in names)
+
+
+_PLAIN_IDENT = re.compile(r"[a-z_][a-z0-9_]*")
+
+
+def sql_ident(name: str) -> str:
+    """A name as SQL would need it in a REVOKE (double-quoted unless plain lower case)."""
+    return name if _PLAIN_IDENT.fullmatch(name) else '"' + name.replace('"', '""') + '"'
 
 
 _MALFORMED_HINT: Final = _hint(
@@ -641,28 +692,34 @@ def _isolation_shape_problem(iso: Any) -> str | None:
     """What is malformed in a report's `isolation` object (None: well-formed)."""
     if not isinstance(iso, dict):
         return f"expected an object, got {type(iso).__name__}"
-    peers = iso.get("peers")
-    if not isinstance(peers, int) or isinstance(peers, bool) or peers < 0:
-        return "peers must be a count"
-    if peers == 0 or iso.get("error"):
-        return None
+    if iso.get("error"):
+        return None if isinstance(iso["error"], str) else "error must be a string"
     out = _dict(iso.get("outbound")) or {}
     inb = _dict(iso.get("inbound")) or {}
-    login = _dict(iso.get("refused_login")) or {}
+    target = iso.get("login_target")
+    login = iso.get("refused_login")
     rules = (
+        (_count(iso.get("peers")), "peers must be a count"),
+        (_str_list(iso.get("allowed")) is not None, "allowed must be a list of names"),
+        (_count(out.get("checked")), "outbound.checked must be a count"),
         (
-            _str_list(out.get("reachable")) is not None
-            and _str_list(out.get("missing")) is not None,
-            "outbound.reachable/missing must be lists of names",
+            all(_str_list(out.get(k)) is not None for k in ("reachable", "temporary", "missing")),
+            "outbound.reachable/temporary/missing must be lists of names",
         ),
         (
             _str_list(inb.get("roles")) is not None and _str_list(inb.get("missing")) is not None,
             "inbound.roles/missing must be lists of names",
         ),
         (isinstance(inb.get("public_connect"), bool), "inbound.public_connect must be a boolean"),
+        (target is None or isinstance(target, str), "login_target must be a name or null"),
         (
-            isinstance(login.get("database"), str) and isinstance(login.get("connected"), bool),
-            "refused_login needs a database and connected",
+            (target is None and login is None)
+            or (
+                isinstance(login, dict)
+                and login.get("database") == target
+                and isinstance(login.get("connected"), bool)
+            ),
+            "refused_login needs the login_target's database and connected",
         ),
     )
     return next((what for ok, what in rules if not ok), None)
@@ -673,21 +730,26 @@ def _isolation_findings(
 ) -> tuple[list[str], list[str]]:
     """(what was seen, hints) for each part that failed; both empty when isolation holds."""
     reachable: list[str] = iso["outbound"]["reachable"]
+    temporary: list[str] = iso["outbound"]["temporary"]
     roles: list[str] = iso["inbound"]["roles"]
     missing = [*iso["outbound"]["missing"], *iso["inbound"]["missing"]]
-    login: Mapping[str, Any] = iso["refused_login"]
-    login_db = str(login["database"])
+    login: Mapping[str, Any] | None = iso["refused_login"]
     seen: list[str] = []
     hints: list[str] = []
     if reachable:
-        seen.append("the app can connect to other apps' databases: " + _quoted(reachable))
+        seen.append("the app can connect to databases other than its own: " + _quoted(reachable))
+        if temporary:
+            seen.append("it may also create temporary tables in: " + _quoted(temporary))
         hints.append(
-            f"revoke it on each: REVOKE CONNECT, TEMPORARY ON DATABASE {reachable[0]} FROM PUBLIC"
-            f" (and FROM {own_role})"
+            "revoke it: REVOKE CONNECT, TEMPORARY ON DATABASE "
+            f"{', '.join(sql_ident(d) for d in reachable)} FROM PUBLIC (and FROM "
+            f"{sql_ident(own_role)}); list the databases no app owns in "
+            "postgres-apps:postgres.hardenDatabases, or a database the app may use on purpose "
+            "in postgres-apps:verification.allowedDatabases"
         )
     if iso["inbound"]["public_connect"]:
         seen.append(f'PUBLIC holds CONNECT on this app\'s database "{own_db}"')
-        hints.append(f"REVOKE CONNECT, TEMPORARY ON DATABASE {own_db} FROM PUBLIC")
+        hints.append(f"REVOKE CONNECT, TEMPORARY ON DATABASE {sql_ident(own_db)} FROM PUBLIC")
     if roles:
         # Through PUBLIC every role may connect: then PUBLIC's grant is the one to remove first.
         via = " (PUBLIC's grant covers them)" if iso["inbound"]["public_connect"] else ""
@@ -697,26 +759,51 @@ def _isolation_findings(
         )
         if not via:
             hints.append(
-                f"remove the grant: REVOKE CONNECT ON DATABASE {own_db} FROM {', '.join(roles)}"
+                f"remove the grant: REVOKE CONNECT ON DATABASE {sql_ident(own_db)} FROM "
+                + ", ".join(sql_ident(r) for r in roles)
             )
-    if login["connected"]:
-        if login_db not in reachable:
-            seen.append(f'a login to "{login_db}" was not refused')
-            hints.append(f"REVOKE CONNECT, TEMPORARY ON DATABASE {login_db} FROM PUBLIC")
-    elif "permission denied for database" not in str(login.get("error") or "").lower():
-        seen.append(
-            "could not prove isolation (expected 'permission denied for database'): "
-            f'"{login_db}": {str(login.get("error") or "no error reported").strip()}'
-        )
-        hints.append("the other app's database must exist before this check runs (depends_on)")
+    if login is not None:
+        login_db = str(login["database"])
+        if login["connected"]:
+            if login_db not in reachable:
+                seen.append(f'a login to "{login_db}" was not refused')
+                hints.append(
+                    f"REVOKE CONNECT, TEMPORARY ON DATABASE {sql_ident(login_db)} FROM PUBLIC"
+                )
+        elif "permission denied for database" not in str(login.get("error") or "").lower():
+            seen.append(
+                "could not prove isolation (expected 'permission denied for database'): "
+                f'"{login_db}": {str(login.get("error") or "no error reported").strip()}'
+            )
+            hints.append(
+                "the login must reach the server's CONNECT check (the database must exist and "
+                "pg_hba.conf must not turn the login away first)"
+            )
     if missing:
         seen.append("peers unknown to the server: " + _quoted(missing))
         hints.append("every other app's role and database must exist before this check runs")
     return seen, hints
 
 
+def _isolation_pass_message(iso: Mapping[str, Any]) -> str:
+    allowed: list[str] = iso["allowed"]
+    note = f" (allowed: {_quoted(allowed)})" if allowed else ""
+    login = iso["refused_login"]
+    proof = (
+        f'login to "{login["database"]}" refused'
+        if login is not None
+        else "no other database to prove a refused login against"
+    )
+    return (
+        f"{iso['peers']} other apps, {iso['outbound']['checked']} other databases that accept "
+        f"connections: none reachable{note}, no other app's role (nor PUBLIC) may connect here; "
+        + proof
+    )
+
+
 def judge_isolation(report: Mapping[str, Any]) -> CheckOutcome:
-    """Both directions by privilege queries, plus one real login that must be refused."""
+    """Every database the app does not own (outbound), peer roles and PUBLIC (inbound), plus one
+    real login that must be refused."""
     iso = report.get("isolation")
     if iso is None:
         return CheckOutcome("isolation", "skip", "not attempted (login failed)")
@@ -732,8 +819,6 @@ def judge_isolation(report: Mapping[str, Any]) -> CheckOutcome:
             f"could not query the privileges: {sql_error(str(iso['error']))}",
             _hint("isolation", "the app role must be able to read pg_database and pg_roles"),
         )
-    if iso["peers"] == 0:
-        return CheckOutcome("isolation", "pass", "no other app databases")
     target = _dict(report.get("target")) or {}
     seen, hints = _isolation_findings(iso, str(target.get("database")), str(target.get("user")))
     if seen:
@@ -745,12 +830,7 @@ def judge_isolation(report: Mapping[str, Any]) -> CheckOutcome:
                 "isolation", "; ".join(hints) + "; run pulumi up --refresh to restore the revokes"
             ),
         )
-    return CheckOutcome(
-        "isolation",
-        "pass",
-        f"{iso['peers']} other apps: no database of theirs reachable, no role of theirs (nor "
-        f'PUBLIC) may connect here; login to "{iso["refused_login"]["database"]}" refused',
-    )
+    return CheckOutcome("isolation", "pass", _isolation_pass_message(iso))
 
 
 def connect_time(login: Mapping[str, Any]) -> float | None:

@@ -18,12 +18,11 @@ from urllib.parse import quote
 
 from components.verification.checks import (
     CRUD_STEPS,
-    ISOLATION_SQL,
     PRIVILEGE_FLAGS,
     REPORT_SCHEMA,
     Peer,
+    isolation_statement,
     redact_report,
-    refused_login_database,
 )
 
 APPLICATION_NAME = "postgres-apps-verify"
@@ -44,6 +43,8 @@ class DirectTarget:
     """The Secret's `uri` as given; None → built from the parts the way the Secret is."""
     peers: Sequence[Peer] = ()
     """The other managed apps: none may reach this app's database, nor this app theirs."""
+    allowed_databases: Sequence[str] = ()
+    """Databases this app may connect to on purpose (not reported by the isolation check)."""
     secret_host: str | None = None
     """The host/port the Secret names (in-cluster); the parsed uri must name the same."""
     secret_port: int | None = None
@@ -101,7 +102,7 @@ def run_direct_probe(t: DirectTarget) -> dict[str, Any]:
     Error texts are redacted: libpq echoes mis-parsed uri parts, which can be password pieces.
     """
     keep = {t.app, t.user, t.database, t.host, t.secret_host or ""}
-    keep |= {p.database for p in t.peers} | {p.role for p in t.peers}
+    keep |= {p.database for p in t.peers} | {p.role for p in t.peers} | set(t.allowed_databases)
     report: dict[str, Any] = redact_report(_measure(t), t.password, keep)
     return report
 
@@ -174,15 +175,16 @@ def _measure(t: DirectTarget) -> dict[str, Any]:
                 "server_version": row[2],
             }
             report["privileges"] = _privileges(cur, psycopg)
-            report["isolation"] = _isolation_query(cur, t.peers, psycopg)
+            report["isolation"], login_db = _isolation_query(
+                cur, isolation_statement(t.peers, t.allowed_databases), psycopg
+            )
         report["crud"] = _crud(conn, psycopg)
         report["roundtrips_ms"] = _roundtrips(conn, t.roundtrips)
     finally:
         conn.close()
 
     report["uri"] = _uri(t, common, psycopg, conninfo)
-    login_db = refused_login_database(t.database, [p.database for p in t.peers])
-    if login_db is not None and report["isolation"].get("error") is None:
+    if login_db is not None:
         report["isolation"]["refused_login"] = _try_database(t, login_db, common, psycopg)
     report["finished_at"] = now_iso()
     return report
@@ -201,37 +203,18 @@ def _privileges(cur: Any, psycopg: Any) -> dict[str, Any]:
     return dict(zip(PRIVILEGE_FLAGS, (bool(v) for v in row), strict=True))
 
 
-def _isolation_query(cur: Any, peers: Sequence[Peer], psycopg: Any) -> dict[str, Any]:
-    """Both directions in one round trip, as the app's role (see `checks.ISOLATION_SQL`)."""
-    out: dict[str, Any] = {
-        "peers": len(peers),
-        "outbound": None,
-        "inbound": None,
-        "refused_login": None,
-        "error": None,
-    }
-    query = ISOLATION_SQL.format(dbs="%(dbs)s::text[]", roles="%(roles)s::text[]")
+def _isolation_query(cur: Any, statement: str, psycopg: Any) -> tuple[dict[str, Any], str | None]:
+    """The facts in one round trip, as the app's role (see `checks.ISOLATION_SQL`), and the
+    database the one refused login goes to (None: none, or the query failed)."""
     try:
-        cur.execute(query, {"dbs": [p.database for p in peers], "roles": [p.role for p in peers]})
+        cur.execute(statement)
         row = cur.fetchone()
     except psycopg.Error as exc:
-        out["error"] = error_text(exc)
-        return out
-    if row is None:
-        out["error"] = "the isolation query returned no row"
-        return out
-    reachable, roles, public, missing_dbs, missing_roles = row
-    out["outbound"] = {"reachable": _names(reachable), "missing": _names(missing_dbs)}
-    out["inbound"] = {
-        "roles": _names(roles),
-        "public_connect": bool(public),
-        "missing": _names(missing_roles),
-    }
-    return out
-
-
-def _names(space_separated: str | None) -> list[str]:
-    return (space_separated or "").split()
+        return {"refused_login": None, "error": error_text(exc)}, None
+    if row is None or not isinstance(row[1], dict):
+        return {"refused_login": None, "error": f"unexpected isolation row {row!r}"}, None
+    target, facts = row
+    return {**facts, "refused_login": None, "error": None}, target
 
 
 def _crud(conn: Any, psycopg: Any) -> dict[str, Any]:

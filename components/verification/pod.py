@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
-from components.verification.checks import REPORT_SCHEMA, Peer, refused_login_database
+from components.verification.checks import REPORT_SCHEMA, Peer, isolation_statement
 
 CONTAINER: Final = "probe"
 COMPONENT_LABEL: Final = "db-connectivity-check"
@@ -87,10 +87,10 @@ class PodProbeSpec:
     image: str
     image_pull_policy: str = "IfNotPresent"
     sslmode: str = "prefer"
-    database: str = ""
-    """The app's own database (it picks the one peer database the refused login goes to)."""
     peers: Sequence[Peer] = ()
     """The other managed apps (database and role each) for the isolation check."""
+    allowed_databases: Sequence[str] = ()
+    """Databases the app may connect to on purpose (not reported by the isolation check)."""
     timeout_seconds: int = 120
     roundtrips: int = 20
     connect_timeout_s: int = 10
@@ -136,15 +136,11 @@ def escape_for_kubernetes(text: str) -> str:
     return text.replace("$", "$$")
 
 
-def peer_env(database: str, peers: Sequence[Peer]) -> list[dict[str, str]]:
-    """probe.sh's isolation inputs: peer databases and roles (space-separated; managed names
-    have no spaces) and the one peer database its refused login goes to."""
-    login_db = refused_login_database(database, [p.database for p in peers]) or ""
-    return [
-        {"name": "PROBE_PEER_DATABASES", "value": " ".join(p.database for p in peers)},
-        {"name": "PROBE_PEER_ROLES", "value": " ".join(p.role for p in peers)},
-        {"name": "PROBE_REFUSED_LOGIN_DATABASE", "value": login_db},
-    ]
+def isolation_env(spec: PodProbeSpec) -> dict[str, str]:
+    """probe.sh's isolation input: the complete statement, the same text the direct runner sends
+    (`checks.isolation_statement`), escaped for the kubelet's `$(VAR)` expansion of env values."""
+    statement = isolation_statement(spec.peers, spec.allowed_databases)
+    return {"name": "PROBE_ISOLATION_SQL", "value": escape_for_kubernetes(statement)}
 
 
 def build_pod_manifest(spec: PodProbeSpec, name: str, script: str) -> dict[str, Any]:
@@ -161,7 +157,7 @@ def build_pod_manifest(spec: PodProbeSpec, name: str, script: str) -> dict[str, 
         {"name": "TMPDIR", "value": TMP_DIR},
         {"name": "PROBE_APP", "value": spec.app},
         {"name": "PROBE_SSLMODE", "value": spec.sslmode},
-        *peer_env(spec.database, spec.peers),
+        isolation_env(spec),
         {"name": "PROBE_ROUNDTRIPS", "value": str(spec.roundtrips)},
         {"name": "PROBE_CONNECT_TIMEOUT", "value": str(spec.connect_timeout_s)},
     ]

@@ -1,6 +1,6 @@
 # postgres-apps verification probe, pod runner (POSIX sh + psql; busybox or coreutils).
 #
-# Measures only; prints ONE JSON probe report (schema postgres-apps.verification.report/v2, the
+# Measures only; prints ONE JSON probe report (schema postgres-apps.verification.report/v3, the
 # same shape the direct runner builds) as its last output line, then exits 0. The judgement
 # (pass/fail, messages, hints) is made by components/verification/checks.py.
 #
@@ -9,10 +9,10 @@
 #                                                        dbname, user, password, uri)
 #   PROBE_APP                app name (for the report)
 #   PROBE_SSLMODE            sslmode for the individual-keys connections (default prefer)
-#   PROBE_PEER_DATABASES     space-separated databases of the other managed apps
-#   PROBE_PEER_ROLES         space-separated roles of the other managed apps
-#   PROBE_REFUSED_LOGIN_DATABASE  the ONE peer database a login must be refused for (chosen by
-#                            checks.refused_login_database; empty when there are no peers)
+#   PROBE_ISOLATION_SQL      the isolation statement, complete (checks.isolation_statement: the
+#                            peers and the allow-list are in it; the direct runner sends the same
+#                            text). Its row: the database the ONE refused login goes to, and the
+#                            facts as JSON (copied into the report as they are).
 #   PROBE_ROUNDTRIPS         number of SELECT 1 round trips timed (default 20)
 #   PROBE_CONNECT_TIMEOUT    seconds (default 10)
 #   PROBE_DNS_HOST           name for the dns check (default DB_HOST)
@@ -215,22 +215,18 @@ else
 	done
 	connect_ms=$first
 	timing="\"connect_samples_ms\":[$samples]"
-	# One session for the role's facts and the isolation query (checks.ISOLATION_SQL: both
-	# directions in one round trip, with the peers as psql variables). No ON_ERROR_STOP: a failed
-	# statement leaves its row out (its error is on stderr) and the next one still runs.
-	peer_dbs=${PROBE_PEER_DATABASES:-}
-	peer_roles=${PROBE_PEER_ROLES:-}
-	npeers=0
-	for _ in $peer_dbs; do
-		npeers=$((npeers + 1))
-	done
-	pq -F '|' -v "dbs=$peer_dbs" -v "roles=$peer_roles" >"$tmp/info.out" 2>"$tmp/info.err" <<'EOF'
-\echo @info
-SELECT current_user, current_database(), current_setting('server_version'), rolsuper, rolcreaterole, rolcreatedb, rolreplication, rolbypassrls FROM pg_roles WHERE rolname = current_user;
-\echo @isolation
-SELECT array_to_string(ARRAY(SELECT datname FROM pg_database WHERE datname = ANY(string_to_array(:'dbs', ' ')) AND has_database_privilege(datname, 'CONNECT') ORDER BY datname), ' '), array_to_string(ARRAY(SELECT rolname FROM pg_roles WHERE rolname = ANY(string_to_array(:'roles', ' ')) AND has_database_privilege(rolname, current_database(), 'CONNECT') ORDER BY rolname), ' '), EXISTS(SELECT 1 FROM pg_database d, aclexplode(COALESCE(d.datacl, acldefault('d', d.datdba))) a WHERE d.datname = current_database() AND a.grantee = 0 AND a.privilege_type = 'CONNECT'), array_to_string(ARRAY(SELECT p FROM unnest(string_to_array(:'dbs', ' ')) p WHERE p NOT IN (SELECT datname FROM pg_database) ORDER BY p), ' '), array_to_string(ARRAY(SELECT p FROM unnest(string_to_array(:'roles', ' ')) p WHERE p NOT IN (SELECT rolname FROM pg_roles) ORDER BY p), ' ');
-\echo @end
-EOF
+	# One session for the role's facts and the isolation query (checks.ISOLATION_SQL, given
+	# whole in PROBE_ISOLATION_SQL). No ON_ERROR_STOP: a failed statement leaves its row out (its
+	# error is on stderr) and the next one still runs. Fields are separated by US (\037): the
+	# JSON and the target name (the query never picks one with a control character) have none.
+	us=$(printf '\037')
+	{
+		printf '%s\n' '\echo @info' \
+			"SELECT current_user, current_database(), current_setting('server_version'), rolsuper, rolcreaterole, rolcreatedb, rolreplication, rolbypassrls FROM pg_roles WHERE rolname = current_user;" \
+			'\echo @isolation'
+		printf '%s;\n' "${PROBE_ISOLATION_SQL:-}"
+		printf '%s\n' '\echo @end'
+	} | pq -F "$us" >"$tmp/info.out" 2>"$tmp/info.err"
 	info_rc=$?
 	info=$(sed -n '/^@info$/{n;p;}' "$tmp/info.out")
 	iso_row=$(sed -n '/^@isolation$/{n;p;}' "$tmp/info.out")
@@ -242,7 +238,7 @@ EOF
 			priv_json="{\"error\":$(js "$info_err")}"
 			;;
 		*)
-			IFS='|' read -r r_user r_db r_ver r_super r_crole r_cdb r_repl r_bypass <<EOF
+			IFS=$us read -r r_user r_db r_ver r_super r_crole r_cdb r_repl r_bypass <<EOF
 $info
 EOF
 			login_json="{\"ok\":true,\"ms\":$connect_ms,$timing,\"error\":null,\"current_user\":$(jsn "$r_user"),\"database\":$(jsn "$r_db"),\"server_version\":$(jsn "$r_ver")}"
@@ -319,30 +315,30 @@ EOF
 
 	# ---- isolation: the query's row (above), then ONE login that must be refused ----------
 	case $iso_row in
-		@*) iso_row='' ;;
+		*"$us{"*"}") ;; # target (maybe empty), US, the facts' JSON object
+		*) iso_row='' ;;
 	esac
 	if [ -z "$iso_row" ]; then
-		iso_json="{\"peers\":$npeers,\"outbound\":null,\"inbound\":null,\"refused_login\":null,\"error\":$(js "$info_err")}"
+		iso_json="{\"refused_login\":null,\"error\":$(js "$info_err")}"
 	else
-		IFS='|' read -r i_reach i_roles i_public i_mdbs i_mroles <<EOF
-$iso_row
-EOF
+		login_db=${iso_row%%"$us"*}
+		facts=${iso_row#*"$us"}
 		login_part='null'
-		login_db=${PROBE_REFUSED_LOGIN_DATABASE:-}
 		if [ -n "$login_db" ]; then
-			if out=$(pq -d "$login_db" -c 'SELECT 1' 2>&1); then
+			# PGDATABASE, not -d: a name with '=' would be read as a connection string
+			if out=$(PGDATABASE=$login_db pq -c 'SELECT 1' 2>&1); then
 				login_part="{\"database\":$(js "$login_db"),\"connected\":true,\"error\":null}"
 			else
 				login_part="{\"database\":$(js "$login_db"),\"connected\":false,\"error\":$(js "$(oneline "$out")")}"
 			fi
 		fi
-		iso_json="{\"peers\":$npeers,\"outbound\":{\"reachable\":$(jlist "$i_reach"),\"missing\":$(jlist "$i_mdbs")},\"inbound\":{\"roles\":$(jlist "$i_roles"),\"public_connect\":$(jbool "$i_public"),\"missing\":$(jlist "$i_mroles")},\"refused_login\":$login_part,\"error\":null}"
+		iso_json="${facts%\}},\"refused_login\":$login_part,\"error\":null}"
 	fi
 fi
 
 finished_at=$(date -u +%Y-%m-%dT%H:%M:%SZ)
 target="{\"host\":$(jsn "${DB_HOST:-}"),\"port\":$(jnum "${DB_PORT:-}"),\"database\":$(jsn "${DB_NAME:-}"),\"user\":$(jsn "${DB_USER:-}")}"
-printf '{"schema":"postgres-apps.verification.report/v2","app":%s,"runner":"pod","target":%s,"started_at":"%s","finished_at":"%s","clock":"%s","dns":%s,"tcp":null,"login":%s,"uri":%s,"crud":%s,"privileges":%s,"isolation":%s,"roundtrips_ms":%s}\n' \
+printf '{"schema":"postgres-apps.verification.report/v3","app":%s,"runner":"pod","target":%s,"started_at":"%s","finished_at":"%s","clock":"%s","dns":%s,"tcp":null,"login":%s,"uri":%s,"crud":%s,"privileges":%s,"isolation":%s,"roundtrips_ms":%s}\n' \
 	"$(jsn "${PROBE_APP:-}")" "$target" "$started_at" "$finished_at" "$clock" \
 	"$dns_json" "$login_json" "$uri_json" "$crud_json" "$priv_json" "$iso_json" "$rt_json"
 exit 0

@@ -47,8 +47,13 @@ INPUT_KEYS: Final[tuple[str, ...]] = (
     "rerun",
     "roundtrips",
     "kube_context",
+    "allowed_databases",
 )
-"""Plain inputs: copied into the outputs and compared by `diff`."""
+"""Plain inputs: copied into the outputs and compared by `diff` (`allowed_databases`: a sorted
+list of names; missing — a state written before it existed — is the empty list)."""
+
+LIST_INPUT_KEYS: Final = frozenset({"allowed_databases"})
+"""Inputs that are lists: a missing value compares equal to `[]`."""
 
 PEERS_KEY: Final = "peers"
 """The other managed apps (`[{database, role}]`): an input the probe uses, but deliberately
@@ -105,7 +110,13 @@ def safe_names(props: Mapping[str, Any]) -> set[str]:
     names |= {str(props.get(k) or "") for k in ("namespace", "secret_name", "direct_host")}
     for peer in peers_of(props):
         names |= {peer.database, peer.role}
+    names |= set(allowed_of(props))
     return names - {""}
+
+
+def allowed_of(props: Mapping[str, Any]) -> list[str]:
+    """The `allowed_databases` input as names (checked to be a list of names by `check`)."""
+    return [str(d) for d in props.get("allowed_databases") or []]
 
 
 def peers_of(props: Mapping[str, Any]) -> list[Peer]:
@@ -177,6 +188,7 @@ def _direct(props: Mapping[str, Any]) -> dict[str, Any]:
             secret_host=str(props["host"]),
             secret_port=int(props["port"]),
             peers=peers_of(props),
+            allowed_databases=allowed_of(props),
             connect_timeout_s=max(2, min(10, int(props["timeout_seconds"]))),
             roundtrips=int(props.get("roundtrips") or 20),
         )
@@ -196,8 +208,8 @@ def _pod(props: Mapping[str, Any]) -> dict[str, Any]:
             image=str(props["image"]),
             image_pull_policy=str(props["image_pull_policy"]),
             sslmode=str(props["sslmode"]),
-            database=str(props["database"]),
             peers=peers_of(props),
+            allowed_databases=allowed_of(props),
             timeout_seconds=int(props["timeout_seconds"]),
             roundtrips=int(props.get("roundtrips") or 20),
         ),
@@ -236,11 +248,15 @@ def _probe(props: Mapping[str, Any]) -> dict[str, Any]:
     return outputs(props, verdict)
 
 
+def _plain(key: str, value: Any) -> Any:
+    return (value or []) if key in LIST_INPUT_KEYS else value
+
+
 def changed_keys(olds: Mapping[str, Any], news: Mapping[str, Any]) -> list[str]:
     """Inputs that differ (old outputs vs new inputs), `password` when the hash differs.
 
     `peers` is never among them (see `PEERS_KEY`)."""
-    changed = [k for k in INPUT_KEYS if olds.get(k) != news.get(k)]
+    changed = [k for k in INPUT_KEYS if _plain(k, olds.get(k)) != _plain(k, news.get(k))]
     password, uri = news.get("password"), news.get("uri")
     if not isinstance(password, str) or not isinstance(uri, str | None):
         # Unknown in a preview (e.g. a rotation's new RandomPassword): it will change.
@@ -275,6 +291,13 @@ class ConnectivityCheckProvider(pulumi.dynamic.ResourceProvider):
         ):
             failures.append(
                 pulumi.dynamic.CheckFailure(PEERS_KEY, "must be a list of {database, role}")
+            )
+        allowed = news.get("allowed_databases")
+        if allowed is not None and (
+            not isinstance(allowed, list) or not all(isinstance(d, str) and d for d in allowed)
+        ):
+            failures.append(
+                pulumi.dynamic.CheckFailure("allowed_databases", "must be a list of names")
             )
         return pulumi.dynamic.CheckResult(news, failures)
 

@@ -105,6 +105,8 @@ def build_props(args: ConnectivityCheckArgs) -> dict[str, Any]:
         "rerun": s.rerun,
         "roundtrips": args.roundtrips,
         "kube_context": args.kube_context,
+        # a change re-runs the check; sorted, so a reordered config list is no change
+        "allowed_databases": sorted(set(s.allowed_databases)),
         # outputs (filled in by the provider)
         "credentials_sha256": None,
         "checks_passed": None,

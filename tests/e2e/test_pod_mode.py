@@ -88,7 +88,7 @@ def test_probe_pods_proved_isolation_both_ways(deployed: ProjectStack) -> None:
     for app, peer in peer_of.items():
         iso = next(c for c in checks[f"{app}-check"] if c["name"] == "isolation")
         assert iso["status"] == "pass", iso
-        assert iso["message"].startswith("1 other apps: "), iso
+        assert iso["message"].startswith("1 other apps, "), iso
         assert f'login to "{peer}" refused' in iso["message"], iso
 
 

@@ -211,7 +211,7 @@ def test_adding_an_app_runs_only_its_own_check(
     assert "isolation" in c["checks_passed"]
     iso = next(x for x in c["checks"] if x["name"] == "isolation")
     assert iso["status"] == "pass"
-    assert iso["message"].startswith("2 other apps: ")
+    assert iso["message"].startswith("2 other apps, ")
     assert 'login to "rel_is_a" refused' in iso["message"]  # the next after rel_is_c, wrapped
     for name in ("rel-is-a-check", "rel-is-b-check"):
         # not re-run: the outputs (when it ran) are the old ones…

@@ -18,7 +18,7 @@ if str(REPO) not in sys.path:  # `components` is imported from the repository ro
     sys.path.insert(0, str(REPO))
 
 from .helpers import AppPair  # noqa: E402
-from .pg_server import PgServer, PgServerError, drop_app, provision_app  # noqa: E402
+from .pg_server import PgServer, PgServerError, drop_app, harden, provision_app  # noqa: E402
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -35,6 +35,7 @@ def pg() -> Iterator[PgServer]:
     except PgServerError as exc:
         pytest.fail(f"cannot start the test PostgreSQL: {exc}", pytrace=False)
     try:
+        harden(server)  # as the stack hardens it: only then can a good case pass isolation
         yield server
     finally:
         server.stop()

@@ -18,7 +18,7 @@ import pytest
 
 from components.verification.checks import CheckOutcome, Peer, Verdict, judge
 from components.verification.direct import DirectTarget, run_direct_probe
-from components.verification.pod import PROBE_SCRIPT, peer_env
+from components.verification.pod import PROBE_SCRIPT, PodProbeSpec, isolation_env
 
 from .pg_server import PgServer, ProvisionedApp
 
@@ -64,6 +64,7 @@ def run_direct(
     password: str | None = None,
     uri: str | None = None,
     port: int | None = None,
+    allowed: Sequence[str] = (),
 ) -> dict[str, Any]:
     return run_direct_probe(
         DirectTarget(
@@ -78,6 +79,7 @@ def run_direct(
             secret_host=server.host,
             secret_port=port or server.port,
             peers=list(peers),
+            allowed_databases=list(allowed),
             connect_timeout_s=3,
             roundtrips=10,
         )
@@ -102,6 +104,7 @@ def run_script(
     bin_dir: Path | None = None,
     as_uid: int | None = None,
     read_only_root: bool = False,
+    allowed: Sequence[str] = (),
 ) -> dict[str, Any]:
     """probe.sh outside a pod, with the env a pod gets from the Secret; DNS against localhost.
 
@@ -122,8 +125,9 @@ def run_script(
         "DB_URI": uri if uri is not None else secret_uri(server, app, host, pw),
         "PROBE_APP": app.name,
         "PROBE_SSLMODE": "prefer",
-        # the isolation env exactly as the pod spec sets it
-        **{e["name"]: e["value"] for e in peer_env(app.database, peers)},
+        # the isolation statement exactly as the pod spec sets it (it holds no `$`, so the
+        # kubelet's expansion gives it back unchanged: a unit test asserts that)
+        **_isolation_env(app, peers, allowed),
         "PROBE_ROUNDTRIPS": "10",
         "PROBE_CONNECT_TIMEOUT": "3",
     }
@@ -159,6 +163,21 @@ def run_script(
     report: dict[str, Any] = json.loads(lines[-1])
     assert pw not in proc.stdout, "the probe printed the password"
     return report
+
+
+def _isolation_env(
+    app: ProvisionedApp, peers: Sequence[Peer], allowed: Sequence[str]
+) -> dict[str, str]:
+    spec = PodProbeSpec(
+        app=app.name,
+        namespace="apps",
+        secret_name="s",
+        image="i",
+        peers=list(peers),
+        allowed_databases=list(allowed),
+    )
+    env = isolation_env(spec)
+    return {env["name"]: env["value"]}
 
 
 BUSYBOX_APPLETS = (
@@ -249,4 +268,5 @@ def check_inputs(server: PgServer, apps: AppPair) -> dict[str, Any]:
         "rerun": "on-change",
         "roundtrips": 10,
         "kube_context": None,
+        "allowed_databases": [],
     }

@@ -10,7 +10,9 @@ then immediate, then SIGKILL of the postmaster) and removes the directory.
 
 `provision_app()` applies the same SQL semantics as the components (`AppDatabase`): a LOGIN role
 with NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS and a connection limit, a
-database owned by it, CONNECT and TEMPORARY revoked from PUBLIC.
+database owned by it created from template0, CONNECT and TEMPORARY revoked from PUBLIC.
+`harden()` revokes CONNECT and TEMPORARY from PUBLIC on `postgres` and `template1` as the stack
+does (`components.hardening.HARDEN_SQL`); a server from `PgServer.start()` is not hardened.
 """
 
 from __future__ import annotations
@@ -288,10 +290,17 @@ def provision_app(
             "CREATE ROLE {} LOGIN PASSWORD {} NOSUPERUSER NOCREATEDB NOCREATEROLE "
             "NOREPLICATION NOBYPASSRLS CONNECTION LIMIT {}"
         ).format(role, sql.Literal(pw), sql.Literal(connection_limit)),
-        sql.SQL("CREATE DATABASE {} OWNER {}").format(db, role),
+        sql.SQL("CREATE DATABASE {} OWNER {} TEMPLATE template0").format(db, role),
         sql.SQL("REVOKE CONNECT, TEMPORARY ON DATABASE {} FROM PUBLIC").format(db),
     )
     return ProvisionedApp(name=name, role=ident, database=ident, password=pw)
+
+
+def harden(server: PgServer) -> None:
+    """The server-level part of the stack: PUBLIC loses CONNECT/TEMPORARY on postgres, template1."""
+    from components.hardening import HARDEN_SQL  # noqa: PLC0415
+
+    server.execute(HARDEN_SQL)
 
 
 def drop_app(server: PgServer, app: ProvisionedApp) -> None:

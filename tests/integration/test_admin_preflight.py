@@ -50,18 +50,26 @@ def refused(ep: AdminEndpoint, password: str) -> str:
 
 @pytest.fixture
 def plain_role(pg: PgServer) -> Iterator[tuple[str, str]]:
-    """A LOGIN role that is not a superuser (but may create roles and databases)."""
+    """A LOGIN role that is not a superuser (but may create roles and databases).
+
+    The session server is hardened (PUBLIC has no CONNECT on `postgres`), so the role gets
+    CONNECT there by name: the pre-flight must get as far as its superuser question."""
     name = f"it_pf_{os.getpid()}_{secrets.token_hex(3)}"
     password = secrets.token_urlsafe(24)
+    role = sql.Identifier(name)
     pg.execute(
         sql.SQL("CREATE ROLE {} LOGIN CREATEDB CREATEROLE PASSWORD {}").format(
-            sql.Identifier(name), sql.Literal(password)
-        )
+            role, sql.Literal(password)
+        ),
+        sql.SQL("GRANT CONNECT ON DATABASE postgres TO {}").format(role),
     )
     try:
         yield name, password
     finally:
-        pg.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(name)))
+        pg.execute(
+            sql.SQL("REVOKE CONNECT ON DATABASE postgres FROM {}").format(role),
+            sql.SQL("DROP ROLE IF EXISTS {}").format(role),
+        )
 
 
 def test_good_credentials_return_the_version(pg: PgServer) -> None:

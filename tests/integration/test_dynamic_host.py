@@ -107,6 +107,13 @@ def test_lifecycle_through_the_real_host(host: Any, pg: PgServer, apps: AppPair)
     assert changed.changes == proto.DiffResponse.DIFF_SOME
     assert list(changed.replaces) == []
 
+    allowed = props(pg, apps, allowed_databases=["reporting"])
+    changed = host.Diff(
+        proto.DiffRequest(id=created.id, urn=URN, olds=created.properties, news=to_struct(allowed))
+    )
+    assert changed.changes == proto.DiffResponse.DIFF_SOME  # the allow-list re-runs the check
+    assert outs["allowed_databases"] == []  # an output too: names only
+
     always = props(pg, apps, rerun="always")
     updated = host.Update(
         proto.UpdateRequest(id=created.id, urn=URN, olds=created.properties, news=to_struct(always))

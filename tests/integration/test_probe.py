@@ -24,7 +24,7 @@ from .helpers import (
     run_script,
     secret_uri,
 )
-from .pg_server import PgServer, drop_app, provision_app
+from .pg_server import PgServer, drop_app, harden, provision_app
 
 pytestmark = pytest.mark.integration
 
@@ -58,8 +58,17 @@ def test_good_case_passes_every_check(runner: str, pg: PgServer, apps: AppPair) 
     assert f'login to "{apps.other.database}" refused' in outcome(verdict, "isolation").message
     iso = verdict.report["isolation"]
     assert iso["peers"] == 1
-    assert iso["outbound"] == {"reachable": [], "missing": []}
+    assert iso["allowed"] == []
+    # postgres, template1 (hardened) and the peer's database; template0 refuses connections
+    assert iso["outbound"]["checked"] >= 3
+    assert iso["outbound"] | {"checked": 3} == {
+        "checked": 3,
+        "reachable": [],
+        "temporary": [],
+        "missing": [],
+    }
     assert iso["inbound"] == {"roles": [], "public_connect": False, "missing": []}
+    assert iso["login_target"] == apps.other.database  # a peer first
     assert iso["refused_login"]["connected"] is False
     assert (
         f'permission denied for database "{apps.other.database}"' in iso["refused_login"]["error"]
@@ -123,7 +132,7 @@ def test_connect_granted_to_public_fails_isolation(
 
     assert [c.name for c in verdict.failed] == ["isolation"]
     assert outcome(verdict, "isolation").message == (
-        f'the app can connect to other apps\' databases: "{apps.other.database}"'
+        f'the app can connect to databases other than its own: "{apps.other.database}"'
     )
     assert "REVOKE CONNECT" in outcome(verdict, "isolation").hint
 
@@ -149,6 +158,7 @@ def test_wrong_password_fails_login(runner: str, pg: PgServer, apps: AppPair) ->
 def test_server_stopped_fails_tcp(runner: str) -> None:
     server = PgServer.start()
     try:
+        harden(server)
         app = provision_app(server, "stopped-app")
         assert run(runner, server, app, []).ok  # it works while the server runs…
         server.stop_server()

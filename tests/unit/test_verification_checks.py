@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 import re
 from typing import Any
 
@@ -17,13 +18,16 @@ from components.verification.checks import (
     RUNBOOK_ANCHORS,
     VERDICT_SCHEMA,
     CheckOutcome,
+    Peer,
     _hint,
     classify_connect_error,
+    isolation_input,
+    isolation_statement,
     judge,
     percentile,
     redact,
     redact_report,
-    refused_login_database,
+    sql_ident,
 )
 from components.verification.pod import PROBE_SCRIPT
 
@@ -62,8 +66,10 @@ GOOD: dict[str, Any] = {
     },
     "isolation": {
         "peers": 2,
-        "outbound": {"reachable": [], "missing": []},
+        "allowed": [],
+        "outbound": {"checked": 4, "reachable": [], "temporary": [], "missing": []},
         "inbound": {"roles": [], "public_connect": False, "missing": []},
+        "login_target": "paperless",
         "refused_login": {
             "database": "paperless",
             "connected": False,
@@ -348,16 +354,66 @@ def isolation_of(isolation: Any) -> CheckOutcome:
 def test_isolation_passes_when_every_part_holds() -> None:
     good = isolation_of(iso())
     assert good.status == "pass"
-    assert "2 other apps" in good.message
-    assert 'login to "paperless" refused' in good.message
+    assert good.message == (
+        "2 other apps, 4 other databases that accept connections: none reachable, no other "
+        'app\'s role (nor PUBLIC) may connect here; login to "paperless" refused'
+    )
 
 
-def test_isolation_outbound_names_the_reachable_databases() -> None:
-    out = isolation_of(iso(outbound={"reachable": ["paperless", "wiki"]}))
+def test_isolation_pass_names_the_allow_list() -> None:
+    good = isolation_of(iso(allowed=["reporting", "wiki ro"]))
+    assert good.status == "pass"
+    assert 'none reachable (allowed: "reporting", "wiki ro"), no other' in good.message
+
+
+def test_isolation_without_peers_still_covers_the_server() -> None:
+    """No peers is no longer a pass by itself: the other databases are still checked."""
+    postgres_open = isolation_of(
+        iso(peers=0, outbound={"reachable": ["postgres"]}, login_target=None, refused_login=None)
+    )
+    assert postgres_open.status == "fail"
+    assert postgres_open.message == (
+        'the app can connect to databases other than its own: "postgres"'
+    )
+    alone = isolation_of(
+        iso(peers=0, outbound={"checked": 0}, login_target=None, refused_login=None)
+    )
+    assert alone.status == "pass"
+    assert alone.message.startswith("0 other apps, 0 other databases that accept connections: ")
+    assert alone.message.endswith("; no other database to prove a refused login against")
+
+
+def test_isolation_outbound_names_every_reachable_database() -> None:
+    out = isolation_of(iso(outbound={"reachable": ["paperless", "postgres", "template1"]}))
     assert out.status == "fail"
-    assert out.message == 'the app can connect to other apps\' databases: "paperless", "wiki"'
-    assert "REVOKE CONNECT, TEMPORARY ON DATABASE paperless FROM PUBLIC" in out.hint
+    assert out.message == (
+        'the app can connect to databases other than its own: "paperless", "postgres", "template1"'
+    )
+    assert out.hint.startswith(
+        "revoke it: REVOKE CONNECT, TEMPORARY ON DATABASE paperless, postgres, template1 FROM "
+        "PUBLIC (and FROM n8n); list the databases no app owns in "
+        "postgres-apps:postgres.hardenDatabases, or a database the app may use on purpose in "
+        "postgres-apps:verification.allowedDatabases; "
+    )
     assert out.hint.endswith(f"{RUNBOOK}#isolation")
+
+
+def test_isolation_outbound_names_temporary_too() -> None:
+    out = isolation_of(
+        iso(outbound={"reachable": ["postgres", "template1"], "temporary": ["postgres"]})
+    )
+    assert out.message == (
+        'the app can connect to databases other than its own: "postgres", "template1"; '
+        'it may also create temporary tables in: "postgres"'
+    )
+
+
+def test_isolation_hint_quotes_names_sql_needs_quoted() -> None:
+    out = isolation_of(iso(outbound={"reachable": ['My "DB"', "ok_db"]}))
+    assert 'REVOKE CONNECT, TEMPORARY ON DATABASE "My ""DB""", ok_db FROM PUBLIC' in out.hint
+    assert sql_ident("n8n") == "n8n"
+    assert sql_ident("Upper") == '"Upper"'
+    assert sql_ident("9lives") == '"9lives"'
 
 
 def test_isolation_inbound_names_the_roles_and_the_grant_to_remove() -> None:
@@ -379,7 +435,7 @@ def test_isolation_every_failed_part_is_named_at_once() -> None:
         iso(outbound={"reachable": ["paperless"]}, inbound={"public_connect": True, "roles": ["x"]})
     )
     assert out.message.count("; ") == 2, out.message
-    for part in ("other apps' databases", "PUBLIC holds CONNECT", "other apps' roles"):
+    for part in ("databases other than its own", "PUBLIC holds CONNECT", "other apps' roles"):
         assert part in out.message
     assert "(PUBLIC's grant covers them)" in out.message
     assert "FROM x" not in out.hint  # PUBLIC's grant is the one to remove first
@@ -400,21 +456,22 @@ def test_isolation_refused_login_must_be_refused_with_permission_denied() -> Non
             refused_login={"database": "paperless", "connected": True, "error": None},
         )
     )
-    assert both.message == 'the app can connect to other apps\' databases: "paperless"'
-    missing = isolation_of(
+    assert both.message == 'the app can connect to databases other than its own: "paperless"'
+    turned_away = isolation_of(
         iso(
             refused_login={
                 "database": "paperless",
                 "connected": False,
-                "error": 'FATAL: database "paperless" does not exist',
+                "error": 'FATAL: no pg_hba.conf entry for host "10.0.0.9", user "n8n", '
+                'database "paperless"',
             }
         )
     )
-    assert missing.status == "fail"
-    assert missing.message.startswith(
+    assert turned_away.status == "fail"
+    assert turned_away.message.startswith(
         "could not prove isolation (expected 'permission denied for database'): \"paperless\""
     )
-    assert "must exist before this check runs" in missing.hint
+    assert "pg_hba.conf must not turn the login away first" in turned_away.hint
 
 
 def test_isolation_unknown_peers_fail() -> None:
@@ -425,23 +482,10 @@ def test_isolation_unknown_peers_fail() -> None:
 
 def test_isolation_query_error_fails_with_the_error() -> None:
     out = isolation_of(
-        {
-            "peers": 2,
-            "outbound": None,
-            "inbound": None,
-            "refused_login": None,
-            "error": "ERROR: permission denied for table pg_database",
-        }
+        {"refused_login": None, "error": "ERROR: permission denied for table pg_database"}
     )
     assert out.status == "fail"
     assert out.message == "could not query the privileges: permission denied for table pg_database"
-
-
-def test_isolation_without_peers_passes() -> None:
-    nothing = isolation_of(
-        {"peers": 0, "outbound": None, "inbound": None, "refused_login": None, "error": None}
-    )
-    assert (nothing.status, nothing.message) == ("pass", "no other app databases")
 
 
 @pytest.mark.parametrize(
@@ -450,17 +494,26 @@ def test_isolation_without_peers_passes() -> None:
         ([{"database": "paperless", "connected": False, "error": "x"}], "expected an object"),
         ("yes", "expected an object"),
         ({}, "peers must be a count"),
+        ({"error": 1}, "error must be a string"),
         (iso(peers=True), "peers must be a count"),
         (iso(peers=-1), "peers must be a count"),
         (iso(peers="2"), "peers must be a count"),
-        (iso(outbound=None), "outbound"),
-        (iso(outbound={"reachable": "paperless"}), "outbound"),
-        (iso(outbound={"missing": None}), "outbound"),
+        (iso(allowed=None), "allowed"),
+        (iso(allowed=["x", 2]), "allowed"),
+        (iso(outbound=None), "outbound.checked"),
+        (iso(outbound={"checked": "4"}), "outbound.checked"),
+        (iso(outbound={"checked": None}), "outbound.checked"),
+        (iso(outbound={"reachable": "paperless"}), "outbound.reachable/temporary/missing"),
+        (iso(outbound={"temporary": None}), "outbound.reachable/temporary/missing"),
+        (iso(outbound={"missing": None}), "outbound.reachable/temporary/missing"),
         (iso(inbound=None), "inbound"),
         (iso(inbound={"roles": [1]}), "inbound"),
         (iso(inbound={"public_connect": None}), "public_connect"),
         (iso(inbound={"public_connect": "f"}), "public_connect"),
-        (iso(refused_login=None), "refused_login"),
+        (iso(login_target=7), "login_target"),
+        (iso(refused_login=None), "refused_login"),  # a target, but no login reported
+        (iso(login_target=None), "refused_login"),  # a login, but no target
+        (iso(login_target="postgres"), "refused_login"),  # a login to another database
         ({**iso(), "refused_login": {"database": "paperless"}}, "refused_login"),
         (iso(refused_login={"connected": "false"}), "refused_login"),
     ],
@@ -473,24 +526,31 @@ def test_malformed_isolation_is_a_failure_not_a_pass(isolation: Any, what: str) 
     assert not judge(report(isolation=isolation), latency_budget_ms=100).ok
 
 
-def test_refused_login_database_is_the_next_peer_wrapping() -> None:
-    assert refused_login_database("b", ["c", "a", "d"]) == "c"
-    assert refused_login_database("d", ["c", "a", "b"]) == "a"  # wraps around
-    assert refused_login_database("a", ["a"]) is None  # itself is not a peer
-    assert refused_login_database("a", []) is None
-    # n apps: each database receives exactly one refused login
-    dbs = [f"app_{i}" for i in range(7)]
-    targets = [refused_login_database(d, [o for o in dbs if o != d]) for d in dbs]
-    assert sorted(t for t in targets if t) == sorted(dbs)
+AWKWARD = "odd $(X) 'q\" \\ \u00e9"
 
 
-def test_probe_sh_sends_the_same_isolation_query() -> None:
-    """One query text for both runners: probe.sh holds ISOLATION_SQL with psql variables."""
-    expected = ISOLATION_SQL.format(
-        dbs="string_to_array(:'dbs', ' ')", roles="string_to_array(:'roles', ' ')"
-    )
-    script = " ".join(PROBE_SCRIPT.read_text().split())
-    assert " ".join(expected.split()) + ";" in script
+def test_the_statement_carries_its_input_as_one_plain_literal() -> None:
+    """No `$` (kubelet expansion), ASCII only, one line; quotes and backslashes escaped for an
+    E'' string (read the same whatever standard_conforming_strings says)."""
+    peers = [Peer("paperless", "paperless_role")]
+    statement = isolation_statement(peers, ["reporting", AWKWARD])
+    assert statement == ISOLATION_SQL.format(input=isolation_input(peers, [AWKWARD, "reporting"]))
+    assert "$" not in statement
+    assert statement.isascii()
+    assert "\n" not in statement
+    literal = isolation_input([], [AWKWARD])
+    assert literal.startswith("E'") and literal.endswith("'")
+    # what the server reads from the E'' literal (doubled quote, doubled backslash) is the JSON
+    body = literal[2:-1].replace("''", "'").replace("\\\\", "\\")
+    assert json.loads(body) == {"databases": [], "roles": [], "allowed": [AWKWARD]}
+
+
+def test_probe_sh_holds_no_copy_of_the_isolation_query() -> None:
+    """One text for both runners: probe.sh sends PROBE_ISOLATION_SQL as given."""
+    script = PROBE_SCRIPT.read_text()
+    assert "pg_database" not in script
+    assert "has_database_privilege" not in script
+    assert '"${PROBE_ISOLATION_SQL:-}"' in script
 
 
 def test_latency_budget_logic() -> None:
@@ -519,7 +579,8 @@ def test_error_message_lists_every_failure() -> None:
     message = judge(r, latency_budget_ms=100).error_message("n8n-db-credentials")
     assert message.startswith('app "n8n": check "privileges" failed: the app role has SUPERUSER')
     assert message.endswith(
-        '; also failed: "isolation" (the app can connect to other apps\' databases: "paperless")'
+        '; also failed: "isolation" (the app can connect to databases other than its own: '
+        '"paperless")'
     )
 
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from components.verification.checks import REPORT_SCHEMA, Peer
+from components.verification.checks import REPORT_SCHEMA, Peer, isolation_statement
 from components.verification.pod import (
     CONTAINER,
     PROBE_SCRIPT,
@@ -34,7 +34,6 @@ SPEC = PodProbeSpec(
     image="docker.io/library/postgres:17-alpine",
     image_pull_policy="IfNotPresent",
     sslmode="prefer",
-    database="n8n",
     peers=(Peer("paperless", "paperless"), Peer("app_test", "app_test_role")),
     timeout_seconds=30,
 )
@@ -247,10 +246,8 @@ def test_env_comes_from_the_apps_secret(manifest: dict[str, Any]) -> None:
         assert env[var]["valueFrom"] == {"secretKeyRef": {"name": "n8n-db-credentials", "key": key}}
         assert "value" not in env[var]
     assert env["HOME"]["value"] == TMP
-    assert env["PROBE_PEER_DATABASES"]["value"] == "paperless app_test"
-    assert env["PROBE_PEER_ROLES"]["value"] == "paperless app_test_role"
-    # the next peer database after "n8n" in sorted order
-    assert env["PROBE_REFUSED_LOGIN_DATABASE"]["value"] == "paperless"
+    # the complete isolation statement: the very text the direct runner sends
+    assert env["PROBE_ISOLATION_SQL"]["value"] == isolation_statement(SPEC.peers)
     assert env["PROBE_APP"]["value"] == "n8n"
     # No credential is ever a literal value in the pod spec.
     literal = json.dumps([e.get("value") for e in env.values()])
@@ -271,14 +268,22 @@ def test_the_script_reads_exactly_the_env_the_pod_gets() -> None:
     assert {u for u in used if u.startswith("PROBE_")} - given_probe == {"PROBE_DNS_HOST"}
 
 
-def test_no_peers_means_empty_isolation_env() -> None:
-    spec = PodProbeSpec(app="solo", namespace="apps", secret_name="s", image="i", database="solo")
+def test_the_isolation_statement_survives_the_kubelet_and_carries_the_allow_list() -> None:
+    spec = PodProbeSpec(
+        app="solo",
+        namespace="apps",
+        secret_name="s",
+        image="i",
+        allowed_databases=("reporting", "odd $(DB_PASSWORD) $$ name"),
+    )
     env = {
         e["name"]: e.get("value")
         for e in build_pod_manifest(spec, NAME, "")["spec"]["containers"][0]["env"]
     }
-    assert env["PROBE_PEER_DATABASES"] == env["PROBE_PEER_ROLES"] == ""
-    assert env["PROBE_REFUSED_LOGIN_DATABASE"] == ""
+    value = env["PROBE_ISOLATION_SQL"]
+    assert value == isolation_statement((), spec.allowed_databases)
+    assert kubelet_expand(value, {"DB_PASSWORD": "secret"}) == value  # no `$` in it at all
+    assert "PROBE_PEER_DATABASES" not in env
 
 
 def test_pod_name_fits_63_characters() -> None:

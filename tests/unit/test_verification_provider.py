@@ -481,3 +481,33 @@ def test_resource_registration_keeps_secrets_secret() -> None:
     for key in INPUT_KEYS:
         assert not is_secret(reg.inputs[key]), key
     assert PASSWORD not in json.dumps({k: v for k, v in plain.items() if k != "password"})
+
+
+def test_an_allow_list_change_reruns_the_check() -> None:
+    olds = old_outputs(props(allowed_databases=["reporting"]))
+    assert diff(olds, props(allowed_databases=["reporting"])).changes is False
+    assert changed_keys(olds, props(allowed_databases=[])) == ["allowed_databases"]
+    assert changed_keys(olds, props(allowed_databases=["reporting", "wiki"])) == [
+        "allowed_databases"
+    ]
+    # a state written before the input existed: missing is the empty list, no spurious re-run
+    before = old_outputs(props())
+    del before["allowed_databases"]
+    assert changed_keys(before, props(allowed_databases=[])) == []
+    assert changed_keys(before, props(allowed_databases=["reporting"])) == ["allowed_databases"]
+
+
+def test_the_allow_list_is_validated_and_its_names_are_safe() -> None:
+    provider = ConnectivityCheckProvider()
+    for bad in ("reporting", [""], [3]):
+        result = provider.check({}, props(allowed_databases=bad))
+        assert [f.property for f in result.failures] == ["allowed_databases"], bad
+    assert provider.check({}, props(allowed_databases=["reporting"])).failures == []
+    assert "reporting" in safe_names(props(allowed_databases=["reporting"]))
+
+
+def test_the_allow_list_is_a_sorted_plain_input_and_output() -> None:
+    settings = VerificationSettings(allowed_databases=("wiki", "reporting", "wiki"))
+    built = build_props(args(settings=settings))
+    assert built["allowed_databases"] == ["reporting", "wiki"]  # reordering is no change
+    assert "allowed_databases" in INPUT_KEYS  # copied into the outputs (names, not secret)
