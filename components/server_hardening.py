@@ -16,9 +16,27 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Final
 
 import pulumi
 import pulumi_postgresql as postgresql
+
+from components.config import DEFAULT_HARDEN_DATABASES
+
+HARDENED_PRIVILEGES: Final[tuple[str, ...]] = ("CONNECT", "TEMPORARY")
+"""What PUBLIC loses on each hardened database. initdb leaves PUBLIC CONNECT and TEMPORARY on
+`postgres` and CONNECT on `template1` (it revokes TEMPORARY there itself); template0 refuses
+connections (`datallowconn`)."""
+
+
+def harden_sql(databases: Sequence[str] = DEFAULT_HARDEN_DATABASES) -> str:
+    """The same change by hand: `REVOKE CONNECT, TEMPORARY ON DATABASE … FROM PUBLIC` (plain,
+    unquoted names), for the integration tests, the runbook and an operator's psql session."""
+    return f"REVOKE {', '.join(HARDENED_PRIVILEGES)} ON DATABASE {', '.join(databases)} FROM PUBLIC"
+
+
+HARDEN_SQL: Final = harden_sql()
+"""`REVOKE CONNECT, TEMPORARY ON DATABASE postgres, template1 FROM PUBLIC` (as admin)."""
 
 
 @dataclass

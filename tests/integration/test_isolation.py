@@ -6,8 +6,8 @@ accepts connections and is not allow-listed, and that this role may CONNECT to),
 roles, or PUBLIC, that may CONNECT to this app's database), and one real login to one database
 the query says is closed, which must be refused with "permission denied for database".
 
-The session server `pg` is hardened as the stack hardens it (`components.hardening.HARDEN_SQL`);
-the tests about the default server start their own.
+The session server `pg` is hardened as the stack hardens it
+(`components.server_hardening.HARDEN_SQL`); the tests about the default server start their own.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from components.hardening import HARDEN_SQL
+from components.server_hardening import HARDEN_SQL
 from components.verification.checks import RUNBOOK
 
 from .helpers import RUNNERS, AppPair, outcome, peers_of, run
