@@ -41,6 +41,8 @@ def test_verifier_is_stored_as_given_and_the_plaintext_logs_in(pg: PgServer) -> 
                 "SELECT rolpassword FROM pg_authid WHERE rolname = %s", (role,)
             ).fetchone()
         assert stored == (verifier,)
+        # the session server is hardened (PUBLIC has no CONNECT on postgres): let it in there
+        pg.execute(sql.SQL("GRANT CONNECT ON DATABASE postgres TO {}").format(sql.Identifier(role)))
         with psycopg.connect(**pg.conninfo(user=role, password=password)) as conn:
             assert conn.execute("SELECT current_user").fetchone() == (role,)
         with pytest.raises(psycopg.OperationalError, match="password authentication failed"):
@@ -53,6 +55,7 @@ def test_verifier_is_stored_as_given_and_the_plaintext_logs_in(pg: PgServer) -> 
         pg.execute(
             "ALTER SYSTEM RESET log_statement",
             "SELECT pg_reload_conf()",
+            sql.SQL("DROP OWNED BY {}").format(sql.Identifier(role)),
             sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(role)),
         )
 
