@@ -683,6 +683,16 @@ def sql_ident(name: str) -> str:
     return name if _PLAIN_IDENT.fullmatch(name) else '"' + name.replace('"', '""') + '"'
 
 
+ISOLATION_REPAIR: Final = (
+    "run it as admin (pulumi up --refresh repairs a GRANT made by hand, not an ACL reset to the "
+    "default)"
+)
+"""How the REVOKE hints end. The postgresql provider reads a database grant with
+`aclexplode(datacl)` (upstream `readDatabaseRolePriviges`): an explicit GRANT shows as drift, a
+NULL ACL (the default, which gives PUBLIC CONNECT) reads as no privilege, so refresh cannot see it
+(runbook `#isolation`)."""
+
+
 _MALFORMED_HINT: Final = _hint(
     "probe-pod", "the probe reported isolation in an unexpected shape (probe bug or image)"
 )
@@ -826,9 +836,7 @@ def judge_isolation(report: Mapping[str, Any]) -> CheckOutcome:
             "isolation",
             "fail",
             "; ".join(seen),
-            _hint(
-                "isolation", "; ".join(hints) + "; run pulumi up --refresh to restore the revokes"
-            ),
+            _hint("isolation", "; ".join(hints) + f"; {ISOLATION_REPAIR}"),
         )
     return CheckOutcome("isolation", "pass", _isolation_pass_message(iso))
 
