@@ -175,7 +175,7 @@ def test_connect_granted_back_to_public_by_hand(stack: ProjectStack) -> None:
     assert caught is not None, "app B can connect to A's database: the isolation check must fail"
     reaches_a = (
         'app "rel-dr-b": check "isolation" failed: '
-        f'the app can connect to other apps\' databases: "{ROLE_A}"'
+        f'the app can connect to databases other than its own: "{ROLE_A}"'
     )
     assert reaches_a in caught, caught[-2000:]
     ops = preview_ops(stack)
