@@ -48,6 +48,14 @@ FATAL_WAITING_REASONS: Final = frozenset(
 )
 """Container waiting reasons that will not fix themselves within the probe's timeout."""
 
+TRANSIENT_WAITING_MESSAGES: Final = (
+    "failed to sync secret cache",
+    "failed to sync configmap cache",
+)
+"""`CreateContainerConfigError` messages the kubelet retries by itself: its Secret cache did not
+sync within its own short wait (seen on a loaded node right after an API server restart). A
+missing Secret or key (`secret "…" not found`, `couldn't find key …`) stays fatal."""
+
 _PULL_HINT: Final = (
     "the node cannot pull the probe image; set postgres-apps:verification.image to an image the "
     "cluster can pull (and verification.imagePullPolicy)"
@@ -235,8 +243,11 @@ def fatal_state(pod: Any) -> tuple[str, str] | None:
     """(reason, message) when the container is stuck for a reason that won't clear in time."""
     for cs in _get(pod, "status", "container_statuses") or []:
         reason = _get(cs, "state", "waiting", "reason")
-        if reason in FATAL_WAITING_REASONS:
-            return str(reason), str(_get(cs, "state", "waiting", "message") or "")
+        message = str(_get(cs, "state", "waiting", "message") or "")
+        if reason in FATAL_WAITING_REASONS and not any(
+            transient in message for transient in TRANSIENT_WAITING_MESSAGES
+        ):
+            return str(reason), message
     return None
 
 

@@ -354,6 +354,26 @@ def test_fatal_waiting_reasons_fail_fast_and_delete(reason: str, message: str, w
     assert api.deleted() == [NAME]
 
 
+def test_secret_cache_not_synced_yet_is_waited_for() -> None:
+    """The kubelet retries `failed to sync secret cache` itself: the probe keeps waiting (here the
+    pod then succeeds) instead of failing the gate with the missing-Secret hint."""
+    api = FakeCoreV1(
+        [
+            pod_state(
+                "Pending",
+                waiting=(
+                    "CreateContainerConfigError",
+                    "failed to sync secret cache: timed out waiting for the condition",
+                ),
+            ),
+            pod_state("Succeeded", exit_code=0),
+        ]
+    )
+    assert probe(api)["schema"] == REPORT_SCHEMA
+    assert [op for op, _ in api.calls].count("read") >= 2
+    assert api.deleted() == [NAME]
+
+
 def test_timeout_names_what_the_pod_was_doing_and_deletes() -> None:
     api = FakeCoreV1(
         [pod_state("Pending", waiting=("ContainerCreating", ""))],
