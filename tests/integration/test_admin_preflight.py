@@ -151,7 +151,7 @@ def _setting(pg: PgServer, name: str) -> int:
 
 
 def _budget(*limits: int, warn: int = 80) -> ConnectionBudget:
-    """As the program builds it from `postgres-apps:apps` (components.preflight.connection_budget)."""
+    """As the program builds it from `postgres-apps:apps` (`preflight.connection_budget`)."""
     apps = [{"name": f"it-budget-{i}", "connectionLimit": n} for i, n in enumerate(limits)]
     raw = {"apps": apps, "postgres": {"connectionBudgetWarnPercent": warn}}
     return connection_budget(parse_settings(raw))
