@@ -109,7 +109,7 @@ class ConnectionSettings:
             f"{self.superuser_reserved_connections}"
         )
         if self.reserved_connections is None:
-            return f"{text}; this server has no reserved_connections, PostgreSQL 16+ has"
+            return f"{text}; no reserved_connections before PostgreSQL 16"
         return f"{text} - reserved_connections {self.reserved_connections}"
 
 

@@ -194,8 +194,8 @@ def test_an_over_budget_stack_is_refused_with_the_real_numbers(pg: PgServer) -> 
         f"connection budget exceeded: the apps' connection limits add up to {available + 1} "
         f"(it-budget-0 30, it-budget-1 {available - 29}) but PostgreSQL at {pg.host}:{pg.port} "
         f"allows {available} non-superuser connections (max_connections 50 - "
-        f"superuser_reserved_connections {reserved}; this server has no reserved_connections, "
-        "PostgreSQL 16+ has), 1 too many. Lower postgres-apps:apps[0].connectionLimit "
+        f"superuser_reserved_connections {reserved}; no reserved_connections before PostgreSQL "
+        "16), 1 too many. Lower postgres-apps:apps[0].connectionLimit "
         "(it-budget-0 30)"
     ) in text
     assert "primary.extendedConfiguration" in text and BUDGET_RUNBOOK_SECTION in text

@@ -369,8 +369,8 @@ def test_available_is_postgresql_arithmetic() -> None:
     assert PG15_CONNECTIONS.available == 97  # 100 - 3, no reserved_connections on 15
     assert ConnectionSettings(200, 5, 7).available == 188
     assert PG15_CONNECTIONS.describe() == (
-        "max_connections 100 - superuser_reserved_connections 3; this server has no "
-        "reserved_connections, PostgreSQL 16+ has"
+        "max_connections 100 - superuser_reserved_connections 3; no reserved_connections "
+        "before PostgreSQL 16"
     )
     assert ConnectionSettings(200, 5, 7).describe() == (
         "max_connections 200 - superuser_reserved_connections 5 - reserved_connections 7"
@@ -414,8 +414,8 @@ def test_one_over_the_budget_is_refused_with_numbers_keys_and_fixes() -> None:
     assert problems == [
         "connection budget exceeded: the apps' connection limits add up to 98 (app0 20, app1 20, "
         "app2 20, app3 20, app4 10, app5 8) but PostgreSQL at 127.0.0.1:15432 allows 97 "
-        "non-superuser connections (max_connections 100 - superuser_reserved_connections 3; this "
-        "server has no reserved_connections, PostgreSQL 16+ has), 1 too many. Lower "
+        "non-superuser connections (max_connections 100 - superuser_reserved_connections 3; no "
+        "reserved_connections before PostgreSQL 16), 1 too many. Lower "
         "postgres-apps:apps[0].connectionLimit (app0 20), postgres-apps:apps[1].connectionLimit "
         "(app1 20), postgres-apps:apps[2].connectionLimit (app2 20), or raise max_connections on "
         "the server (it needs a restart; Bitnami chart: primary.extendedConfiguration "
@@ -525,8 +525,8 @@ def test_run_preflight_logs_the_budget_when_it_fits(
     assert logs.info == [
         "connection budget: the apps' connection limits add up to 30 (app0 20, app1 10); "
         "PostgreSQL at 127.0.0.1:15432 allows 97 non-superuser connections (max_connections 100 "
-        "- superuser_reserved_connections 3; this server has no reserved_connections, PostgreSQL "
-        "16+ has): 30% used by this stack"
+        "- superuser_reserved_connections 3; no reserved_connections before PostgreSQL 16): 30% "
+        "used by this stack"
     ]
 
 
