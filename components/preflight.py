@@ -348,8 +348,12 @@ def _allowed(ep: AdminEndpoint, conn: ConnectionSettings) -> str:
     )
 
 
-def _percent(part: int, whole: int) -> int:
-    return (part * 100) // whole if whole > 0 else 100
+def _percent(part: int, whole: int) -> str:
+    """`part` as a share of `whole`, one decimal at most (80.4, 81, 100): a floor or a round to
+    an integer could print "80%" for a sum that is above a threshold of 80."""
+    if whole <= 0:
+        return "100"
+    return f"{part * 100 / whole:.1f}".removesuffix(".0")
 
 
 def judge_budget(

@@ -525,7 +525,7 @@ def test_run_preflight_logs_the_budget_when_it_fits(
     assert logs.info == [
         "connection budget: the apps' connection limits add up to 30 (app0 20, app1 10); "
         "PostgreSQL at 127.0.0.1:15432 allows 97 non-superuser connections (max_connections 100 "
-        "- superuser_reserved_connections 3; no reserved_connections before PostgreSQL 16): 30% "
+        "- superuser_reserved_connections 3; no reserved_connections before PostgreSQL 16): 30.9% "
         "used by this stack"
     ]
 
@@ -559,3 +559,9 @@ def test_preview_shows_the_budget_without_connecting(
         "connection budget: the apps' connection limits add up to 50 (app-test 20, n8n 10, "
         "paperless 20); the server's limit is checked by `pulumi up` (a preview does not connect)"
     ]
+
+
+def test_a_share_just_above_the_threshold_is_not_printed_as_the_threshold() -> None:
+    """78 of 97 is 80.4 %: above 80, and the warning must not say "80%"."""
+    _, warnings = judge_budget(EP, budget(78), PG15_CONNECTIONS)
+    assert len(warnings) == 1 and "80.4% of the 97" in warnings[0]
