@@ -13,6 +13,7 @@ from components.admin import admin_password, admin_provider
 from components.app_database import AppDatabase, AppDatabaseArgs
 from components.config import StackSettings, load_settings
 from components.namespace import AppsNamespace, AppsNamespaceArgs
+from components.preflight import connection_budget
 from components.retention import OUTPUT_NAME, guarded_managed_apps
 from components.server_hardening import ServerHardening, ServerHardeningArgs
 from components.verification import ConnectivityCheck, ConnectivityCheckArgs, ConnectivityPeer
@@ -30,7 +31,8 @@ def build(settings: StackSettings) -> None:
         ns: AppsNamespace(f"namespace-{ns}", AppsNamespaceArgs(name=ns), opts=after_guard)
         for ns in settings.namespaces
     }
-    provider = admin_provider(pg, admin_password(pg), opts=after_guard)
+    budget = connection_budget(settings)
+    provider = admin_provider(pg, admin_password(pg), opts=after_guard, budget=budget)
     hardening = ServerHardening(
         "server-hardening",
         ServerHardeningArgs(databases=pg.harden_databases),
@@ -116,6 +118,16 @@ def build(settings: StackSettings) -> None:
         "verificationMode", settings.verification.mode if settings.verification.enabled else "off"
     )
     pulumi.export("serverHardening", hardening.databases)
+    # the config side of the budget, the same in preview and up; the server's side is checked and
+    # logged by the admin pre-flight in `pulumi up` (components/preflight.py)
+    pulumi.export(
+        "connectionBudget",
+        {
+            "requested": budget.requested,
+            "perApp": {a.app: a.limit for a in budget.apps},
+            "warnPercent": budget.warn_percent,
+        },
+    )
     pulumi.export(OUTPUT_NAME, managed)
 
 

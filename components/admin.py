@@ -4,7 +4,8 @@ The provider's password input is the admin password *after* the admin pre-flight
 (`components/preflight.py`) passed: every role, database and grant uses the provider, and every
 app Secret depends on its role and database, so none of them is registered before the pre-flight.
 The pre-flight runs during `pulumi up` only: `pulumi preview` (the pull-request workflow) may run
-where the admin endpoint is not reachable, so a preview does not connect.
+where the admin endpoint is not reachable, so a preview does not connect: it logs the config
+side of the connection budget (the apps' connection limits) instead.
 """
 
 from __future__ import annotations
@@ -18,15 +19,22 @@ import pulumi_kubernetes as k8s
 import pulumi_postgresql as postgresql
 
 from components.config import CONFIG_NAMESPACE, PostgresSettings
-from components.preflight import AdminEndpoint, ServerFacts, run_preflight
+from components.preflight import (
+    AdminEndpoint,
+    ConnectionBudget,
+    ServerFacts,
+    preview_budget_line,
+    run_preflight,
+)
 
 CONNECT_TIMEOUT_SECONDS = 15
 EXPECTED_VERSION = "15"
 """Lowest supported server (15 to 18): the provider enables the features of this version up."""
 
 
-Preflight = Callable[[AdminEndpoint, str], ServerFacts]
-"""Connect as admin and judge the server; raise `AdminPreflightError` (injectable for tests)."""
+Preflight = Callable[[AdminEndpoint, str, ConnectionBudget], ServerFacts]
+"""Connect as admin, judge the server and the connection budget; raise `AdminPreflightError`
+(injectable for tests)."""
 
 
 class AdminPasswordError(pulumi.RunError):
@@ -99,6 +107,7 @@ def admin_endpoint(settings: PostgresSettings) -> AdminEndpoint:
 def checked_admin_password(
     settings: PostgresSettings,
     password: pulumi.Input[str],
+    budget: ConnectionBudget,
     preflight: Preflight | None = None,
 ) -> pulumi.Output[str]:
     """The admin password, resolved only after the admin pre-flight passed (still a secret).
@@ -106,17 +115,20 @@ def checked_admin_password(
     `pulumi up`: `preflight` (default `run_preflight`) connects once and raises
     `AdminPreflightError` when the endpoint, the credentials or the server are wrong; the Output
     then never resolves, so nothing that depends on it (the provider and all it manages) is
-    registered. `pulumi preview`: returned as is, no connection.
+    registered. `pulumi preview`: returned as is, no connection; the apps' side of `budget` is
+    logged.
     """
     endpoint = admin_endpoint(settings)
     # looked up when called, so the unit tests' harness can replace it for the whole program
     check = preflight or run_preflight
+    if pulumi.runtime.is_dry_run():
+        pulumi.log.info(preview_budget_line(budget))
 
     async def gate(value: str) -> str:
         if not pulumi.runtime.is_dry_run():
             # blocking I/O (driver import, connect, query) off the event loop: the program keeps
             # registering what does not depend on the admin password meanwhile
-            await asyncio.get_running_loop().run_in_executor(None, check, endpoint, value)
+            await asyncio.get_running_loop().run_in_executor(None, check, endpoint, value, budget)
         return value
 
     return pulumi.Output.secret(pulumi.Output.from_input(password).apply(gate))
@@ -127,19 +139,21 @@ def admin_provider(
     password: pulumi.Input[str],
     opts: pulumi.ResourceOptions | None = None,
     *,
+    budget: ConnectionBudget,
     preflight: Preflight | None = None,
 ) -> postgresql.Provider:
     """The `postgresql` provider every app's role, database and grants go through.
 
     Its password is `checked_admin_password(...)`: the provider (and everything it manages) is
-    registered only after the admin pre-flight passed (`pulumi up`).
+    registered only after the admin pre-flight passed (`pulumi up`), which also refuses a stack
+    whose `budget` (the apps' connection limits) the server cannot honour.
     """
     return postgresql.Provider(
         "postgres-admin",
         host=settings.admin_host,
         port=settings.admin_port,
         username=settings.admin_user,
-        password=checked_admin_password(settings, password, preflight),
+        password=checked_admin_password(settings, password, budget, preflight),
         database="postgres",
         sslmode=settings.admin_sslmode,
         superuser=True,

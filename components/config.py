@@ -21,6 +21,7 @@ config:
     adminSecretName: postgres-postgresql
     adminSecretKey: postgres-password
     hardenDatabases: [postgres, template1]   # revoke CONNECT, TEMPORARY from PUBLIC; [] opts out
+    connectionBudgetWarnPercent: 80          # warn when the apps' limits use more (1..100)
   postgres-apps:appsNamespace: apps
   postgres-apps:namespacePerApp: false       # true: each app without `namespace` gets its own
   postgres-apps:allowedExtensions: []        # beyond TRUSTED_EXTENSIONS, e.g. [postgis, dblink]
@@ -61,6 +62,12 @@ Refused besides malformed values (issue 11):
 - `adminPassword` set without `--secret` (the message gives the command, never the value);
 - in `hardenDatabases` and `allowedDatabases`: an app's own database; in `hardenDatabases`:
   `template0` (it accepts no connections). Both take lowercase unquoted identifiers.
+
+Connection budget (checked by the admin pre-flight on every `pulumi up`, `components/preflight.py`):
+the apps' `connectionLimit`s (default 20 each) must add up to at most what the server allows roles
+that are not superusers, `max_connections - superuser_reserved_connections - reserved_connections`
+(the last on PostgreSQL 16+); more is refused before anything changes, more than
+`connectionBudgetWarnPercent` of it is a warning. Roles this stack does not manage are not counted.
 
 `hardenDatabases` is server-wide: a role this stack does not manage also loses CONNECT on those
 databases unless it was granted CONNECT explicitly (or is a superuser / the database owner).
@@ -116,6 +123,7 @@ RESERVED_NAMES = frozenset(
     }
 )
 MAX_CONNECTION_LIMIT = 10_000
+DEFAULT_CONNECTION_BUDGET_WARN_PERCENT = 80
 
 SYSTEM_NAMESPACE_PREFIX = "kube-"
 """Kubernetes' own namespaces (kube-system, kube-public, kube-node-lease, ...): never an app's."""
@@ -221,6 +229,9 @@ class PostgresSettings:
     harden_databases: tuple[str, ...] = DEFAULT_HARDEN_DATABASES
     """Databases whose CONNECT and TEMPORARY the stack revokes from PUBLIC (so an app role can
     reach no database but its own); `()` leaves the server's defaults alone."""
+    connection_budget_warn_percent: int = DEFAULT_CONNECTION_BUDGET_WARN_PERCENT
+    """`pulumi up` warns when the apps' connection limits use more than this share of the
+    server's non-superuser connections (refused above 100 %: `components/preflight.py`)."""
 
 
 @dataclass(frozen=True)
@@ -335,6 +346,7 @@ POSTGRES_KEYS = {
     "adminSecretKey": "admin_secret_key",
     "allowInsecureAdmin": "allow_insecure_admin",
     "hardenDatabases": "harden_databases",
+    "connectionBudgetWarnPercent": "connection_budget_warn_percent",
 }
 APP_KEYS = (
     "name",
@@ -623,6 +635,9 @@ def _parse_postgres(problems: _Problems, value: object) -> PostgresSettings:
         "allowInsecureAdmin": p.boolean,
         "hardenDatabases": lambda path, v: p.names(
             path, v, pattern=_DATABASE, noun="database", what="a database name", check=harden
+        ),
+        "connectionBudgetWarnPercent": lambda path, v: p.integer(
+            path, v, 1, 100, "a percentage of the server's connections"
         ),
     }
     kwargs = _fields(problems, "postgres", mapping, POSTGRES_KEYS, checks)

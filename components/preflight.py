@@ -5,8 +5,16 @@ Run once per `pulumi up` (never in `pulumi preview`: see `components/admin.py`) 
 endpoint, a server older than 15 or a non-superuser admin stop the run before any role, database,
 grant or app Secret is touched.
 
-Pure (testable without a server): `classify`, `failure_message`, `judge`. I/O: `probe_admin`
-(one psycopg connection, one query) and `run_preflight` (probe, then judge).
+It also checks the connection budget: the apps' connection limits (`connectionLimit`, default 20)
+must all fit in what the server lets roles that are not superusers open, `max_connections -
+superuser_reserved_connections - reserved_connections` (the last exists on PostgreSQL 16+). A stack
+over it is refused, one over `postgres.connectionBudgetWarnPercent` of it gets a warning. Roles
+this stack does not manage (other apps, exporters, retired apps' roles) are not in the sum: the
+server cannot say how many connections they will open, so the message tells the operator to
+leave room for them.
+
+Pure (testable without a server): `classify`, `failure_message`, `judge`, `judge_budget`. I/O:
+`probe_admin` (one psycopg connection, one query) and `run_preflight` (probe, then judge).
 """
 
 from __future__ import annotations
@@ -19,19 +27,25 @@ from typing import Final, Literal
 
 import pulumi
 
-from components.config import CONFIG_NAMESPACE
+from components.config import CONFIG_NAMESPACE, StackSettings
 from components.verification.checks import RUNBOOK
 
 RUNBOOK_SECTION: Final = f"{RUNBOOK}#admin-preflight"
 """Where the operator reads what to do (the runbook has an `<a id="admin-preflight">`)."""
+BUDGET_RUNBOOK_SECTION: Final = f"{RUNBOOK}#connection-budget"
 MIN_SERVER_VERSION_NUM: Final = 150000
 """PostgreSQL 15: the provider is configured with `expected_version=15`."""
 MAX_TESTED_SERVER_VERSION_NUM: Final = 189999
 """PostgreSQL 18.x: newer servers get a warning, not a refusal."""
 QUERY: Final = (
-    "SELECT current_setting('server_version_num')::int, rolsuper "
+    "SELECT current_setting('server_version_num')::int, rolsuper, "
+    "current_setting('max_connections')::int, "
+    "current_setting('superuser_reserved_connections')::int, "
+    # PostgreSQL 16+; missing_ok gives NULL on 15
+    "current_setting('reserved_connections', true)::int "
     "FROM pg_roles WHERE rolname = current_user"
 )
+"""One round trip: the version and superuser questions and the connection settings."""
 APPLICATION_NAME: Final = "postgres-apps-preflight"
 
 Kind = Literal["unreachable", "auth", "tls", "hba", "database", "other"]
@@ -42,6 +56,7 @@ _K_PORT: Final = f"{CONFIG_NAMESPACE}:postgres.adminPort"
 _K_USER: Final = f"{CONFIG_NAMESPACE}:postgres.adminUser"
 _K_SSL: Final = f"{CONFIG_NAMESPACE}:postgres.adminSslmode"
 _K_PASSWORD: Final = f"{CONFIG_NAMESPACE}:adminPassword"
+_K_WARN: Final = f"{CONFIG_NAMESPACE}:postgres.connectionBudgetWarnPercent"
 
 
 class AdminPreflightError(pulumi.RunError):
@@ -69,11 +84,82 @@ class AdminEndpoint:
 
 
 @dataclass(frozen=True)
+class ConnectionSettings:
+    """The server's connection slots, as `current_setting` reports them."""
+
+    max_connections: int
+    superuser_reserved_connections: int
+    reserved_connections: int | None
+    """None: the server has no such setting (PostgreSQL 15)."""
+
+    @property
+    def available(self) -> int:
+        """Connections roles that are not superusers may open (PostgreSQL's own arithmetic:
+        `max_connections - superuser_reserved_connections - reserved_connections`)."""
+        return (
+            self.max_connections
+            - self.superuser_reserved_connections
+            - (self.reserved_connections or 0)
+        )
+
+    def describe(self) -> str:
+        """The subtraction spelled out, every number with the setting it comes from."""
+        text = (
+            f"max_connections {self.max_connections} - superuser_reserved_connections "
+            f"{self.superuser_reserved_connections}"
+        )
+        if self.reserved_connections is None:
+            return f"{text}; no reserved_connections before PostgreSQL 16"
+        return f"{text} - reserved_connections {self.reserved_connections}"
+
+
+@dataclass(frozen=True)
+class AppLimit:
+    """One app's share of the budget and the config key that sets it."""
+
+    app: str
+    limit: int
+    key: str
+    """`postgres-apps:apps[<index>].connectionLimit`."""
+
+
+@dataclass(frozen=True)
+class ConnectionBudget:
+    """What the stack asks of the server: every app's connection limit (pure config)."""
+
+    apps: tuple[AppLimit, ...]
+    warn_percent: int
+
+    @property
+    def requested(self) -> int:
+        return sum(a.limit for a in self.apps)
+
+    def per_app(self) -> str:
+        return ", ".join(f"{a.app} {a.limit}" for a in self.apps) or "no apps"
+
+
+def _app_limit_key(index: int) -> str:
+    return f"{CONFIG_NAMESPACE}:apps[{index}].connectionLimit"
+
+
+def connection_budget(settings: StackSettings) -> ConnectionBudget:
+    """The stack's budget request from its settings (indices as in `postgres-apps:apps`)."""
+    return ConnectionBudget(
+        apps=tuple(
+            AppLimit(app.name, app.connection_limit, _app_limit_key(i))
+            for i, app in enumerate(settings.apps)
+        ),
+        warn_percent=settings.postgres.connection_budget_warn_percent,
+    )
+
+
+@dataclass(frozen=True)
 class ServerFacts:
     """What the pre-flight query returned."""
 
     version_num: int
     superuser: bool
+    connections: ConnectionSettings
 
     @property
     def version(self) -> str:
@@ -248,6 +334,75 @@ def judge(ep: AdminEndpoint, facts: ServerFacts | None) -> tuple[list[str], list
     return problems, warnings
 
 
+_LARGEST_NAMED: Final = 3
+
+
+def _requested(budget: ConnectionBudget) -> str:
+    return f"the apps' connection limits add up to {budget.requested} ({budget.per_app()})"
+
+
+def _allowed(ep: AdminEndpoint, conn: ConnectionSettings) -> str:
+    return (
+        f"PostgreSQL at {ep.address} allows {conn.available} non-superuser connections "
+        f"({conn.describe()})"
+    )
+
+
+def _percent(part: int, whole: int) -> str:
+    """`part` as a share of `whole`, one decimal at most (80.4, 81, 100): a floor or a round to
+    an integer could print "80%" for a sum that is above a threshold of 80."""
+    if whole <= 0:
+        return "100"
+    return f"{part * 100 / whole:.1f}".removesuffix(".0")
+
+
+def judge_budget(
+    ep: AdminEndpoint, budget: ConnectionBudget, conn: ConnectionSettings
+) -> tuple[list[str], list[str]]:
+    """Refusals and warnings for the apps' connection limits on this server (pure).
+
+    Refused: the limits cannot all be honoured (sum > available). Warned: within it but above
+    `warn_percent` of it (integer arithmetic: exactly at the threshold is no warning).
+    """
+    requested, available = budget.requested, conn.available
+    if requested > available:
+        largest = sorted(budget.apps, key=lambda a: -a.limit)[:_LARGEST_NAMED]
+        keys = ", ".join(f"{a.key} ({a.app} {a.limit})" for a in largest)
+        return [
+            f"connection budget exceeded: {_requested(budget)} but {_allowed(ep, conn)}, "
+            f"{requested - available} too many. Lower {keys}, or raise max_connections on the "
+            "server (it needs a restart; Bitnami chart: primary.extendedConfiguration "
+            "`max_connections = <n>`, i.e. postgresql.conf), or lower "
+            "superuser_reserved_connections / reserved_connections there. Roles this stack does "
+            "not manage are not in the sum: leave room for them. "
+            f"Runbook: {BUDGET_RUNBOOK_SECTION}"
+        ], []
+    if requested * 100 > available * budget.warn_percent:
+        return [], [
+            f"connection budget: {_requested(budget)}, {_percent(requested, available)}% of the "
+            f"{available} non-superuser connections PostgreSQL at {ep.address} allows "
+            f"({conn.describe()}), above {_K_WARN} {budget.warn_percent}%. Roles this stack does "
+            f"not manage share the {available - requested} left. Runbook: {BUDGET_RUNBOOK_SECTION}"
+        ]
+    return [], []
+
+
+def budget_summary(ep: AdminEndpoint, budget: ConnectionBudget, conn: ConnectionSettings) -> str:
+    """The info line of a passed budget check (`pulumi up`)."""
+    return (
+        f"connection budget: {_requested(budget)}; {_allowed(ep, conn)}: "
+        f"{_percent(budget.requested, conn.available)}% used by this stack"
+    )
+
+
+def preview_budget_line(budget: ConnectionBudget) -> str:
+    """The info line of `pulumi preview`, which does not connect: the config side only."""
+    return (
+        f"connection budget: {_requested(budget)}; the server's limit is checked by `pulumi up` "
+        "(a preview does not connect)"
+    )
+
+
 def refusal_message(ep: AdminEndpoint, problems: list[str]) -> str:
     lines = "\n".join(f"- {p}" for p in problems)
     return f"{_head(ep)}: the server is not usable:\n{lines}\n{_tail()}"
@@ -259,7 +414,7 @@ def refusal_message(ep: AdminEndpoint, problems: list[str]) -> str:
 
 
 def probe_admin(ep: AdminEndpoint, password: str) -> ServerFacts | None:
-    """Connect once as admin and run `QUERY`. Raises psycopg.Error on failure."""
+    """Connect once as admin and run `QUERY` (one round trip). Raises psycopg.Error on failure."""
     import psycopg  # noqa: PLC0415 - only `pulumi up` needs the driver loaded
 
     with psycopg.connect(
@@ -277,11 +432,20 @@ def probe_admin(ep: AdminEndpoint, password: str) -> ServerFacts | None:
         row = conn.execute(QUERY).fetchone()
     if row is None:
         return None
-    return ServerFacts(version_num=int(row[0]), superuser=bool(row[1]))
+    return ServerFacts(
+        version_num=int(row[0]),
+        superuser=bool(row[1]),
+        connections=ConnectionSettings(
+            max_connections=int(row[2]),
+            superuser_reserved_connections=int(row[3]),
+            reserved_connections=None if row[4] is None else int(row[4]),
+        ),
+    )
 
 
-def run_preflight(ep: AdminEndpoint, password: str) -> ServerFacts:
-    """Probe the admin endpoint and judge it; raise `AdminPreflightError` with the fix."""
+def run_preflight(ep: AdminEndpoint, password: str, budget: ConnectionBudget) -> ServerFacts:
+    """Probe the admin endpoint, judge it and the stack's connection budget; raise
+    `AdminPreflightError` with the fix (every problem at once), log the warnings."""
     import psycopg  # noqa: PLC0415
 
     try:
@@ -289,8 +453,13 @@ def run_preflight(ep: AdminEndpoint, password: str) -> ServerFacts:
     except psycopg.Error as exc:
         raise AdminPreflightError(failure_message(ep, str(exc), password)) from None
     problems, warnings = judge(ep, facts)
-    if problems or facts is None:
+    if facts is None:
         raise AdminPreflightError(refusal_message(ep, problems))
-    for warning in warnings:
+    over, near = judge_budget(ep, budget, facts.connections)
+    if problems or over:
+        raise AdminPreflightError(refusal_message(ep, problems + over))
+    for warning in warnings + near:
         pulumi.log.warn(warning)
+    if not near:
+        pulumi.log.info(budget_summary(ep, budget, facts.connections))
     return facts

@@ -230,18 +230,22 @@ def preflight_refusal(
 
     from components import admin  # noqa: PLC0415
     from components.config import parse_settings  # noqa: PLC0415
-    from components.preflight import AdminPreflightError, run_preflight  # noqa: PLC0415
+    from components.preflight import (  # noqa: PLC0415
+        AdminPreflightError,
+        connection_budget,
+        run_preflight,
+    )
 
     raw = {
         k.removeprefix("postgres-apps:"): v
         for k, v in cfg.items()
         if k.startswith("postgres-apps:")
     }
-    settings = parse_settings(raw, kube_context=cfg.get("kubernetes:context")).postgres
+    stack = parse_settings(raw, kube_context=cfg.get("kubernetes:context"))
     with mock.patch.object(admin, "_password_in_config", return_value=password_in_config):
-        endpoint = admin.admin_endpoint(settings)
+        endpoint = admin.admin_endpoint(stack.postgres)
     try:
-        run_preflight(endpoint, password)
+        run_preflight(endpoint, password, connection_budget(stack))
     except AdminPreflightError as exc:
         return [line.strip() for line in str(exc).splitlines() if line.strip()]
     raise AssertionError(f"the admin pre-flight passed for {endpoint.address}")

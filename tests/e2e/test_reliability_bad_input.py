@@ -11,6 +11,8 @@ Environment cases (admin Secret, endpoint, kube context) run `pulumi up --refres
 really connect without adding a resource. Wrong admin credentials (user, password, a non-superuser
 admin) are refused by a plain `pulumi up` with no change at all: the admin pre-flight
 (`components/preflight.py`) logs in on every `up` before the postgresql provider is configured.
+So is a stack whose apps' connection limits add up to more than the server allows roles that are
+not superusers (the connection budget, read by the same pre-flight).
 """
 
 from __future__ import annotations
@@ -25,7 +27,8 @@ import pytest
 from pulumi import automation as auto
 
 from components.admin import AdminPasswordError, decode_secret_value
-from components.config import ConfigError, parse_settings
+from components.config import MAX_CONNECTION_LIMIT, ConfigError, parse_settings
+from components.preflight import BUDGET_RUNBOOK_SECTION
 from components.preflight import RUNBOOK_SECTION as PREFLIGHT_RUNBOOK
 from tests.e2e.harness import (
     ProjectStack,
@@ -522,6 +525,69 @@ def test_non_superuser_admin_is_refused(shared: ProjectStack) -> None:
     finally:
         admin_exec("DROP OWNED BY rel_bi_notsuper")  # also revokes its CONNECT on postgres
         admin_exec("DROP ROLE IF EXISTS rel_bi_notsuper")
+
+
+def _over_budget_config() -> dict[str, Any]:
+    """The deployed app with a connection limit no local server allows (`localenv/images/build.sh`
+    starts PostgreSQL with the default max_connections 100): the only change from the deployed
+    config, an update of the role's CONNECTION LIMIT that the pre-flight refuses first."""
+    cfg = good_config()
+    cfg["postgres-apps:apps"] = [{**GOOD_APP, "connectionLimit": MAX_CONNECTION_LIMIT}]
+    return cfg
+
+
+def _server_allows() -> tuple[int, str]:
+    """Non-superuser connections of the local server and the subtraction, from its settings."""
+    (row,) = query(
+        "SELECT current_setting('max_connections')::int, "
+        "current_setting('superuser_reserved_connections')::int, "
+        "current_setting('reserved_connections', true)::int"
+    )
+    max_conn, su_reserved, reserved = row
+    text = f"max_connections {max_conn} - superuser_reserved_connections {su_reserved}"
+    if reserved is not None:
+        text += f" - reserved_connections {reserved}"
+    return max_conn - su_reserved - (reserved or 0), text
+
+
+def test_an_over_budget_stack_is_refused_by_a_plain_up(
+    shared: ProjectStack, baseline: World
+) -> None:
+    """Issue 16: the apps' connection limits must all fit the server's `max_connections`."""
+    available, subtraction = _server_allows()
+    assert available < MAX_CONNECTION_LIMIT, available  # the case is over budget on this server
+    text = _refused_by_a_plain_up(shared, baseline, _over_budget_config())
+    assert (
+        f"connection budget exceeded: the apps' connection limits add up to "
+        f"{MAX_CONNECTION_LIMIT} (rel-bi-one {MAX_CONNECTION_LIMIT}) but PostgreSQL at "
+    ) in text, text[-3000:]
+    assert f"allows {available} non-superuser connections ({subtraction}" in text
+    assert f"{MAX_CONNECTION_LIMIT - available} too many" in text
+    assert "postgres-apps:apps[0].connectionLimit" in text
+    assert BUDGET_RUNBOOK_SECTION in text
+    # the role keeps its limit (`_refused_by_a_plain_up` compares state, roles with rolconnlimit,
+    # databases and the cluster with the baseline)
+    assert baseline.roles["rel_bi_one"] == world(shared, "rel-bi").roles["rel_bi_one"]
+
+
+def test_an_over_budget_stack_previews_its_budget_without_connecting(
+    shared: ProjectStack, baseline: World
+) -> None:
+    """A preview does not connect: it shows the apps' side of the budget (an info line; the stack
+    output `connectionBudget` is pinned by the unit tier) and leaves the refusal to `up`."""
+    shared.write_config(_over_budget_config())
+    try:
+        result = shared.stack.preview(on_output=print, color="never")
+    finally:
+        shared.write_config(good_config())
+    # the engine's diagnostics go to stdout or stderr depending on the display (pulumi/pulumi#20632)
+    shown = f"{result.stdout}\n{result.stderr}"
+    assert "connection budget exceeded" not in shown
+    assert (
+        f"connection budget: the apps' connection limits add up to {MAX_CONNECTION_LIMIT} "
+        f"(rel-bi-one {MAX_CONNECTION_LIMIT}); the server's limit is checked by `pulumi up`"
+    ) in shown, shown[-3000:]
+    assert baseline.differences(world(shared, "rel-bi")) == []
 
 
 def test_unmanaged_role_with_the_apps_name_is_not_adopted(shared: ProjectStack) -> None:

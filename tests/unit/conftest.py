@@ -315,15 +315,22 @@ def three_apps() -> Iterator[dict[str, object]]:
 @dataclass
 class RecordingPreflight:
     """Stands in for the admin pre-flight's login (`components.admin.run_preflight`): records the
-    endpoint and password it was given and answers as a PostgreSQL 15 superuser would."""
+    endpoint, password and connection budget it was given and answers as a PostgreSQL 15 superuser
+    with the default connection settings would."""
 
     calls: list[tuple[Any, str]] = field(default_factory=list)
+    budgets: list[Any] = field(default_factory=list)
 
-    def __call__(self, endpoint: Any, password: str) -> Any:
-        from components.preflight import ServerFacts  # noqa: PLC0415
+    def __call__(self, endpoint: Any, password: str, budget: Any) -> Any:
+        from components.preflight import ConnectionSettings, ServerFacts  # noqa: PLC0415
 
         self.calls.append((endpoint, password))
-        return ServerFacts(version_num=150000, superuser=True)
+        self.budgets.append(budget)
+        return ServerFacts(
+            version_num=150000,
+            superuser=True,
+            connections=ConnectionSettings(100, 3, None),
+        )
 
 
 @pytest.fixture(scope="session", autouse=True)

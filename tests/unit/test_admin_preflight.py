@@ -10,19 +10,26 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+import pulumi
 import pytest
 from pulumi.runtime import mocks
 
-from components import admin
-from components.config import PostgresSettings
+from components import admin, preflight
+from components.config import PostgresSettings, parse_settings
 from components.preflight import (
+    BUDGET_RUNBOOK_SECTION,
     RUNBOOK_SECTION,
     AdminEndpoint,
     AdminPreflightError,
+    AppLimit,
+    ConnectionBudget,
+    ConnectionSettings,
     ServerFacts,
     classify,
+    connection_budget,
     failure_message,
     judge,
+    judge_budget,
     refusal_message,
 )
 from tests.unit.conftest import (
@@ -54,7 +61,15 @@ EP = AdminEndpoint(
     password_source="Secret data/postgres-postgresql key postgres-password",
 )
 SETTINGS = PostgresSettings(admin_host="127.0.0.1", admin_port=15432)
-PG15 = ServerFacts(version_num=150008, superuser=True)
+PG15_CONNECTIONS = ConnectionSettings(100, 3, None)
+"""PostgreSQL 15's defaults (no reserved_connections)."""
+PG16_CONNECTIONS = ConnectionSettings(100, 3, 0)
+PG15 = ServerFacts(version_num=150008, superuser=True, connections=PG15_CONNECTIONS)
+NO_APPS = ConnectionBudget(apps=(), warn_percent=80)
+
+
+def facts(num: int, superuser: bool = True) -> ServerFacts:
+    return ServerFacts(num, superuser, PG16_CONNECTIONS if num >= 160000 else PG15_CONNECTIONS)
 
 
 @dataclass
@@ -63,9 +78,11 @@ class FakePreflight:
 
     error: Exception | None = None
     calls: list[tuple[AdminEndpoint, str]] = field(default_factory=list)
+    budgets: list[ConnectionBudget] = field(default_factory=list)
 
-    def __call__(self, ep: AdminEndpoint, password: str) -> ServerFacts:
+    def __call__(self, ep: AdminEndpoint, password: str, budget: ConnectionBudget) -> ServerFacts:
         self.calls.append((ep, password))
+        self.budgets.append(budget)
         if self.error is not None:
             raise self.error
         return PG15
@@ -73,7 +90,7 @@ class FakePreflight:
 
 def _provider_only(preflight: FakePreflight, password: str = ADMIN_PASSWORD) -> Callable[[], None]:
     def body() -> None:
-        admin.admin_provider(SETTINGS, password, preflight=preflight)
+        admin.admin_provider(SETTINGS, password, budget=NO_APPS, preflight=preflight)
 
     return body
 
@@ -294,31 +311,31 @@ def test_a_password_sharing_words_with_the_message_does_not_mangle_it() -> None:
 
 def test_judge_accepts_a_superuser_on_15_to_18() -> None:
     for num in (150000, 150008, 160004, 170002, 180001):
-        assert judge(EP, ServerFacts(num, True)) == ([], [])
+        assert judge(EP, facts(num)) == ([], [])
 
 
 def test_judge_refuses_an_old_server() -> None:
-    problems, _ = judge(EP, ServerFacts(140011, True))
+    problems, _ = judge(EP, facts(140011))
     assert len(problems) == 1
     assert "PostgreSQL 14.11" in problems[0] and "15 to 18" in problems[0]
     assert "postgres-apps:postgres.adminHost" in problems[0]
 
 
 def test_judge_warns_about_a_newer_server() -> None:
-    problems, warnings = judge(EP, ServerFacts(190000, True))
+    problems, warnings = judge(EP, facts(190000))
     assert problems == []
     assert len(warnings) == 1 and "PostgreSQL 19.0" in warnings[0]
 
 
 def test_judge_refuses_a_non_superuser() -> None:
-    problems, _ = judge(EP, ServerFacts(160002, False))
+    problems, _ = judge(EP, facts(160002, superuser=False))
     assert len(problems) == 1
     assert 'user "postgres" is not a superuser' in problems[0]
     assert "postgres-apps:postgres.adminUser" in problems[0]
 
 
 def test_judge_reports_every_problem_and_a_missing_row() -> None:
-    problems, _ = judge(EP, ServerFacts(130000, False))
+    problems, _ = judge(EP, facts(130000, superuser=False))
     assert len(problems) == 2
     assert judge(EP, None)[0] == ['user "postgres" logged in but has no row in pg_roles']
     text = refusal_message(EP, problems)
@@ -326,5 +343,225 @@ def test_judge_reports_every_problem_and_a_missing_row() -> None:
 
 
 def test_version_text() -> None:
-    assert ServerFacts(150008, True).version == "15.8"
-    assert ServerFacts(180000, True).version == "18.0"
+    assert facts(150008).version == "15.8"
+    assert facts(180000).version == "18.0"
+
+
+# ---------------------------------------------------------------------------------------------
+# Connection budget: pure arithmetic and messages
+
+
+def budget(*limits: int, warn: int = 80) -> ConnectionBudget:
+    return ConnectionBudget(
+        apps=tuple(
+            AppLimit(f"app{i}", n, f"postgres-apps:apps[{i}].connectionLimit")
+            for i, n in enumerate(limits)
+        ),
+        warn_percent=warn,
+    )
+
+
+ROOM_100 = ConnectionSettings(103, 3, 0)
+"""100 non-superuser connections: percentages read directly."""
+
+
+def test_available_is_postgresql_arithmetic() -> None:
+    assert PG15_CONNECTIONS.available == 97  # 100 - 3, no reserved_connections on 15
+    assert ConnectionSettings(200, 5, 7).available == 188
+    assert PG15_CONNECTIONS.describe() == (
+        "max_connections 100 - superuser_reserved_connections 3; no reserved_connections "
+        "before PostgreSQL 16"
+    )
+    assert ConnectionSettings(200, 5, 7).describe() == (
+        "max_connections 200 - superuser_reserved_connections 5 - reserved_connections 7"
+    )
+
+
+def test_under_the_threshold_is_silent() -> None:
+    assert judge_budget(EP, budget(20, 20, 20), PG15_CONNECTIONS) == ([], [])
+    assert judge_budget(EP, budget(), PG15_CONNECTIONS) == ([], [])  # no apps
+
+
+def test_exactly_at_the_threshold_is_silent_one_more_warns() -> None:
+    assert judge_budget(EP, budget(40, 40), ROOM_100) == ([], [])  # 80 % of 100
+    problems, warnings = judge_budget(EP, budget(40, 41), ROOM_100)
+    assert problems == []
+    assert warnings == [
+        "connection budget: the apps' connection limits add up to 81 (app0 40, app1 41), 81% of "
+        "the 100 non-superuser connections PostgreSQL at 127.0.0.1:15432 allows (max_connections "
+        "103 - superuser_reserved_connections 3 - reserved_connections 0), above "
+        "postgres-apps:postgres.connectionBudgetWarnPercent 80%. Roles this stack does not manage "
+        f"share the 19 left. Runbook: {BUDGET_RUNBOOK_SECTION}"
+    ]
+
+
+def test_the_threshold_is_configurable() -> None:
+    assert judge_budget(EP, budget(40, 41, warn=90), ROOM_100) == ([], [])
+    assert judge_budget(EP, budget(51, warn=50), ROOM_100)[1]
+    # 100: only a refusal, never a warning
+    assert judge_budget(EP, budget(100, warn=100), ROOM_100) == ([], [])
+
+
+def test_exactly_the_budget_is_allowed_with_a_warning() -> None:
+    problems, warnings = judge_budget(EP, budget(50, 47), PG15_CONNECTIONS)
+    assert problems == []
+    assert len(warnings) == 1 and "add up to 97" in warnings[0] and "100%" in warnings[0]
+
+
+def test_one_over_the_budget_is_refused_with_numbers_keys_and_fixes() -> None:
+    problems, warnings = judge_budget(EP, budget(20, 20, 20, 20, 10, 8), PG15_CONNECTIONS)
+    assert warnings == []
+    assert problems == [
+        "connection budget exceeded: the apps' connection limits add up to 98 (app0 20, app1 20, "
+        "app2 20, app3 20, app4 10, app5 8) but PostgreSQL at 127.0.0.1:15432 allows 97 "
+        "non-superuser connections (max_connections 100 - superuser_reserved_connections 3; no "
+        "reserved_connections before PostgreSQL 16), 1 too many. Lower "
+        "postgres-apps:apps[0].connectionLimit (app0 20), postgres-apps:apps[1].connectionLimit "
+        "(app1 20), postgres-apps:apps[2].connectionLimit (app2 20), or raise max_connections on "
+        "the server (it needs a restart; Bitnami chart: primary.extendedConfiguration "
+        "`max_connections = <n>`, i.e. postgresql.conf), or lower superuser_reserved_connections "
+        "/ reserved_connections there. Roles this stack does not manage are not in the sum: leave "
+        f"room for them. Runbook: {BUDGET_RUNBOOK_SECTION}"
+    ]
+
+
+def test_the_largest_limits_are_named_first() -> None:
+    problems, _ = judge_budget(EP, budget(5, 90, 10), PG15_CONNECTIONS)
+    assert "Lower postgres-apps:apps[1].connectionLimit (app1 90), " in problems[0]
+    assert "postgres-apps:apps[2].connectionLimit (app2 10), postgres-apps:apps[0]" in problems[0]
+
+
+def test_pg16_reserved_connections_shrink_the_budget() -> None:
+    """95 fits 100 - 3 on PostgreSQL 15, not 100 - 3 - 5 on 16+."""
+    assert judge_budget(EP, budget(95, warn=100), PG15_CONNECTIONS) == ([], [])
+    problems, _ = judge_budget(EP, budget(95, warn=100), ConnectionSettings(100, 3, 5))
+    assert len(problems) == 1
+    assert (
+        "allows 92 non-superuser connections (max_connections 100 - "
+        "superuser_reserved_connections 3 - reserved_connections 5), 3 too many"
+    ) in problems[0]
+
+
+def test_budget_from_config_keeps_the_config_indices() -> None:
+    settings = parse_settings(
+        {
+            "apps": ["a", {"name": "b", "connectionLimit": 7}],
+            "postgres": {"connectionBudgetWarnPercent": 60},
+        }
+    )
+    got = connection_budget(settings)
+    assert got == ConnectionBudget(
+        apps=(
+            AppLimit("a", 20, "postgres-apps:apps[0].connectionLimit"),
+            AppLimit("b", 7, "postgres-apps:apps[1].connectionLimit"),
+        ),
+        warn_percent=60,
+    )
+    assert got.requested == 27
+
+
+# ---------------------------------------------------------------------------------------------
+# Connection budget: run_preflight (the probe replaced) and the program's wiring
+
+
+@dataclass
+class LogRecorder:
+    info: list[str] = field(default_factory=list)
+    warn: list[str] = field(default_factory=list)
+
+
+@pytest.fixture
+def logs(monkeypatch: pytest.MonkeyPatch) -> LogRecorder:
+    rec = LogRecorder()
+    monkeypatch.setattr(pulumi.log, "info", lambda msg, *a, **k: rec.info.append(msg))
+    monkeypatch.setattr(pulumi.log, "warn", lambda msg, *a, **k: rec.warn.append(msg))
+    return rec
+
+
+def _probe_answers(monkeypatch: pytest.MonkeyPatch, answer: ServerFacts) -> None:
+    monkeypatch.setattr(preflight, "probe_admin", lambda ep, password: answer)
+
+
+def test_run_preflight_refuses_an_over_budget_stack(
+    monkeypatch: pytest.MonkeyPatch, logs: LogRecorder
+) -> None:
+    _probe_answers(monkeypatch, PG15)
+    with pytest.raises(AdminPreflightError) as err:
+        preflight.run_preflight(EP, PASSWORD, budget(60, 40))
+    text = str(err.value)
+    assert text.startswith('admin pre-flight failed for PostgreSQL at 127.0.0.1:15432 as user "')
+    assert "\n- connection budget exceeded: the apps' connection limits add up to 100" in text
+    assert "No role, database, grant or app Secret was touched" in text
+    assert PASSWORD not in text
+    assert logs.info == [] and logs.warn == []
+
+
+def test_run_preflight_reports_the_budget_with_the_other_problems(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    _probe_answers(monkeypatch, ServerFacts(150008, False, PG15_CONNECTIONS))
+    with pytest.raises(AdminPreflightError) as err:
+        preflight.run_preflight(EP, PASSWORD, budget(98))
+    text = str(err.value)
+    assert text.count("\n- ") == 2
+    assert "is not a superuser" in text and "connection budget exceeded" in text
+
+
+def test_run_preflight_warns_near_the_budget_and_goes_on(
+    monkeypatch: pytest.MonkeyPatch, logs: LogRecorder
+) -> None:
+    _probe_answers(monkeypatch, PG15)
+    assert preflight.run_preflight(EP, PASSWORD, budget(50, 40)) == PG15
+    assert logs.warn == judge_budget(EP, budget(50, 40), PG15_CONNECTIONS)[1]
+    assert logs.info == []
+
+
+def test_run_preflight_logs_the_budget_when_it_fits(
+    monkeypatch: pytest.MonkeyPatch, logs: LogRecorder
+) -> None:
+    _probe_answers(monkeypatch, PG15)
+    preflight.run_preflight(EP, PASSWORD, budget(20, 10))
+    assert logs.warn == []
+    assert logs.info == [
+        "connection budget: the apps' connection limits add up to 30 (app0 20, app1 10); "
+        "PostgreSQL at 127.0.0.1:15432 allows 97 non-superuser connections (max_connections 100 "
+        "- superuser_reserved_connections 3; no reserved_connections before PostgreSQL 16): 30.9% "
+        "used by this stack"
+    ]
+
+
+def test_whole_program_gives_the_preflight_the_apps_budget(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    fake = FakePreflight()
+    monkeypatch.setattr(admin, "run_preflight", fake)
+    run = run_program(THREE_APPS)
+    raw = {k: v for k, v in THREE_APPS.items() if not k.startswith("kubernetes:")}
+    expected = connection_budget(parse_settings(raw))
+    assert fake.budgets == [expected]
+    assert [a.limit for a in expected.apps] == [20, 10, 20]
+    assert run.outputs["connectionBudget"] == {
+        "requested": 50,
+        "perApp": {"app-test": 20, "n8n": 10, "paperless": 20},
+        "warnPercent": 80,
+    }
+
+
+def test_preview_shows_the_budget_without_connecting(
+    preview: None, monkeypatch: pytest.MonkeyPatch, logs: LogRecorder
+) -> None:
+    fake = FakePreflight(error=AssertionError("the pre-flight must not run in a preview"))
+    monkeypatch.setattr(admin, "run_preflight", fake)
+    run = run_program(THREE_APPS)
+    assert fake.calls == []
+    assert run.outputs["connectionBudget"]["requested"] == 50
+    assert logs.info == [
+        "connection budget: the apps' connection limits add up to 50 (app-test 20, n8n 10, "
+        "paperless 20); the server's limit is checked by `pulumi up` (a preview does not connect)"
+    ]
+
+
+def test_a_share_just_above_the_threshold_is_not_printed_as_the_threshold() -> None:
+    """78 of 97 is 80.4 %: above 80, and the warning must not say "80%"."""
+    _, warnings = judge_budget(EP, budget(78), PG15_CONNECTIONS)
+    assert len(warnings) == 1 and "80.4% of the 97" in warnings[0]

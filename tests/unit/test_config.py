@@ -34,6 +34,13 @@ def test_empty_config_gives_defaults() -> None:
     assert s.verification.mode == "pod"
 
 
+def test_connection_budget_warn_percent_default_and_bounds() -> None:
+    assert parse_settings({}).postgres.connection_budget_warn_percent == 80
+    for value in (1, 55, 100):
+        raw = {"postgres": {"connectionBudgetWarnPercent": value}}
+        assert parse_settings(raw).postgres.connection_budget_warn_percent == value
+
+
 def test_full_config() -> None:
     s = parse_settings(
         {
@@ -173,6 +180,27 @@ BAD_CASES: list[tuple[str, dict[str, Any], str]] = [
     ("port zero", {"postgres": {"port": 0}}, "postgres-apps:postgres.port: 0 is not a TCP port"),
     ("port too high", {"postgres": {"adminPort": 70000}}, "postgres.adminPort: 70000 is not a TCP"),
     ("port boolean", {"postgres": {"port": True}}, "postgres.port: must be an integer"),
+    (
+        "budget warn zero",
+        {"postgres": {"connectionBudgetWarnPercent": 0}},
+        "postgres-apps:postgres.connectionBudgetWarnPercent: 0 is not a percentage of the "
+        "server's connections (1..100)",
+    ),
+    (
+        "budget warn over 100",
+        {"postgres": {"connectionBudgetWarnPercent": 101}},
+        "postgres.connectionBudgetWarnPercent: 101 is not a percentage",
+    ),
+    (
+        "budget warn a float",
+        {"postgres": {"connectionBudgetWarnPercent": 80.5}},
+        "postgres.connectionBudgetWarnPercent: must be an integer",
+    ),
+    (
+        "budget warn a string",
+        {"postgres": {"connectionBudgetWarnPercent": "80"}},
+        "postgres.connectionBudgetWarnPercent: must be an integer",
+    ),
     ("bad sslmode", {"postgres": {"sslmode": "on"}}, 'postgres.sslmode: "on" is not one of'),
     (
         "admin sslmode prefer",
