@@ -58,7 +58,12 @@ def config(apps: list[dict[str, Any]], mode: str = "direct") -> dict[str, Any]:
 
 def add_apps(stack: ProjectStack, prefix: str, count: int) -> list[dict[str, Any]]:
     """Declare `count` new apps (opted into drop, so the module can clean up)."""
-    new = [{"name": f"rel-fa-{prefix}{i}", "deletion": "drop"} for i in range(count)]
+    # a small connection limit each: the stack grows to 8 apps, and 8 x the default 20 would be
+    # over the local server's budget (max_connections 100), which the admin pre-flight refuses
+    new = [
+        {"name": f"rel-fa-{prefix}{i}", "deletion": "drop", "connectionLimit": 5}
+        for i in range(count)
+    ]
     _apps.extend(new)
     stack.write_config(config(_apps))
     return new
