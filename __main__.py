@@ -9,9 +9,11 @@ from typing import Any
 
 import pulumi
 
-from components.admin import admin_password, admin_provider
+from components.admin import admin_access, admin_password
 from components.app_database import AppDatabase, AppDatabaseArgs
 from components.config import StackSettings, load_settings
+from components.inventory import OUTPUT_NAME as UNMANAGED_OUTPUT
+from components.inventory import scope_of
 from components.namespace import AppsNamespace, AppsNamespaceArgs
 from components.retention import OUTPUT_NAME, guarded_managed_apps
 from components.server_hardening import ServerHardening, ServerHardeningArgs
@@ -30,7 +32,8 @@ def build(settings: StackSettings) -> None:
         ns: AppsNamespace(f"namespace-{ns}", AppsNamespaceArgs(name=ns), opts=after_guard)
         for ns in settings.namespaces
     }
-    provider = admin_provider(pg, admin_password(pg), opts=after_guard)
+    admin = admin_access(pg, admin_password(pg), scope_of(settings), opts=after_guard)
+    provider = admin.provider
     hardening = ServerHardening(
         "server-hardening",
         ServerHardeningArgs(databases=pg.harden_databases),
@@ -117,6 +120,7 @@ def build(settings: StackSettings) -> None:
     )
     pulumi.export("serverHardening", hardening.databases)
     pulumi.export(OUTPUT_NAME, managed)
+    pulumi.export(UNMANAGED_OUTPUT, admin.unmanaged)
 
 
 build(load_settings())

@@ -4,7 +4,10 @@ The provider's password input is the admin password *after* the admin pre-flight
 (`components/preflight.py`) passed: every role, database and grant uses the provider, and every
 app Secret depends on its role and database, so none of them is registered before the pre-flight.
 The pre-flight runs during `pulumi up` only: `pulumi preview` (the pull-request workflow) may run
-where the admin endpoint is not reachable, so a preview does not connect.
+where the admin endpoint is not reachable, so a preview does not log in for the pre-flight.
+
+The unmanaged report (`components/inventory.py`) comes out of the same gate: on `up` from the
+pre-flight's session, on `preview` from one connection of its own that may fail ("not checked").
 """
 
 from __future__ import annotations
@@ -12,12 +15,22 @@ from __future__ import annotations
 import asyncio
 import base64
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 
 import pulumi
 import pulumi_kubernetes as k8s
 import pulumi_postgresql as postgresql
 
 from components.config import CONFIG_NAMESPACE, PostgresSettings
+from components.inventory import (
+    Scope,
+    Unmanaged,
+    from_preflight,
+    not_checked_message,
+    output,
+    survey,
+    warning_message,
+)
 from components.preflight import AdminEndpoint, ServerFacts, run_preflight
 
 CONNECT_TIMEOUT_SECONDS = 15
@@ -27,6 +40,10 @@ EXPECTED_VERSION = "15"
 
 Preflight = Callable[[AdminEndpoint, str], ServerFacts]
 """Connect as admin and judge the server; raise `AdminPreflightError` (injectable for tests)."""
+
+
+Survey = Callable[[AdminEndpoint, str, Scope], Unmanaged]
+"""Read the server's roles and databases in `pulumi preview`; never raises (injectable)."""
 
 
 class AdminPasswordError(pulumi.RunError):
@@ -96,6 +113,61 @@ def admin_endpoint(settings: PostgresSettings) -> AdminEndpoint:
     )
 
 
+@dataclass(frozen=True)
+class AdminAccess:
+    """The provider every role, database and grant goes through, and the unmanaged report."""
+
+    provider: postgresql.Provider
+    unmanaged: pulumi.Output[dict[str, object]]
+    """`components.inventory.output(...)`: plain (names only), resolved after the pre-flight."""
+
+
+def _report(report: Unmanaged, dry_run: bool) -> dict[str, object]:
+    """Log the report (a warning when something is unmanaged) and return the output value."""
+    message = warning_message(report)
+    if message is not None:
+        pulumi.log.warn(message)
+    elif not report.checked and report.reason is not None:
+        # a preview that cannot reach the server is normal (pull-request runners): not a warning
+        (pulumi.log.info if dry_run else pulumi.log.warn)(not_checked_message(report.reason))
+    return output(report)
+
+
+def _gated(
+    settings: PostgresSettings,
+    password: pulumi.Input[str],
+    preflight: Preflight | None,
+    scope: Scope | None,
+    look: Survey | None,
+) -> tuple[pulumi.Output[str], pulumi.Output[dict[str, object]]]:
+    endpoint = admin_endpoint(settings)
+    # looked up when called, so the unit tests' harness can replace them for the whole program
+    check = preflight or run_preflight
+    read = look or survey
+
+    async def gate(value: str) -> tuple[str, dict[str, object]]:
+        loop = asyncio.get_running_loop()
+        dry_run = pulumi.runtime.is_dry_run()
+        if not dry_run:
+            # blocking I/O (driver import, connect, query) off the event loop: the program keeps
+            # registering what does not depend on the admin password meanwhile
+            facts = await loop.run_in_executor(None, check, endpoint, value)
+            if scope is None:
+                return value, {}
+            return value, _report(from_preflight(facts, scope, endpoint, value), dry_run)
+        if scope is None:
+            return value, {}
+        return value, _report(await loop.run_in_executor(None, read, endpoint, value, scope), True)
+
+    both: pulumi.Output[tuple[str, dict[str, object]]] = pulumi.Output.from_input(password).apply(
+        gate
+    )
+    return (
+        pulumi.Output.secret(both.apply(lambda pair: pair[0])),
+        pulumi.Output.unsecret(both.apply(lambda pair: pair[1])),
+    )
+
+
 def checked_admin_password(
     settings: PostgresSettings,
     password: pulumi.Input[str],
@@ -108,18 +180,25 @@ def checked_admin_password(
     then never resolves, so nothing that depends on it (the provider and all it manages) is
     registered. `pulumi preview`: returned as is, no connection.
     """
-    endpoint = admin_endpoint(settings)
-    # looked up when called, so the unit tests' harness can replace it for the whole program
-    check = preflight or run_preflight
+    return _gated(settings, password, preflight, None, None)[0]
 
-    async def gate(value: str) -> str:
-        if not pulumi.runtime.is_dry_run():
-            # blocking I/O (driver import, connect, query) off the event loop: the program keeps
-            # registering what does not depend on the admin password meanwhile
-            await asyncio.get_running_loop().run_in_executor(None, check, endpoint, value)
-        return value
 
-    return pulumi.Output.secret(pulumi.Output.from_input(password).apply(gate))
+def _provider(
+    settings: PostgresSettings, password: pulumi.Output[str], opts: pulumi.ResourceOptions | None
+) -> postgresql.Provider:
+    return postgresql.Provider(
+        "postgres-admin",
+        host=settings.admin_host,
+        port=settings.admin_port,
+        username=settings.admin_user,
+        password=password,
+        database="postgres",
+        sslmode=settings.admin_sslmode,
+        superuser=True,
+        connect_timeout=CONNECT_TIMEOUT_SECONDS,
+        expected_version=EXPECTED_VERSION,
+        opts=opts,
+    )
 
 
 def admin_provider(
@@ -134,16 +213,19 @@ def admin_provider(
     Its password is `checked_admin_password(...)`: the provider (and everything it manages) is
     registered only after the admin pre-flight passed (`pulumi up`).
     """
-    return postgresql.Provider(
-        "postgres-admin",
-        host=settings.admin_host,
-        port=settings.admin_port,
-        username=settings.admin_user,
-        password=checked_admin_password(settings, password, preflight),
-        database="postgres",
-        sslmode=settings.admin_sslmode,
-        superuser=True,
-        connect_timeout=CONNECT_TIMEOUT_SECONDS,
-        expected_version=EXPECTED_VERSION,
-        opts=opts,
-    )
+    return _provider(settings, checked_admin_password(settings, password, preflight), opts)
+
+
+def admin_access(
+    settings: PostgresSettings,
+    password: pulumi.Input[str],
+    scope: Scope,
+    opts: pulumi.ResourceOptions | None = None,
+    *,
+    preflight: Preflight | None = None,
+    look: Survey | None = None,
+) -> AdminAccess:
+    """`admin_provider` plus the unmanaged report: on `up` read in the pre-flight's session, on
+    `preview` by `look` (default `components.inventory.survey`), "not checked" if unreachable."""
+    password_out, unmanaged = _gated(settings, password, preflight, scope, look)
+    return AdminAccess(provider=_provider(settings, password_out, opts), unmanaged=unmanaged)

@@ -5,8 +5,12 @@ Run once per `pulumi up` (never in `pulumi preview`: see `components/admin.py`) 
 endpoint, a server older than 15 or a non-superuser admin stop the run before any role, database,
 grant or app Secret is touched.
 
-Pure (testable without a server): `classify`, `failure_message`, `judge`. I/O: `probe_admin`
-(one psycopg connection, one query) and `run_preflight` (probe, then judge).
+The same session then reads the server's roles and databases for the unmanaged report
+(`components/inventory.py`, one more query): `ServerFacts.objects`.
+
+Pure (testable without a server): `classify`, `failure_message`, `judge`. I/O: `admin_connection`,
+`probe_admin` (one psycopg connection, the pre-flight query and the inventory query) and
+`run_preflight` (probe, then judge).
 """
 
 from __future__ import annotations
@@ -15,12 +19,18 @@ import os
 import re
 from collections.abc import Collection
 from dataclasses import dataclass
-from typing import Final, Literal
+from typing import TYPE_CHECKING, Final, Literal
 
 import pulumi
 
 from components.config import CONFIG_NAMESPACE
 from components.verification.checks import RUNBOOK
+
+if TYPE_CHECKING:
+    import psycopg
+    from psycopg.rows import TupleRow
+
+    from components.inventory import ServerObject
 
 RUNBOOK_SECTION: Final = f"{RUNBOOK}#admin-preflight"
 """Where the operator reads what to do (the runbook has an `<a id="admin-preflight">`)."""
@@ -74,6 +84,10 @@ class ServerFacts:
 
     version_num: int
     superuser: bool
+    objects: tuple[ServerObject, ...] | None = None
+    """Every role and database on the server (`components.inventory.QUERY`), read in the same
+    session; None when that read failed (then `objects_error` says why) or was not made."""
+    objects_error: str | None = None
 
     @property
     def version(self) -> str:
@@ -258,11 +272,12 @@ def refusal_message(ep: AdminEndpoint, problems: list[str]) -> str:
 # ---------------------------------------------------------------------------------------------
 
 
-def probe_admin(ep: AdminEndpoint, password: str) -> ServerFacts | None:
-    """Connect once as admin and run `QUERY`. Raises psycopg.Error on failure."""
-    import psycopg  # noqa: PLC0415 - only `pulumi up` needs the driver loaded
+def admin_connection(ep: AdminEndpoint, password: str) -> psycopg.Connection[TupleRow]:
+    """One autocommit admin connection exactly as the pre-flight makes it (use as a context
+    manager). Raises psycopg.Error on failure."""
+    import psycopg  # noqa: PLC0415 - only a run that reads the server needs the driver loaded
 
-    with psycopg.connect(
+    return psycopg.connect(
         host=ep.host,
         port=ep.port,
         user=ep.user,
@@ -273,11 +288,35 @@ def probe_admin(ep: AdminEndpoint, password: str) -> ServerFacts | None:
         application_name=APPLICATION_NAME,
         passfile=os.devnull,  # check exactly this password, never a ~/.pgpass entry
         autocommit=True,
-    ) as conn:
+    )
+
+
+def probe_admin(ep: AdminEndpoint, password: str) -> ServerFacts | None:
+    """Connect once as admin, run `QUERY`, then the inventory query in the same session.
+
+    Raises psycopg.Error when the login or `QUERY` fails; a failed inventory read only leaves
+    `objects` None (the unmanaged report then says "not checked")."""
+    import psycopg  # noqa: PLC0415
+
+    from components.inventory import read_objects  # noqa: PLC0415 - it imports this module
+
+    objects: tuple[ServerObject, ...] | None = None
+    objects_error: str | None = None
+    with admin_connection(ep, password) as conn:
         row = conn.execute(QUERY).fetchone()
+        if row is not None:
+            try:
+                objects = read_objects(conn)
+            except psycopg.Error as exc:
+                objects_error = str(exc)
     if row is None:
         return None
-    return ServerFacts(version_num=int(row[0]), superuser=bool(row[1]))
+    return ServerFacts(
+        version_num=int(row[0]),
+        superuser=bool(row[1]),
+        objects=objects,
+        objects_error=objects_error,
+    )
 
 
 def run_preflight(ep: AdminEndpoint, password: str) -> ServerFacts:

@@ -339,6 +339,32 @@ def harness_preflight() -> Iterator[RecordingPreflight]:
         yield fake
 
 
+@dataclass
+class RecordingSurvey:
+    """Stands in for the preview's inventory read (`components.admin.survey`): records the calls
+    and answers "not checked", as a pull-request runner without the admin endpoint would."""
+
+    calls: list[tuple[Any, str, Any]] = field(default_factory=list)
+
+    def __call__(self, endpoint: Any, password: str, scope: Any) -> Any:
+        from components.inventory import Unmanaged  # noqa: PLC0415
+
+        self.calls.append((endpoint, password, scope))
+        return Unmanaged(checked=False, reason="the unit harness does not connect")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def harness_survey() -> Iterator[RecordingSurvey]:
+    """No unit preview connects to a server either: the preview's inventory read is this
+    recorder for the whole session."""
+    import components.admin  # noqa: PLC0415
+
+    fake = RecordingSurvey()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(components.admin, "survey", fake)
+        yield fake
+
+
 class _ExpectedPreflightFailure(logging.Filter):
     """Tests that make the admin pre-flight fail leave the SDK's futures holding that error
     unretrieved; asyncio would print each one as "Future exception was never retrieved" at exit,
