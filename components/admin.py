@@ -23,6 +23,7 @@ import pulumi_postgresql as postgresql
 
 from components.config import CONFIG_NAMESPACE, PostgresSettings
 from components.inventory import (
+    NONE_MESSAGE,
     Scope,
     Unmanaged,
     from_preflight,
@@ -127,7 +128,9 @@ def _report(report: Unmanaged, dry_run: bool) -> dict[str, object]:
     message = warning_message(report)
     if message is not None:
         pulumi.log.warn(message)
-    elif not report.checked and report.reason is not None:
+    elif report.checked:
+        pulumi.log.info(NONE_MESSAGE)
+    elif report.reason is not None:
         # a preview that cannot reach the server is normal (pull-request runners): not a warning
         (pulumi.log.info if dry_run else pulumi.log.warn)(not_checked_message(report.reason))
     return output(report)

@@ -13,6 +13,9 @@ and the names in `postgres-apps:unmanaged.ignoreRoles` / `ignoreDatabases`. A ro
 in IS reported: it can still hold privileges and be granted to a role that can (a group role), so
 a leftover NOLOGIN role is a leftover all the same; a fresh server has none besides `pg_*`.
 
+The messages (`WARNING_PREFIX`, `NOT_CHECKED_PREFIX`, `NONE_MESSAGE`) are copied in
+`tools/preview_comment.py`, which CI runs as a script from the base branch; a unit test pins them.
+
 Pure: `classify`, `warning_message`, `not_checked_message`, `output`. I/O: `read_objects` (one
 query on an open connection) and `survey` (connect, read, never raises: for `pulumi preview`).
 """
@@ -45,6 +48,9 @@ OUTPUT_NAME: Final = "unmanaged"
 """The stack output: `{checked, roles, databases}` (+ `reason` when not checked)."""
 WARNING_PREFIX: Final = "unmanaged on the server (declared by no app of this stack):"
 NOT_CHECKED_PREFIX: Final = "unmanaged roles and databases: not checked"
+NONE_MESSAGE: Final = "unmanaged roles and databases: none"
+"""Logged (info) when the server was read and everything on it is accounted for: a preview's
+comment can then tell "checked, nothing" from "not reported"."""
 PREVIEW_CONNECT_TIMEOUT_SECONDS: Final = 5
 """A preview that cannot reach the admin endpoint waits at most this long, then says so."""
 _K_IGNORE_ROLES: Final = f"{CONFIG_NAMESPACE}:unmanaged.ignoreRoles"

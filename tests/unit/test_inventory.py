@@ -16,6 +16,7 @@ import pytest
 from components import admin, inventory
 from components.config import ConfigError, UnmanagedSettings, parse_settings
 from components.inventory import (
+    NONE_MESSAGE,
     NOT_CHECKED_PREFIX,
     QUERY,
     RUNBOOK_SECTION,
@@ -314,6 +315,7 @@ def test_up_on_a_clean_server_exports_an_empty_report_and_warns_nothing(
     run = run_program(THREE_APPS)
     assert run.outputs["unmanaged"] == {"checked": True, "roles": [], "databases": []}
     assert logged.warnings == []
+    assert logged.infos == [NONE_MESSAGE]
 
 
 def test_the_ignore_list_reaches_the_report(
