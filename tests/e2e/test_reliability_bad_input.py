@@ -26,6 +26,7 @@ from pulumi import automation as auto
 
 from components.admin import AdminPasswordError, decode_secret_value
 from components.config import ConfigError, parse_settings
+from components.inventory import NOT_CHECKED_PREFIX
 from components.preflight import RUNBOOK_SECTION as PREFLIGHT_RUNBOOK
 from tests.e2e.harness import (
     ProjectStack,
@@ -489,7 +490,8 @@ def test_wrong_admin_password_does_not_fail_a_preview(
     shared: ProjectStack, baseline: World
 ) -> None:
     """By design: `pulumi preview` (the pull-request workflow) may run where the admin endpoint
-    is not reachable, so it does not connect; the `up` then refuses (test above)."""
+    is not reachable, so it runs no pre-flight; its one read for the unmanaged report says "not
+    checked" (components/inventory.py) instead of failing; the `up` then refuses (test above)."""
     shared.write_config(good_config())
     shared.stack.set_config(
         "postgres-apps:adminPassword",
@@ -500,6 +502,7 @@ def test_wrong_admin_password_does_not_fail_a_preview(
     finally:
         shared.stack.remove_config("postgres-apps:adminPassword")
     assert "admin pre-flight" not in result.stdout
+    assert f"{NOT_CHECKED_PREFIX} (the preview could not read " in result.stdout
     risky = {auto.OpType.CREATE, auto.OpType.DELETE, auto.OpType.REPLACE}
     assert not risky & set(result.change_summary), result.change_summary
     assert baseline.differences(world(shared, "rel-bi")) == []
