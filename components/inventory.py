@@ -205,6 +205,6 @@ def survey(ep: AdminEndpoint, password: str, scope: Scope) -> Unmanaged:
     try:
         with admin_connection(quick, password) as conn:
             rows = read_objects(conn)
-    except psycopg.Error as exc:
+    except (psycopg.Error, OSError) as exc:  # OSError: a socket error libpq did not wrap
         return not_checked(ep, str(exc), password, "the preview")
     return classify(rows, scope)
