@@ -9,11 +9,14 @@ from typing import Any
 
 import pulumi
 
-from components.admin import admin_password, admin_provider
+from components.admin import admin_access, admin_password
 from components.app_database import AppDatabase, AppDatabaseArgs
 from components.config import StackSettings, load_settings
+from components.inventory import OUTPUT_NAME as UNMANAGED_OUTPUT
+from components.inventory import scope_of
 from components.namespace import AppsNamespace, AppsNamespaceArgs
-from components.preflight import connection_budget
+from components.preflight import BUDGET_OUTPUT_NAME as BUDGET_OUTPUT
+from components.preflight import budget_output, connection_budget
 from components.retention import OUTPUT_NAME, guarded_managed_apps
 from components.server_hardening import ServerHardening, ServerHardeningArgs
 from components.verification import ConnectivityCheck, ConnectivityCheckArgs, ConnectivityPeer
@@ -32,7 +35,10 @@ def build(settings: StackSettings) -> None:
         for ns in settings.namespaces
     }
     budget = connection_budget(settings)
-    provider = admin_provider(pg, admin_password(pg), opts=after_guard, budget=budget)
+    admin = admin_access(
+        pg, admin_password(pg), scope_of(settings), opts=after_guard, budget=budget
+    )
+    provider = admin.provider
     hardening = ServerHardening(
         "server-hardening",
         ServerHardeningArgs(databases=pg.harden_databases),
@@ -118,17 +124,9 @@ def build(settings: StackSettings) -> None:
         "verificationMode", settings.verification.mode if settings.verification.enabled else "off"
     )
     pulumi.export("serverHardening", hardening.databases)
-    # the config side of the budget, the same in preview and up; the server's side is checked and
-    # logged by the admin pre-flight in `pulumi up` (components/preflight.py)
-    pulumi.export(
-        "connectionBudget",
-        {
-            "requested": budget.requested,
-            "perApp": {a.app: a.limit for a in budget.apps},
-            "warnPercent": budget.warn_percent,
-        },
-    )
+    pulumi.export(BUDGET_OUTPUT, budget_output(budget))
     pulumi.export(OUTPUT_NAME, managed)
+    pulumi.export(UNMANAGED_OUTPUT, admin.unmanaged)
 
 
 build(load_settings())

@@ -4,8 +4,12 @@ The provider's password input is the admin password *after* the admin pre-flight
 (`components/preflight.py`) passed: every role, database and grant uses the provider, and every
 app Secret depends on its role and database, so none of them is registered before the pre-flight.
 The pre-flight runs during `pulumi up` only: `pulumi preview` (the pull-request workflow) may run
-where the admin endpoint is not reachable, so a preview does not connect: it logs the config
-side of the connection budget (the apps' connection limits) instead.
+where the admin endpoint is not reachable, so a preview does not log in for the pre-flight: it
+logs the config side of the connection budget (the apps' connection limits) instead.
+
+The unmanaged report (`components/inventory.py`) comes out of the same gate: on `up` from the
+pre-flight's session, on `preview` from one read-only connection of its own that may fail ("not
+checked").
 """
 
 from __future__ import annotations
@@ -13,12 +17,23 @@ from __future__ import annotations
 import asyncio
 import base64
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 
 import pulumi
 import pulumi_kubernetes as k8s
 import pulumi_postgresql as postgresql
 
 from components.config import CONFIG_NAMESPACE, PostgresSettings
+from components.inventory import (
+    NONE_MESSAGE,
+    Scope,
+    Unmanaged,
+    from_preflight,
+    not_checked_message,
+    output,
+    survey,
+    warning_message,
+)
 from components.preflight import (
     AdminEndpoint,
     ConnectionBudget,
@@ -35,6 +50,10 @@ EXPECTED_VERSION = "15"
 Preflight = Callable[[AdminEndpoint, str, ConnectionBudget], ServerFacts]
 """Connect as admin, judge the server and the connection budget; raise `AdminPreflightError`
 (injectable for tests)."""
+
+
+Survey = Callable[[AdminEndpoint, str, Scope], Unmanaged]
+"""Read the server's roles and databases in `pulumi preview`; never raises (injectable)."""
 
 
 class AdminPasswordError(pulumi.RunError):
@@ -104,6 +123,70 @@ def admin_endpoint(settings: PostgresSettings) -> AdminEndpoint:
     )
 
 
+@dataclass(frozen=True)
+class AdminAccess:
+    """The provider every role, database and grant goes through, and the unmanaged report."""
+
+    provider: postgresql.Provider
+    unmanaged: pulumi.Output[dict[str, object]]
+    """`components.inventory.output(...)`: plain (names only), resolved after the pre-flight."""
+
+
+def _report(report: Unmanaged, dry_run: bool) -> dict[str, object]:
+    """Log the report (a warning when something is unmanaged) and return the output value."""
+    message = warning_message(report)
+    if message is not None:
+        pulumi.log.warn(message)
+    elif report.checked:
+        pulumi.log.info(NONE_MESSAGE)
+    elif report.reason is not None:
+        # a preview that cannot reach the server is normal (pull-request runners): not a warning
+        (pulumi.log.info if dry_run else pulumi.log.warn)(not_checked_message(report.reason))
+    return output(report)
+
+
+def _gated(
+    settings: PostgresSettings,
+    password: pulumi.Input[str],
+    budget: ConnectionBudget,
+    *,
+    preflight: Preflight | None,
+    scope: Scope | None,
+    look: Survey | None,
+) -> tuple[pulumi.Output[str], pulumi.Output[dict[str, object]]]:
+    """The one admin gate: the password once the pre-flight (server and `budget`) passed, and the
+    unmanaged report (`{}` when `scope` is None). `up`: one session for both; `preview`: the
+    budget's config side is logged and `look` reads the inventory, no pre-flight."""
+    endpoint = admin_endpoint(settings)
+    # looked up when called, so the unit tests' harness can replace them for the whole program
+    check = preflight or run_preflight
+    read = look or survey
+    if pulumi.runtime.is_dry_run():
+        pulumi.log.info(preview_budget_line(budget))
+
+    async def gate(value: str) -> tuple[str, dict[str, object]]:
+        loop = asyncio.get_running_loop()
+        dry_run = pulumi.runtime.is_dry_run()
+        if not dry_run:
+            # blocking I/O (driver import, connect, query) off the event loop: the program keeps
+            # registering what does not depend on the admin password meanwhile
+            facts = await loop.run_in_executor(None, check, endpoint, value, budget)
+            if scope is None:
+                return value, {}
+            return value, _report(from_preflight(facts, scope, endpoint, value), dry_run)
+        if scope is None:
+            return value, {}
+        return value, _report(await loop.run_in_executor(None, read, endpoint, value, scope), True)
+
+    both: pulumi.Output[tuple[str, dict[str, object]]] = pulumi.Output.from_input(password).apply(
+        gate
+    )
+    return (
+        pulumi.Output.secret(both.apply(lambda pair: pair[0])),
+        pulumi.Output.unsecret(both.apply(lambda pair: pair[1])),
+    )
+
+
 def checked_admin_password(
     settings: PostgresSettings,
     password: pulumi.Input[str],
@@ -118,20 +201,25 @@ def checked_admin_password(
     registered. `pulumi preview`: returned as is, no connection; the apps' side of `budget` is
     logged.
     """
-    endpoint = admin_endpoint(settings)
-    # looked up when called, so the unit tests' harness can replace it for the whole program
-    check = preflight or run_preflight
-    if pulumi.runtime.is_dry_run():
-        pulumi.log.info(preview_budget_line(budget))
+    return _gated(settings, password, budget, preflight=preflight, scope=None, look=None)[0]
 
-    async def gate(value: str) -> str:
-        if not pulumi.runtime.is_dry_run():
-            # blocking I/O (driver import, connect, query) off the event loop: the program keeps
-            # registering what does not depend on the admin password meanwhile
-            await asyncio.get_running_loop().run_in_executor(None, check, endpoint, value, budget)
-        return value
 
-    return pulumi.Output.secret(pulumi.Output.from_input(password).apply(gate))
+def _provider(
+    settings: PostgresSettings, password: pulumi.Output[str], opts: pulumi.ResourceOptions | None
+) -> postgresql.Provider:
+    return postgresql.Provider(
+        "postgres-admin",
+        host=settings.admin_host,
+        port=settings.admin_port,
+        username=settings.admin_user,
+        password=password,
+        database="postgres",
+        sslmode=settings.admin_sslmode,
+        superuser=True,
+        connect_timeout=CONNECT_TIMEOUT_SECONDS,
+        expected_version=EXPECTED_VERSION,
+        opts=opts,
+    )
 
 
 def admin_provider(
@@ -148,16 +236,23 @@ def admin_provider(
     registered only after the admin pre-flight passed (`pulumi up`), which also refuses a stack
     whose `budget` (the apps' connection limits) the server cannot honour.
     """
-    return postgresql.Provider(
-        "postgres-admin",
-        host=settings.admin_host,
-        port=settings.admin_port,
-        username=settings.admin_user,
-        password=checked_admin_password(settings, password, budget, preflight),
-        database="postgres",
-        sslmode=settings.admin_sslmode,
-        superuser=True,
-        connect_timeout=CONNECT_TIMEOUT_SECONDS,
-        expected_version=EXPECTED_VERSION,
-        opts=opts,
+    return _provider(settings, checked_admin_password(settings, password, budget, preflight), opts)
+
+
+def admin_access(
+    settings: PostgresSettings,
+    password: pulumi.Input[str],
+    scope: Scope,
+    opts: pulumi.ResourceOptions | None = None,
+    *,
+    budget: ConnectionBudget,
+    preflight: Preflight | None = None,
+    look: Survey | None = None,
+) -> AdminAccess:
+    """`admin_provider` plus the unmanaged report: on `up` read in the pre-flight's session (which
+    also judges `budget`), on `preview` by `look` (default `components.inventory.survey`), "not
+    checked" if unreachable."""
+    password_out, unmanaged = _gated(
+        settings, password, budget, preflight=preflight, scope=scope, look=look
     )
+    return AdminAccess(provider=_provider(settings, password_out, opts), unmanaged=unmanaged)

@@ -45,6 +45,9 @@ config:
     rerun: always                  # always | on-change
     allowedDatabases: []           # databases (beyond its own) an app may reach without failing
   postgres-apps:retired: []        # apps retired by hand: their removal is not refused
+  postgres-apps:unmanaged:         # roles/databases on the server no app declares: reported
+    ignoreRoles: []                # ... except these (exact names, e.g. [repl_user])
+    ignoreDatabases: []
   postgres-apps:adminPassword:     # optional; only as a secret (`pulumi config set --secret`)
     secure: ...
 ```
@@ -60,6 +63,8 @@ Refused besides malformed values (issue 11):
 - `adminSslmode: disable` with an `adminHost` other than localhost, 127.0.0.0/8 or ::1 (the admin
   password would cross the network in clear) unless `allowInsecureAdmin: true`;
 - `adminPassword` set without `--secret` (the message gives the command, never the value);
+- in `unmanaged.ignoreRoles` / `ignoreDatabases`: an app's own role / database (it is managed,
+  never reported);
 - in `hardenDatabases` and `allowedDatabases`: an app's own database; in `hardenDatabases`:
   `template0` (it accepts no connections). Both take lowercase unquoted identifiers.
 
@@ -280,6 +285,16 @@ class VerificationSettings:
 
 
 @dataclass(frozen=True)
+class UnmanagedSettings:
+    """What the unmanaged report (`components/inventory.py`) leaves out on purpose."""
+
+    ignore_roles: tuple[str, ...] = ()
+    """Roles made outside this stack on purpose (`postgres-apps:unmanaged.ignoreRoles`)."""
+    ignore_databases: tuple[str, ...] = ()
+    """Databases made outside this stack on purpose (`postgres-apps:unmanaged.ignoreDatabases`)."""
+
+
+@dataclass(frozen=True)
 class StackSettings:
     """Everything the program needs from stack config (secrets are read separately, as Outputs)."""
 
@@ -296,6 +311,7 @@ class StackSettings:
     namespace_per_app: bool = False
     """Apps without an explicit `namespace` get their own, named like the app (already applied to
     each `AppSpec.namespace`)."""
+    unmanaged: UnmanagedSettings = field(default_factory=UnmanagedSettings)
 
     @property
     def namespaces(self) -> tuple[str, ...]:
@@ -331,6 +347,7 @@ TOP_LEVEL_KEYS = (
     "retired",
     "allowedExtensions",
     "namespacePerApp",
+    "unmanaged",
 )
 SECRET_KEYS = ("adminPassword",)
 POSTGRES_KEYS = {
@@ -358,6 +375,7 @@ APP_KEYS = (
     "passwordVersion",
     "allowReplace",
 )
+UNMANAGED_KEYS = {"ignoreRoles": "ignore_roles", "ignoreDatabases": "ignore_databases"}
 VERIFICATION_KEYS = {
     "enabled": "enabled",
     "mode": "mode",
@@ -699,6 +717,48 @@ def _parse_verification(problems: _Problems, value: object) -> VerificationSetti
     return VerificationSettings(**kwargs)  # type: ignore[arg-type]
 
 
+def _parse_unmanaged(
+    problems: _Problems, value: object, apps: Sequence[AppSpec]
+) -> UnmanagedSettings:
+    """Names as they are on the server (any name without control characters: a hand-made
+    object may be quoted, mixed case); an app's own role or database is refused (it is managed)."""
+    mapping = problems.mapping("unmanaged", value)
+    if mapping is None:
+        return UnmanagedSettings()
+    p = problems
+    roles = {app.role_name: i for i, app in enumerate(apps)}
+    databases = {app.database_name: i for i, app in enumerate(apps)}
+
+    def not_an_app(owner: Mapping[str, int], noun: str) -> Callable[[str, str], bool]:
+        def check(path: str, name: str) -> bool:
+            if name in owner:
+                p.add(
+                    path,
+                    f"{_show(name)} is the {noun} of {_key('apps')}[{owner[name]}]; the stack "
+                    "manages it, so it is never reported as unmanaged",
+                )
+                return False
+            return True
+
+        return check
+
+    checks: dict[str, Callable[[str, object], object | None]] = {
+        "ignoreRoles": lambda path, v: p.names(
+            path, v, pattern=_ROLE, noun="role", what="a role name", check=not_an_app(roles, "role")
+        ),
+        "ignoreDatabases": lambda path, v: p.names(
+            path,
+            v,
+            pattern=_ROLE,
+            noun="database",
+            what="a database name",
+            check=not_an_app(databases, "database"),
+        ),
+    }
+    kwargs = _fields(problems, "unmanaged", mapping, UNMANAGED_KEYS, checks)
+    return UnmanagedSettings(**kwargs)  # type: ignore[arg-type]
+
+
 def _parse_app_name(problems: _Problems, path: str, value: object) -> str | None:
     name = problems.string(path, value)
     if name is None:
@@ -958,6 +1018,11 @@ def parse_settings(raw: Mapping[str, object], *, kube_context: str | None = None
         problems, apps, "verification.allowedDatabases", verification.allowed_databases
     )
     retired = _parse_retired(problems, raw["retired"], apps) if "retired" in raw else ()
+    unmanaged = (
+        _parse_unmanaged(problems, raw["unmanaged"], apps)
+        if "unmanaged" in raw
+        else UnmanagedSettings()
+    )
     if problems.items:
         raise ConfigError(problems.items)
     return StackSettings(
@@ -969,6 +1034,7 @@ def parse_settings(raw: Mapping[str, object], *, kube_context: str | None = None
         retired=retired,
         allowed_extensions=allowed_extensions,
         namespace_per_app=namespace_per_app,
+        unmanaged=unmanaged,
     )
 
 

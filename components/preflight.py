@@ -11,10 +11,14 @@ superuser_reserved_connections - reserved_connections` (the last exists on Postg
 over it is refused, one over `postgres.connectionBudgetWarnPercent` of it gets a warning. Roles
 this stack does not manage (other apps, exporters, retired apps' roles) are not in the sum: the
 server cannot say how many connections they will open, so the message tells the operator to
-leave room for them.
+leave room for them (the unmanaged report names them).
+
+The same session then reads the server's roles and databases for the unmanaged report
+(`components/inventory.py`, one more query): `ServerFacts.objects`.
 
 Pure (testable without a server): `classify`, `failure_message`, `judge`, `judge_budget`. I/O:
-`probe_admin` (one psycopg connection, one query) and `run_preflight` (probe, then judge).
+`admin_connection`, `probe_admin` (one psycopg connection, the pre-flight query and the inventory
+query) and `run_preflight` (probe, then judge).
 """
 
 from __future__ import annotations
@@ -23,16 +27,23 @@ import os
 import re
 from collections.abc import Collection
 from dataclasses import dataclass
-from typing import Final, Literal
+from typing import TYPE_CHECKING, Final, Literal
 
 import pulumi
 
 from components.config import CONFIG_NAMESPACE, StackSettings
 from components.verification.checks import RUNBOOK
 
+if TYPE_CHECKING:
+    import psycopg
+    from psycopg.rows import TupleRow
+
+    from components.inventory import ServerObject
+
 RUNBOOK_SECTION: Final = f"{RUNBOOK}#admin-preflight"
 """Where the operator reads what to do (the runbook has an `<a id="admin-preflight">`)."""
 BUDGET_RUNBOOK_SECTION: Final = f"{RUNBOOK}#connection-budget"
+BUDGET_OUTPUT_NAME: Final = "connectionBudget"
 MIN_SERVER_VERSION_NUM: Final = 150000
 """PostgreSQL 15: the provider is configured with `expected_version=15`."""
 MAX_TESTED_SERVER_VERSION_NUM: Final = 189999
@@ -160,6 +171,10 @@ class ServerFacts:
     version_num: int
     superuser: bool
     connections: ConnectionSettings
+    objects: tuple[ServerObject, ...] | None = None
+    """Every role and database on the server (`components.inventory.QUERY`), read in the same
+    session; None when that read failed (then `objects_error` says why) or was not made."""
+    objects_error: str | None = None
 
     @property
     def version(self) -> str:
@@ -395,11 +410,21 @@ def budget_summary(ep: AdminEndpoint, budget: ConnectionBudget, conn: Connection
     )
 
 
+def budget_output(budget: ConnectionBudget) -> dict[str, object]:
+    """The stack output `connectionBudget`: the config side, the same in preview and up (the
+    server's side is checked and logged by the pre-flight in `pulumi up`)."""
+    return {
+        "requested": budget.requested,
+        "perApp": {a.app: a.limit for a in budget.apps},
+        "warnPercent": budget.warn_percent,
+    }
+
+
 def preview_budget_line(budget: ConnectionBudget) -> str:
-    """The info line of `pulumi preview`, which does not connect: the config side only."""
+    """The info line of `pulumi preview`, which runs no pre-flight: the config side only."""
     return (
         f"connection budget: {_requested(budget)}; the server's limit is checked by `pulumi up` "
-        "(a preview does not connect)"
+        "(a preview does not run the pre-flight)"
     )
 
 
@@ -413,11 +438,12 @@ def refusal_message(ep: AdminEndpoint, problems: list[str]) -> str:
 # ---------------------------------------------------------------------------------------------
 
 
-def probe_admin(ep: AdminEndpoint, password: str) -> ServerFacts | None:
-    """Connect once as admin and run `QUERY` (one round trip). Raises psycopg.Error on failure."""
-    import psycopg  # noqa: PLC0415 - only `pulumi up` needs the driver loaded
+def admin_connection(ep: AdminEndpoint, password: str) -> psycopg.Connection[TupleRow]:
+    """One autocommit admin connection exactly as the pre-flight makes it (use as a context
+    manager). Raises psycopg.Error on failure."""
+    import psycopg  # noqa: PLC0415 - only a run that reads the server needs the driver loaded
 
-    with psycopg.connect(
+    return psycopg.connect(
         host=ep.host,
         port=ep.port,
         user=ep.user,
@@ -428,8 +454,28 @@ def probe_admin(ep: AdminEndpoint, password: str) -> ServerFacts | None:
         application_name=APPLICATION_NAME,
         passfile=os.devnull,  # check exactly this password, never a ~/.pgpass entry
         autocommit=True,
-    ) as conn:
+    )
+
+
+def probe_admin(ep: AdminEndpoint, password: str) -> ServerFacts | None:
+    """Connect once as admin, run `QUERY` (version, superuser and connection settings in one
+    round trip), then the inventory query in the same session.
+
+    Raises psycopg.Error when the login or `QUERY` fails; a failed inventory read only leaves
+    `objects` None (the unmanaged report then says "not checked")."""
+    import psycopg  # noqa: PLC0415
+
+    from components.inventory import read_objects  # noqa: PLC0415 - it imports this module
+
+    objects: tuple[ServerObject, ...] | None = None
+    objects_error: str | None = None
+    with admin_connection(ep, password) as conn:
         row = conn.execute(QUERY).fetchone()
+        if row is not None:
+            try:
+                objects = read_objects(conn)
+            except psycopg.Error as exc:
+                objects_error = str(exc)
     if row is None:
         return None
     return ServerFacts(
@@ -440,6 +486,8 @@ def probe_admin(ep: AdminEndpoint, password: str) -> ServerFacts | None:
             superuser_reserved_connections=int(row[3]),
             reserved_connections=None if row[4] is None else int(row[4]),
         ),
+        objects=objects,
+        objects_error=objects_error,
     )
 
 

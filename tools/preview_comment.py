@@ -18,6 +18,10 @@ role can connect; an explicit CONNECT (or ALL) grant lets that role in; a SUPERU
 everywhere. `--show-sames` makes the engine include unchanged resources; without it the matrices
 cover only what changes (the comment says so).
 
+**Unmanaged on the server** (only when the preview says anything about it): roles and databases
+no app declares, from this preview's diagnostics (the program logs its report; the engine's
+preview JSON carries no new stack outputs) and from the last `up` (the Stack's old outputs).
+
 Exit status: 0; 2 when the input is not a preview digest; 3 with `--fail-on-destructive` when a
 database or role would be replaced or deleted (the comment is still printed first) unless that
 app is named with `--allow`.
@@ -44,6 +48,16 @@ GRANT_TYPE: Final = "postgresql:index/grant:Grant"
 SECRET_TYPE: Final = "kubernetes:core/v1:Secret"  # noqa: S105
 NAMESPACE_TYPE: Final = "kubernetes:core/v1:Namespace"
 APP_DATABASE_TYPE: Final = "postgres-apps:app_database:AppDatabase"
+STACK_TYPE: Final = "pulumi:pulumi:Stack"
+
+# Copies of components/inventory.py's OUTPUT_NAME, WARNING_PREFIX, NOT_CHECKED_PREFIX and
+# NONE_MESSAGE: CI runs this file as a script from the base branch, without the program on its
+# path. tests/unit/test_preview_comment.py pins them equal.
+UNMANAGED_OUTPUT: Final = "unmanaged"
+UNMANAGED_WARNING: Final = "unmanaged on the server (declared by no app of this stack):"
+UNMANAGED_NOT_CHECKED: Final = "unmanaged roles and databases: not checked"
+UNMANAGED_NONE: Final = "unmanaged roles and databases: none"
+UNMANAGED_RUNBOOK: Final = "docs/runbooks/postgres-connectivity.md#unmanaged"
 
 # Steps that remove a resource from the stack, and steps that are not real changes.
 REMOVING_OPS: Final = frozenset(
@@ -565,7 +579,11 @@ def _header(
             "Re-create the Secret without it (`kubectl create`, Helm, or server-side apply).",
             "",
         ]
-    problems = [(sev, msg) for sev, msg in digest.diagnostics if sev in ("error", "warning")]
+    problems = [
+        (sev, msg)
+        for sev, msg in digest.diagnostics
+        if sev in ("error", "warning") and UNMANAGED_WARNING not in msg  # own section
+    ]
     if problems:
         out += ["**Diagnostics**", ""]
         out += [f"- **{sev}**: {scrub(msg)}".replace("\n", " ") for sev, msg in problems[:20]]
@@ -671,6 +689,65 @@ def _secrets(before: Access, after: Access, app_namespaces: Sequence[str]) -> li
     return out
 
 
+def _report_text(value: Mapping[str, Any]) -> str:
+    """One report (the stack output's shape) as a line."""
+    if value.get("checked") is not True:
+        reason = value.get("reason")
+        return "not checked" + (f" ({scrub(str(reason))})" if reason else "")
+    roles = [str(r) for r in value.get("roles") or []]
+    databases = [str(d) for d in value.get("databases") or []]
+    if not roles and not databases:
+        return "none"
+
+    def names(items: list[str]) -> str:
+        return ", ".join(f"`{_inline(i)}`" for i in items) or "none"
+
+    return f"⚠️ roles {names(roles)}; databases {names(databases)}"
+
+
+def _stack_report(digest: Digest, old: bool) -> Mapping[str, Any] | None:
+    for step in digest.steps:
+        state = step.old if old else step.new
+        if state is not None and state.type == STACK_TYPE:
+            value = state.props.get(UNMANAGED_OUTPUT)
+            if isinstance(value, Mapping) and UNKNOWN not in json.dumps(value):
+                return value
+    return None
+
+
+def unmanaged_lines(digest: Digest) -> list[str]:
+    """What the preview says about roles and databases no app declares: this preview's own read
+    (its diagnostics: the program logs the report; the engine's preview JSON carries no new
+    stack outputs) and the last `up`'s (the Stack's old outputs). Empty when it says nothing."""
+    now: str | None = None
+    current = _stack_report(digest, old=False)
+    if current is not None:
+        now = _report_text(current)
+    for _, message in digest.diagnostics:
+        text = " ".join(message.split())
+        if UNMANAGED_WARNING in text:
+            now = "⚠️ " + scrub(text[text.index(UNMANAGED_WARNING) + len(UNMANAGED_WARNING) :])
+        elif UNMANAGED_NOT_CHECKED in text and now is None:
+            now = f"not checked {scrub(text.split(UNMANAGED_NOT_CHECKED, 1)[1].strip())}"
+        elif UNMANAGED_NONE in text and now is None:
+            now = "none"
+    previous = _stack_report(digest, old=True)
+    if now is None and previous is None:
+        return []
+    out = [
+        "#### Unmanaged on the server",
+        "",
+        "Roles and databases on the PostgreSQL server that no app of this stack declares "
+        f"(system ones, the admin and the ignore-lists left out; `{UNMANAGED_RUNBOOK}`).",
+        "",
+    ]
+    out.append(f"- **this preview**: {now or 'not reported (the program logged nothing)'}")
+    if previous is not None:
+        out.append(f"- **last `up`**: {_report_text(previous)}")
+    out.append("")
+    return out
+
+
 def render(
     digest: Digest,
     stack: str | None = None,
@@ -682,6 +759,7 @@ def render(
     before, after = before_after(digest)
     out = _header(digest, stack, destructive) + _changes(digest) + _matrices(digest, before, after)
     out += _secrets(before, after, app_namespaces)
+    out += unmanaged_lines(digest)
     out.append(
         "<sub>Secret values are never shown (the preview carries only `[secret]`). "
         "Generated by `tools/preview_comment.py`.</sub>"

@@ -314,22 +314,35 @@ def three_apps() -> Iterator[dict[str, object]]:
 
 @dataclass
 class RecordingPreflight:
-    """Stands in for the admin pre-flight's login (`components.admin.run_preflight`): records the
-    endpoint, password and connection budget it was given and answers as a PostgreSQL 15 superuser
-    with the default connection settings would."""
+    """Stands in for the admin pre-flight (`components.admin.run_preflight`): records the
+    endpoint, password and connection budget it was given and answers as a PostgreSQL 15 server
+    would to a superuser: the default connection settings, and the roles and databases its session
+    read for the unmanaged report (`objects`; None: a fresh server's, i.e. only the system names
+    and the admin itself, nothing unmanaged). Raises `error` instead when it is set."""
 
+    objects: tuple[Any, ...] | None = None
+    error: Exception | None = None
     calls: list[tuple[Any, str]] = field(default_factory=list)
     budgets: list[Any] = field(default_factory=list)
 
     def __call__(self, endpoint: Any, password: str, budget: Any) -> Any:
+        from components.inventory import ServerObject  # noqa: PLC0415
         from components.preflight import ConnectionSettings, ServerFacts  # noqa: PLC0415
 
         self.calls.append((endpoint, password))
         self.budgets.append(budget)
+        if self.error is not None:
+            raise self.error
+        fresh = (
+            ServerObject("role", "pg_monitor"),
+            ServerObject("role", endpoint.user),
+            *(ServerObject("database", d) for d in ("postgres", "template0", "template1")),
+        )
         return ServerFacts(
             version_num=150000,
             superuser=True,
             connections=ConnectionSettings(100, 3, None),
+            objects=fresh if self.objects is None else self.objects,
         )
 
 
@@ -343,6 +356,32 @@ def harness_preflight() -> Iterator[RecordingPreflight]:
     fake = RecordingPreflight()
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(components.admin, "run_preflight", fake)
+        yield fake
+
+
+@dataclass
+class RecordingSurvey:
+    """Stands in for the preview's inventory read (`components.admin.survey`): records the calls
+    and answers "not checked", as a pull-request runner without the admin endpoint would."""
+
+    calls: list[tuple[Any, str, Any]] = field(default_factory=list)
+
+    def __call__(self, endpoint: Any, password: str, scope: Any) -> Any:
+        from components.inventory import Unmanaged  # noqa: PLC0415
+
+        self.calls.append((endpoint, password, scope))
+        return Unmanaged(checked=False, reason="the unit harness does not connect")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def harness_survey() -> Iterator[RecordingSurvey]:
+    """No unit preview connects to a server either: the preview's inventory read is this
+    recorder for the whole session."""
+    import components.admin  # noqa: PLC0415
+
+    fake = RecordingSurvey()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(components.admin, "survey", fake)
         yield fake
 
 

@@ -16,6 +16,7 @@ from pulumi.runtime import mocks
 
 from components import admin, preflight
 from components.config import PostgresSettings, parse_settings
+from components.inventory import NOT_CHECKED_PREFIX
 from components.preflight import (
     BUDGET_RUNBOOK_SECTION,
     RUNBOOK_SECTION,
@@ -72,23 +73,9 @@ def facts(num: int, superuser: bool = True) -> ServerFacts:
     return ServerFacts(num, superuser, PG16_CONNECTIONS if num >= 160000 else PG15_CONNECTIONS)
 
 
-@dataclass
-class FakePreflight:
-    """Records every call; raises `error` if set."""
-
-    error: Exception | None = None
-    calls: list[tuple[AdminEndpoint, str]] = field(default_factory=list)
-    budgets: list[ConnectionBudget] = field(default_factory=list)
-
-    def __call__(self, ep: AdminEndpoint, password: str, budget: ConnectionBudget) -> ServerFacts:
-        self.calls.append((ep, password))
-        self.budgets.append(budget)
-        if self.error is not None:
-            raise self.error
-        return PG15
-
-
-def _provider_only(preflight: FakePreflight, password: str = ADMIN_PASSWORD) -> Callable[[], None]:
+def _provider_only(
+    preflight: RecordingPreflight, password: str = ADMIN_PASSWORD
+) -> Callable[[], None]:
     def body() -> None:
         admin.admin_provider(SETTINGS, password, budget=NO_APPS, preflight=preflight)
 
@@ -111,7 +98,7 @@ def preview(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_runs_once_in_up_with_the_endpoint_and_the_password() -> None:
-    fake = FakePreflight()
+    fake = RecordingPreflight()
     run = run_under_mocks(_provider_only(fake), ProgramMocks())
     assert len(fake.calls) == 1
     ep, password = fake.calls[0]
@@ -125,7 +112,7 @@ def test_runs_once_in_up_with_the_endpoint_and_the_password() -> None:
 
 
 def test_skipped_in_preview(preview: None) -> None:
-    fake = FakePreflight(error=AssertionError("the pre-flight must not run in a preview"))
+    fake = RecordingPreflight(error=AssertionError("the pre-flight must not run in a preview"))
     run = run_under_mocks(_provider_only(fake), ProgramMocks())
     assert fake.calls == []
     provider = run.monitor.one(T_PROVIDER, "postgres-admin")
@@ -134,7 +121,7 @@ def test_skipped_in_preview(preview: None) -> None:
 
 def test_a_failed_preflight_keeps_the_provider_unregistered() -> None:
     """The provider's password is the pre-flight's output: no provider without a passed check."""
-    fake = FakePreflight(error=AdminPreflightError("refused"))
+    fake = RecordingPreflight(error=AdminPreflightError("refused"))
     monitor = RecordingMonitor(ProgramMocks())
     with pytest.raises(AdminPreflightError, match="refused"):
         run_under_mocks(_provider_only(fake), ProgramMocks(), monitor=monitor)
@@ -146,7 +133,7 @@ def test_whole_program_registers_nothing_in_postgresql_after_a_failed_preflight(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """`__main__.py` as deployed: no role, database, grant, extension, app Secret or check."""
-    fake = FakePreflight(error=AdminPreflightError("refused"))
+    fake = RecordingPreflight(error=AdminPreflightError("refused"))
     monkeypatch.setattr(admin, "run_preflight", fake)
     monitor = RecordingMonitor(ProgramMocks())
     with pytest.raises(AdminPreflightError):
@@ -174,7 +161,7 @@ def test_whole_program_registers_nothing_in_postgresql_after_a_failed_preflight(
 def test_whole_program_passes_the_checked_password_to_the_provider(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    fake = FakePreflight()
+    fake = RecordingPreflight()
     monkeypatch.setattr(admin, "run_preflight", fake)
     run = run_program(THREE_APPS)
     assert len(fake.calls) == 1
@@ -188,7 +175,7 @@ def test_whole_program_passes_the_checked_password_to_the_provider(
 
 
 def test_config_secret_is_named_as_the_password_source(monkeypatch: pytest.MonkeyPatch) -> None:
-    fake = FakePreflight()
+    fake = RecordingPreflight()
     monkeypatch.setattr(admin, "run_preflight", fake)
     config = {**THREE_APPS, "adminPassword": "from-config"}
     run_program(config, secret_keys=["postgres-apps:adminPassword"])
@@ -533,7 +520,7 @@ def test_run_preflight_logs_the_budget_when_it_fits(
 def test_whole_program_gives_the_preflight_the_apps_budget(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    fake = FakePreflight()
+    fake = RecordingPreflight()
     monkeypatch.setattr(admin, "run_preflight", fake)
     run = run_program(THREE_APPS)
     raw = {k: v for k, v in THREE_APPS.items() if not k.startswith("kubernetes:")}
@@ -547,17 +534,20 @@ def test_whole_program_gives_the_preflight_the_apps_budget(
     }
 
 
-def test_preview_shows_the_budget_without_connecting(
+def test_preview_shows_the_budget_without_the_preflight(
     preview: None, monkeypatch: pytest.MonkeyPatch, logs: LogRecorder
 ) -> None:
-    fake = FakePreflight(error=AssertionError("the pre-flight must not run in a preview"))
+    fake = RecordingPreflight(error=AssertionError("the pre-flight must not run in a preview"))
     monkeypatch.setattr(admin, "run_preflight", fake)
     run = run_program(THREE_APPS)
     assert fake.calls == []
     assert run.outputs["connectionBudget"]["requested"] == 50
+    # then the inventory's own read (the harness's survey: "not checked", tests/unit/test_inventory)
     assert logs.info == [
         "connection budget: the apps' connection limits add up to 50 (app-test 20, n8n 10, "
-        "paperless 20); the server's limit is checked by `pulumi up` (a preview does not connect)"
+        "paperless 20); the server's limit is checked by `pulumi up` (a preview does not run the "
+        "pre-flight)",
+        f"{NOT_CHECKED_PREFIX} (the unit harness does not connect)",
     ]
 
 

@@ -299,3 +299,87 @@ def test_plain_copies_of_secret_data_are_flagged_never_printed() -> None:
     assert "> [!WARNING]" in text
     assert fake not in text
     assert "last-applied-configuration" in text
+
+
+# --- the unmanaged report -----------------------------------------------------------------------
+
+
+def _with_unmanaged(
+    diagnostics: list[dict[str, str]], last_up: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """The real add-app preview, as the program of this version would have left it: its report
+    logged as a diagnostic (the engine's digest: `urn`, `message`, `severity`) and, from the last
+    `up`, the `unmanaged` stack output in the Stack's old state."""
+    document = copy.deepcopy(load("preview-real-add-app.json"))
+    document["diagnostics"] = diagnostics
+    if last_up is not None:
+        for step in document["steps"]:
+            if (step.get("oldState") or {}).get("type") == pc.STACK_TYPE:
+                step["oldState"]["outputs"]["unmanaged"] = last_up
+    return document
+
+
+STACK_URN = "urn:pulumi:review::postgres-apps::pulumi:pulumi:Stack::postgres-apps-review"
+
+
+def test_the_tools_copies_of_the_program_messages_are_the_programs() -> None:
+    from components import inventory  # noqa: PLC0415
+
+    assert pc.UNMANAGED_OUTPUT == inventory.OUTPUT_NAME
+    assert pc.UNMANAGED_WARNING == inventory.WARNING_PREFIX
+    assert pc.UNMANAGED_NOT_CHECKED == inventory.NOT_CHECKED_PREFIX
+    assert pc.UNMANAGED_NONE == inventory.NONE_MESSAGE
+    assert pc.UNMANAGED_RUNBOOK == inventory.RUNBOOK_SECTION
+
+
+def test_unmanaged_objects_found_by_the_preview_and_by_the_last_up() -> None:
+    from components.inventory import Unmanaged, warning_message  # noqa: PLC0415
+
+    found = Unmanaged(checked=True, roles=("app_user",), databases=("app_test_db",))
+    message = warning_message(found)
+    assert message is not None
+    document = _with_unmanaged(
+        [{"urn": STACK_URN, "message": message + "\n", "severity": "warning"}],
+        {"checked": True, "roles": ["app_user"], "databases": []},
+    )
+    text = comment(document)
+    section = text[text.index("#### Unmanaged on the server") :]
+    assert (
+        '- **this preview**: ⚠️ roles "app_user"; databases "app_test_db". Adopt them '
+        "(`pulumi import`), retire them (pg_dump, DROP), or list them in "
+        "postgres-apps:unmanaged.ignoreRoles / postgres-apps:unmanaged.ignoreDatabases. "
+        "Runbook: docs/runbooks/postgres-connectivity.md#unmanaged\n"
+    ) in section
+    assert "- **last `up`**: ⚠️ roles `app_user`; databases none\n" in section
+    # shown once, in its own section, not again among the generic diagnostics
+    assert "**Diagnostics**" not in text
+
+
+def test_a_preview_that_could_not_read_the_server_says_not_checked() -> None:
+    from components.inventory import not_checked_message  # noqa: PLC0415
+
+    reason = "the preview could not read 127.0.0.1:5432: connection refused"
+    document = _with_unmanaged(
+        [{"urn": STACK_URN, "message": not_checked_message(reason) + "\n", "severity": "info"}],
+        {"checked": True, "roles": [], "databases": []},
+    )
+    text = comment(document)
+    assert f"- **this preview**: not checked ({reason})\n" in text
+    assert "- **last `up`**: none\n" in text
+
+
+def test_a_clean_server_and_a_last_up_that_was_not_checked() -> None:
+    from components.inventory import NONE_MESSAGE  # noqa: PLC0415
+
+    document = _with_unmanaged(
+        [{"urn": STACK_URN, "message": NONE_MESSAGE + "\n", "severity": "info"}],
+        {"checked": False, "roles": [], "databases": [], "reason": "r"},
+    )
+    text = comment(document)
+    assert "- **this preview**: none\n" in text
+    assert "- **last `up`**: not checked (r)\n" in text
+
+
+def test_no_section_when_the_preview_says_nothing_about_it() -> None:
+    text = comment(load("preview-real-add-app.json"))
+    assert "Unmanaged on the server" not in text

@@ -1,0 +1,141 @@
+"""What nobody manages: roles and databases made by hand on the server are reported.
+
+One stack (`rel-unmanaged`) with one app (`rel-un-app`, `deletion: drop`). As admin, by hand: a
+login role `rel_un_app_user`, a NOLOGIN group role `rel_un_group` and a database
+`rel_un_app_test_db` owned by the login role (the leftovers of a manual set-up). Every `up` must
+list exactly those (among the suite's `rel_un_` names: other suites' stacks share the server, and
+their apps are unmanaged from this stack's view), never the app's own role and database, never a
+system name; the warning line names them; the ignore-lists hide them; once dropped they are gone.
+Tests run in file order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from components.inventory import NONE_MESSAGE, OUTPUT_NAME, WARNING_PREFIX
+from tests.e2e.harness import ProjectStack, new_stack
+from tests.e2e.reliability_support import (
+    admin_exec,
+    delete_namespaces,
+    purge_leftovers,
+    rel_config,
+)
+
+NAMESPACE = "rel-unmanaged"
+PREFIX = "rel_un_"
+APP = {"name": "rel-un-app", "deletion": "drop"}
+MANAGED = "rel_un_app"
+LOGIN_ROLE = "rel_un_app_user"
+GROUP_ROLE = "rel_un_group"
+DATABASE = "rel_un_app_test_db"
+SYSTEM_DATABASES = {"postgres", "template0", "template1"}
+
+
+def config(**unmanaged: Any) -> dict[str, Any]:
+    cfg = rel_config([APP], NAMESPACE, rerun="on-change")
+    if unmanaged:
+        cfg["postgres-apps:unmanaged"] = unmanaged
+    return cfg
+
+
+def suite_names(names: list[str]) -> set[str]:
+    return {n for n in names if n.startswith(PREFIX)}
+
+
+def warning_lines(text: str) -> list[str]:
+    """The warning as the CLI prints it: once where it happens, once under `Diagnostics:`."""
+    lines = [line for line in text.splitlines() if WARNING_PREFIX in line]
+    assert len({line.strip().removeprefix("warning: ") for line in lines}) <= 2, lines
+    return lines
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ProjectStack]:
+    purge_leftovers(PREFIX, NAMESPACE)
+    s = new_stack(tmp_path_factory.mktemp("unmanaged"), "rel-unmanaged")
+    admin_exec(f"CREATE ROLE {LOGIN_ROLE} LOGIN PASSWORD 'rel-un-hand-made-Pw-0123456789'")
+    admin_exec(f"CREATE ROLE {GROUP_ROLE} NOLOGIN")
+    admin_exec(f"CREATE DATABASE {DATABASE} OWNER {LOGIN_ROLE}")
+    s.write_config(config())
+    try:
+        yield s
+    finally:
+        try:
+            s.write_config(config())
+            s.stack.destroy(on_output=print, color="never")
+            s.stack.workspace.remove_stack(s.name)
+        finally:
+            purge_leftovers(PREFIX)
+            delete_namespaces(NAMESPACE)
+
+
+@pytest.fixture(scope="module")
+def first_up(stack: ProjectStack) -> str:
+    """The engine output of the first `up` (the hand-made objects exist before it)."""
+    return stack.up().stdout
+
+
+def test_up_lists_exactly_the_hand_made_objects(stack: ProjectStack, first_up: str) -> None:
+    report = stack.outputs()[OUTPUT_NAME]
+    assert report["checked"] is True, report
+    assert suite_names(report["roles"]) == {LOGIN_ROLE, GROUP_ROLE}, report
+    assert suite_names(report["databases"]) == {DATABASE}, report
+    assert MANAGED not in report["roles"] and MANAGED not in report["databases"]
+    assert not [r for r in report["roles"] if r.startswith("pg_")]
+    assert "postgres" not in report["roles"]
+    assert not SYSTEM_DATABASES & set(report["databases"])
+    assert "reason" not in report
+    assert not stack.stack.outputs()[OUTPUT_NAME].secret
+
+
+def test_up_warns_with_their_names(first_up: str) -> None:
+    lines = warning_lines(first_up)
+    assert lines, first_up[-3000:]
+    for line in lines:
+        for name in (LOGIN_ROLE, GROUP_ROLE, DATABASE):
+            assert f'"{name}"' in line, line
+        assert f'"{MANAGED}"' not in line, line
+        assert "docs/runbooks/postgres-connectivity.md#unmanaged" in line
+    assert "rel-un-hand-made-Pw" not in first_up
+
+
+def test_preview_with_the_admin_endpoint_reads_them_too(stack: ProjectStack) -> None:
+    result = stack.preview()
+    # the diff display prints the engine's diagnostics on stderr (pulumi/pulumi#20632)
+    shown = f"{result.stdout}\n{result.stderr}"
+    lines = warning_lines(shown)
+    assert lines, shown[-3000:]
+    for line in lines:
+        assert f'"{LOGIN_ROLE}"' in line and f'"{DATABASE}"' in line, line
+    assert "not checked" not in shown
+
+
+def test_the_ignore_lists_hide_them(stack: ProjectStack) -> None:
+    stack.write_config(config(ignoreRoles=[GROUP_ROLE], ignoreDatabases=[DATABASE]))
+    try:
+        stack.up()
+        report = stack.outputs()[OUTPUT_NAME]
+    finally:
+        stack.write_config(config())
+    assert suite_names(report["roles"]) == {LOGIN_ROLE}, report
+    assert suite_names(report["databases"]) == set(), report
+
+
+def test_once_dropped_they_are_no_longer_listed(stack: ProjectStack) -> None:
+    admin_exec(f"DROP DATABASE {DATABASE} WITH (FORCE)")
+    admin_exec(f"DROP ROLE {LOGIN_ROLE}")
+    admin_exec(f"DROP ROLE {GROUP_ROLE}")
+    text = stack.up().stdout
+    report = stack.outputs()[OUTPUT_NAME]
+    assert report["checked"] is True
+    assert suite_names(report["roles"]) == set(), report
+    assert suite_names(report["databases"]) == set(), report
+    # other suites' stacks may still have apps on the server: then the warning names only those
+    for line in warning_lines(text):
+        assert PREFIX not in line, line
+    if not report["roles"] and not report["databases"]:
+        assert NONE_MESSAGE in text
