@@ -60,6 +60,10 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ProjectStack]:
     admin_exec(f"CREATE ROLE {LOGIN_ROLE} LOGIN PASSWORD 'rel-un-hand-made-Pw-0123456789'")
     admin_exec(f"CREATE ROLE {GROUP_ROLE} NOLOGIN")
     admin_exec(f"CREATE DATABASE {DATABASE} OWNER {LOGIN_ROLE}")
+    # closed to PUBLIC as a careful operator would: left open, every app's gate would (rightly)
+    # fail isolation naming it — that finding is test_reliability_isolation's; this module is
+    # about the report
+    admin_exec(f"REVOKE CONNECT, TEMPORARY ON DATABASE {DATABASE} FROM PUBLIC")
     s.write_config(config())
     try:
         yield s
