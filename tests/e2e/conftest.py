@@ -11,7 +11,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.e2e.harness import EnvironmentNotReadyError, check_environment
+from tests.e2e.harness import EnvironmentNotReadyError, check_environment, purge_suite_leftovers
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -26,4 +26,7 @@ def real_environment() -> Iterator[None]:
         check_environment()
     except EnvironmentNotReadyError as exc:
         pytest.fail(f"the end-to-end environment is not ready: {exc}", pytrace=False)
+    dropped = purge_suite_leftovers()
+    if dropped:
+        print(f"\ne2e: dropped leftovers of an earlier session: {', '.join(dropped)}")
     yield

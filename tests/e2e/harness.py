@@ -110,6 +110,33 @@ def drop_leftovers(app_names: list[str]) -> None:
             conn.execute(f'DROP ROLE IF EXISTS "{ident}"')
 
 
+SUITE_PREFIXES = ("rel_", "e2e_")
+"""Every role and database the e2e tier creates starts with one of these (the modules' app names
+`rel-…`/`e2e-…`); nothing else on the local server does."""
+
+
+def purge_suite_leftovers() -> list[str]:
+    """Drop the databases and roles an aborted earlier session left on the local server, before
+    any module runs: the gate checks that no database but an app's own is reachable, so one
+    leftover database (created with PostgreSQL's default ACL) would fail every module's gate."""
+    dropped: list[str] = []
+    with admin_connection() as conn:
+        for prefix in SUITE_PREFIXES:
+            like = prefix.replace("_", "\\_") + "%"
+            for (db,) in conn.execute(
+                "SELECT datname FROM pg_database WHERE datname LIKE %s", (like,)
+            ).fetchall():
+                conn.execute(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
+                dropped.append(f"database {db}")
+            for (role,) in conn.execute(
+                "SELECT rolname FROM pg_roles WHERE rolname LIKE %s", (like,)
+            ).fetchall():
+                conn.execute(f'DROP OWNED BY "{role}"')  # also its grants on shared objects
+                conn.execute(f'DROP ROLE IF EXISTS "{role}"')
+                dropped.append(f"role {role}")
+    return dropped
+
+
 def secret_data(namespace: str, name: str) -> dict[str, str]:
     """A Secret's values, decoded (what an app would see in its environment)."""
     out = kubectl("get", "secret", "-n", namespace, name, "-o", "json")
