@@ -111,14 +111,15 @@ def drop_leftovers(app_names: list[str]) -> None:
 
 
 SUITE_PREFIXES = ("rel_", "e2e_")
-"""Every role and database the e2e tier creates starts with one of these (the modules' app names
-`rel-…`/`e2e-…`); nothing else on the local server does."""
+"""Every role and database the e2e tier creates starts with one of these, every namespace with
+`rel-`/`e2e-` (the modules' app names `rel-…`/`e2e-…`); nothing else on the local cluster does."""
 
 
 def purge_suite_leftovers() -> list[str]:
-    """Drop the databases and roles an aborted earlier session left on the local server, before
-    any module runs: the gate checks that no database but an app's own is reachable, so one
-    leftover database (created with PostgreSQL's default ACL) would fail every module's gate."""
+    """Drop the databases, roles and namespaces an aborted earlier session left on the local
+    server and cluster, before any module runs: the gate checks that no database but an app's
+    own is reachable, so one leftover database (created with PostgreSQL's default ACL) would fail
+    every module's gate, and a leftover app Secret blocks the next create of that app."""
     dropped: list[str] = []
     with admin_connection() as conn:
         for prefix in SUITE_PREFIXES:
@@ -134,6 +135,11 @@ def purge_suite_leftovers() -> list[str]:
                 conn.execute(f'DROP OWNED BY "{role}"')  # also its grants on shared objects
                 conn.execute(f'DROP ROLE IF EXISTS "{role}"')
                 dropped.append(f"role {role}")
+    names = kubectl("get", "namespaces", "-o", "jsonpath={.items[*].metadata.name}").stdout.split()
+    for ns in names:
+        if ns.startswith(tuple(p.replace("_", "-") for p in SUITE_PREFIXES)):
+            remove_namespace(ns)  # with the app Secrets an aborted run left in it
+            dropped.append(f"namespace {ns}")
     return dropped
 
 
