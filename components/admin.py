@@ -151,12 +151,12 @@ def _gated(
     budget: ConnectionBudget,
     *,
     preflight: Preflight | None,
-    scope: Scope | None,
+    scope: Scope,
     look: Survey | None,
 ) -> tuple[pulumi.Output[str], pulumi.Output[dict[str, object]]]:
     """The one admin gate: the password once the pre-flight (server and `budget`) passed, and the
-    unmanaged report (`{}` when `scope` is None). `up`: one session for both; `preview`: the
-    budget's config side is logged and `look` reads the inventory, no pre-flight."""
+    unmanaged report. `up`: one session for both; `preview`: the budget's config side is logged
+    and `look` reads the inventory, no pre-flight."""
     endpoint = admin_endpoint(settings)
     # looked up when called, so the unit tests' harness can replace them for the whole program
     check = preflight or run_preflight
@@ -171,11 +171,7 @@ def _gated(
             # blocking I/O (driver import, connect, query) off the event loop: the program keeps
             # registering what does not depend on the admin password meanwhile
             facts = await loop.run_in_executor(None, check, endpoint, value, budget)
-            if scope is None:
-                return value, {}
             return value, _report(from_preflight(facts, scope, endpoint, value), dry_run)
-        if scope is None:
-            return value, {}
         return value, _report(await loop.run_in_executor(None, read, endpoint, value, scope), True)
 
     both: pulumi.Output[tuple[str, dict[str, object]]] = pulumi.Output.from_input(password).apply(
@@ -185,23 +181,6 @@ def _gated(
         pulumi.Output.secret(both.apply(lambda pair: pair[0])),
         pulumi.Output.unsecret(both.apply(lambda pair: pair[1])),
     )
-
-
-def checked_admin_password(
-    settings: PostgresSettings,
-    password: pulumi.Input[str],
-    budget: ConnectionBudget,
-    preflight: Preflight | None = None,
-) -> pulumi.Output[str]:
-    """The admin password, resolved only after the admin pre-flight passed (still a secret).
-
-    `pulumi up`: `preflight` (default `run_preflight`) connects once and raises
-    `AdminPreflightError` when the endpoint, the credentials or the server are wrong; the Output
-    then never resolves, so nothing that depends on it (the provider and all it manages) is
-    registered. `pulumi preview`: returned as is, no connection; the apps' side of `budget` is
-    logged.
-    """
-    return _gated(settings, password, budget, preflight=preflight, scope=None, look=None)[0]
 
 
 def _provider(
@@ -222,23 +201,6 @@ def _provider(
     )
 
 
-def admin_provider(
-    settings: PostgresSettings,
-    password: pulumi.Input[str],
-    opts: pulumi.ResourceOptions | None = None,
-    *,
-    budget: ConnectionBudget,
-    preflight: Preflight | None = None,
-) -> postgresql.Provider:
-    """The `postgresql` provider every app's role, database and grants go through.
-
-    Its password is `checked_admin_password(...)`: the provider (and everything it manages) is
-    registered only after the admin pre-flight passed (`pulumi up`), which also refuses a stack
-    whose `budget` (the apps' connection limits) the server cannot honour.
-    """
-    return _provider(settings, checked_admin_password(settings, password, budget, preflight), opts)
-
-
 def admin_access(
     settings: PostgresSettings,
     password: pulumi.Input[str],
@@ -249,9 +211,11 @@ def admin_access(
     preflight: Preflight | None = None,
     look: Survey | None = None,
 ) -> AdminAccess:
-    """`admin_provider` plus the unmanaged report: on `up` read in the pre-flight's session (which
-    also judges `budget`), on `preview` by `look` (default `components.inventory.survey`), "not
-    checked" if unreachable."""
+    """The `postgresql` provider every app's role, database and grant goes through, and the
+    unmanaged report. The provider's password resolves only after the admin pre-flight passed
+    (`pulumi up`; it also refuses a stack whose `budget` the server cannot honour), so nothing it
+    manages is registered before. The report: on `up` read in the pre-flight's session, on
+    `preview` by `look` (default `components.inventory.survey`), "not checked" if unreachable."""
     password_out, unmanaged = _gated(
         settings, password, budget, preflight=preflight, scope=scope, look=look
     )

@@ -1,6 +1,6 @@
 """The admin pre-flight: pure judgement and messages, and its wiring under Pulumi mocks.
 
-No test here opens a socket: the pre-flight is injected (`admin_provider(..., preflight=...)`),
+No test here opens a socket: the pre-flight is injected (`admin_access(..., preflight=...)`),
 or `components.admin.run_preflight` is replaced for the whole program.
 """
 
@@ -16,7 +16,7 @@ from pulumi.runtime import mocks
 
 from components import admin, preflight
 from components.config import PostgresSettings, parse_settings
-from components.inventory import NOT_CHECKED_PREFIX
+from components.inventory import NOT_CHECKED_PREFIX, Scope
 from components.preflight import (
     BUDGET_RUNBOOK_SECTION,
     RUNBOOK_SECTION,
@@ -67,6 +67,7 @@ PG15_CONNECTIONS = ConnectionSettings(100, 3, None)
 PG16_CONNECTIONS = ConnectionSettings(100, 3, 0)
 PG15 = ServerFacts(version_num=150008, superuser=True, connections=PG15_CONNECTIONS)
 NO_APPS = ConnectionBudget(apps=(), warn_percent=80)
+NO_SCOPE = Scope(roles=frozenset(), databases=frozenset(), admin_user="postgres")
 
 
 def facts(num: int, superuser: bool = True) -> ServerFacts:
@@ -77,7 +78,7 @@ def _provider_only(
     preflight: RecordingPreflight, password: str = ADMIN_PASSWORD
 ) -> Callable[[], None]:
     def body() -> None:
-        admin.admin_provider(SETTINGS, password, budget=NO_APPS, preflight=preflight)
+        admin.admin_access(SETTINGS, password, NO_SCOPE, budget=NO_APPS, preflight=preflight)
 
     return body
 
