@@ -32,7 +32,6 @@ from components.inventory import (
     warning_message,
 )
 from components.preflight import (
-    AdminEndpoint,
     ServerFacts,
     connection_budget,
     preview_budget_line,
@@ -45,18 +44,11 @@ from tests.unit.conftest import (
     run_program,
 )
 from tests.unit.test_admin_preflight import (
+    EP,
     PG15_CONNECTIONS,
     preview,  # noqa: F401 - the fixture
 )
 
-EP = AdminEndpoint(
-    host="127.0.0.1",
-    port=15432,
-    user="postgres",
-    sslmode="disable",
-    connect_timeout=15,
-    password_source="Secret data/postgres-postgresql key postgres-password",
-)
 SCOPE = Scope(
     roles=frozenset({"app_test", "n8n"}),
     databases=frozenset({"app_test", "n8n"}),
