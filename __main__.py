@@ -9,17 +9,17 @@ from typing import Any
 
 import pulumi
 
-from components.admin import admin_access, admin_password
-from components.app_database import AppDatabase, AppDatabaseArgs
-from components.config import StackSettings, load_settings
-from components.inventory import OUTPUT_NAME as UNMANAGED_OUTPUT
-from components.inventory import scope_of
-from components.namespace import AppsNamespace, AppsNamespaceArgs
-from components.preflight import BUDGET_OUTPUT_NAME as BUDGET_OUTPUT
-from components.preflight import budget_output, connection_budget
-from components.retention import OUTPUT_NAME, guarded_managed_apps
-from components.server_hardening import ServerHardening, ServerHardeningArgs
-from components.verification import ConnectivityCheck, ConnectivityCheckArgs, ConnectivityPeer
+from postgres_apps.admin import admin_access, admin_password
+from postgres_apps.app_database import AppDatabase, AppDatabaseArgs
+from postgres_apps.config import StackSettings, load_settings
+from postgres_apps.inventory import OUTPUT_NAME as UNMANAGED_OUTPUT
+from postgres_apps.inventory import scope_of
+from postgres_apps.namespace import AppsNamespace, AppsNamespaceArgs
+from postgres_apps.preflight import BUDGET_OUTPUT_NAME as BUDGET_OUTPUT
+from postgres_apps.preflight import budget_output, connection_budget
+from postgres_apps.retention import OUTPUT_NAME, guarded_managed_apps
+from postgres_apps.server_hardening import ServerHardening, ServerHardeningArgs
+from postgres_apps.verification import ConnectivityCheck, ConnectivityCheckArgs, ConnectivityPeer
 
 
 def build(settings: StackSettings) -> None:

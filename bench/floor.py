@@ -1,6 +1,6 @@
 """The physical floor: the same PostgreSQL work as the program, as raw SQL in one psycopg session.
 
-Per app, with the components' SQL semantics (components/app_database.py):
+Per app, with the components' SQL semantics (postgres_apps/app_database.py):
   CREATE ROLE … LOGIN PASSWORD … NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS
       CONNECTION LIMIT 20
   CREATE DATABASE … OWNER …

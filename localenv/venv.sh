@@ -6,7 +6,7 @@ cd "$root"
 stamp=.venv/.requirements-stamp
 reqs=(requirements.txt requirements-dev.txt)
 [[ -f policies/requirements.txt ]] && reqs+=(policies/requirements.txt)
-want="$(cat "${reqs[@]}" | sha256sum | cut -d' ' -f1)"
+want="$(cat "${reqs[@]}" pyproject.toml | sha256sum | cut -d' ' -f1)"
 if [[ -x .venv/bin/python && -f $stamp && "$(cat "$stamp")" == "$want" ]]; then
   exit 0
 fi

@@ -50,7 +50,7 @@ NAMESPACE_TYPE: Final = "kubernetes:core/v1:Namespace"
 APP_DATABASE_TYPE: Final = "postgres-apps:app_database:AppDatabase"
 STACK_TYPE: Final = "pulumi:pulumi:Stack"
 
-# Copies of components/inventory.py's OUTPUT_NAME, WARNING_PREFIX, NOT_CHECKED_PREFIX and
+# Copies of postgres_apps/inventory.py's OUTPUT_NAME, WARNING_PREFIX, NOT_CHECKED_PREFIX and
 # NONE_MESSAGE: CI runs this file as a script from the base branch, without the program on its
 # path. tests/unit/test_preview_comment.py pins them equal.
 UNMANAGED_OUTPUT: Final = "unmanaged"

@@ -1,13 +1,1 @@
-"""The post-deploy verification gate: probe (checks + one JSON result), runners, dynamic provider.
-
-Public interface used by `__main__.py`: `ConnectivityCheck`, `ConnectivityCheckArgs` and
-`ConnectivityPeer`.
-"""
-
-from components.verification.resource import (
-    ConnectivityCheck,
-    ConnectivityCheckArgs,
-    ConnectivityPeer,
-)
-
-__all__ = ["ConnectivityCheck", "ConnectivityCheckArgs", "ConnectivityPeer"]
+"""Old home of the gate's dynamic provider (0.1.x); kept only so existing stacks' pickles load."""

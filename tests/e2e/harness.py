@@ -256,14 +256,14 @@ def preflight_refusal(
 ) -> list[str]:
     """The admin pre-flight's refusal for this stack config and admin password, line by line.
 
-    Made by the program's own code (`components.admin.admin_endpoint`,
-    `components.preflight.run_preflight`) against the same endpoint from this machine, so an e2e
+    Made by the program's own code (`postgres_apps.admin.admin_endpoint`,
+    `postgres_apps.preflight.run_preflight`) against the same endpoint from this machine, so an e2e
     assertion compares the engine's output with the one source of the message, not a fragment."""
     from unittest import mock  # noqa: PLC0415
 
-    from components import admin  # noqa: PLC0415
-    from components.config import parse_settings  # noqa: PLC0415
-    from components.preflight import (  # noqa: PLC0415
+    from postgres_apps import admin  # noqa: PLC0415
+    from postgres_apps.config import parse_settings  # noqa: PLC0415
+    from postgres_apps.preflight import (  # noqa: PLC0415
         AdminPreflightError,
         connection_budget,
         run_preflight,
@@ -295,8 +295,8 @@ def probe_pod_failure(reason: str, namespace: str, detail: str) -> re.Pattern[st
     """The gate's message when its probe pod could not run (`provider.run_check`), as a regex:
     any app and pod suffix, the reason's own hint (`pod.PodProbeError`) and the runbook link.
     `detail` is a regex for what follows `probe pod <namespace>/<pod>` (the API's or our text)."""
-    from components.verification.checks import RUNBOOK  # noqa: PLC0415
-    from components.verification.pod import PodProbeError  # noqa: PLC0415
+    from postgres_apps.verification.checks import RUNBOOK  # noqa: PLC0415
+    from postgres_apps.verification.pod import PodProbeError  # noqa: PLC0415
 
     hint = PodProbeError(reason, "").hint
     return re.compile(
@@ -309,7 +309,7 @@ def probe_pod_failure(reason: str, namespace: str, detail: str) -> re.Pattern[st
 def login_refused(app: str, role: str) -> re.Pattern[str]:
     """The gate's message when PostgreSQL refuses the app's password (`Verdict.error_message`
     with `checks.login_hint`): the app, the check, the server's words for this role, the hint."""
-    from components.verification.checks import login_hint  # noqa: PLC0415
+    from postgres_apps.verification.checks import login_hint  # noqa: PLC0415
 
     refused = f'password authentication failed for user "{role}"'
     hint = login_hint(refused).format(secret=f"{app}-db-credentials")

@@ -16,7 +16,7 @@ import psycopg
 import pytest
 from pulumi import automation as auto
 
-from components.retention import OUTPUT_NAME, retire_message
+from postgres_apps.retention import OUTPUT_NAME, retire_message
 from tests.e2e.harness import (
     ADMIN_HOST,
     ADMIN_PORT,

@@ -5,12 +5,12 @@ every case the state (`pulumi stack export`), PostgreSQL (roles with their passw
 databases with owner and ACL) and the API server (namespaces, Secrets with resourceVersion) are
 compared before and after the failed `pulumi up`.
 
-Config cases fail in the program before any resource is registered (`components/config.py`); each
+Config cases fail in the program before any resource is registered (`postgres_apps/config.py`); each
 is also checked against `parse_settings` so the message logic is pinned without the engine.
 Environment cases (admin Secret, endpoint, kube context) run `pulumi up --refresh` so the providers
 really connect without adding a resource. Wrong admin credentials (user, password, a non-superuser
 admin) are refused by a plain `pulumi up` with no change at all: the admin pre-flight
-(`components/preflight.py`) logs in on every `up` before the postgresql provider is configured.
+(`postgres_apps/preflight.py`) logs in on every `up` before the postgresql provider is configured.
 So is a stack whose apps' connection limits add up to more than the server allows roles that are
 not superusers (the connection budget, read by the same pre-flight).
 """
@@ -26,11 +26,11 @@ from typing import Any
 import pytest
 from pulumi import automation as auto
 
-from components.admin import AdminPasswordError, decode_secret_value
-from components.config import MAX_CONNECTION_LIMIT, ConfigError, parse_settings
-from components.inventory import NOT_CHECKED_PREFIX
-from components.preflight import BUDGET_RUNBOOK_SECTION
-from components.preflight import RUNBOOK_SECTION as PREFLIGHT_RUNBOOK
+from postgres_apps.admin import AdminPasswordError, decode_secret_value
+from postgres_apps.config import MAX_CONNECTION_LIMIT, ConfigError, parse_settings
+from postgres_apps.inventory import NOT_CHECKED_PREFIX
+from postgres_apps.preflight import BUDGET_RUNBOOK_SECTION
+from postgres_apps.preflight import RUNBOOK_SECTION as PREFLIGHT_RUNBOOK
 from tests.e2e.harness import (
     ProjectStack,
     assert_lines_in,
@@ -460,7 +460,7 @@ def _refused_by_a_plain_up(
         stack.stack.remove_config("postgres-apps:adminPassword")
         stack.write_config(good_config())
     text = str(err.value)
-    # the program's whole message for this endpoint and password (`components.preflight`)
+    # the program's whole message for this endpoint and password (`postgres_apps.preflight`)
     expected = preflight_refusal(
         cfg,
         admin_password if admin_password is not None else harness_admin_password(),
@@ -494,7 +494,7 @@ def test_wrong_admin_password_does_not_fail_a_preview(
 ) -> None:
     """By design: `pulumi preview` (the pull-request workflow) may run where the admin endpoint
     is not reachable, so it runs no pre-flight; its one read for the unmanaged report says "not
-    checked" (components/inventory.py) instead of failing; the `up` then refuses (test above)."""
+    checked" (postgres_apps/inventory.py) instead of failing; the `up` then refuses (test above)."""
     shared.write_config(good_config())
     shared.stack.set_config(
         "postgres-apps:adminPassword",

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from pulumi import automation as auto
 
-from components.retention import OUTPUT_NAME, retire_message
+from postgres_apps.retention import OUTPUT_NAME, retire_message
 from tests.e2e.harness import (
     ProjectStack,
     assert_lines_in,

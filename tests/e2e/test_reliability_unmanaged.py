@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from components.inventory import NONE_MESSAGE, OUTPUT_NAME, WARNING_PREFIX
+from postgres_apps.inventory import NONE_MESSAGE, OUTPUT_NAME, WARNING_PREFIX
 from tests.e2e.harness import ProjectStack, new_stack
 from tests.e2e.reliability_support import (
     admin_exec,

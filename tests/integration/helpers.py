@@ -16,9 +16,9 @@ from typing import Any
 
 import pytest
 
-from components.verification.checks import CheckOutcome, Peer, Verdict, judge
-from components.verification.direct import DirectTarget, run_direct_probe
-from components.verification.pod import PROBE_SCRIPT, PodProbeSpec, isolation_env
+from postgres_apps.verification.checks import CheckOutcome, Peer, Verdict, judge
+from postgres_apps.verification.direct import DirectTarget, run_direct_probe
+from postgres_apps.verification.pod import PROBE_SCRIPT, PodProbeSpec, isolation_env
 
 from .pg_server import PgServer, ProvisionedApp
 
@@ -43,8 +43,8 @@ def peers_of(apps: Sequence[ProvisionedApp]) -> list[Peer]:
 def secret_uri(
     server: PgServer, app: ProvisionedApp, host: str, password: str | None = None
 ) -> str:
-    """The Secret's uri, built by the real Secret builder (components.credentials)."""
-    from components.credentials import postgres_uri  # noqa: PLC0415
+    """The Secret's uri, built by the real Secret builder (postgres_apps.credentials)."""
+    from postgres_apps.credentials import postgres_uri  # noqa: PLC0415
 
     return postgres_uri(
         host=host,

@@ -12,7 +12,7 @@ then immediate, then SIGKILL of the postmaster) and removes the directory.
 with NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS and a connection limit, a
 database owned by it created from template0, CONNECT and TEMPORARY revoked from PUBLIC.
 `harden()` revokes CONNECT and TEMPORARY from PUBLIC on `postgres` and `template1` as the stack
-does (`components.server_hardening.HARDEN_SQL`); a server from `PgServer.start()` is not hardened.
+does (`server_hardening.HARDEN_SQL`); a server from `PgServer.start()` is not hardened.
 """
 
 from __future__ import annotations
@@ -298,7 +298,7 @@ def provision_app(
 
 def harden(server: PgServer) -> None:
     """The server-level part of the stack: PUBLIC loses CONNECT/TEMPORARY on postgres, template1."""
-    from components.server_hardening import HARDEN_SQL  # noqa: PLC0415
+    from postgres_apps.server_hardening import HARDEN_SQL  # noqa: PLC0415
 
     server.execute(HARDEN_SQL)
 

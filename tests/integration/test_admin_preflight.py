@@ -11,8 +11,8 @@ from dataclasses import replace
 import pytest
 from psycopg import sql
 
-from components.config import parse_settings
-from components.preflight import (
+from postgres_apps.config import parse_settings
+from postgres_apps.preflight import (
     APPLICATION_NAME,
     BUDGET_RUNBOOK_SECTION,
     RUNBOOK_SECTION,

@@ -13,8 +13,8 @@ from dataclasses import dataclass, replace
 import pytest
 from psycopg import sql
 
-from components.config import UnmanagedSettings
-from components.inventory import (
+from postgres_apps.config import UnmanagedSettings
+from postgres_apps.inventory import (
     QUERY,
     Scope,
     Unmanaged,
@@ -23,7 +23,7 @@ from components.inventory import (
     read_objects,
     survey,
 )
-from components.preflight import (
+from postgres_apps.preflight import (
     AdminEndpoint,
     ConnectionBudget,
     admin_connection,

@@ -7,7 +7,7 @@ roles, or PUBLIC, that may CONNECT to this app's database), and one real login t
 the query says is closed, which must be refused with "permission denied for database".
 
 The session server `pg` is hardened as the stack hardens it
-(`components.server_hardening.HARDEN_SQL`); the tests about the default server start their own.
+(`postgres_apps.server_hardening.HARDEN_SQL`); the tests about the default server start their own.
 """
 
 from __future__ import annotations
@@ -21,8 +21,8 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from components.server_hardening import HARDEN_SQL
-from components.verification.checks import RUNBOOK
+from postgres_apps.server_hardening import HARDEN_SQL
+from postgres_apps.verification.checks import RUNBOOK
 
 from .helpers import RUNNERS, AppPair, outcome, peers_of, run
 from .pg_server import PgServer, ProvisionedApp, drop_app, harden, provision_app

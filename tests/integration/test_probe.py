@@ -12,7 +12,7 @@ import secrets
 import pytest
 from psycopg import sql
 
-from components.verification.checks import CHECKS, RUNBOOK, judge
+from postgres_apps.verification.checks import CHECKS, RUNBOOK, judge
 
 from .helpers import (
     GENEROUS_BUDGET_MS,

@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 from psycopg import sql
 
-from components.verification.checks import CHECKS, RUNBOOK
-from components.verification.provider import (
+from postgres_apps.verification.checks import CHECKS, RUNBOOK
+from postgres_apps.verification.provider import (
     INPUT_KEYS,
     OUTPUT_KEYS,
     ConnectivityCheckProvider,

@@ -13,7 +13,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from components.scram import role_verifier
+from postgres_apps.scram import role_verifier
 
 from .pg_server import PgServer
 

@@ -314,7 +314,7 @@ def three_apps() -> Iterator[dict[str, object]]:
 
 @dataclass
 class RecordingPreflight:
-    """Stands in for the admin pre-flight (`components.admin.run_preflight`): records the
+    """Stands in for the admin pre-flight (`postgres_apps.admin.run_preflight`): records the
     endpoint, password and connection budget it was given and answers as a PostgreSQL 15 server
     would to a superuser: the default connection settings, and the roles and databases its session
     read for the unmanaged report (`objects`; None: a fresh server's, i.e. only the system names
@@ -326,8 +326,8 @@ class RecordingPreflight:
     budgets: list[Any] = field(default_factory=list)
 
     def __call__(self, endpoint: Any, password: str, budget: Any) -> Any:
-        from components.inventory import ServerObject  # noqa: PLC0415
-        from components.preflight import ConnectionSettings, ServerFacts  # noqa: PLC0415
+        from postgres_apps.inventory import ServerObject  # noqa: PLC0415
+        from postgres_apps.preflight import ConnectionSettings, ServerFacts  # noqa: PLC0415
 
         self.calls.append((endpoint, password))
         self.budgets.append(budget)
@@ -350,24 +350,24 @@ class RecordingPreflight:
 def harness_preflight() -> Iterator[RecordingPreflight]:
     """No unit test logs in to a real server: the program's admin pre-flight is this recorder,
     for the whole session (module-scoped fixtures run the program too). A test that wants another
-    answer replaces `components.admin.run_preflight` itself with `monkeypatch`."""
-    import components.admin  # noqa: PLC0415
+    answer replaces `postgres_apps.admin.run_preflight` itself with `monkeypatch`."""
+    import postgres_apps.admin  # noqa: PLC0415
 
     fake = RecordingPreflight()
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(components.admin, "run_preflight", fake)
+        patch.setattr(postgres_apps.admin, "run_preflight", fake)
         yield fake
 
 
 @dataclass
 class RecordingSurvey:
-    """Stands in for the preview's inventory read (`components.admin.survey`): records the calls
+    """Stands in for the preview's inventory read (`postgres_apps.admin.survey`): records the calls
     and answers "not checked", as a pull-request runner without the admin endpoint would."""
 
     calls: list[tuple[Any, str, Any]] = field(default_factory=list)
 
     def __call__(self, endpoint: Any, password: str, scope: Any) -> Any:
-        from components.inventory import Unmanaged  # noqa: PLC0415
+        from postgres_apps.inventory import Unmanaged  # noqa: PLC0415
 
         self.calls.append((endpoint, password, scope))
         return Unmanaged(checked=False, reason="the unit harness does not connect")
@@ -377,11 +377,11 @@ class RecordingSurvey:
 def harness_survey() -> Iterator[RecordingSurvey]:
     """No unit preview connects to a server either: the preview's inventory read is this
     recorder for the whole session."""
-    import components.admin  # noqa: PLC0415
+    import postgres_apps.admin  # noqa: PLC0415
 
     fake = RecordingSurvey()
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(components.admin, "survey", fake)
+        patch.setattr(postgres_apps.admin, "survey", fake)
         yield fake
 
 
@@ -391,7 +391,7 @@ class _ExpectedPreflightFailure(logging.Filter):
     which reads like a failure in the test log. Only that error is dropped."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        from components.preflight import AdminPreflightError  # noqa: PLC0415
+        from postgres_apps.preflight import AdminPreflightError  # noqa: PLC0415
 
         exc = record.exc_info[1] if record.exc_info else None
         return not isinstance(exc, AdminPreflightError)

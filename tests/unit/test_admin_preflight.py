@@ -1,7 +1,7 @@
 """The admin pre-flight: pure judgement and messages, and its wiring under Pulumi mocks.
 
 No test here opens a socket: the pre-flight is injected (`admin_access(..., preflight=...)`),
-or `components.admin.run_preflight` is replaced for the whole program.
+or `postgres_apps.admin.run_preflight` is replaced for the whole program.
 """
 
 from __future__ import annotations
@@ -14,10 +14,10 @@ import pulumi
 import pytest
 from pulumi.runtime import mocks
 
-from components import admin, preflight
-from components.config import PostgresSettings, parse_settings
-from components.inventory import NOT_CHECKED_PREFIX, Scope
-from components.preflight import (
+from postgres_apps import admin, preflight
+from postgres_apps.config import PostgresSettings, parse_settings
+from postgres_apps.inventory import NOT_CHECKED_PREFIX, Scope
+from postgres_apps.preflight import (
     BUDGET_RUNBOOK_SECTION,
     RUNBOOK_SECTION,
     AdminEndpoint,

@@ -8,16 +8,16 @@ import pulumi
 import pulumi_postgresql as postgresql
 import pytest
 
-from components.app_database import (
+from postgres_apps.app_database import (
     PASSWORD_LENGTH,
     AppDatabase,
     AppDatabaseArgs,
     retention_options,
     secret_labels,
 )
-from components.config import AppSpec, DeletionPolicy, PostgresSettings
-from components.credentials import BASE_KEYS, PROFILE_KEYS
-from components.scram import role_verifier
+from postgres_apps.config import AppSpec, DeletionPolicy, PostgresSettings
+from postgres_apps.credentials import BASE_KEYS, PROFILE_KEYS
+from postgres_apps.scram import role_verifier
 from tests.unit.conftest import (
     AWKWARD_PASSWORD,
     ProgramMocks,
@@ -96,7 +96,7 @@ def test_role_least_privilege() -> None:
     ):
         assert props[flag] is False, flag
     assert props["connectionLimit"] == 7
-    # the server receives the SCRAM verifier, never the plaintext (components.scram)
+    # the server receives the SCRAM verifier, never the plaintext (postgres_apps.scram)
     assert props["password"] == role_verifier("my_app", "Alnum0Password1")
     assert props["password"].startswith("SCRAM-SHA-256$4096:")
     assert "Alnum0Password1" not in props["password"]

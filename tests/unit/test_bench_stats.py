@@ -205,7 +205,7 @@ def test_a_failed_gate_is_not_reported_as_met() -> None:
 def test_short_error_keeps_the_provider_message() -> None:
     text = (
         "`pulumi up` failed (exit 1): + check creating error: Traceback / raise X( / "
-        'components.verification.provider.VerificationError: app "a": check "latency" failed: '
+        'postgres_apps.verification.provider.VerificationError: app "a": check "latency" failed: '
         "connect 258 ms > 250 ms / error: update failed"
     )
     assert short_error(text) == 'failed: app "a": check "latency" failed: connect 258 ms > 250 ms'

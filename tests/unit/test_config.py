@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 import yaml
 
-from components.config import (
+from postgres_apps.config import (
     PLAINTEXT_SECRET,
     TRUSTED_EXTENSIONS,
     AppSpec,
@@ -781,7 +781,7 @@ def test_raw_config_also_reads_the_pulumi_config_environment(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """Older hosts hand config over in PULUMI_CONFIG; explicit config wins over it."""
-    from components.config import raw_config  # noqa: PLC0415
+    from postgres_apps.config import raw_config  # noqa: PLC0415
 
     monkeypatch.setenv(
         "PULUMI_CONFIG",

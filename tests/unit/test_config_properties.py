@@ -2,7 +2,7 @@
 `ConfigError` or every name it accepts is usable as is — a PostgreSQL identifier, a Kubernetes
 name, a `.pgpass` line and a connection URI that parse back to the same fields (issue 11).
 
-The checks below are written independently of `components.config` (their own patterns, their own
+The checks below are written independently of `postgres_apps.config` (their own patterns, their own
 `.pgpass` reader after libpq's `passwordFromFile` in fe-connect.c, libpq's own URI parser through
 psycopg), so a validator that lets something through is caught here rather than trusted.
 """
@@ -19,8 +19,8 @@ import psycopg
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from components.config import TRUSTED_EXTENSIONS, ConfigError, StackSettings, parse_settings
-from components.credentials import secret_data
+from postgres_apps.config import TRUSTED_EXTENSIONS, ConfigError, StackSettings, parse_settings
+from postgres_apps.credentials import secret_data
 
 PROPERTY_SETTINGS = settings(
     max_examples=250,

@@ -11,7 +11,7 @@ import psycopg.conninfo
 import pytest
 import yaml
 
-from components.credentials import (
+from postgres_apps.credentials import (
     BASE_KEYS,
     PROFILE_KEYS,
     pgpass_line,

@@ -12,9 +12,9 @@ from dataclasses import dataclass, field
 import pulumi
 import pytest
 
-from components import admin, inventory
-from components.config import ConfigError, UnmanagedSettings, parse_settings
-from components.inventory import (
+from postgres_apps import admin, inventory
+from postgres_apps.config import ConfigError, UnmanagedSettings, parse_settings
+from postgres_apps.inventory import (
     NONE_MESSAGE,
     NOT_CHECKED_PREFIX,
     QUERY,
@@ -31,7 +31,7 @@ from components.inventory import (
     scope_of,
     warning_message,
 )
-from components.preflight import (
+from postgres_apps.preflight import (
     ServerFacts,
     connection_budget,
     preview_budget_line,

@@ -323,7 +323,7 @@ STACK_URN = "urn:pulumi:review::postgres-apps::pulumi:pulumi:Stack::postgres-app
 
 
 def test_the_tools_copies_of_the_program_messages_are_the_programs() -> None:
-    from components import inventory  # noqa: PLC0415
+    from postgres_apps import inventory  # noqa: PLC0415
 
     assert pc.UNMANAGED_OUTPUT == inventory.OUTPUT_NAME
     assert pc.UNMANAGED_WARNING == inventory.WARNING_PREFIX
@@ -333,7 +333,7 @@ def test_the_tools_copies_of_the_program_messages_are_the_programs() -> None:
 
 
 def test_unmanaged_objects_found_by_the_preview_and_by_the_last_up() -> None:
-    from components.inventory import Unmanaged, warning_message  # noqa: PLC0415
+    from postgres_apps.inventory import Unmanaged, warning_message  # noqa: PLC0415
 
     found = Unmanaged(checked=True, roles=("app_user",), databases=("app_test_db",))
     message = warning_message(found)
@@ -356,7 +356,7 @@ def test_unmanaged_objects_found_by_the_preview_and_by_the_last_up() -> None:
 
 
 def test_a_preview_that_could_not_read_the_server_says_not_checked() -> None:
-    from components.inventory import not_checked_message  # noqa: PLC0415
+    from postgres_apps.inventory import not_checked_message  # noqa: PLC0415
 
     reason = "the preview could not read 127.0.0.1:5432: connection refused"
     document = _with_unmanaged(
@@ -369,7 +369,7 @@ def test_a_preview_that_could_not_read_the_server_says_not_checked() -> None:
 
 
 def test_a_clean_server_and_a_last_up_that_was_not_checked() -> None:
-    from components.inventory import NONE_MESSAGE  # noqa: PLC0415
+    from postgres_apps.inventory import NONE_MESSAGE  # noqa: PLC0415
 
     document = _with_unmanaged(
         [{"urn": STACK_URN, "message": NONE_MESSAGE + "\n", "severity": "info"}],

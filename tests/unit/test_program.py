@@ -9,16 +9,16 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 import pytest
 
-from components.admin import AdminPasswordError
-from components.config import AppSpec
-from components.credentials import BASE_KEYS, PROFILE_KEYS
-from components.retention import (
+from postgres_apps.admin import AdminPasswordError
+from postgres_apps.config import AppSpec
+from postgres_apps.credentials import BASE_KEYS, PROFILE_KEYS
+from postgres_apps.retention import (
     RemovalRefused,
     managed_apps,
     refused_removals,
     retire_message,
 )
-from components.scram import role_verifier
+from postgres_apps.scram import role_verifier
 from tests.unit.conftest import (
     ADMIN_PASSWORD,
     AWKWARD_PASSWORD,

@@ -8,7 +8,7 @@ import hmac
 
 import pytest
 
-from components.scram import (
+from postgres_apps.scram import (
     ITERATIONS,
     derived_salt,
     is_verifier,

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from components.verification.checks import (
+from postgres_apps.verification.checks import (
     _LOGIN_HINTS,
     CHECKS,
     ISOLATION_SQL,
@@ -29,7 +29,7 @@ from components.verification.checks import (
     redact_report,
     sql_ident,
 )
-from components.verification.pod import PROBE_SCRIPT
+from postgres_apps.verification.pod import PROBE_SCRIPT
 
 GOOD: dict[str, Any] = {
     "schema": REPORT_SCHEMA,
@@ -623,7 +623,9 @@ def test_every_runbook_anchor_is_known_and_documented() -> None:
     from pathlib import Path  # noqa: PLC0415
 
     repo = Path(__file__).resolve().parents[2]
-    sources = "".join(p.read_text() for p in (repo / "components/verification").glob("*.py"))
+    sources = "".join(
+        p.read_text() for p in (repo / "components/postgres_apps/verification").glob("*.py")
+    )
     used = set(re.findall(r'_hint\(\s*"([a-z_-]+)"', sources))
     used |= set(re.findall(r"RUNBOOK\}#([a-z_-]+)", sources))
     used |= {anchor for _, anchor, _ in _LOGIN_HINTS}

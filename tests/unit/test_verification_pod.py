@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
-from components.verification.checks import REPORT_SCHEMA, Peer, isolation_statement
-from components.verification.pod import (
+from postgres_apps.verification.checks import REPORT_SCHEMA, Peer, isolation_statement
+from postgres_apps.verification.pod import (
     CONTAINER,
     PROBE_SCRIPT,
     SECRET_ENV,

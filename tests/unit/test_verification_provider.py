@@ -22,12 +22,12 @@ import urllib3
 from kubernetes.config import ConfigException
 from pulumi.dynamic.dynamic import serialize_provider
 
-import components.verification.pod as pod_module
-import components.verification.provider as provider_module
-from components.config import VerificationSettings
-from components.verification import ConnectivityCheck, ConnectivityCheckArgs, ConnectivityPeer
-from components.verification.checks import Peer
-from components.verification.provider import (
+import postgres_apps.verification.pod as pod_module
+import postgres_apps.verification.provider as provider_module
+from postgres_apps.config import VerificationSettings
+from postgres_apps.verification import ConnectivityCheck, ConnectivityCheckArgs, ConnectivityPeer
+from postgres_apps.verification.checks import Peer
+from postgres_apps.verification.provider import (
     DELETE_UNREACHABLE_ENV,
     INPUT_KEYS,
     OUTPUT_KEYS,
@@ -41,7 +41,7 @@ from components.verification.provider import (
     run_check,
     safe_names,
 )
-from components.verification.resource import build_props
+from postgres_apps.verification.resource import build_props
 from tests.unit.conftest import CHECK_TYPE, ProgramMocks, is_secret, run_under_mocks, unwrap
 from tests.unit.test_verification_checks import GOOD
 
@@ -89,7 +89,7 @@ def old_outputs(p: dict[str, Any]) -> dict[str, Any]:
 
 def test_provider_pickles_by_reference_and_small() -> None:
     raw = base64.b64decode(serialize_provider(ConnectivityCheckProvider()))
-    assert b"components.verification.provider" in raw
+    assert b"postgres_apps.verification.provider" in raw
     assert b"ConnectivityCheckProvider" in raw
     assert len(raw) < 1024, len(raw)  # a reference, not the code or captured clients
     for heavy in (b"psycopg", b"kubernetes", b"VerificationSettings"):
@@ -104,36 +104,50 @@ print(provider.diff("id", {}, {"rerun": "always"}).changes)
 """
 
 
-def test_provider_loads_where_the_dynamic_provider_host_runs() -> None:
-    """The engine starts `python -m pulumi.dynamic` in the project dir: sys.path[0] is the cwd."""
-    blob = serialize_provider(ConnectivityCheckProvider())
-    env = {"PATH": "/usr/bin:/bin"}
-    proc = subprocess.run(
-        [sys.executable, "-c", LOAD, blob],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.split("\n")[:2] == [
-        "components.verification.provider ConnectivityCheckProvider",
-        "True",
-    ]
+# What 0.1.x (components/verification/provider.py before the package moved) wrote into every
+# check's `__provider` state: the same call on that commit, base64 as the state holds it.
+PICKLE_0_1 = (
+    "gASVRQAAAAAAAACMIGNvbXBvbmVudHMudmVyaWZpY2F0aW9uLnByb3ZpZGVylIwZQ29ubmVjdGl2aXR5Q2hlY2tQcm92"
+    "aWRlcpSTlCmBlC4="
+)
 
 
-def test_provider_does_not_load_outside_the_project(tmp_path: Path) -> None:
-    """The flip side of pickling by reference (documented in docs/verification.md)."""
-    blob = serialize_provider(ConnectivityCheckProvider())
-    proc = subprocess.run(
+def load_in(cwd: Path, blob: str) -> subprocess.CompletedProcess[str]:
+    """Unpickle as the dynamic provider host does: `python -m pulumi.dynamic` in `cwd`."""
+    return subprocess.run(
         [sys.executable, "-c", LOAD, blob],
-        cwd=tmp_path,
+        cwd=cwd,
         env={"PATH": "/usr/bin:/bin"},
         capture_output=True,
         text=True,
         check=False,
     )
+
+
+def test_provider_loads_wherever_the_package_is_installed(tmp_path: Path) -> None:
+    """Installed, the provider no longer depends on the project directory being sys.path[0]."""
+    proc = load_in(tmp_path, serialize_provider(ConnectivityCheckProvider()))
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split("\n")[:2] == [
+        "postgres_apps.verification.provider ConnectivityCheckProvider",
+        "True",
+    ]
+
+
+def test_0_1_state_pickle_still_loads_in_the_project() -> None:
+    """Stacks deployed by 0.1.x hold the old class path until their next `up` re-pickles it."""
+    assert b"components.verification.provider" in base64.b64decode(PICKLE_0_1)
+    proc = load_in(REPO, PICKLE_0_1)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split("\n")[:2] == [
+        "postgres_apps.verification.provider ConnectivityCheckProvider",
+        "True",
+    ]
+
+
+def test_0_1_state_pickle_needs_the_project_dir(tmp_path: Path) -> None:
+    """The shim lives in the stack's repository, not in the package (docs/verification.md)."""
+    proc = load_in(tmp_path, PICKLE_0_1)
     assert proc.returncode != 0
     assert "No module named 'components'" in proc.stderr
 

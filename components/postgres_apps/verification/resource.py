@@ -1,7 +1,7 @@
 """`ConnectivityCheck`: the per-app verification gate as a Pulumi dynamic resource.
 
 The resource only turns its typed args into a flat property bag; the work happens in
-`components.verification.provider.ConnectivityCheckProvider` (run by the dynamic provider host).
+`postgres_apps.verification.provider.ConnectivityCheckProvider` (run by the dynamic provider host).
 """
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ from typing import Any
 import pulumi
 import pulumi.dynamic
 
-from components.config import VerificationSettings
-from components.verification.provider import ConnectivityCheckProvider
+from postgres_apps.config import VerificationSettings
+from postgres_apps.verification.provider import ConnectivityCheckProvider
 
 
 @dataclass(frozen=True)
@@ -52,7 +52,7 @@ class ConnectivityCheckArgs:
     kube_context: str | None = None
     uri: pulumi.Input[str] | None = None
     """Secret. The Secret's `uri` as written; direct mode connects with it (host/port swapped for
-    the direct endpoint). None → rebuilt from the parts with `components.credentials.postgres_uri`
+    the direct endpoint). None → rebuilt from the parts with `credentials.postgres_uri`
     (pod mode always reads the real Secret)."""
     roundtrips: int = 20
     """Round trips timed for the latency percentiles."""

@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote
 
-from components.verification.checks import (
+from postgres_apps.verification.checks import (
     CRUD_STEPS,
     PRIVILEGE_FLAGS,
     REPORT_SCHEMA,

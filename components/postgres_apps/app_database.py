@@ -15,10 +15,10 @@ import pulumi_kubernetes as k8s
 import pulumi_postgresql as postgresql
 import pulumi_random as random
 
-from components.config import AppSpec, PostgresSettings
-from components.credentials import secret_data
-from components.namespace import MANAGED_BY, PART_OF
-from components.scram import role_verifier
+from postgres_apps.config import AppSpec, PostgresSettings
+from postgres_apps.credentials import secret_data
+from postgres_apps.namespace import MANAGED_BY, PART_OF
+from postgres_apps.scram import role_verifier
 
 PASSWORD_LENGTH = 40
 """Alphanumeric only (URL-, pgpass- and shell-safe): 40 characters ≈ 238 bits."""
@@ -33,7 +33,7 @@ def retention_options(app: AppSpec) -> pulumi.ResourceOptions:
     """What the app's `deletion` policy means for its role and database.
 
     - `protect` (default): the engine refuses to delete or replace them (`protect=True`); removing
-      the app from config is refused earlier, with the retire procedure (components.retention).
+      the app from config is refused earlier, with the retire procedure (postgres_apps.retention).
     - `retain`: removing the app (or `pulumi destroy`) forgets them; database and role stay (and
       the app's Secret: see `AppDatabase`).
     - `drop`: removing the app drops database and role.
@@ -58,7 +58,7 @@ class AppDatabaseArgs:
     postgres: PostgresSettings
     """Where the apps reach PostgreSQL (host/port/sslmode written into the Secret)."""
     provider: postgresql.Provider
-    """The admin `postgresql` provider (components.admin)."""
+    """The admin `postgresql` provider (postgres_apps.admin)."""
     namespace: pulumi.Input[str] | None = None
     """The app's namespace as an Output of its `AppsNamespace` (defaults to `app.namespace`)."""
 
@@ -82,7 +82,7 @@ class AppDatabase(pulumi.ComponentResource):
     password_value: pulumi.Output[str]
     """Secret Output: the generated password."""
     password_verifier: pulumi.Output[str]
-    """Secret Output: the SCRAM-SHA-256 verifier the role is created with (components.scram)."""
+    """Secret Output: the SCRAM-SHA-256 verifier the role is created with (postgres_apps.scram)."""
     uri: pulumi.Output[str]
     """Secret Output: the Secret's `uri`, exactly as written into it."""
 

@@ -1,6 +1,6 @@
 """Admin pre-flight: is the admin endpoint reachable, are the credentials right, is it usable?
 
-Run once per `pulumi up` (never in `pulumi preview`: see `components/admin.py`) before the
+Run once per `pulumi up` (never in `pulumi preview`: see `postgres_apps/admin.py`) before the
 `postgresql` provider gets the admin password, so a wrong admin user or password, an unreachable
 endpoint, a server older than 15 or a non-superuser admin stop the run before any role, database,
 grant or app Secret is touched.
@@ -14,7 +14,7 @@ server cannot say how many connections they will open, so the message tells the 
 leave room for them (the unmanaged report names them).
 
 The same session then reads the server's roles and databases for the unmanaged report
-(`components/inventory.py`, one more query): `ServerFacts.objects`.
+(`postgres_apps/inventory.py`, one more query): `ServerFacts.objects`.
 
 Pure (testable without a server): `classify`, `failure_message`, `judge`, `judge_budget`. I/O:
 `admin_connection`, `probe_admin` (one psycopg connection, the pre-flight query and the inventory
@@ -31,14 +31,14 @@ from typing import TYPE_CHECKING, Final, Literal
 
 import pulumi
 
-from components.config import CONFIG_NAMESPACE, StackSettings
-from components.verification.checks import RUNBOOK
+from postgres_apps.config import CONFIG_NAMESPACE, StackSettings
+from postgres_apps.verification.checks import RUNBOOK
 
 if TYPE_CHECKING:
     import psycopg
     from psycopg.rows import TupleRow
 
-    from components.inventory import ServerObject
+    from postgres_apps.inventory import ServerObject
 
 RUNBOOK_SECTION: Final = f"{RUNBOOK}#admin-preflight"
 """Where the operator reads what to do (the runbook has an `<a id="admin-preflight">`)."""
@@ -172,7 +172,7 @@ class ServerFacts:
     superuser: bool
     connections: ConnectionSettings
     objects: tuple[ServerObject, ...] | None = None
-    """Every role and database on the server (`components.inventory.QUERY`), read in the same
+    """Every role and database on the server (`postgres_apps.inventory.QUERY`), read in the same
     session; None when that read failed (then `objects_error` says why) or was not made."""
     objects_error: str | None = None
 
@@ -227,7 +227,7 @@ def redact_password(text: str, password: str | None, keep: Collection[str] = ())
     characters that is part of it (libpq quotes what it echoes) unless it is one of `keep` (the
     host, user and database the messages legitimately quote).
 
-    Deliberately not the gate's fragment redaction (`components.verification.checks.redact`, any
+    Deliberately not the gate's fragment redaction (`postgres_apps.verification.checks.redact`, any
     run of 6 characters shared with the secret): an admin password a person chose, such as
     `not-the-password`, would blank out libpq's own words (`password authentication failed`).
     """
@@ -465,7 +465,7 @@ def probe_admin(ep: AdminEndpoint, password: str) -> ServerFacts | None:
     `objects` None (the unmanaged report then says "not checked")."""
     import psycopg  # noqa: PLC0415
 
-    from components.inventory import read_objects  # noqa: PLC0415 - it imports this module
+    from postgres_apps.inventory import read_objects  # noqa: PLC0415 - it imports this module
 
     objects: tuple[ServerObject, ...] | None = None
     objects_error: str | None = None

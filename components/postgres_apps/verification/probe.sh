@@ -2,7 +2,7 @@
 #
 # Measures only; prints ONE JSON probe report (schema postgres-apps.verification.report/v3, the
 # same shape the direct runner builds) as its last output line, then exits 0. The judgement
-# (pass/fail, messages, hints) is made by components/verification/checks.py.
+# (pass/fail, messages, hints) is made by components/postgres_apps/verification/checks.py.
 #
 # Input (environment):
 #   DB_HOST DB_PORT DB_NAME DB_USER DB_PASSWORD DB_URI   from the app's Secret (host, port,

@@ -26,7 +26,7 @@ class AppsNamespaceArgs:
     """What the namespace looks like."""
 
     name: str
-    """The namespace name (a DNS-1123 label, validated by components.config)."""
+    """The namespace name (a DNS-1123 label, validated by postgres_apps.config)."""
     extra_labels: dict[str, str] = field(default_factory=dict)
     retain_on_delete: bool = True
     """Deleting a namespace deletes every workload in it: by default the stack only forgets it."""

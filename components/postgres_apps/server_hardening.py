@@ -21,7 +21,7 @@ from typing import Final
 import pulumi
 import pulumi_postgresql as postgresql
 
-from components.config import DEFAULT_HARDEN_DATABASES
+from postgres_apps.config import DEFAULT_HARDEN_DATABASES
 
 HARDENED_PRIVILEGES: Final[tuple[str, ...]] = ("CONNECT", "TEMPORARY")
 """What PUBLIC loses on each hardened database. initdb leaves PUBLIC CONNECT and TEMPORARY on
@@ -44,7 +44,7 @@ class ServerHardeningArgs:
     """Which databases lose PUBLIC's default privileges."""
 
     databases: Sequence[str]
-    """Database names (validated by components.config: identifiers, not `template0`)."""
+    """Database names (validated by postgres_apps.config: identifiers, not `template0`)."""
 
 
 class ServerHardening(pulumi.ComponentResource):

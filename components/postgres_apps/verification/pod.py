@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
-from components.verification.checks import REPORT_SCHEMA, Peer, isolation_statement
+from postgres_apps.verification.checks import REPORT_SCHEMA, Peer, isolation_statement
 
 CONTAINER: Final = "probe"
 COMPONENT_LABEL: Final = "db-connectivity-check"

@@ -68,7 +68,7 @@ Refused besides malformed values (issue 11):
 - in `hardenDatabases` and `allowedDatabases`: an app's own database; in `hardenDatabases`:
   `template0` (it accepts no connections). Both take lowercase unquoted identifiers.
 
-Connection budget (checked by the admin pre-flight on every `pulumi up`, `components/preflight.py`):
+Connection budget (checked by the admin pre-flight on every `pulumi up`, preflight.py):
 the apps' `connectionLimit`s (default 20 each) must add up to at most what the server allows roles
 that are not superusers, `max_connections - superuser_reserved_connections - reserved_connections`
 (the last on PostgreSQL 16+); more is refused before anything changes, more than
@@ -236,7 +236,7 @@ class PostgresSettings:
     reach no database but its own); `()` leaves the server's defaults alone."""
     connection_budget_warn_percent: int = DEFAULT_CONNECTION_BUDGET_WARN_PERCENT
     """`pulumi up` warns when the apps' connection limits use more than this share of the
-    server's non-superuser connections (refused above 100 %: `components/preflight.py`)."""
+    server's non-superuser connections (refused above 100 %: `postgres_apps/preflight.py`)."""
 
 
 @dataclass(frozen=True)
@@ -286,7 +286,7 @@ class VerificationSettings:
 
 @dataclass(frozen=True)
 class UnmanagedSettings:
-    """What the unmanaged report (`components/inventory.py`) leaves out on purpose."""
+    """What the unmanaged report (`postgres_apps/inventory.py`) leaves out on purpose."""
 
     ignore_roles: tuple[str, ...] = ()
     """Roles made outside this stack on purpose (`postgres-apps:unmanaged.ignoreRoles`)."""
@@ -1110,7 +1110,7 @@ def raw_config() -> dict[str, object]:
         if full_key.startswith(prefix):
             key = full_key[len(prefix) :]
             if key in SECRET_KEYS:
-                # read as a secret Output by components.admin, never parsed here; only whether
+                # read as a secret Output by postgres_apps.admin, never parsed here; only whether
                 # it is a secret is passed on (the value never is)
                 if not is_config_secret(full_key):
                     raw[key] = PLAINTEXT_SECRET

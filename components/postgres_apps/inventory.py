@@ -3,7 +3,7 @@
 A role or database made by hand (a leftover `app_user` / `app_test_db` from a manual set-up, an
 app removed from config with `deletion: retain`) is invisible to the stack: nothing in the state
 points at it. Every `pulumi up` reads the server's roles and databases once, in the admin
-pre-flight's session (`components/preflight.py` runs `QUERY` right after its own), and reports
+pre-flight's session (`postgres_apps/preflight.py` runs `QUERY` right after its own), and reports
 what is not declared; `pulumi preview` tries one connection of its own and says "not checked"
 when the admin endpoint cannot be reached (a pull-request runner usually cannot).
 
@@ -28,9 +28,9 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final, Literal
 
-from components.config import CONFIG_NAMESPACE, StackSettings, UnmanagedSettings
-from components.preflight import AdminEndpoint, ServerFacts, admin_connection, redact_password
-from components.verification.checks import RUNBOOK
+from postgres_apps.config import CONFIG_NAMESPACE, StackSettings, UnmanagedSettings
+from postgres_apps.preflight import AdminEndpoint, ServerFacts, admin_connection, redact_password
+from postgres_apps.verification.checks import RUNBOOK
 
 if TYPE_CHECKING:
     import psycopg

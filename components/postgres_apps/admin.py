@@ -1,13 +1,13 @@
 """Admin access to PostgreSQL: the admin password (a Pulumi secret), its pre-flight, the provider.
 
 The provider's password input is the admin password *after* the admin pre-flight
-(`components/preflight.py`) passed: every role, database and grant uses the provider, and every
+(`postgres_apps/preflight.py`) passed: every role, database and grant uses the provider, and every
 app Secret depends on its role and database, so none of them is registered before the pre-flight.
 The pre-flight runs during `pulumi up` only: `pulumi preview` (the pull-request workflow) may run
 where the admin endpoint is not reachable, so a preview does not log in for the pre-flight: it
 logs the config side of the connection budget (the apps' connection limits) instead.
 
-The unmanaged report (`components/inventory.py`) comes out of the same gate: on `up` from the
+The unmanaged report (`postgres_apps/inventory.py`) comes out of the same gate: on `up` from the
 pre-flight's session, on `preview` from one read-only connection of its own that may fail ("not
 checked").
 """
@@ -23,8 +23,8 @@ import pulumi
 import pulumi_kubernetes as k8s
 import pulumi_postgresql as postgresql
 
-from components.config import CONFIG_NAMESPACE, PostgresSettings
-from components.inventory import (
+from postgres_apps.config import CONFIG_NAMESPACE, PostgresSettings
+from postgres_apps.inventory import (
     NONE_MESSAGE,
     Scope,
     Unmanaged,
@@ -34,7 +34,7 @@ from components.inventory import (
     survey,
     warning_message,
 )
-from components.preflight import (
+from postgres_apps.preflight import (
     AdminEndpoint,
     ConnectionBudget,
     ServerFacts,
@@ -129,7 +129,7 @@ class AdminAccess:
 
     provider: postgresql.Provider
     unmanaged: pulumi.Output[dict[str, object]]
-    """`components.inventory.output(...)`: plain (names only), resolved after the pre-flight."""
+    """`postgres_apps.inventory.output(...)`: plain (names only), resolved after the pre-flight."""
 
 
 def _report(report: Unmanaged, dry_run: bool) -> dict[str, object]:
@@ -215,7 +215,7 @@ def admin_access(
     unmanaged report. The provider's password resolves only after the admin pre-flight passed
     (`pulumi up`; it also refuses a stack whose `budget` the server cannot honour), so nothing it
     manages is registered before. The report: on `up` read in the pre-flight's session, on
-    `preview` by `look` (default `components.inventory.survey`), "not checked" if unreachable."""
+    `preview` by `look` (default `postgres_apps.inventory.survey`), "not checked" if unreachable."""
     password_out, unmanaged = _gated(
         settings, password, budget, preflight=preflight, scope=scope, look=look
     )

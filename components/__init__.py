@@ -1,1 +1,0 @@
-"""Reusable Pulumi components: config, namespace, admin access, app database, verification."""

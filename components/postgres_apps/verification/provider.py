@@ -1,0 +1,351 @@
+"""Dynamic provider for `ConnectivityCheck`.
+
+Serialization: Pulumi pickles the provider object with dill into the state and unpickles it in the
+dynamic provider host (`python -m pulumi.dynamic`, started by the engine with the project
+directory as its working directory, so `sys.path[0]` is the project root). dill pickles classes
+of importable modules *by reference*: the state holds "postgres_apps.verification.provider.
+ConnectivityCheckProvider", not code, and the host imports this module. Hence: the provider object
+has no attributes, heavy clients (psycopg, kubernetes) are imported inside the runners, and no
+config is read here (everything arrives as inputs).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Mapping
+from typing import Any, Final
+
+import pulumi.dynamic
+
+from postgres_apps.verification.checks import (
+    RUNBOOK,
+    Peer,
+    Verdict,
+    judge,
+    redact,
+    redact_report,
+)
+from postgres_apps.verification.direct import now_iso
+
+INPUT_KEYS: Final[tuple[str, ...]] = (
+    "app_name",
+    "namespace",
+    "secret_name",
+    "host",
+    "port",
+    "database",
+    "username",
+    "sslmode",
+    "direct_host",
+    "direct_port",
+    "verification_mode",
+    "image",
+    "image_pull_policy",
+    "timeout_seconds",
+    "latency_budget_ms",
+    "rerun",
+    "roundtrips",
+    "kube_context",
+    "allowed_databases",
+)
+"""Plain inputs: copied into the outputs and compared by `diff` (`allowed_databases`: a sorted
+list of names; missing — a state written before it existed — is the empty list)."""
+
+LIST_INPUT_KEYS: Final = frozenset({"allowed_databases"})
+"""Inputs that are lists: a missing value compares equal to `[]`."""
+
+PEERS_KEY: Final = "peers"
+"""The other managed apps (`[{database, role}]`): an input the probe uses, but deliberately
+neither compared by `diff` nor copied into the outputs.
+
+Why `diff` ignores it: adding (or removing) an app changes every check's peers. Re-running every
+check for that would be O(n) probes per added app and prove nothing new: the isolation check is
+symmetric — the NEW app's own check proves both directions against every existing app (none of
+their databases reachable from it, none of their roles may connect to its database, PUBLIC may
+not, one login refused). A removed app leaves nothing to be isolated from. Checks re-run on their
+own inputs (credentials, endpoint, mode, …), and on every `up` with `rerun: always`.
+
+Why it is not an output: when `diff` reports no change the engine keeps the old outputs but
+records the NEW inputs (`SameStep`: `new.Outputs = old.Outputs`), so the state's inputs always
+hold the current peers while a copy in the outputs would go stale."""
+
+SECRET_KEYS: Final = frozenset({"password", "uri"})
+"""Secret inputs: never copied into outputs; `diff` compares their hash (`credentials_sha256`)."""
+
+OUTPUT_KEYS: Final[tuple[str, ...]] = (
+    "checks_passed",
+    "checks",
+    "connect_ms",
+    "roundtrip_p50_ms",
+    "roundtrip_p95_ms",
+    "server_version",
+    "checked_at",
+    "mode",
+)
+
+
+DELETE_UNREACHABLE_ENV: Final = "PULUMI_K8S_DELETE_UNREACHABLE"
+"""pulumi-kubernetes' own switch (`kubeProvider.Delete`, provider/pkg/provider/provider.go): when
+it is "true", a delete on an unreachable cluster succeeds (the resource leaves the state). The
+check's pod-mode delete honours it, so one setting lets a destroy of a gone cluster finish."""
+
+
+class VerificationError(Exception):
+    """`pulumi up` fails with this text: app, check, what was seen, hint."""
+
+
+def credentials_hash(app: str, password: str, uri: str | None) -> str:
+    """What `diff` compares instead of the password (and uri); the secrets are never stored."""
+    h = hashlib.sha256()
+    for part in ("postgres-apps/verification", app, password, uri or ""):
+        h.update(part.encode())
+        h.update(b"\0")
+    return h.hexdigest()
+
+
+def safe_names(props: Mapping[str, Any]) -> set[str]:
+    """Names the messages quote on purpose: never mistaken for password fragments."""
+    names = {str(props.get(k) or "") for k in ("app_name", "username", "database", "host")}
+    names |= {str(props.get(k) or "") for k in ("namespace", "secret_name", "direct_host")}
+    for peer in peers_of(props):
+        names |= {peer.database, peer.role}
+    names |= set(allowed_of(props))
+    return names - {""}
+
+
+def allowed_of(props: Mapping[str, Any]) -> list[str]:
+    """The `allowed_databases` input as names (checked to be a list of names by `check`)."""
+    return [str(d) for d in props.get("allowed_databases") or []]
+
+
+def peers_of(props: Mapping[str, Any]) -> list[Peer]:
+    """The `peers` input (a list of {database, role}) as plain values; malformed entries fail."""
+    peers: list[Peer] = []
+    for entry in props.get(PEERS_KEY) or []:
+        if not isinstance(entry, Mapping) or not entry.get("database") or not entry.get("role"):
+            raise VerificationError(
+                f'app "{props.get("app_name")}": malformed peers entry {entry!r} '
+                "(expected {database, role})"
+            )
+        peers.append(Peer(database=str(entry["database"]), role=str(entry["role"])))
+    return peers
+
+
+def run_check(props: Mapping[str, Any]) -> Verdict:
+    """Run the probe with the runner the inputs ask for and judge its report."""
+    from postgres_apps.verification.pod import PodProbeError  # noqa: PLC0415
+
+    app = str(props["app_name"])
+    password = str(props["password"])
+    mode = props.get("verification_mode", "pod")
+    try:
+        if mode == "direct":
+            report = _direct(props)
+        elif mode == "pod":
+            report = _pod(props)
+        else:
+            raise VerificationError(f'app "{app}": unknown verification mode {mode!r}')
+    except PodProbeError as exc:
+        link = f"{RUNBOOK}#probe-pod"
+        hint = f"{exc.hint}, or see {link}" if exc.hint else f"see {link}"
+        raise VerificationError(
+            redact(
+                f'app "{app}": the probe pod could not run ({exc.reason}): {exc.message} — {hint}',
+                password,
+            )
+        ) from None
+    report = redact_report(report, password, safe_names(props))
+    # Microseconds (the report's clock): a re-run always has a newer `checked_at`.
+    return judge(report, latency_budget_ms=float(props["latency_budget_ms"]), checked_at=now_iso())
+
+
+def _direct(props: Mapping[str, Any]) -> dict[str, Any]:
+    from postgres_apps.verification.direct import DirectTarget, run_direct_probe  # noqa: PLC0415
+
+    uri = props.get("uri")
+    if not uri:
+        from postgres_apps.credentials import postgres_uri  # noqa: PLC0415 - the Secret's format
+
+        uri = postgres_uri(
+            host=str(props["host"]),
+            port=int(props["port"]),
+            dbname=str(props["database"]),
+            user=str(props["username"]),
+            password=str(props["password"]),
+            sslmode=str(props["sslmode"]),
+        )
+    return run_direct_probe(
+        DirectTarget(
+            app=str(props["app_name"]),
+            host=str(props["direct_host"]),
+            port=int(props["direct_port"]),
+            database=str(props["database"]),
+            user=str(props["username"]),
+            password=str(props["password"]),
+            sslmode=str(props["sslmode"]),
+            uri=str(uri),
+            secret_host=str(props["host"]),
+            secret_port=int(props["port"]),
+            peers=peers_of(props),
+            allowed_databases=allowed_of(props),
+            connect_timeout_s=max(2, min(10, int(props["timeout_seconds"]))),
+            roundtrips=int(props.get("roundtrips") or 20),
+        )
+    )
+
+
+def _pod(props: Mapping[str, Any]) -> dict[str, Any]:
+    from postgres_apps.verification.pod import PodProbeSpec, core_api, run_pod_probe  # noqa: PLC0415
+
+    api = core_api(props.get("kube_context") or None)
+    return run_pod_probe(
+        api,
+        PodProbeSpec(
+            app=str(props["app_name"]),
+            namespace=str(props["namespace"]),
+            secret_name=str(props["secret_name"]),
+            image=str(props["image"]),
+            image_pull_policy=str(props["image_pull_policy"]),
+            sslmode=str(props["sslmode"]),
+            peers=peers_of(props),
+            allowed_databases=allowed_of(props),
+            timeout_seconds=int(props["timeout_seconds"]),
+            roundtrips=int(props.get("roundtrips") or 20),
+        ),
+    )
+
+
+def outputs(props: Mapping[str, Any], verdict: Verdict) -> dict[str, Any]:
+    """Inputs minus secrets, the credentials hash, and the results. Nothing secret."""
+    outs: dict[str, Any] = {k: props.get(k) for k in INPUT_KEYS}
+    outs["credentials_sha256"] = credentials_hash(
+        str(props["app_name"]), str(props["password"]), props.get("uri")
+    )
+    outs.update(
+        checks_passed=verdict.passed,
+        checks=[c.to_json() for c in verdict.checks],
+        connect_ms=verdict.connect_ms,
+        roundtrip_p50_ms=verdict.roundtrip_p50_ms,
+        roundtrip_p95_ms=verdict.roundtrip_p95_ms,
+        server_version=verdict.server_version,
+        checked_at=verdict.checked_at,
+        mode=verdict.runner,
+    )
+    return outs
+
+
+def _probe(props: Mapping[str, Any]) -> dict[str, Any]:
+    verdict = run_check(props)
+    if not verdict.ok:
+        raise VerificationError(
+            redact(
+                verdict.error_message(str(props.get("secret_name"))),
+                str(props["password"]),
+                safe_names(props),
+            )
+        )
+    return outputs(props, verdict)
+
+
+def _plain(key: str, value: Any) -> Any:
+    return (value or []) if key in LIST_INPUT_KEYS else value
+
+
+def changed_keys(olds: Mapping[str, Any], news: Mapping[str, Any]) -> list[str]:
+    """Inputs that differ (old outputs vs new inputs), `password` when the hash differs.
+
+    `peers` is never among them (see `PEERS_KEY`)."""
+    changed = [k for k in INPUT_KEYS if _plain(k, olds.get(k)) != _plain(k, news.get(k))]
+    password, uri = news.get("password"), news.get("uri")
+    if not isinstance(password, str) or not isinstance(uri, str | None):
+        # Unknown in a preview (e.g. a rotation's new RandomPassword): it will change.
+        changed.append("password")
+        return changed
+    if olds.get("credentials_sha256") != credentials_hash(str(news.get("app_name")), password, uri):
+        changed.append("password")
+    return changed
+
+
+class ConnectivityCheckProvider(pulumi.dynamic.ResourceProvider):
+    """Pickled into state by reference: no attributes, no captured objects."""
+
+    def check(self, _olds: dict[str, Any], news: dict[str, Any]) -> pulumi.dynamic.CheckResult:
+        failures = []
+        if news.get("verification_mode") not in ("pod", "direct"):
+            failures.append(
+                pulumi.dynamic.CheckFailure("verification_mode", "must be 'pod' or 'direct'")
+            )
+        if news.get("rerun") not in ("always", "on-change"):
+            failures.append(pulumi.dynamic.CheckFailure("rerun", "must be 'always' or 'on-change'"))
+        timeout = news.get("timeout_seconds")
+        if not isinstance(timeout, int | float) or timeout <= 0:
+            failures.append(pulumi.dynamic.CheckFailure("timeout_seconds", "must be > 0"))
+        budget = news.get("latency_budget_ms")
+        if not isinstance(budget, int | float) or budget < 0:
+            failures.append(pulumi.dynamic.CheckFailure("latency_budget_ms", "must be ≥ 0"))
+        peers = news.get(PEERS_KEY)
+        if peers is not None and (
+            not isinstance(peers, list)
+            or not all(isinstance(p, dict) and {"database", "role"} <= p.keys() for p in peers)
+        ):
+            failures.append(
+                pulumi.dynamic.CheckFailure(PEERS_KEY, "must be a list of {database, role}")
+            )
+        allowed = news.get("allowed_databases")
+        if allowed is not None and (
+            not isinstance(allowed, list) or not all(isinstance(d, str) and d for d in allowed)
+        ):
+            failures.append(
+                pulumi.dynamic.CheckFailure("allowed_databases", "must be a list of names")
+            )
+        return pulumi.dynamic.CheckResult(news, failures)
+
+    def diff(
+        self, _id: str, _olds: dict[str, Any], _news: dict[str, Any]
+    ) -> pulumi.dynamic.DiffResult:
+        changed = changed_keys(_olds, _news)
+        rerun = _news.get("rerun") == "always"
+        return pulumi.dynamic.DiffResult(
+            changes=bool(changed) or rerun,
+            replaces=[],
+            delete_before_replace=False,
+        )
+
+    def create(self, props: dict[str, Any]) -> pulumi.dynamic.CreateResult:
+        outs = _probe(props)
+        return pulumi.dynamic.CreateResult(id_=f"{props['app_name']}-connectivity", outs=outs)
+
+    def update(
+        self, _id: str, _olds: dict[str, Any], _news: dict[str, Any]
+    ) -> pulumi.dynamic.UpdateResult:
+        return pulumi.dynamic.UpdateResult(outs=_probe(_news))
+
+    def delete(self, _id: str, _props: dict[str, Any]) -> None:
+        """Direct mode leaves nothing behind; pod mode: delete probe pods of an interrupted run.
+
+        A pod already gone is fine (`_delete_pod` ignores 404). Anything else fails the delete
+        with what went wrong; an unreachable cluster only passes with `DELETE_UNREACHABLE_ENV`."""
+        if _props.get("verification_mode") != "pod":
+            return
+        from postgres_apps.verification import pod  # noqa: PLC0415 - kubernetes is heavy
+
+        app, namespace = str(_props["app_name"]), str(_props["namespace"])
+        try:
+            pod.delete_probe_pods(pod.core_api(_props.get("kube_context") or None), namespace, app)
+        except Exception as exc:
+            unreachable = pod.cluster_unreachable(exc)
+            if unreachable and os.environ.get(DELETE_UNREACHABLE_ENV) == "true":
+                return
+            hint = ""
+            if unreachable:
+                hint = (
+                    f" — reach the cluster, or if it is gone for good re-run with "
+                    f"{DELETE_UNREACHABLE_ENV}=true (the kubernetes provider's switch for it)"
+                )
+            elif getattr(exc, "status", None) in (401, 403):
+                hint = " — Pulumi's identity needs list and delete on pods in that namespace"
+            raise VerificationError(
+                f'app "{app}": cannot delete leftover probe pods in namespace "{namespace}": '
+                f"{pod.api_error_text(exc)}{hint}"
+            ) from exc
