@@ -23,6 +23,7 @@ run_lint() {
   .venv/bin/ruff check . || die "ruff check"
   .venv/bin/ruff format --check . || die "ruff format --check (run: .venv/bin/ruff format .)"
   .venv/bin/mypy . || die "mypy"
+  .venv/bin/mypy docs/examples/python-program/__main__.py || die "mypy (the README example)"
 }
 
 run_go_tests() {

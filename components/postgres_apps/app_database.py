@@ -8,6 +8,7 @@ on one database at once — the cause of "tuple concurrently updated" in pulumi-
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import pulumi
@@ -15,7 +16,7 @@ import pulumi_kubernetes as k8s
 import pulumi_postgresql as postgresql
 import pulumi_random as random
 
-from postgres_apps.config import AppSpec, PostgresSettings
+from postgres_apps.config import AppSpec, DeletionPolicy, PostgresSettings, Profile
 from postgres_apps.credentials import secret_data
 from postgres_apps.namespace import MANAGED_BY, PART_OF
 from postgres_apps.scram import role_verifier
@@ -29,7 +30,7 @@ def secret_labels(app_name: str) -> dict[str, str]:
     return {"app.kubernetes.io/name": app_name, **MANAGED_BY, **PART_OF}
 
 
-def retention_options(app: AppSpec) -> pulumi.ResourceOptions:
+def retention_options(deletion: DeletionPolicy, allow_replace: bool) -> pulumi.ResourceOptions:
     """What the app's `deletion` policy means for its role and database.
 
     - `protect` (default): the engine refuses to delete or replace them (`protect=True`); removing
@@ -43,24 +44,69 @@ def retention_options(app: AppSpec) -> pulumi.ResourceOptions:
     `allowReplace` the old one is deleted first (`deleteBeforeReplace`): data is lost.
     """
     return pulumi.ResourceOptions(
-        protect=app.deletion == "protect",
-        retain_on_delete=app.deletion == "retain",
-        delete_before_replace=app.allow_replace,
+        protect=deletion == "protect",
+        retain_on_delete=deletion == "retain",
+        delete_before_replace=allow_replace,
     )
 
 
 @dataclass
 class AppDatabaseArgs:
-    """Inputs of one app's database component."""
+    """Inputs of one app's database component (`AppDatabaseArgs.of` derives them from settings).
 
-    app: AppSpec
-    """The validated app entry (name, namespace, profile, limits, deletion policy)."""
-    postgres: PostgresSettings
-    """Where the apps reach PostgreSQL (host/port/sslmode written into the Secret)."""
-    provider: postgresql.Provider
-    """The admin `postgresql` provider (postgres_apps.admin)."""
-    namespace: pulumi.Input[str] | None = None
-    """The app's namespace as an Output of its `AppsNamespace` (defaults to `app.namespace`)."""
+    The `postgresql` provider arrives through `opts.providers`; the Secret's `kubernetes` one too
+    (else the default provider)."""
+
+    name: str
+    """The app's name: labels of its Secret, names of the child resources."""
+    namespace: pulumi.Input[str]
+    """Namespace of the app's Secret (an Output of its `AppsNamespace`, so it exists first)."""
+    role_name: str
+    """The login role (a valid unquoted identifier)."""
+    database_name: str
+    """The app's database, owned by the role."""
+    secret_name: str
+    """The Kubernetes Secret the app reads."""
+    host: str
+    """PostgreSQL host as the app reaches it (written into the Secret)."""
+    port: int
+    """PostgreSQL port as the app reaches it."""
+    sslmode: str
+    """libpq sslmode written into the Secret's URIs."""
+    profile: Profile | None = None
+    """Extra Secret keys in the form that app reads (`n8n`, `paperless`)."""
+    connection_limit: int = 20
+    """The role's CONNECTION LIMIT."""
+    extensions: Sequence[str] = ()
+    """Extensions created in the database, in this order."""
+    deletion: DeletionPolicy = "protect"
+    """What removing the app does to role and database (`retention_options`)."""
+    password_version: int = 0
+    """Bump to rotate the generated password."""
+    allow_replace: bool = False
+    """Let a replacing change drop and recreate role and database."""
+
+    @classmethod
+    def of(
+        cls, app: AppSpec, postgres: PostgresSettings, namespace: pulumi.Input[str] | None = None
+    ) -> AppDatabaseArgs:
+        """From one validated app and the server settings (`namespace` defaults to the app's)."""
+        return cls(
+            name=app.name,
+            namespace=namespace if namespace is not None else app.namespace,
+            role_name=app.role_name,
+            database_name=app.database_name,
+            secret_name=app.secret_name,
+            host=postgres.host,
+            port=postgres.port,
+            sslmode=postgres.sslmode,
+            profile=app.profile,
+            connection_limit=app.connection_limit,
+            extensions=tuple(app.extensions),
+            deletion=app.deletion,
+            password_version=app.password_version,
+            allow_replace=app.allow_replace,
+        )
 
 
 class AppDatabase(pulumi.ComponentResource):
@@ -90,10 +136,10 @@ class AppDatabase(pulumi.ComponentResource):
         self, name: str, args: AppDatabaseArgs, opts: pulumi.ResourceOptions | None = None
     ) -> None:
         super().__init__("postgres-apps:app_database:AppDatabase", name, None, opts)
-        app = args.app
-        pg = args.postgres
+        app = args
         child = pulumi.ResourceOptions(parent=self)
-        in_pg = pulumi.ResourceOptions(parent=self, provider=args.provider)
+        in_pg = child  # the `postgresql` provider comes from opts.providers, through the parent
+        retention = retention_options(app.deletion, app.allow_replace)
 
         self.password = random.RandomPassword(
             f"{name}-password",
@@ -124,7 +170,7 @@ class AppDatabase(pulumi.ComponentResource):
             bypass_row_level_security=False,
             inherit=True,
             connection_limit=app.connection_limit,
-            opts=pulumi.ResourceOptions.merge(in_pg, retention_options(app)),
+            opts=pulumi.ResourceOptions.merge(in_pg, retention),
         )
         self.database = postgresql.Database(
             f"{name}-database",
@@ -135,7 +181,7 @@ class AppDatabase(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions.merge(
                 in_pg,
                 pulumi.ResourceOptions.merge(
-                    retention_options(app), pulumi.ResourceOptions(depends_on=[self.role])
+                    retention, pulumi.ResourceOptions(depends_on=[self.role])
                 ),
             ),
         )
@@ -172,17 +218,16 @@ class AppDatabase(pulumi.ComponentResource):
 
         self.role_name = self.role.name
         self.database_name = self.database.name
-        self.host = pulumi.Output.from_input(pg.host)
-        self.port = pulumi.Output.from_input(pg.port)
-        namespace = args.namespace if args.namespace is not None else app.namespace
+        self.host = pulumi.Output.from_input(app.host)
+        self.port = pulumi.Output.from_input(app.port)
         data = pulumi.Output.all(self.role.name, self.database.name, self.password_value).apply(
             lambda v: secret_data(
-                host=pg.host,
-                port=pg.port,
+                host=app.host,
+                port=app.port,
                 dbname=v[1],
                 user=v[0],
                 password=v[2],
-                sslmode=pg.sslmode,
+                sslmode=app.sslmode,
                 profile=app.profile,
             )
         )
@@ -191,7 +236,7 @@ class AppDatabase(pulumi.ComponentResource):
             f"{name}-secret",
             metadata=k8s.meta.v1.ObjectMetaArgs(
                 name=app.secret_name,
-                namespace=namespace,
+                namespace=app.namespace,
                 labels=secret_labels(app.name),
             ),
             type="Opaque",
@@ -206,7 +251,7 @@ class AppDatabase(pulumi.ComponentResource):
         )
         # Taken from the Secret itself, so whoever uses them waits for the Secret to exist.
         self.secret_name = self.secret.metadata.apply(lambda m: m.name or app.secret_name)
-        self.namespace = self.secret.metadata.apply(lambda m: m.namespace or app.namespace)
+        self.namespace = self.secret.metadata.apply(lambda m: m.namespace or "")
         self.register_outputs(
             {
                 "roleName": self.role_name,

@@ -79,6 +79,8 @@ class Registration:
     deleted_with: str
     inputs: dict[str, Any]
     """Inputs with secret markers kept (see `is_secret`/`unwrap`)."""
+    aliases: list[str] = field(default_factory=list)
+    """The aliases as sent (`Alias` specs printed, or alias URNs)."""
     read_id: str | None = None
     """For reads (`Resource.get`, `StackReference`): the id that was read."""
 
@@ -113,6 +115,7 @@ class RecordingMonitor(mocks.MockMonitor):
                     dependencies=list(request.dependencies),
                     deleted_with=request.deletedWith,
                     inputs=rpc.deserialize_properties(request.object, keep_unknowns=True),
+                    aliases=[str(a).strip() for a in request.aliases] + list(request.aliasURNs),
                 )
             )
         return response

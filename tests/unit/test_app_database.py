@@ -44,7 +44,11 @@ def build(app: AppSpec, password: str = "Alnum0Password1") -> tuple[Run, list[Ap
     def body() -> None:
         provider = postgresql.Provider("admin", host="127.0.0.1", username="postgres")
         built.append(
-            AppDatabase(app.name, AppDatabaseArgs(app=app, postgres=PG, provider=provider))
+            AppDatabase(
+                app.name,
+                AppDatabaseArgs.of(app, PG),
+                opts=pulumi.ResourceOptions(providers={"postgresql": provider}),
+            )
         )
 
     run = run_under_mocks(body, ProgramMocks(passwords={app.name: password}))
@@ -204,9 +208,8 @@ def test_password_output_is_secret() -> None:
         provider = postgresql.Provider("admin", host="127.0.0.1", username="postgres")
         db = AppDatabase(
             "app-test",
-            AppDatabaseArgs(
-                app=AppSpec(name="app-test", namespace="apps"), postgres=PG, provider=provider
-            ),
+            AppDatabaseArgs.of(AppSpec(name="app-test", namespace="apps"), PG),
+            opts=pulumi.ResourceOptions(providers={"postgresql": provider}),
         )
 
         async def record() -> None:
@@ -232,7 +235,7 @@ def test_deletion_policy_options(
     deletion: DeletionPolicy, allow_replace: bool, protect: bool, retain: bool, delete_first: bool
 ) -> None:
     app = AppSpec(name="x1", namespace="apps", deletion=deletion, allow_replace=allow_replace)
-    opts = retention_options(app)
+    opts = retention_options(app.deletion, app.allow_replace)
     assert (opts.protect, opts.retain_on_delete, opts.delete_before_replace) == (
         protect,
         retain,

@@ -46,6 +46,7 @@ T_STACKREF = "pulumi:pulumi:StackReference"
 T_COMPONENT = "postgres-apps:app_database:AppDatabase"
 T_NS_COMPONENT = "postgres-apps:namespace:AppsNamespace"
 T_HARDENING = "postgres-apps:server_hardening:ServerHardening"
+T_APPS = "postgres-apps:apps:PostgresApps"
 PASSWORDS = {"app-test": "AppTest0Generated1Pw", "n8n": AWKWARD_PASSWORD, "paperless": "x:y@z/%"}
 APPS = ("app-test", "n8n", "paperless")
 DBS = {"app-test": "app_test", "n8n": "n8n", "paperless": "paperless"}
@@ -78,6 +79,7 @@ def test_resource_inventory(three: Run) -> None:
         CHECK_TYPE: 3,
         T_STACKREF: 1,
         T_HARDENING: 1,
+        T_APPS: 1,
     }
 
 
@@ -395,14 +397,15 @@ def test_removing_a_protected_app_is_refused_with_the_retire_procedure() -> None
 
 def test_refused_removal_registers_nothing_even_with_an_added_app() -> None:
     """Removing a protected app and adding another in one change: the refusal comes before any
-    resource is registered (only the read of the previous outputs and the admin Secret)."""
+    resource is registered (only the read of the previous outputs and the admin Secret, the
+    admin provider — a configuration, nothing on the server — and the component that waits)."""
     previous = _previous(**{"app-test": "protect", "n8n": "protect", "old-app": "protect"})
     mocks = ProgramMocks(previous_managed_apps=previous)
     monitor = RecordingMonitor(mocks)
     with pytest.raises(RemovalRefused):
         run_program(THREE_APPS, mocks, monitor=monitor)  # adds paperless, removes old-app
     registered = {(r.type, r.name) for r in monitor.registrations if r.read_id is None}
-    assert registered == set(), registered
+    assert registered == {(T_PROVIDER, "postgres-admin"), (T_APPS, "postgres-apps")}, registered
 
 
 @pytest.mark.parametrize("policy", ["drop", "retain"])

@@ -1,0 +1,362 @@
+"""`PostgresApps`: every app's database, role, grants, Secret and verification, as one component.
+
+What a Pulumi program writes to use postgres-apps (the stack program in this repository is one):
+
+    apps = PostgresApps("postgres-apps", {"apps": ["app-test", {"name": "n8n", "profile": "n8n"}]})
+    pulumi.export("managedApps", apps.managed_apps)   # the removal check reads it back
+
+Args are validated by the same validator as the stack config (`postgres_apps.config`): every
+problem at once, each named by its stack-config key path, before anything is registered.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any, Literal, TypedDict
+
+import pulumi
+import pulumi_postgresql as postgresql
+
+from postgres_apps.admin import admin_access, admin_password
+from postgres_apps.app_database import AppDatabase, AppDatabaseArgs
+from postgres_apps.config import StackSettings, parse_settings
+from postgres_apps.inventory import scope_of
+from postgres_apps.namespace import AppsNamespace, AppsNamespaceArgs
+from postgres_apps.preflight import budget_output, connection_budget
+from postgres_apps.retention import guarded_managed_apps
+from postgres_apps.server_hardening import ServerHardening, ServerHardeningArgs
+from postgres_apps.verification import ConnectivityCheck, ConnectivityCheckArgs, ConnectivityPeer
+
+WAS_AT_STACK_ROOT = [pulumi.Alias(parent=pulumi.ROOT_STACK_RESOURCE)]
+"""0.1.x registered namespaces, the server hardening and every app at the stack's root; these
+aliases keep their URNs (and so every child's) when they move under `PostgresApps`."""
+
+
+class AppArgs(TypedDict, total=False):
+    """One application (stack config `postgres-apps:apps[]`); only `name` is required."""
+
+    name: str
+    """Lowercase DNS label; role, database (`-` → `_`) and Secret (`<name>-db-credentials`)."""
+    namespace: str
+    """Where its Secret and check pod go (default: `apps_namespace`)."""
+    profile: Literal["n8n", "paperless"]
+    """Extra Secret keys in the form that app reads (docs/verification.md)."""
+    connection_limit: int
+    """The role's CONNECTION LIMIT (default 20)."""
+    extensions: Sequence[str]
+    """Extensions created in its database (trusted ones, or those in `allowed_extensions`)."""
+    deletion: Literal["protect", "retain", "drop"]
+    """What removing the app does: refuse (default), forget, or drop database and role."""
+    password_version: int
+    """Bump to rotate the generated password."""
+    allow_replace: bool
+    """Let a replacing change drop and recreate role/database (unprotected apps only)."""
+
+
+class PostgresServerArgs(TypedDict, total=False):
+    """Where PostgreSQL is (`postgres-apps:postgres`); every key has the Bitnami chart's default."""
+
+    host: str
+    """Host the apps use (default `postgres-postgresql.data.svc.cluster.local`)."""
+    port: int
+    """Port the apps use (default 5432)."""
+    sslmode: str
+    """libpq sslmode written into the apps' URIs (default `prefer`)."""
+    admin_host: str
+    """Admin endpoint reachable from where Pulumi runs (default 127.0.0.1)."""
+    admin_port: int
+    """Admin port (default 5432)."""
+    admin_user: str
+    """Admin role (default `postgres`)."""
+    admin_sslmode: str
+    """sslmode of the admin connection (default `disable`, loopback only)."""
+    allow_insecure_admin: bool
+    """Accept `admin_sslmode: disable` to a non-loopback admin host."""
+    admin_secret_namespace: str
+    """Namespace of the Secret holding the admin password (default `data`)."""
+    admin_secret_name: str
+    """Name of that Secret (default `postgres-postgresql`)."""
+    admin_secret_key: str
+    """Key in that Secret (default `postgres-password`)."""
+    harden_databases: Sequence[str]
+    """Databases PUBLIC loses CONNECT and TEMPORARY on (default postgres, template1)."""
+    connection_budget_warn_percent: int
+    """Warn when the apps' connection limits use more of the server (default 80)."""
+
+
+class VerificationArgs(TypedDict, total=False):
+    """The post-deploy gate (`postgres-apps:verification`)."""
+
+    enabled: bool
+    """Run the gate (default true)."""
+    mode: Literal["pod", "direct"]
+    """A restricted pod in the app's namespace (default) or from where Pulumi runs."""
+    image: str
+    """Probe image with psql (default `docker.io/library/postgres:17-alpine`)."""
+    image_pull_policy: str
+    """Pull policy of the probe pod (default IfNotPresent)."""
+    timeout_seconds: int
+    """How long one check may take (default 120)."""
+    latency_budget_ms: float
+    """Round-trip p95 the gate accepts (default 100)."""
+    rerun: Literal["always", "on-change"]
+    """Check on every `up` (default) or only when the app's inputs change."""
+    allowed_databases: Sequence[str]
+    """Databases an app may reach without failing the isolation check."""
+
+
+class UnmanagedArgs(TypedDict, total=False):
+    """What the unmanaged report leaves out (`postgres-apps:unmanaged`)."""
+
+    ignore_roles: Sequence[str]
+    """Roles made outside the stack on purpose."""
+    ignore_databases: Sequence[str]
+    """Databases made outside the stack on purpose."""
+
+
+class PostgresAppsArgs(TypedDict, total=False):
+    """Everything `PostgresApps` builds; the shape of the stack config, in snake_case.
+
+    Plain values, not Outputs: they decide which resources exist. The admin password comes from
+    the `postgres-apps:adminPassword` config secret or the admin Secret in the cluster."""
+
+    apps: Sequence[AppArgs | str]
+    """The applications; a bare name takes every default."""
+    apps_namespace: str
+    """Namespace of apps without their own (default `apps`)."""
+    namespace_per_app: bool
+    """Each app without `namespace` gets its own, named like the app."""
+    allowed_extensions: Sequence[str]
+    """Extensions beyond PostgreSQL's trusted ones that apps may ask for."""
+    postgres: PostgresServerArgs
+    """The server and the admin connection."""
+    verification: VerificationArgs
+    """The gate."""
+    retired: Sequence[str]
+    """Apps retired by hand: their removal is not refused."""
+    unmanaged: UnmanagedArgs
+    """Ignore-lists of the unmanaged report."""
+    kube_context: str
+    """kubeconfig context of the cluster the gate's pods run in (default: `kubernetes:context`)."""
+
+
+def _camel(key: str) -> str:
+    head, *rest = key.split("_")
+    return head + "".join(part[:1].upper() + part[1:] for part in rest)
+
+
+def _snake(key: str) -> str:
+    return re.sub(r"(?<=[a-z0-9])([A-Z])", lambda m: "_" + m.group(1).lower(), key)
+
+
+def _rekey(value: object, rename: Any) -> object:
+    if isinstance(value, Mapping):
+        return {rename(str(k)): _rekey(v, rename) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_rekey(v, rename) for v in value]
+    return value
+
+
+def config_from_args(args: PostgresAppsArgs) -> dict[str, object]:
+    """The stack-config form of `args` (camelCase keys), as `parse_settings` reads it."""
+    raw = dict(args)
+    raw.pop("kube_context", None)
+    rekeyed = _rekey(raw, _camel)
+    assert isinstance(rekeyed, dict)  # noqa: S101 - a Mapping maps to a dict
+    return rekeyed
+
+
+def args_from_config(raw: Mapping[str, object]) -> PostgresAppsArgs:
+    """`PostgresAppsArgs` from the `postgres-apps:` stack config (`config.raw_config()`).
+
+    Keys are only renamed, never checked here: `PostgresApps` validates, and its messages name
+    the stack-config keys, so an unknown key stays unknown (and gets its "did you mean")."""
+    rekeyed = _rekey(dict(raw), _snake)
+    return rekeyed  # type: ignore[return-value]  # validated by settings_from_args
+
+
+def settings_from_args(args: PostgresAppsArgs) -> StackSettings:
+    """Validate `args` (raises `ConfigError` with every problem) into the settings contract."""
+    kube_context = args.get("kube_context") or pulumi.Config("kubernetes").get("context")
+    return parse_settings(config_from_args(args), kube_context=kube_context)
+
+
+def _given_postgresql_provider(opts: pulumi.ResourceOptions | None) -> postgresql.Provider | None:
+    providers = opts.providers if opts is not None else None
+    if isinstance(providers, Mapping):
+        found = providers.get("postgresql")
+        return found if isinstance(found, postgresql.Provider) else None
+    for provider in providers or []:
+        if isinstance(provider, postgresql.Provider):
+            return provider
+    return None
+
+
+class PostgresApps(pulumi.ComponentResource):
+    """Per app: a least-privilege role, its database (isolated), a Secret in the app's namespace,
+    and the verification gate; plus the namespaces and the server hardening they rely on.
+
+    Providers through `opts.providers`: `kubernetes` for namespaces, Secrets and check pods (else
+    the default provider); `postgresql` for roles, databases and grants. Without a `postgresql`
+    provider the component makes the admin provider itself, behind the admin pre-flight, and
+    reports unmanaged roles and databases (`unmanaged`). A given provider is used as it is."""
+
+    apps: pulumi.Output[dict[str, Any]]
+    """Per app: namespace, secretName, database, role, deletion and the gate's results."""
+    postgres: pulumi.Output[dict[str, Any]]
+    """host, port, sslmode the apps use and the admin endpoint."""
+    verification_mode: pulumi.Output[str]
+    """`pod`, `direct` or `off`."""
+    server_hardening: pulumi.Output[list[str]]
+    """Databases PUBLIC lost CONNECT and TEMPORARY on."""
+    connection_budget: pulumi.Output[dict[str, object]]
+    """The apps' connection limits against the server's."""
+    managed_apps: pulumi.Output[dict[str, dict[str, str]]]
+    """Apps and their deletion policy; export as `managedApps`: the next run's removal check."""
+    unmanaged: pulumi.Output[dict[str, object]] | None
+    """Roles/databases on the server no app declares (None with a given `postgresql` provider)."""
+    databases: dict[str, AppDatabase]
+    """Per app name, its `AppDatabase` (role, database, grants, Secret)."""
+    checks: dict[str, ConnectivityCheck]
+    """Per app name, its gate (empty with `verification.enabled: false`)."""
+
+    def __init__(
+        self, name: str, args: PostgresAppsArgs, opts: pulumi.ResourceOptions | None = None
+    ) -> None:
+        settings = settings_from_args(args)  # before registering: bad input changes nothing
+        super().__init__("postgres-apps:apps:PostgresApps", name, None, opts)
+        pg = settings.postgres
+        # The removal check comes first: every resource below waits for it, so a refused removal
+        # (a protected app gone from config) stops the run before anything is created or changed,
+        # also when the same change adds another app. (A read at the stack's root: reads carry
+        # no alias, and it reads this stack's own outputs.)
+        self.managed_apps = guarded_managed_apps(settings.apps, settings.retired)
+        after_guard = pulumi.ResourceOptions(
+            parent=self, depends_on=self.managed_apps.apply(lambda _: [])
+        )
+        moved = pulumi.ResourceOptions.merge(
+            after_guard, pulumi.ResourceOptions(aliases=WAS_AT_STACK_ROOT)
+        )
+        namespaces = {
+            ns: AppsNamespace(f"namespace-{ns}", AppsNamespaceArgs(name=ns), opts=moved)
+            for ns in settings.namespaces
+        }
+        budget = connection_budget(settings)
+        self.connection_budget = pulumi.Output.from_input(budget_output(budget))
+        provider = _given_postgresql_provider(opts)
+        self.unmanaged = None
+        if provider is None:
+            admin = admin_access(
+                pg,
+                admin_password(pg, pulumi.ResourceOptions(parent=self)),
+                scope_of(settings),
+                opts=after_guard,
+                budget=budget,
+            )
+            provider = admin.provider
+            self.unmanaged = admin.unmanaged
+        in_pg = pulumi.ResourceOptions(providers={"postgresql": provider})
+        hardening = ServerHardening(
+            "server-hardening",
+            ServerHardeningArgs(databases=pg.harden_databases),
+            opts=pulumi.ResourceOptions.merge(
+                moved, pulumi.ResourceOptions(providers={"postgresql": provider})
+            ),
+        )
+        self.databases = {
+            app.name: AppDatabase(
+                app.name,
+                AppDatabaseArgs.of(app, pg, namespace=namespaces[app.namespace].name),
+                opts=pulumi.ResourceOptions.merge(moved, in_pg),
+            )
+            for app in settings.apps
+        }
+        self.checks = self._checks(settings, hardening) if settings.verification.enabled else {}
+        self.apps = pulumi.Output.from_input(self._apps_output(settings))
+        self.postgres = pulumi.Output.from_input(
+            {
+                "host": pg.host,
+                "port": pg.port,
+                "sslmode": pg.sslmode,
+                "admin": f"{pg.admin_host}:{pg.admin_port}",
+            }
+        )
+        verification = settings.verification
+        self.verification_mode = pulumi.Output.from_input(
+            verification.mode if verification.enabled else "off"
+        )
+        self.server_hardening = hardening.databases
+        self.register_outputs(
+            {
+                "apps": self.apps,
+                "postgres": self.postgres,
+                "verificationMode": self.verification_mode,
+                "serverHardening": self.server_hardening,
+                "connectionBudget": self.connection_budget,
+                "managedApps": self.managed_apps,
+                "unmanaged": self.unmanaged,
+            }
+        )
+
+    def _checks(
+        self, settings: StackSettings, hardening: ServerHardening
+    ) -> dict[str, ConnectivityCheck]:
+        """One gate per app, parented to the app (it reads the app's Secret)."""
+        pg = settings.postgres
+        checks: dict[str, ConnectivityCheck] = {}
+        for app in settings.apps:
+            db = self.databases[app.name]
+            checks[app.name] = ConnectivityCheck(
+                f"{app.name}-check",
+                ConnectivityCheckArgs(
+                    app_name=app.name,
+                    namespace=db.namespace,
+                    secret_name=db.secret_name,
+                    host=db.host,
+                    port=db.port,
+                    database=db.database_name,
+                    username=db.role_name,
+                    password=db.password_value,
+                    sslmode=pg.sslmode,
+                    direct_host=pg.admin_host,
+                    direct_port=pg.admin_port,
+                    peers=[
+                        ConnectivityPeer(database=other.database_name, role=other.role_name)
+                        for name, other in self.databases.items()
+                        if name != app.name
+                    ],
+                    settings=settings.verification,
+                    kube_context=settings.kube_context,
+                    uri=db.uri,
+                ),
+                opts=pulumi.ResourceOptions(
+                    parent=db, depends_on=[*db.ready_resources, *hardening.ready_resources]
+                ),
+            )
+        return checks
+
+    def _apps_output(self, settings: StackSettings) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for app in settings.apps:
+            db = self.databases[app.name]
+            entry: dict[str, Any] = {
+                "namespace": db.namespace,
+                "secretName": db.secret_name,
+                "database": db.database_name,
+                "role": db.role_name,
+                "deletion": app.deletion,
+            }
+            check = self.checks.get(app.name)
+            if check is not None:
+                entry["verification"] = {
+                    "checksPassed": check.checks_passed,
+                    "connectMs": check.connect_ms,
+                    "roundtripP50Ms": check.roundtrip_p50_ms,
+                    "roundtripP95Ms": check.roundtrip_p95_ms,
+                    "serverVersion": check.server_version,
+                    "checkedAt": check.checked_at,
+                    "mode": check.mode,
+                }
+            out[app.name] = entry
+        return out

@@ -1,0 +1,163 @@
+"""`PostgresApps` as a consumer uses it (under mocks): args, validation, providers, URN aliases."""
+
+from __future__ import annotations
+
+import runpy
+from pathlib import Path
+from typing import Any
+
+import pulumi
+import pulumi_postgresql as postgresql
+import pytest
+
+import postgres_apps
+from postgres_apps.apps import (
+    PostgresApps,
+    PostgresAppsArgs,
+    args_from_config,
+    config_from_args,
+)
+from postgres_apps.config import ConfigError
+from tests.unit.conftest import (
+    THREE_APPS,
+    ProgramMocks,
+    RecordingMonitor,
+    run_program,
+    run_under_mocks,
+)
+
+REPO = Path(__file__).resolve().parents[2]
+EXAMPLE = REPO / "docs/examples/python-program/__main__.py"
+T_APPS = "postgres-apps:apps:PostgresApps"
+T_PROVIDER = "pulumi:providers:postgresql"
+MOVED_TYPES = {
+    "postgres-apps:namespace:AppsNamespace",
+    "postgres-apps:server_hardening:ServerHardening",
+    "postgres-apps:app_database:AppDatabase",
+}
+
+
+def build(args: PostgresAppsArgs, opts: pulumi.ResourceOptions | None = None) -> Any:
+    built: list[PostgresApps] = []
+    run = run_under_mocks(
+        lambda: built.append(PostgresApps("postgres-apps", args, opts)),
+        ProgramMocks(),
+    )
+    return run, built[0]
+
+
+def test_config_and_args_are_the_same_shape() -> None:
+    raw = {k: v for k, v in THREE_APPS.items() if ":" not in k}
+    args = args_from_config(raw)
+    assert args["postgres"]["admin_port"] == 15432
+    assert args["apps"][1]["connection_limit"] == 10  # type: ignore[index]
+    assert config_from_args(args) == raw
+
+
+def test_bad_args_refused_before_anything_is_registered() -> None:
+    monitor = RecordingMonitor(ProgramMocks())
+    with pytest.raises(ConfigError) as refused:
+        run_under_mocks(
+            lambda: PostgresApps(
+                "x",
+                {"apps": ["ok", "Bad_Name"], "verification": {"mode": "podd"}},  # type: ignore[typeddict-item]
+            ),
+            ProgramMocks(),
+            monitor=monitor,
+        )
+    text = str(refused.value)
+    assert "apps[1]" in text
+    assert "verification.mode" in text  # every problem at once
+    assert monitor.registrations == []
+
+
+def test_unknown_arg_named_with_a_hint() -> None:
+    with pytest.raises(ConfigError) as refused:
+        run_under_mocks(
+            lambda: PostgresApps("x", {"apps": ["ok"], "apps_namespce": "apps"}),  # type: ignore[typeddict-unknown-key]
+            ProgramMocks(),
+        )
+    assert "appsNamespce" in str(refused.value)
+    assert "appsNamespace" in str(refused.value)
+
+
+def test_without_a_provider_it_makes_the_admin_provider_as_its_child() -> None:
+    run, apps = build({"apps": ["app-test"]})
+    component = run.monitor.one(T_APPS, "postgres-apps")
+    provider = run.monitor.one(T_PROVIDER, "postgres-admin")
+    assert provider.parent == component.urn
+    assert apps.unmanaged is not None
+    roles = run.monitor.of_type("postgresql:index/role:Role")
+    assert [r.provider.split("::")[-2] for r in roles] == [provider.urn.split("::")[-1]]
+
+
+def test_a_given_provider_is_used_for_every_postgresql_resource() -> None:
+    holder: list[postgresql.Provider] = []
+
+    def body() -> None:
+        given = postgresql.Provider("platform-pg", host="db.example", username="admin")
+        holder.append(given)
+        PostgresApps(
+            "postgres-apps",
+            {"apps": ["app-test", "n8n"]},
+            pulumi.ResourceOptions(providers=[given]),
+        )
+
+    run = run_under_mocks(body, ProgramMocks())
+    given_urn = run.monitor.one(T_PROVIDER, "platform-pg").urn
+    assert [r.name for r in run.monitor.of_type(T_PROVIDER)] == ["platform-pg"]
+    pg_resources = [r for r in run.monitor.registrations if r.type.startswith("postgresql:")]
+    assert len(pg_resources) >= 8  # 2 roles, 2 databases, 2 revokes, 2 hardening grants
+    for r in pg_resources:
+        assert r.provider.startswith(given_urn + "::"), r.name
+
+
+def test_every_child_that_moved_from_the_stack_root_has_an_alias() -> None:
+    """0.1.x registered these at the root; each child of PostgresApps must say where it was."""
+    run = run_program(THREE_APPS)
+    component = run.monitor.one(T_APPS, "postgres-apps")
+    direct = [r for r in run.monitor.registrations if r.parent == component.urn]
+    assert {r.type for r in direct} == MOVED_TYPES
+    for r in direct:
+        assert r.aliases, f"{r.type} {r.name} moved without an alias"
+        assert all("noParent: true" in a for a in r.aliases), r.aliases
+    # the admin provider and the reads stay at the root, where 0.1.x put them
+    assert "::pulumi:pulumi:Stack::" in run.monitor.one(T_PROVIDER, "postgres-admin").parent
+    for r in run.monitor.registrations:
+        if r.type not in MOVED_TYPES and r.type != T_APPS and r.parent == component.urn:
+            pytest.fail(f"{r.type} {r.name} is a new direct child without an alias")
+
+
+def test_the_stack_program_is_the_component_and_exports() -> None:
+    assert len((REPO / "__main__.py").read_text().splitlines()) < 30
+    run = run_program(THREE_APPS)
+    assert set(run.outputs) == {
+        "apps",
+        "postgres",
+        "verificationMode",
+        "serverHardening",
+        "connectionBudget",
+        "managedApps",
+        "unmanaged",
+    }
+
+
+def test_readme_example_runs_and_registers_the_two_apps() -> None:
+    run = run_under_mocks(lambda: runpy.run_path(str(EXAMPLE), run_name="__main__"), ProgramMocks())
+    assert set(run.outputs["apps"]) == {"app-test", "n8n"}
+    assert set(run.outputs["managedApps"]) == {"app-test", "n8n"}
+    readme = (REPO / "README.md").read_text()
+    assert EXAMPLE.read_text() in readme, "README must show the example exactly as tested"
+
+
+def test_public_names_resolve() -> None:
+    for name in postgres_apps.__all__:
+        assert getattr(postgres_apps, name).__name__ == name
+    with pytest.raises(AttributeError):
+        _ = postgres_apps.NotAThing
+
+
+def test_api_page_is_current() -> None:
+    from tools import api_doc  # noqa: PLC0415
+
+    assert api_doc.PAGE.read_text() == api_doc.render(), "run: .venv/bin/python -m tools.api_doc"
