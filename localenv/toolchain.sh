@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Ensures the Pulumi toolchain this project needs: the CLI, the Python language host (+ its scripts)
-# and the provider plugins pinned in localenv/versions.env. Idempotent.
+# Ensures the Pulumi toolchain this project needs: the CLI, the Python language host (+ its scripts),
+# the provider plugins and the YAML language host pinned in localenv/versions.env. Idempotent.
 #
 #   1. A `pulumi` already on PATH (official installer) and plugins already installed in
 #      ~/.pulumi/plugins are used as they are: nothing is built.
@@ -318,6 +318,68 @@ build_kubernetes() { build_provider_kubernetes "$1" "$2"; }
 build_random() { build_provider_local random "$1" "$2"; }
 build_postgresql() { build_provider_local postgresql "$1" "$2"; }
 
+# ---------------------------------------------------------------- the YAML language host
+# Only for Pulumi YAML programs that consume the package (docs/other-languages.md). The CLI looks for
+# it next to itself, on PATH, then in $PULUMI_HOME/plugins/language-yaml-v<version>/: it is installed
+# there, like the providers (a copy on PATH elsewhere than next to `pulumi` makes the CLI warn
+# "using pulumi-language-yaml from $PATH" on every command of a YAML project).
+YAML_ENTRY="$CACHE/pulumi-language-yaml-v$PULUMI_YAML_VERSION"
+
+build_language_yaml() {
+  local tmp="$1" metrics="$2"
+  timed_build "$TOOLCHAIN_SRC/pulumi-language-yaml" "$tmp/bin/pulumi-language-yaml" "$metrics" -- \
+    -ldflags "-s -w -X github.com/pulumi/pulumi-yaml/pkg/version.Version=v$PULUMI_YAML_VERSION" \
+    github.com/pulumi/pulumi-yaml/cmd/pulumi-language-yaml
+}
+
+ensure_language_yaml() {
+  local ver="$PULUMI_YAML_VERSION" wrap="$TOOLCHAIN_SRC/pulumi-language-yaml"
+  local dest_dir="$PULUMI_HOME/plugins/language-yaml-v$ver" fp src="" sys
+  STEP="check language host yaml v$ver"
+  fp="$(fingerprint "$wrap/go.mod" "$wrap/go.sum")"
+  if [[ -n "$PULUMI_BIN" && -x "$(dirname "$PULUMI_BIN")/pulumi-language-yaml" ]]; then
+    say "language host yaml: bundled with $PULUMI_BIN; nothing to build"
+    return
+  fi
+  if sys="$(find_outside_cache pulumi-language-yaml)"; then
+    say "language host yaml: using the installed $sys; nothing to build"
+    return
+  fi
+  if [[ -x "$dest_dir/pulumi-language-yaml" && ! -e "$dest_dir.partial" ]]; then
+    if [[ ! -f "$dest_dir/.postgres-apps-fp" ]] || [[ "$(cat "$dest_dir/.postgres-apps-fp")" == "$fp" ]]; then
+      say "language host yaml v$ver: installed ($dest_dir)"
+      return
+    fi
+  fi
+  if cache_ok "$YAML_ENTRY" "$fp" pulumi-language-yaml; then
+    say "language host yaml v$ver: cached ($YAML_ENTRY/bin)"
+  elif [[ $CHECK == 1 ]]; then
+    MISSING+=("language host yaml v$ver (not next to pulumi, not on PATH, not in $PULUMI_HOME/plugins or $YAML_ENTRY)")
+    return
+  else
+    local tmp
+    tmp="$(new_tmp language-yaml)"
+    mkdir -p "$tmp/bin"
+    build_language_yaml "$tmp" "$tmp/build-metrics.txt"
+    commit_entry "$tmp" "$YAML_ENTRY" "$fp"
+  fi
+  src="$YAML_ENTRY/bin/pulumi-language-yaml"
+  if [[ $CHECK == 1 ]]; then
+    MISSING+=("language host yaml v$ver is available ($src) but not installed in $PULUMI_HOME/plugins")
+    return
+  fi
+  # `pulumi plugin install language yaml` refuses ("bundled with Pulumi"): the plugin cache's own
+  # layout (<kind>-<name>-v<version>/pulumi-<kind>-<name>) is written directly, then renamed into place.
+  STEP="install language host yaml v$ver into $dest_dir"
+  rm -rf "$dest_dir.tmp"
+  mkdir -p "$dest_dir.tmp"
+  install -m 0755 "$src" "$dest_dir.tmp/pulumi-language-yaml"
+  echo "$fp" >"$dest_dir.tmp/.postgres-apps-fp"
+  rm -rf "$dest_dir"
+  mv "$dest_dir.tmp" "$dest_dir"
+  say "language host yaml v$ver: installed into $dest_dir"
+}
+
 # ---------------------------------------------------------------- main
 open_log
 if [[ $CHECK == 0 ]]; then
@@ -330,7 +392,7 @@ if [[ $CHECK == 0 ]]; then
   fi
   # Under the lock no other run is building: what is left of an interrupted build can go.
   rm -rf "$CACHE"/.build-pulumi-* "$CACHE"/.build-kubernetes-* "$CACHE"/.build-random-* \
-    "$CACHE"/.build-postgresql-*
+    "$CACHE"/.build-postgresql-* "$CACHE"/.build-language-yaml-*
 fi
 if ! command -v go >/dev/null && [[ $CHECK == 0 ]]; then
   # Only needed when something must be built; checked lazily below by the go calls themselves.
@@ -341,6 +403,7 @@ ensure_cli
 ensure_plugin kubernetes "$PULUMI_KUBERNETES_VERSION" build_kubernetes
 ensure_plugin random "$PULUMI_RANDOM_VERSION" build_random
 ensure_plugin postgresql "$PULUMI_POSTGRESQL_VERSION" build_postgresql
+ensure_language_yaml
 
 if ((${#MISSING[@]} > 0)); then
   echo "toolchain: missing:" >&2
