@@ -328,15 +328,14 @@ YAML_ENTRY="$CACHE/pulumi-language-yaml-v$PULUMI_YAML_VERSION"
 build_language_yaml() {
   local tmp="$1" metrics="$2"
   timed_build "$TOOLCHAIN_SRC/pulumi-language-yaml" "$tmp/bin/pulumi-language-yaml" "$metrics" -- \
-    -ldflags "-s -w -X github.com/pulumi/pulumi-yaml/pkg/version.Version=v$PULUMI_YAML_VERSION" \
-    github.com/pulumi/pulumi-yaml/cmd/pulumi-language-yaml
+    -ldflags "-s -w -X github.com/pulumi/pulumi-yaml/pkg/version.Version=v$PULUMI_YAML_VERSION" .
 }
 
 ensure_language_yaml() {
   local ver="$PULUMI_YAML_VERSION" wrap="$TOOLCHAIN_SRC/pulumi-language-yaml"
   local dest_dir="$PULUMI_HOME/plugins/language-yaml-v$ver" fp src="" sys
   STEP="check language host yaml v$ver"
-  fp="$(fingerprint "$wrap/go.mod" "$wrap/go.sum")"
+  fp="$(fingerprint "$wrap/go.mod" "$wrap/go.sum" "$wrap/main.go")"
   if [[ -n "$PULUMI_BIN" && -x "$(dirname "$PULUMI_BIN")/pulumi-language-yaml" ]]; then
     say "language host yaml: bundled with $PULUMI_BIN; nothing to build"
     return

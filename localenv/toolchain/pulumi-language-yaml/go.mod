@@ -1,11 +1,18 @@
-// Wrapper module: builds pulumi-language-yaml from github.com/pulumi/pulumi-yaml at a release; its
-// cmd/pulumi-language-yaml is the main package. pulumi-yaml's go.mod has no replace lines; the
-// non-relative replace of the pkg/v3 it requires (v3.206.0) is copied. pkg/v3 and sdk/v3 stay at
-// v3.206.0: v1.25.0 does not compile against the CLI's v3.274.1 (plugin.NewContextWithRoot and
-// schema.NewPluginLoader changed). The other shared dependencies have the CLI wrapper's versions.
+// Wrapper module: builds pulumi-language-yaml (main.go here: upstream's pkg/server host, started as
+// its cmd/pulumi-language-yaml does, plus a no-op Link) from github.com/pulumi/pulumi-yaml v1.25.0.
+// pulumi-yaml's go.mod has no replace lines; the non-relative replace of the pkg/v3 it requires
+// (v3.206.0) is copied. pkg/v3 and sdk/v3 stay at v3.206.0: v1.25.0 does not compile against the
+// CLI's v3.274.1 (plugin.NewContextWithRoot and schema.NewPluginLoader changed). The other shared
+// dependencies have the CLI wrapper's versions.
 module postgres-apps.local/toolchain/pulumi-language-yaml
 
 go 1.26.6
+
+require (
+	github.com/pulumi/pulumi-yaml v1.25.0
+	github.com/pulumi/pulumi/sdk/v3 v3.206.0
+	google.golang.org/grpc v1.85.0
+)
 
 require (
 	dario.cat/mergo v1.0.0 // indirect
@@ -72,9 +79,7 @@ require (
 	github.com/pulumi/appdash v0.0.0-20231130102222-75f619a67231 // indirect
 	github.com/pulumi/esc v0.17.0 // indirect
 	github.com/pulumi/inflector v0.1.1 // indirect
-	github.com/pulumi/pulumi-yaml v1.25.0 // indirect
 	github.com/pulumi/pulumi/pkg/v3 v3.206.0 // indirect
-	github.com/pulumi/pulumi/sdk/v3 v3.206.0 // indirect
 	github.com/rivo/uniseg v0.4.7 // indirect
 	github.com/rogpeppe/go-internal v1.14.1 // indirect
 	github.com/sabhiram/go-gitignore v0.0.0-20210923224102-525f6e181f06 // indirect
@@ -109,7 +114,6 @@ require (
 	golang.org/x/tools v0.52.0 // indirect
 	google.golang.org/genproto/googleapis/api v0.0.0-20261026165753-2ffab32bce7e // indirect
 	google.golang.org/genproto/googleapis/rpc v0.0.0-20261026165753-2ffab32bce7e // indirect
-	google.golang.org/grpc v1.85.0 // indirect
 	google.golang.org/protobuf v1.36.12 // indirect
 	gopkg.in/warnings.v0 v0.1.2 // indirect
 	gopkg.in/yaml.v3 v3.0.1 // indirect
@@ -117,5 +121,3 @@ require (
 )
 
 replace github.com/atotto/clipboard => github.com/tgummerer/clipboard v0.0.0-20241001131231-d02d263e614e
-
-tool github.com/pulumi/pulumi-yaml/cmd/pulumi-language-yaml

@@ -1,0 +1,179 @@
+"""The package through Pulumi's component provider host, from a Pulumi YAML program, without a
+cluster: the real CLI, YAML and Python language hosts and plugins (localenv/toolchain.sh), the
+test PostgreSQL, and a kubeconfig whose API server does not answer.
+
+- `pulumi package get-schema provider` serves the schema `postgres_apps.hosted` infers;
+- `pulumi package add <clone>/provider` records the plugin in a YAML project;
+- `pulumi up` with bad input fails with the validator's message and creates nothing;
+- `pulumi preview` plans the whole tree, down to the gate's dynamic resource, with the pre-flight
+  read (unmanaged report) run against the test PostgreSQL. The `up` that needs the cluster is
+  tests/e2e/test_yaml_consumer.py.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from postgres_apps import hosted
+from postgres_apps.apps import settings_from_args
+from postgres_apps.config import ConfigError
+from postgres_apps.inventory import NONE_MESSAGE
+
+from .pg_server import PgServer
+
+REPO = Path(__file__).resolve().parents[2]
+PROVIDER = REPO / "provider"
+UNREACHABLE_KUBECONFIG = {
+    "apiVersion": "v1",
+    "kind": "Config",
+    "clusters": [{"name": "nowhere", "cluster": {"server": "https://127.0.0.1:9"}}],
+    "contexts": [{"name": "nowhere", "context": {"cluster": "nowhere", "user": "nobody"}}],
+    "current-context": "nowhere",
+    "users": [{"name": "nobody", "user": {"token": "none"}}],
+}
+
+
+def toolchain_env(tmp: Path) -> dict[str, str]:
+    """localenv/env.sh's environment (the built CLI, PULUMI_HOME with the plugins and the YAML
+    host), with a private backend, passphrase and kubeconfig."""
+    dump = subprocess.run(
+        ["bash", "-c", f"source {REPO}/localenv/env.sh && env -0"],
+        capture_output=True,
+        check=True,
+    ).stdout.decode()
+    env = dict(line.split("=", 1) for line in dump.split("\0") if "=" in line)
+    env.pop("PULUMI_CONFIG_PASSPHRASE_FILE", None)
+    (tmp / "backend").mkdir(parents=True, exist_ok=True)
+    (tmp / "kubeconfig").write_text(yaml.safe_dump(UNREACHABLE_KUBECONFIG))
+    env.update(
+        PULUMI_BACKEND_URL=f"file://{tmp / 'backend'}?metadata=skip",
+        PULUMI_CONFIG_PASSPHRASE=secrets.token_urlsafe(16),
+        PULUMI_PYTHON_CMD=str(REPO / ".venv/bin/python"),
+        KUBECONFIG=str(tmp / "kubeconfig"),
+    )
+    pulumi = shutil.which("pulumi", path=env["PATH"])
+    plugin = f"language-yaml-v{env['PULUMI_YAML_VERSION']}/pulumi-language-yaml"
+    if pulumi is None or not (Path(env["PULUMI_HOME"]) / "plugins" / plugin).exists():
+        pytest.fail(
+            "the Pulumi CLI or the YAML language host is missing: run ./localenv/toolchain.sh",
+            pytrace=False,
+        )
+    return env
+
+
+def pulumi(env: dict[str, str], cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["pulumi", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=300,
+    )
+
+
+def yaml_project(tmp: Path, env: dict[str, str], properties: dict[str, Any], stack: str) -> Path:
+    """A YAML program declaring `postgres-apps:PostgresApps`, the package added, a stack made."""
+    work = tmp / f"yaml-{stack}"
+    work.mkdir()
+    program = {
+        "name": "yaml-platform",
+        "runtime": "yaml",
+        "resources": {"platform": {"type": "postgres-apps:PostgresApps", "properties": properties}},
+        "outputs": {"apps": "${platform.apps}", "managedApps": "${platform.managedApps}"},
+    }
+    (work / "Pulumi.yaml").write_text(yaml.safe_dump(program, sort_keys=False))
+    added = pulumi(env, work, "package", "add", str(PROVIDER))
+    assert added.returncode == 0, added.stdout + added.stderr
+    assert "Added package postgres-apps" in added.stderr, added.stderr
+    made = pulumi(env, work, "stack", "init", stack)
+    assert made.returncode == 0, made.stdout + made.stderr
+    return work
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    return toolchain_env(tmp_path_factory.mktemp("yaml-state"))
+
+
+def test_get_schema_is_the_hosted_schema(env: dict[str, str], tmp_path: Path) -> None:
+    got = pulumi(env, tmp_path, "package", "get-schema", str(PROVIDER))
+    assert got.returncode == 0, got.stderr
+    served = json.loads(got.stdout)
+    expected = hosted.schema()
+    assert served["name"] == "postgres-apps"
+    assert served["version"] == hosted.package_version()
+    # The CLI re-serializes the schema (key order, `plain` on items): compare names, not bytes.
+    assert set(served["resources"]) == set(expected["resources"]) == {hosted.RESOURCE_TYPE}
+    for part in ("inputProperties", "properties"):
+        got = served["resources"][hosted.RESOURCE_TYPE][part]
+        assert set(got) == set(expected["resources"][hosted.RESOURCE_TYPE][part]), part
+    assert {t: set(d["properties"]) for t, d in served["types"].items()} == {
+        t: set(d["properties"]) for t, d in expected["types"].items()
+    }
+
+
+def test_package_add_records_the_local_plugin(env: dict[str, str], tmp_path: Path) -> None:
+    work = yaml_project(tmp_path, env, {"apps": [{"name": "yaml-one"}]}, "add")
+    project = yaml.safe_load((work / "Pulumi.yaml").read_text())
+    assert project["packages"] == {"postgres-apps": str(PROVIDER)}
+
+
+def test_bad_input_fails_with_the_validator_message(env: dict[str, str], tmp_path: Path) -> None:
+    bad = {"apps": [{"name": "Bad_Name"}, {"name": "ok-app", "deletion": "nope"}]}
+    work = yaml_project(tmp_path, env, bad, "bad")
+    up = pulumi(env, work, "up", "--yes", "--skip-preview", "--color", "never")
+    assert up.returncode != 0
+    with pytest.raises(ConfigError) as expected:
+        settings_from_args(bad)  # type: ignore[arg-type]  # the wire form, as YAML sends it
+    for line in str(expected.value).splitlines():
+        assert line.strip().rstrip(":") in up.stdout, (line, up.stdout[-3000:])
+    state = json.loads(pulumi(env, work, "stack", "export").stdout)
+    types = {r["type"] for r in state["deployment"].get("resources") or []}
+    assert types <= {"pulumi:pulumi:Stack", "pulumi:providers:postgres-apps"}, types
+
+
+def test_preview_plans_the_tree_down_to_the_gate(
+    env: dict[str, str], tmp_path: Path, pg: PgServer
+) -> None:
+    props = {
+        "apps": [{"name": "yaml-one", "deletion": "drop", "connectionLimit": 5}],
+        "postgres": {"adminHost": pg.host, "adminPort": pg.port, "sslmode": "disable"},
+    }
+    work = yaml_project(tmp_path, env, props, "preview")
+    for key, value, secret in (
+        ("kubernetes:context", "nowhere", False),
+        ("postgres-apps:adminPassword", pg.admin_password, True),
+    ):
+        flags = ["--secret"] if secret else []
+        assert pulumi(env, work, "config", "set", *flags, key, value).returncode == 0
+    preview = pulumi(env, work, "preview", "--json")
+    assert preview.returncode == 0, preview.stdout[-3000:] + preview.stderr[-3000:]
+    plan = json.loads(preview.stdout)
+    planned = {step["newState"]["type"] for step in plan["steps"] if step["op"] == "create"}
+    assert {
+        hosted.RESOURCE_TYPE,
+        "postgres-apps:apps:PostgresApps",
+        "postgresql:index/role:Role",
+        "postgresql:index/database:Database",
+        "kubernetes:core/v1:Secret",
+        "pulumi-python:dynamic/verification:ConnectivityCheck",
+    } <= planned, planned
+    # The admin pre-flight's inventory ran inside the provider, against the test PostgreSQL.
+    messages = [d.get("message", "") for d in plan.get("diagnostics", [])]
+    assert any(NONE_MESSAGE in m for m in messages), messages
+    role = next(
+        s["newState"]["inputs"]
+        for s in plan["steps"]
+        if s["newState"]["type"] == "postgresql:index/role:Role"
+    )
+    assert role["connectionLimit"] == 5, role  # a YAML integer arrives as an int
