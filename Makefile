@@ -29,7 +29,7 @@ lint: venv
 unit: venv
 	.venv/bin/pytest tests/unit
 
-integration: venv
+integration: venv toolchain   ## real PostgreSQL; the toolchain for the no-cluster YAML-host tests
 	.venv/bin/pytest tests/integration
 
 e2e:

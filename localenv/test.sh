@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The README's test command (`make test`): every tier, in order of cost.
-#   lint → unit (mocks) → integration (real PostgreSQL the tests start) →
-#   e2e (real Pulumi engine + providers, local Kubernetes control plane and node).
+#   lint → unit (mocks) → integration (real PostgreSQL the tests start; the Pulumi toolchain for
+#   the no-cluster YAML-host tests) → e2e (real Pulumi engine + providers, local Kubernetes control plane and node).
 # Usage: localenv/test.sh [all|lint|unit|integration|e2e] [extra pytest args]
 # Nothing is skipped silently: if the toolchain or the local cluster cannot be built or started,
 # this fails and says which step failed.
@@ -40,9 +40,13 @@ run_pytest() {
   .venv/bin/pytest "$what" "$@" || die "pytest $what"
 }
 
-prepare_real_environment() {
-  step "toolchain (Pulumi CLI, language host, providers)"
+prepare_toolchain() {
+  step "toolchain (Pulumi CLI, language hosts, providers)"
   ./localenv/toolchain.sh || die "the Pulumi toolchain could not be built or found (log above)"
+}
+
+prepare_real_environment() {
+  prepare_toolchain
   step "local cluster (control plane, node, PostgreSQL)"
   ./localenv/cluster.sh up || die "the local cluster could not be started (log above)"
   # The toolchain on PATH, the local backend, no plugin downloads, the cluster's kubeconfig.
@@ -53,12 +57,13 @@ prepare_real_environment() {
 case "$tier" in
   lint) run_lint ;;
   unit) run_go_tests; run_pytest tests/unit "$@" ;;
-  integration) run_pytest tests/integration "$@" ;;
+  integration) prepare_toolchain; run_pytest tests/integration "$@" ;;
   e2e) prepare_real_environment; run_pytest tests/e2e "$@" ;;
   all)
     run_lint
     run_go_tests
     run_pytest tests/unit "$@"
+    prepare_toolchain
     run_pytest tests/integration "$@"
     prepare_real_environment
     run_pytest tests/e2e "$@"

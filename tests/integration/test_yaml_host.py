@@ -133,6 +133,7 @@ def test_bad_input_fails_with_the_validator_message(env: dict[str, str], tmp_pat
     work = yaml_project(tmp_path, env, bad, "bad")
     up = pulumi(env, work, "up", "--yes", "--skip-preview", "--color", "never")
     assert up.returncode != 0
+    assert f"{hosted.RESOURCE_TYPE} resource 'platform' has a problem" in up.stdout, up.stdout
     with pytest.raises(ConfigError) as expected:
         settings_from_args(bad)  # type: ignore[arg-type]  # the wire form, as YAML sends it
     for line in str(expected.value).splitlines():
@@ -158,6 +159,7 @@ def test_preview_plans_the_tree_down_to_the_gate(
         assert pulumi(env, work, "config", "set", *flags, key, value).returncode == 0
     preview = pulumi(env, work, "preview", "--json")
     assert preview.returncode == 0, preview.stdout[-3000:] + preview.stderr[-3000:]
+    assert "using pulumi-language-python from $PATH" not in preview.stderr, preview.stderr
     plan = json.loads(preview.stdout)
     planned = {step["newState"]["type"] for step in plan["steps"] if step["op"] == "create"}
     assert {
@@ -177,3 +179,88 @@ def test_preview_plans_the_tree_down_to_the_gate(
         if s["newState"]["type"] == "postgresql:index/role:Role"
     )
     assert role["connectionLimit"] == 5, role  # a YAML integer arrives as an int
+
+
+DEMO_MODULE = '''
+import os
+from typing import Any, TypedDict
+
+import pulumi
+from pulumi.dynamic import CreateResult, Resource, ResourceProvider
+
+
+class Shout(ResourceProvider):
+    def create(self, props: dict[str, Any]) -> CreateResult:
+        return CreateResult("shout-1", {"out": props["msg"].upper()})
+
+
+class ShoutResource(Resource):
+    out: pulumi.Output[str]
+
+    def __init__(self, name: str, msg: str, opts: pulumi.ResourceOptions) -> None:
+        super().__init__(Shout(), name, {"msg": msg, "out": None}, opts)
+
+
+class DemoArgs(TypedDict, total=False):
+    msg: str
+    """What to shout."""
+
+
+class Demo(pulumi.ComponentResource):
+    """A component with a dynamic resource inside."""
+
+    shout: pulumi.Output[str]
+
+    def __init__(self, name: str, args: DemoArgs, opts: pulumi.ResourceOptions | None = None):
+        super().__init__(os.environ["DEMO_TYPE"], name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        self.shout = ShoutResource(f"{name}-shout", args["msg"], child).out
+        self.register_outputs({"shout": self.shout})
+'''
+
+DEMO_MAIN = """
+from pulumi.provider.experimental import component_provider_host
+
+from yamldemo import Demo
+
+if __name__ == "__main__":
+    component_provider_host(components=[Demo], name="demo")
+"""
+
+
+@pytest.mark.parametrize("registered", ["demo:index:Demo", "demo:apps:Demo"])
+def test_dynamic_resource_inside_a_component_provider(
+    env: dict[str, str], tmp_path: Path, registered: str
+) -> None:
+    """What the gate needs from the engine, on a throw-away component (no cluster): a dynamic
+    resource registered from inside a component provider is created. `registered` also shows what
+    a type other than the host's `<package>:index:<Class>` does: the engine keeps the registered
+    one in the URN. The dynamic provider process imports the provider class by module
+    (PYTHONPATH here; `postgres_apps` is installed in the venv)."""
+    plugin = tmp_path / "plugin"
+    plugin.mkdir()
+    runtime = {"name": "python", "options": {"virtualenv": str(REPO / ".venv")}}
+    (plugin / "PulumiPlugin.yaml").write_text(yaml.safe_dump({"runtime": runtime}))
+    (plugin / "yamldemo.py").write_text(DEMO_MODULE)
+    (plugin / "__main__.py").write_text(DEMO_MAIN)
+    work = tmp_path / "proj"
+    work.mkdir()
+    program = {
+        "name": "yaml-demo",
+        "runtime": "yaml",
+        "resources": {"d": {"type": "demo:Demo", "properties": {"msg": "hello"}}},
+        "outputs": {"shout": "${d.shout}"},
+    }
+    (work / "Pulumi.yaml").write_text(yaml.safe_dump(program))
+    run_env = {**env, "DEMO_TYPE": registered, "PYTHONPATH": str(plugin)}
+    assert pulumi(run_env, work, "package", "add", str(plugin)).returncode == 0
+    stack = registered.replace(":", "-")  # one backend for the module: one stack per case
+    assert pulumi(run_env, work, "stack", "init", stack).returncode == 0
+    up = pulumi(run_env, work, "up", "--yes", "--skip-preview", "--color", "never")
+    assert up.returncode == 0, up.stdout[-3000:] + up.stderr[-3000:]
+    out = pulumi(run_env, work, "stack", "output", "shout")
+    assert out.stdout.strip() == "HELLO"
+    state = json.loads(pulumi(run_env, work, "stack", "export").stdout)
+    urns = [r["urn"] for r in state["deployment"]["resources"]]
+    assert any(u.endswith(f"::{registered}::d") for u in urns), urns
+    assert any(u.endswith(f"::{registered}$pulumi-python:dynamic:Resource::d-shout") for u in urns)

@@ -5,7 +5,10 @@
 // 3.274.1 calls Link at the end of `pulumi package add` and fails with "linking package: method
 // Link not implemented" (the package never reaches Pulumi.yaml). A YAML program has nothing to link
 // (no SDK: types are read from the provider's schema at run time), so Link answers "done", with no
-// instructions. Every other RPC is upstream's, unchanged.
+// instructions. Every other RPC is upstream's, unchanged, with one setting: schemas are loaded
+// through the engine (useRPCLoader, the run's LoaderTarget) instead of the host starting each
+// provider a second time itself; started from here, the Python language host is found on PATH
+// rather than next to `pulumi`, and the CLI warned "using pulumi-language-python from $PATH".
 package main
 
 import (
