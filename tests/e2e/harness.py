@@ -295,8 +295,8 @@ def probe_pod_failure(reason: str, namespace: str, detail: str) -> re.Pattern[st
     """The gate's message when its probe pod could not run (`provider.run_check`), as a regex:
     any app and pod suffix, the reason's own hint (`pod.PodProbeError`) and the runbook link.
     `detail` is a regex for what follows `probe pod <namespace>/<pod>` (the API's or our text)."""
-    from postgres_apps.verification.checks import RUNBOOK  # noqa: PLC0415
     from postgres_apps.verification.pod import PodProbeError  # noqa: PLC0415
+    from postgres_apps.verification.runbook import RUNBOOK  # noqa: PLC0415
 
     hint = PodProbeError(reason, "").hint
     return re.compile(
@@ -308,8 +308,8 @@ def probe_pod_failure(reason: str, namespace: str, detail: str) -> re.Pattern[st
 
 def login_refused(app: str, role: str) -> re.Pattern[str]:
     """The gate's message when PostgreSQL refuses the app's password (`Verdict.error_message`
-    with `checks.login_hint`): the app, the check, the server's words for this role, the hint."""
-    from postgres_apps.verification.checks import login_hint  # noqa: PLC0415
+    with `pg_errors.login_hint`): the app, the check, the server's words for this role, the hint."""
+    from postgres_apps.verification.pg_errors import login_hint  # noqa: PLC0415
 
     refused = f'password authentication failed for user "{role}"'
     hint = login_hint(refused).format(secret=f"{app}-db-credentials")

@@ -12,7 +12,9 @@ import secrets
 import pytest
 from psycopg import sql
 
-from postgres_apps.verification.checks import CHECKS, RUNBOOK, judge
+from postgres_apps.verification.judgement import judge
+from postgres_apps.verification.report import CHECKS
+from postgres_apps.verification.runbook import RUNBOOK
 
 from .helpers import (
     GENEROUS_BUDGET_MS,

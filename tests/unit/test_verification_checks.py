@@ -9,27 +9,19 @@ from typing import Any
 
 import pytest
 
-from postgres_apps.verification.checks import (
-    _LOGIN_HINTS,
-    CHECKS,
+from postgres_apps.verification.judgement import judge, percentile, sql_ident
+from postgres_apps.verification.pg_errors import _LOGIN_HINTS, classify_connect_error
+from postgres_apps.verification.pod import PROBE_SCRIPT
+from postgres_apps.verification.redaction import redact, redact_report
+from postgres_apps.verification.report import CHECKS, REPORT_SCHEMA, VERDICT_SCHEMA, CheckOutcome
+from postgres_apps.verification.runbook import RUNBOOK, RUNBOOK_ANCHORS
+from postgres_apps.verification.runbook import hint as _hint
+from postgres_apps.verification.statements import (
     ISOLATION_SQL,
-    REPORT_SCHEMA,
-    RUNBOOK,
-    RUNBOOK_ANCHORS,
-    VERDICT_SCHEMA,
-    CheckOutcome,
     Peer,
-    _hint,
-    classify_connect_error,
     isolation_input,
     isolation_statement,
-    judge,
-    percentile,
-    redact,
-    redact_report,
-    sql_ident,
 )
-from postgres_apps.verification.pod import PROBE_SCRIPT
 
 GOOD: dict[str, Any] = {
     "schema": REPORT_SCHEMA,
@@ -626,7 +618,7 @@ def test_every_runbook_anchor_is_known_and_documented() -> None:
     sources = "".join(
         p.read_text() for p in (repo / "components/postgres_apps/verification").glob("*.py")
     )
-    used = set(re.findall(r'_hint\(\s*"([a-z_-]+)"', sources))
+    used = set(re.findall(r'(?<![a-z_])hint\(\s*"([a-z_-]+)"', sources))
     used |= set(re.findall(r"RUNBOOK\}#([a-z_-]+)", sources))
     used |= {anchor for _, anchor, _ in _LOGIN_HINTS}
     assert used == RUNBOOK_ANCHORS
