@@ -81,6 +81,7 @@ class Registration:
     """Inputs with secret markers kept (see `is_secret`/`unwrap`)."""
     read_id: str | None = None
     """For reads (`Resource.get`, `StackReference`): the id that was read."""
+    additional_secret_outputs: list[str] | None = None
 
     @property
     def plain(self) -> dict[str, Any]:
@@ -113,6 +114,7 @@ class RecordingMonitor(mocks.MockMonitor):
                     dependencies=list(request.dependencies),
                     deleted_with=request.deletedWith,
                     inputs=rpc.deserialize_properties(request.object, keep_unknowns=True),
+                    additional_secret_outputs=list(request.additionalSecretOutputs),
                 )
             )
         return response
@@ -232,6 +234,8 @@ def run_under_mocks(
     config: Mapping[str, object] | None = None,
     secret_keys: list[str] | None = None,
     monitor: RecordingMonitor | None = None,
+    *,
+    dry_run: bool = False,
 ) -> Run:
     """Run `body` as a Pulumi program under mocks; return what was registered and exported.
 
@@ -245,7 +249,7 @@ def run_under_mocks(
     """
     runtime_settings.set_root_resource(None)  # type: ignore[arg-type]
     monitor = monitor or RecordingMonitor(program_mocks)
-    mocks.set_mocks(program_mocks, project=PROJECT, stack=STACK, preview=False, monitor=monitor)
+    mocks.set_mocks(program_mocks, project=PROJECT, stack=STACK, preview=dry_run, monitor=monitor)
     set_all_config(_config_values(config or {}), secret_keys or [])
     run = Run(monitor=monitor)
 
