@@ -329,10 +329,12 @@ def _at_boundary(props: Mapping[str, Any], call: Callable[[], _R]) -> _R:
 
 def _redact_result(r: Redactor, result: _R) -> _R:
     """Every string redacted, except the stored secrets' own values (secret outputs, encrypted
-    in the state: `inputs.SECRET_OUTPUTS`)."""
+    in the state: `inputs.SECRET_OUTPUTS`) and the hashes (one-way; a fragment match against
+    the password would corrupt them into a diff on every run)."""
     results = pulumi.dynamic.CreateResult | pulumi.dynamic.UpdateResult | pulumi.dynamic.ReadResult
     if isinstance(result, results) and result.outs is not None:
-        result.outs = {k: v if k in SECRET_OUTPUTS else r.value(v) for k, v in result.outs.items()}
+        kept = {*SECRET_OUTPUTS, *HASHED}
+        result.outs = {k: v if k in kept else r.value(v) for k, v in result.outs.items()}
     elif isinstance(result, pulumi.dynamic.CheckResult):
         result.failures = [
             pulumi.dynamic.CheckFailure(f.property, r.text(f.reason)) for f in result.failures
