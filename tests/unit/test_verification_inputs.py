@@ -234,6 +234,9 @@ def test_an_unchanged_kubeconfig_is_no_change_a_changed_one_is() -> None:
     assert changed_keys(olds, new_props(kubeconfig=KUBECONFIG)) == []
     assert changed_keys(olds, new_props(kubeconfig=KUBECONFIG + "# other\n")) == ["kubeconfig"]
     assert changed_keys(olds, new_props(kubeconfig=None)) == ["kubeconfig"]
+    from pulumi.output import UNKNOWN  # noqa: PLC0415 - a kubeconfig unknown in a preview
+
+    assert changed_keys(olds, new_props(kubeconfig=UNKNOWN)) == ["kubeconfig"]
 
 
 class Recorder:

@@ -69,7 +69,8 @@ re-run only when it is false, so `pulumi preview` shows an existing check as unc
 OUTPUT_KEYS: Final[tuple[str, ...]] = RESULT_KEYS
 
 SECRET_KEYS: Final = inputs.SECRET_KEYS
-"""Secret inputs: never copied into outputs; `diff` compares their hashes (`inputs.HASHED`)."""
+"""Secret inputs: password and uri are never stored, `diff` compares their hash
+(`inputs.HASHED`); the kubeconfig is stored as a secret output (`inputs.SECRET_OUTPUTS`)."""
 
 
 DELETE_UNREACHABLE_ENV: Final = "PULUMI_K8S_DELETE_UNREACHABLE"
@@ -107,8 +108,9 @@ def secret_hashes(props: Mapping[str, Any]) -> dict[str, str | None]:
 
 
 def first_of_hash(key: str) -> str:
-    """The input a hash's change is reported under (`password` for password and uri)."""
-    return next(names[0] for names in HASHED.values() if key in names)
+    """The input a change is reported under: a hash's first (`password` for password and uri),
+    else the input itself (`kubeconfig`)."""
+    return next((names[0] for names in HASHED.values() if key in names), key)
 
 
 def redactor(props: Mapping[str, Any]) -> Redactor:
@@ -273,7 +275,7 @@ def changed_keys(olds: Mapping[str, Any], news: Mapping[str, Any]) -> list[str]:
     if unknown:
         # Unknown in a preview (e.g. a rotation's new RandomPassword): it will change. Reported
         # under the first input of its hash (`password` for the credentials).
-        return changed + sorted({first_of_hash(k) for k in unknown})
+        return changed + sorted({first_of_hash(k) for k in unknown} - set(changed))
     for out, new_hash in secret_hashes(news).items():
         if olds.get(out) != new_hash:
             changed.append(HASHED[out][0])
