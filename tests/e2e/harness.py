@@ -206,8 +206,9 @@ def _log(line: str) -> None:
     print(line, end="" if line.endswith("\n") else "\n")
 
 
-def new_stack(tmp: Path, name: str) -> ProjectStack:
-    """A fresh copy of the program in `tmp`, with a stack `name` on a private local backend."""
+def new_stack(tmp: Path, name: str, env: Mapping[str, str] | None = None) -> ProjectStack:
+    """A fresh copy of the program in `tmp`, with a stack `name` on a private local backend
+    (`env`: variables to set or override for the CLI)."""
     work = tmp / "project"
     work.mkdir(parents=True, exist_ok=True)
     for item in PROJECT_FILES:
@@ -219,7 +220,8 @@ def new_stack(tmp: Path, name: str) -> ProjectStack:
     project = yaml.safe_load((REPO / "Pulumi.yaml").read_text())
     project["runtime"]["options"]["virtualenv"] = str(REPO / ".venv")
     (work / "Pulumi.yaml").write_text(yaml.safe_dump(project, sort_keys=False))
-    opts = auto.LocalWorkspaceOptions(work_dir=str(work), env_vars=engine_env(tmp / "state"))
+    env_vars = {**engine_env(tmp / "state"), **(env or {})}
+    opts = auto.LocalWorkspaceOptions(work_dir=str(work), env_vars=env_vars)
     stack = auto.create_or_select_stack(name, work_dir=str(work), opts=opts)
     return ProjectStack(stack=stack, work_dir=work, name=name)
 
