@@ -139,6 +139,10 @@ class PostgresAppsArgs(TypedDict, total=False):
     """Ignore-lists of the unmanaged report."""
     kube_context: str
     """kubeconfig context of the cluster the gate's pods run in (default: `kubernetes:context`)."""
+    kubeconfig: pulumi.Input[str]
+    """Secret: the kubeconfig (contents or path) the gate's pods are run with — give the one of
+    your `kubernetes` provider, so the check reaches the cluster its Secret is in (default:
+    `kubernetes:kubeconfig`, else the default kubeconfig)."""
 
 
 def _camel(key: str) -> str:
@@ -162,6 +166,7 @@ def config_from_args(args: PostgresAppsArgs) -> dict[str, object]:
     """The stack-config form of `args` (camelCase keys), as `parse_settings` reads it."""
     raw = dict(args)
     raw.pop("kube_context", None)
+    raw.pop("kubeconfig", None)  # an Input, not config: handed to the gate as it is
     rekeyed = _rekey(raw, _camel)
     assert isinstance(rekeyed, dict)  # noqa: S101 - a Mapping maps to a dict
     return rekeyed
@@ -272,7 +277,11 @@ class PostgresApps(pulumi.ComponentResource):
             )
             for app in settings.apps
         }
-        self.checks = self._checks(settings, hardening) if settings.verification.enabled else {}
+        self.checks = (
+            self._checks(settings, hardening, args.get("kubeconfig"))
+            if settings.verification.enabled
+            else {}
+        )
         self.apps = pulumi.Output.from_input(self._apps_output(settings))
         self.postgres = pulumi.Output.from_input(
             {
@@ -300,7 +309,10 @@ class PostgresApps(pulumi.ComponentResource):
         )
 
     def _checks(
-        self, settings: StackSettings, hardening: ServerHardening
+        self,
+        settings: StackSettings,
+        hardening: ServerHardening,
+        kubeconfig: pulumi.Input[str] | None,
     ) -> dict[str, ConnectivityCheck]:
         """One gate per app, parented to the app (it reads the app's Secret)."""
         pg = settings.postgres
@@ -328,6 +340,7 @@ class PostgresApps(pulumi.ComponentResource):
                     ],
                     settings=settings.verification,
                     kube_context=settings.kube_context,
+                    kubeconfig=kubeconfig,
                     uri=db.uri,
                 ),
                 opts=pulumi.ResourceOptions(

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Final, Literal
 
 from postgres_apps.config import CONFIG_NAMESPACE, StackSettings, UnmanagedSettings
 from postgres_apps.preflight import AdminEndpoint, ServerFacts, admin_connection, redact_password
-from postgres_apps.verification.checks import RUNBOOK
+from postgres_apps.verification.runbook import RUNBOOK
 
 if TYPE_CHECKING:
     import psycopg

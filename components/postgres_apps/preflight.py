@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Final, Literal
 import pulumi
 
 from postgres_apps.config import CONFIG_NAMESPACE, StackSettings
-from postgres_apps.verification.checks import RUNBOOK
+from postgres_apps.verification.runbook import RUNBOOK
 
 if TYPE_CHECKING:
     import psycopg
@@ -227,8 +227,8 @@ def redact_password(text: str, password: str | None, keep: Collection[str] = ())
     characters that is part of it (libpq quotes what it echoes) unless it is one of `keep` (the
     host, user and database the messages legitimately quote).
 
-    Deliberately not the gate's fragment redaction (`postgres_apps.verification.checks.redact`, any
-    run of 6 characters shared with the secret): an admin password a person chose, such as
+    Deliberately not the gate's fragment redaction (`postgres_apps.verification.redaction.redact`,
+    any run of 6 characters shared with the secret): an admin password a person chose, such as
     `not-the-password`, would blank out libpq's own words (`password authentication failed`).
     """
     if not password:

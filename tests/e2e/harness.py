@@ -206,8 +206,9 @@ def _log(line: str) -> None:
     print(line, end="" if line.endswith("\n") else "\n")
 
 
-def new_stack(tmp: Path, name: str) -> ProjectStack:
-    """A fresh copy of the program in `tmp`, with a stack `name` on a private local backend."""
+def new_stack(tmp: Path, name: str, env: Mapping[str, str] | None = None) -> ProjectStack:
+    """A fresh copy of the program in `tmp`, with a stack `name` on a private local backend
+    (`env`: variables to set or override for the CLI)."""
     work = tmp / "project"
     work.mkdir(parents=True, exist_ok=True)
     for item in PROJECT_FILES:
@@ -219,7 +220,8 @@ def new_stack(tmp: Path, name: str) -> ProjectStack:
     project = yaml.safe_load((REPO / "Pulumi.yaml").read_text())
     project["runtime"]["options"]["virtualenv"] = str(REPO / ".venv")
     (work / "Pulumi.yaml").write_text(yaml.safe_dump(project, sort_keys=False))
-    opts = auto.LocalWorkspaceOptions(work_dir=str(work), env_vars=engine_env(tmp / "state"))
+    env_vars = {**engine_env(tmp / "state"), **(env or {})}
+    opts = auto.LocalWorkspaceOptions(work_dir=str(work), env_vars=env_vars)
     stack = auto.create_or_select_stack(name, work_dir=str(work), opts=opts)
     return ProjectStack(stack=stack, work_dir=work, name=name)
 
@@ -295,8 +297,8 @@ def probe_pod_failure(reason: str, namespace: str, detail: str) -> re.Pattern[st
     """The gate's message when its probe pod could not run (`provider.run_check`), as a regex:
     any app and pod suffix, the reason's own hint (`pod.PodProbeError`) and the runbook link.
     `detail` is a regex for what follows `probe pod <namespace>/<pod>` (the API's or our text)."""
-    from postgres_apps.verification.checks import RUNBOOK  # noqa: PLC0415
     from postgres_apps.verification.pod import PodProbeError  # noqa: PLC0415
+    from postgres_apps.verification.runbook import RUNBOOK  # noqa: PLC0415
 
     hint = PodProbeError(reason, "").hint
     return re.compile(
@@ -308,8 +310,8 @@ def probe_pod_failure(reason: str, namespace: str, detail: str) -> re.Pattern[st
 
 def login_refused(app: str, role: str) -> re.Pattern[str]:
     """The gate's message when PostgreSQL refuses the app's password (`Verdict.error_message`
-    with `checks.login_hint`): the app, the check, the server's words for this role, the hint."""
-    from postgres_apps.verification.checks import login_hint  # noqa: PLC0415
+    with `pg_errors.login_hint`): the app, the check, the server's words for this role, the hint."""
+    from postgres_apps.verification.pg_errors import login_hint  # noqa: PLC0415
 
     refused = f'password authentication failed for user "{role}"'
     hint = login_hint(refused).format(secret=f"{app}-db-credentials")

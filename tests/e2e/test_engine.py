@@ -227,6 +227,47 @@ def test_preview_of_one_added_app_lists_only_its_resources(deployed: ProjectStac
     assert others == {}
 
 
+def test_with_rerun_always_the_preview_still_lists_only_the_added_app(
+    deployed: ProjectStack,
+) -> None:
+    """`rerun: always` re-runs every check on `up`, but a preview shows no existing check: the
+    resource sends `dry_run` and the provider's diff leaves the re-run out of a preview."""
+
+    def always(apps: list[dict[str, Any]]) -> dict[str, Any]:
+        cfg = config(apps)
+        cfg["postgres-apps:verification"]["rerun"] = "always"
+        return cfg
+
+    deployed.write_config(always(APPS))
+    try:
+        ops = changed_urns(deployed)  # same apps: the preview shows nothing to change
+        ops.pop("urn:pulumi:e2e::postgres-apps::pulumi:providers:pulumi-python::default", None)
+        assert {u: op for u, op in ops.items() if op != "read"} == {}
+        deployed.write_config(always([*APPS, {"name": "e2e-delta"}]))
+        ops = changed_urns(deployed)
+        ops.pop("urn:pulumi:e2e::postgres-apps::pulumi:providers:pulumi-python::default", None)
+        touched = {u for u, op in ops.items() if op != "read"}
+        assert touched, "adding an app must show resources to create"
+        for urn in touched:
+            assert "e2e-delta" in urn, urn
+            assert ops[urn] == "create", (urn, ops[urn])
+        # … and an `up` of the unchanged apps re-runs every check
+        deployed.write_config(always(APPS))
+        updated: list[str] = []
+
+        def on_event(event: auto.EngineEvent) -> None:
+            pre = event.resource_pre_event
+            is_check = pre is not None and pre.metadata.type == CHECK_TYPE
+            if is_check and pre is not None and pre.metadata.op.value == "update":
+                updated.append(pre.metadata.urn)
+
+        deployed.up(on_event=on_event)
+        assert len(updated) == len(APPS), updated
+    finally:
+        deployed.write_config(config(APPS))
+        deployed.up()  # back to `rerun: on-change` in the state, for the tests after this one
+
+
 def test_removing_a_protected_app_is_refused(deployed: ProjectStack) -> None:
     managed = deployed.outputs()[OUTPUT_NAME]
     deployed.write_config(config(APPS[1:]))  # e2e-alpha gone, its policy is `protect`

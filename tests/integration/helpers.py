@@ -6,6 +6,7 @@ import atexit
 import functools
 import json
 import os
+import secrets
 import shutil
 import subprocess
 import tempfile
@@ -16,9 +17,11 @@ from typing import Any
 
 import pytest
 
-from postgres_apps.verification.checks import CheckOutcome, Peer, Verdict, judge
 from postgres_apps.verification.direct import DirectTarget, run_direct_probe
-from postgres_apps.verification.pod import PROBE_SCRIPT, PodProbeSpec, isolation_env
+from postgres_apps.verification.judgement import judge
+from postgres_apps.verification.pod import PROBE_SCRIPT, PodProbeSpec, build_pod_manifest
+from postgres_apps.verification.report import CheckOutcome, Verdict
+from postgres_apps.verification.statements import Peer
 
 from .pg_server import PgServer, ProvisionedApp
 
@@ -125,9 +128,9 @@ def run_script(
         "DB_URI": uri if uri is not None else secret_uri(server, app, host, pw),
         "PROBE_APP": app.name,
         "PROBE_SSLMODE": "prefer",
-        # the isolation statement exactly as the pod spec sets it (it holds no `$`, so the
-        # kubelet's expansion gives it back unchanged: a unit test asserts that)
-        **_isolation_env(app, peers, allowed),
+        # the statements exactly as the pod spec sets them (they hold no `$`, so the kubelet's
+        # expansion gives them back unchanged: a unit test asserts that)
+        **_statement_env(app, peers, allowed),
         "PROBE_ROUNDTRIPS": "10",
         "PROBE_CONNECT_TIMEOUT": "3",
     }
@@ -165,9 +168,10 @@ def run_script(
     return report
 
 
-def _isolation_env(
+def _statement_env(
     app: ProvisionedApp, peers: Sequence[Peer], allowed: Sequence[str]
 ) -> dict[str, str]:
+    """The PROBE_*_SQL variables of the pod spec the pod runner would build for this app."""
     spec = PodProbeSpec(
         app=app.name,
         namespace="apps",
@@ -176,8 +180,13 @@ def _isolation_env(
         peers=list(peers),
         allowed_databases=list(allowed),
     )
-    env = isolation_env(spec)
-    return {env["name"]: env["value"]}
+    manifest = build_pod_manifest(spec, f"{app.name}-dbcheck-{secrets.token_hex(3)}", "")
+    env = manifest["spec"]["containers"][0]["env"]
+    return {
+        e["name"]: e["value"]
+        for e in env
+        if e["name"].endswith("_SQL") or e["name"] == "PROBE_CRUD_TABLE"
+    }
 
 
 BUSYBOX_APPLETS = (

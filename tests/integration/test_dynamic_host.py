@@ -24,8 +24,9 @@ from pulumi.dynamic.dynamic import serialize_provider
 from pulumi.runtime import proto, rpc
 from pulumi.runtime.proto import provider_pb2_grpc
 
-from postgres_apps.verification.checks import CHECKS, RUNBOOK
 from postgres_apps.verification.provider import OUTPUT_KEYS, ConnectivityCheckProvider
+from postgres_apps.verification.report import CHECKS
+from postgres_apps.verification.runbook import RUNBOOK
 
 from .helpers import AppPair, check_inputs, secret_uri
 from .pg_server import PgServer

@@ -22,7 +22,7 @@ import pytest
 from psycopg import sql
 
 from postgres_apps.server_hardening import HARDEN_SQL
-from postgres_apps.verification.checks import RUNBOOK
+from postgres_apps.verification.runbook import RUNBOOK
 
 from .helpers import RUNNERS, AppPair, outcome, peers_of, run
 from .pg_server import PgServer, ProvisionedApp, drop_app, harden, provision_app

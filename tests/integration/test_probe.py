@@ -12,7 +12,9 @@ import secrets
 import pytest
 from psycopg import sql
 
-from postgres_apps.verification.checks import CHECKS, RUNBOOK, judge
+from postgres_apps.verification.judgement import judge
+from postgres_apps.verification.report import CHECKS
+from postgres_apps.verification.runbook import RUNBOOK
 
 from .helpers import (
     GENEROUS_BUDGET_MS,
@@ -228,3 +230,58 @@ def test_script_report_stays_valid_json_with_awkward_text(pg: PgServer, apps: Ap
     assert outcome(verdict, "dns").status == "fail"
     assert verdict.failed[0].name == "dns"
     assert outcome(verdict, "login").status == "skip"
+
+
+@pytest.mark.parametrize("runner", RUNNERS)
+def test_a_failed_statement_reports_its_sqlstate(runner: str, pg: PgServer, apps: AppPair) -> None:
+    """Both runners copy the server's SQLSTATE next to the error; the text stays as the default
+    verbosity prints it (probe.sh runs psql with VERBOSITY=verbose to get the code)."""
+    role = sql.Identifier(apps.app.role)
+    pg.execute(sql.SQL("ALTER ROLE {} SET default_transaction_read_only = on").format(role))
+
+    verdict = run(runner, pg, apps.app, peers_of([apps.other]))
+
+    crud = verdict.report["crud"]
+    assert crud["failed_step"] == "create"
+    assert crud["sqlstate"] == "25006"  # read_only_sql_transaction
+    assert "25006" not in crud["error"]
+    assert "LOCATION" not in crud["error"]
+    assert outcome(verdict, "crud").message == (
+        "create on a scratch table failed: cannot execute CREATE TABLE in a read-only transaction"
+    )
+
+
+@pytest.mark.parametrize(
+    "uri_options", ["", "?options=-c%20statement_timeout%3D0"], ids=["plain", "uri-disables-it"]
+)
+def test_the_uri_connection_has_the_statement_timeout(
+    pg: PgServer, apps: AppPair, uri_options: str
+) -> None:
+    """The direct runner's uri connection gets the probe's statement_timeout like the others,
+    even when the uri itself turns it off: a statement longer than it is cancelled."""
+    import time  # noqa: PLC0415
+
+    import psycopg  # noqa: PLC0415
+    from psycopg import conninfo  # noqa: PLC0415
+
+    from postgres_apps.verification import direct  # noqa: PLC0415
+
+    app = apps.app
+    uri = secret_uri(pg, app, pg.host, app.password) + uri_options.replace("?", "&", 1)
+    target = direct.DirectTarget(
+        app=app.name,
+        host=pg.host,
+        port=pg.port,
+        database=app.database,
+        user=app.role,
+        password=app.password,
+        uri=uri,
+        connect_timeout_s=1,
+    )
+    common = {"options": direct.statement_timeout_options(target.connect_timeout_s)}
+    start = time.monotonic()
+    out = direct._uri(target, common, psycopg, conninfo, uri_sql="SELECT pg_sleep(5)")
+    assert time.monotonic() - start < 4
+    assert out["ok"] is False
+    assert out["sqlstate"] == "57014"  # query_canceled
+    assert "statement timeout" in out["error"]

@@ -9,13 +9,14 @@ from typing import Any
 import pytest
 from psycopg import sql
 
-from postgres_apps.verification.checks import CHECKS, RUNBOOK
 from postgres_apps.verification.provider import (
     INPUT_KEYS,
     OUTPUT_KEYS,
     ConnectivityCheckProvider,
     VerificationError,
 )
+from postgres_apps.verification.report import CHECKS
+from postgres_apps.verification.runbook import RUNBOOK
 
 from .helpers import AppPair, check_inputs, secret_uri
 from .pg_server import PgServer

@@ -83,6 +83,7 @@ class Registration:
     """The aliases as sent (`Alias` specs printed, or alias URNs)."""
     read_id: str | None = None
     """For reads (`Resource.get`, `StackReference`): the id that was read."""
+    additional_secret_outputs: list[str] | None = None
 
     @property
     def plain(self) -> dict[str, Any]:
@@ -116,6 +117,7 @@ class RecordingMonitor(mocks.MockMonitor):
                     deleted_with=request.deletedWith,
                     inputs=rpc.deserialize_properties(request.object, keep_unknowns=True),
                     aliases=[str(a).strip() for a in request.aliases] + list(request.aliasURNs),
+                    additional_secret_outputs=list(request.additionalSecretOutputs),
                 )
             )
         return response
@@ -235,6 +237,8 @@ def run_under_mocks(
     config: Mapping[str, object] | None = None,
     secret_keys: list[str] | None = None,
     monitor: RecordingMonitor | None = None,
+    *,
+    dry_run: bool = False,
 ) -> Run:
     """Run `body` as a Pulumi program under mocks; return what was registered and exported.
 
@@ -248,7 +252,7 @@ def run_under_mocks(
     """
     runtime_settings.set_root_resource(None)  # type: ignore[arg-type]
     monitor = monitor or RecordingMonitor(program_mocks)
-    mocks.set_mocks(program_mocks, project=PROJECT, stack=STACK, preview=False, monitor=monitor)
+    mocks.set_mocks(program_mocks, project=PROJECT, stack=STACK, preview=dry_run, monitor=monitor)
     set_all_config(_config_values(config or {}), secret_keys or [])
     run = Run(monitor=monitor)
 

@@ -22,8 +22,10 @@ from tests.unit.conftest import (
     THREE_APPS,
     ProgramMocks,
     RecordingMonitor,
+    is_secret,
     run_program,
     run_under_mocks,
+    unwrap,
 )
 
 REPO = Path(__file__).resolve().parents[2]
@@ -161,3 +163,14 @@ def test_api_page_is_current() -> None:
     from tools import api_doc  # noqa: PLC0415
 
     assert api_doc.PAGE.read_text() == api_doc.render(), "run: .venv/bin/python -m tools.api_doc"
+
+
+def test_a_given_kubeconfig_reaches_every_check_as_a_secret() -> None:
+    run, _ = build(
+        {"apps": ["app-test", "n8n"], "kubeconfig": pulumi.Output.secret("apiVersion: v1\n")}
+    )
+    checks = [r for r in run.monitor.registrations if r.name.endswith("-check")]
+    assert len(checks) == 2
+    for r in checks:
+        assert is_secret(r.inputs["kubeconfig"]), r.name
+        assert unwrap(r.inputs["kubeconfig"]) == "apiVersion: v1\n"

@@ -9,27 +9,37 @@ from typing import Any
 
 import pytest
 
-from postgres_apps.verification.checks import (
+from postgres_apps.verification.judgement import judge, percentile, sql_ident
+from postgres_apps.verification.pg_errors import (
     _LOGIN_HINTS,
-    CHECKS,
-    ISOLATION_SQL,
-    REPORT_SCHEMA,
-    RUNBOOK,
-    RUNBOOK_ANCHORS,
-    VERDICT_SCHEMA,
-    CheckOutcome,
-    Peer,
-    _hint,
     classify_connect_error,
-    isolation_input,
-    isolation_statement,
-    judge,
-    percentile,
-    redact,
-    redact_report,
-    sql_ident,
+    login_hint,
+    sql_error,
 )
 from postgres_apps.verification.pod import PROBE_SCRIPT
+from postgres_apps.verification.redaction import redact, redact_report
+from postgres_apps.verification.report import (
+    CHECKS,
+    CRUD_STEPS,
+    REPORT_SCHEMA,
+    VERDICT_SCHEMA,
+    CheckOutcome,
+)
+from postgres_apps.verification.runbook import RUNBOOK, RUNBOOK_ANCHORS
+from postgres_apps.verification.runbook import hint as _hint
+from postgres_apps.verification.statements import (
+    ISOLATION_SQL,
+    LOGIN_SQL,
+    PING_SQL,
+    PRIVILEGES_SQL,
+    URI_SQL,
+    Peer,
+    crud_statements,
+    isolation_input,
+    isolation_statement,
+    probe_env,
+    probe_table,
+)
 
 GOOD: dict[str, Any] = {
     "schema": REPORT_SCHEMA,
@@ -545,12 +555,60 @@ def test_the_statement_carries_its_input_as_one_plain_literal() -> None:
     assert json.loads(body) == {"databases": [], "roles": [], "allowed": [AWKWARD]}
 
 
-def test_probe_sh_holds_no_copy_of_the_isolation_query() -> None:
-    """One text for both runners: probe.sh sends PROBE_ISOLATION_SQL as given."""
+_SQL_WORDS = re.compile(
+    r"\b(SELECT|INSERT|UPDATE|DELETE|CREATE|DROP|ALTER|GRANT|REVOKE|WITH|FROM|TABLE|SET)\b"
+    r"|\bpg_[a-z_]+|current_(database|setting)\(",
+)
+"""SQL as this project writes it (upper-case keywords) and the catalog names a query would use."""
+
+
+def _code_lines(script: str) -> list[str]:
+    """probe.sh without its comments (the header documents the PROBE_*_SQL variables)."""
+    return [line for line in script.splitlines() if not line.lstrip().startswith("#")]
+
+
+def test_probe_sh_carries_no_sql_of_its_own() -> None:
+    """One source of SQL (`statements.py`): every statement probe.sh sends arrives in a
+    PROBE_*_SQL variable, none is written in the script."""
+    for line in _code_lines(PROBE_SCRIPT.read_text()):
+        # variable names (PROBE_CRUD_SELECT_SQL …) are not SQL; psql meta-commands neither
+        text = re.sub(r"PROBE_[A-Z_]+", "", line)
+        assert not _SQL_WORDS.search(text), line
+
+
+def test_the_sql_check_would_catch_a_literal() -> None:
+    assert _SQL_WORDS.search("printf '%s\\n' 'SELECT 1;'")
+    assert _SQL_WORDS.search('pq -c "DROP TABLE IF EXISTS $table"')
+    assert not _SQL_WORDS.search(re.sub(r"PROBE_[A-Z_]+", "", '"${PROBE_PING_SQL:-}"'))
+
+
+def test_probe_sh_sends_every_statement_it_is_given() -> None:
     script = PROBE_SCRIPT.read_text()
-    assert "pg_database" not in script
-    assert "has_database_privilege" not in script
-    assert '"${PROBE_ISOLATION_SQL:-}"' in script
+    env = probe_env([Peer("paperless", "paperless")], ["reporting"], probe_table("x"))
+    for name in env:
+        assert "${" + name + ":-}" in script, name
+
+
+def test_the_statements_are_the_direct_runners() -> None:
+    table = probe_table("seed")
+    env = probe_env([], [], table)
+    assert env["PROBE_LOGIN_SQL"] == LOGIN_SQL
+    assert env["PROBE_PRIVILEGES_SQL"] == PRIVILEGES_SQL
+    assert env["PROBE_URI_SQL"] == URI_SQL
+    assert env["PROBE_PING_SQL"] == PING_SQL
+    assert env["PROBE_ISOLATION_SQL"] == isolation_statement([], [])
+    crud = crud_statements(table)
+    assert list(crud) == list(CRUD_STEPS)
+    for step, sql in crud.items():
+        assert env[f"PROBE_CRUD_{step.upper()}_SQL"] == sql
+        assert table in sql
+    assert env["PROBE_CRUD_CLEANUP_SQL"] == f"DROP TABLE IF EXISTS {table}"
+    for value in env.values():  # nothing the kubelet or psql would expand
+        assert "$" not in value
+        assert "\n" not in value
+    with pytest.raises(ValueError, match="probe table"):
+        crud_statements('x"; DROP TABLE y; --')
+    assert probe_table("a") != probe_table("b")
 
 
 def test_latency_budget_logic() -> None:
@@ -626,7 +684,7 @@ def test_every_runbook_anchor_is_known_and_documented() -> None:
     sources = "".join(
         p.read_text() for p in (repo / "components/postgres_apps/verification").glob("*.py")
     )
-    used = set(re.findall(r'_hint\(\s*"([a-z_-]+)"', sources))
+    used = set(re.findall(r'(?<![a-z_])hint\(\s*"([a-z_-]+)"', sources))
     used |= set(re.findall(r"RUNBOOK\}#([a-z_-]+)", sources))
     used |= {anchor for _, anchor, _ in _LOGIN_HINTS}
     assert used == RUNBOOK_ANCHORS
@@ -671,3 +729,66 @@ def test_a_check_missing_after_a_good_login_fails() -> None:
     verdict = judge(report(crud=None), latency_budget_ms=100)
     assert [c.name for c in verdict.failed] == ["crud"]
     assert verdict.failed[0].message.startswith("not measured although login worked")
+
+
+# -- SQLSTATE first, English text as the fallback ----------------------------------------------
+
+GERMAN = {
+    "28P01": "FATAL:  Passwort-Authentifizierung für Benutzer »n8n« fehlgeschlagen",
+    "3D000": "FATAL:  Datenbank »n8n« existiert nicht",
+    "42501": "FATAL:  keine Berechtigung für Datenbank »n8n«",
+    "53300": "FATAL:  zu viele Verbindungen für Rolle »n8n«",
+}
+"""What a server with `lc_messages = 'de_DE.UTF-8'` says (no German locale on the test machine,
+so the integration tier cannot produce them: `locale -a` lists C and POSIX only)."""
+
+
+@pytest.mark.parametrize(
+    ("sqlstate", "anchor"),
+    [
+        ("28P01", "password-authentication-failed"),
+        ("3D000", "database-does-not-exist"),
+        ("42501", "permission-denied-for-database"),
+        ("53300", "too-many-connections"),
+    ],
+)
+def test_a_translated_login_error_classifies_by_its_sqlstate(sqlstate: str, anchor: str) -> None:
+    error = GERMAN[sqlstate]
+    assert classify_connect_error(error, sqlstate) == "login"
+    verdict = judge(
+        report(**NOT_MEASURED, login={"ok": False, "error": error, "sqlstate": sqlstate}),
+        latency_budget_ms=100,
+    )
+    assert [c.name for c in verdict.failed] == ["login"]
+    assert verdict.error_message("s").endswith(f"{RUNBOOK}#{anchor}")
+    # without the SQLSTATE only the generic hint is left: the English text is the fallback
+    assert login_hint(error).endswith(f"{RUNBOOK}#login")
+
+
+@pytest.mark.parametrize("sqlstate", ["08006", "08001", "57P03", "57P01"])
+def test_connection_class_sqlstates_are_transport(sqlstate: str) -> None:
+    assert classify_connect_error("Verbindung fehlgeschlagen", sqlstate) == "tcp"
+
+
+def test_the_sqlstate_wins_over_the_text() -> None:
+    # an English text that reads like transport, but the server answered (it has a SQLSTATE)
+    assert classify_connect_error("timed out waiting for the lock", "55P03") == "login"
+    assert login_hint("no pg_hba.conf entry", "28P01").endswith("#password-authentication-failed")
+    # 28000 names several causes: the text decides
+    assert login_hint('role "x" does not exist', "28000").endswith("#role-does-not-exist")
+
+
+def test_a_translated_refused_login_proves_isolation_by_its_sqlstate() -> None:
+    for refused, status in (
+        ({"error": GERMAN["42501"], "sqlstate": "42501"}, "pass"),
+        ({"error": GERMAN["42501"]}, "fail"),  # no SQLSTATE, and not the English words
+        ({"error": "FATAL:  permission denied for database", "sqlstate": None}, "pass"),
+        ({"error": "FATAL:  permission denied for database", "sqlstate": "3D000"}, "fail"),
+    ):
+        login = {"database": "paperless", "connected": False, **refused}
+        assert isolation_of(iso(refused_login=login)).status == status, refused
+
+
+def test_sql_error_drops_the_verbose_location() -> None:
+    verbose = 'ERROR:  relation "x" does not exist LINE 1: select * from x ^ LOCATION:  parse'
+    assert sql_error(verbose) == 'relation "x" does not exist'

@@ -14,7 +14,6 @@ from typing import Any
 
 import pytest
 
-from postgres_apps.verification.checks import REPORT_SCHEMA, Peer, isolation_statement
 from postgres_apps.verification.pod import (
     CONTAINER,
     PROBE_SCRIPT,
@@ -26,6 +25,8 @@ from postgres_apps.verification.pod import (
     pod_name,
     run_pod_probe,
 )
+from postgres_apps.verification.report import REPORT_SCHEMA
+from postgres_apps.verification.statements import Peer, isolation_statement
 
 SPEC = PodProbeSpec(
     app="n8n",

@@ -26,7 +26,6 @@ import postgres_apps.verification.pod as pod_module
 import postgres_apps.verification.provider as provider_module
 from postgres_apps.config import VerificationSettings
 from postgres_apps.verification import ConnectivityCheck, ConnectivityCheckArgs, ConnectivityPeer
-from postgres_apps.verification.checks import Peer
 from postgres_apps.verification.provider import (
     DELETE_UNREACHABLE_ENV,
     INPUT_KEYS,
@@ -42,6 +41,7 @@ from postgres_apps.verification.provider import (
     safe_names,
 )
 from postgres_apps.verification.resource import build_props
+from postgres_apps.verification.statements import Peer
 from tests.unit.conftest import CHECK_TYPE, ProgramMocks, is_secret, run_under_mocks, unwrap
 from tests.unit.test_verification_checks import GOOD
 
@@ -323,7 +323,7 @@ def test_pod_mode_image_pull_failure_is_a_clear_verification_error(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     api = StuckPodApi()
-    monkeypatch.setattr(pod_module, "core_api", lambda _ctx: api)
+    monkeypatch.setattr(pod_module, "core_api", lambda _ctx, _kubeconfig=None: api)
     with pytest.raises(VerificationError) as err:
         run_check(props(verification_mode="pod"))
     text = str(err.value)
@@ -338,7 +338,7 @@ def test_delete_is_a_noop_in_direct_mode(monkeypatch: pytest.MonkeyPatch) -> Non
 
     Fails if the mode check goes: `boom`'s error then surfaces as a VerificationError."""
 
-    def boom(_ctx: Any) -> Any:
+    def boom(_ctx: Any, _kubeconfig: Any = None) -> Any:
         raise AssertionError("direct mode must not talk to Kubernetes")
 
     monkeypatch.setattr(pod_module, "core_api", boom)
@@ -373,7 +373,7 @@ class ApiError(Exception):
 
 
 def pod_delete(monkeypatch: pytest.MonkeyPatch, api_or_error: Any) -> None:
-    def client(_ctx: Any) -> Any:
+    def client(_ctx: Any, _kubeconfig: Any = None) -> Any:
         if isinstance(api_or_error, BaseException):
             raise api_or_error
         return api_or_error

@@ -1,6 +1,7 @@
 """The `direct` runner: the probe from the Pulumi host with psycopg, through the admin endpoint.
 
-It only measures and fills in a probe report (see `checks.py`); `checks.judge` decides.
+It only measures and fills in a probe report (`report.py`); `judgement.judge` decides. Its SQL
+is `statements.py`'s, the same texts the pod runner's probe.sh sends.
 psycopg is imported inside the function: this module is imported by the dynamic provider, whose
 object is pickled into state.
 """
@@ -16,13 +17,18 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote
 
-from postgres_apps.verification.checks import (
-    CRUD_STEPS,
-    PRIVILEGE_FLAGS,
-    REPORT_SCHEMA,
+from postgres_apps.verification.redaction import redact_report
+from postgres_apps.verification.report import CRUD_STEPS, PRIVILEGE_FLAGS, REPORT_SCHEMA
+from postgres_apps.verification.statements import (
+    LOGIN_SQL,
+    PING_SQL,
+    PRIVILEGES_SQL,
+    URI_SQL,
     Peer,
+    crud_cleanup,
+    crud_statements,
     isolation_statement,
-    redact_report,
+    probe_table,
 )
 
 APPLICATION_NAME = "postgres-apps-verify"
@@ -92,6 +98,17 @@ def error_text(exc: BaseException) -> str:
     return text.removeprefix("connection failed: ")
 
 
+def error_facts(exc: BaseException) -> dict[str, Any]:
+    """`error` (one line) and `sqlstate` (psycopg's, None when libpq has none: a failed login)."""
+    code = getattr(exc, "sqlstate", None)
+    return {"error": error_text(exc), "sqlstate": code if isinstance(code, str) else None}
+
+
+def statement_timeout_options(timeout_s: int) -> str:
+    """libpq `options` for every connection of the probe: no statement may hang the `up`."""
+    return f"-c statement_timeout={timeout_s * 1000}"
+
+
 def _elapsed_ms(start: float) -> float:
     return round((time.perf_counter() - start) * 1000.0, 3)
 
@@ -121,7 +138,7 @@ def _measure(t: DirectTarget) -> dict[str, Any]:
         "connect_timeout": t.connect_timeout_s,
         "application_name": APPLICATION_NAME,
         # no statement of the probe may hang the `up`
-        "options": f"-c statement_timeout={t.connect_timeout_s * 1000}",
+        "options": statement_timeout_options(t.connect_timeout_s),
         "autocommit": True,
     }
 
@@ -152,7 +169,7 @@ def _measure(t: DirectTarget) -> dict[str, Any]:
                 **common,
             )
         except psycopg.Error as exc:
-            report["login"] = {"ok": False, "ms": None, "error": error_text(exc)}
+            report["login"] = {"ok": False, "ms": None, **error_facts(exc)}
             report["finished_at"] = now_iso()
             return report
         samples.append(_elapsed_ms(start))
@@ -160,9 +177,7 @@ def _measure(t: DirectTarget) -> dict[str, Any]:
     connect_ms = samples[0]
     try:
         with conn.cursor() as cur:
-            cur.execute(
-                "SELECT current_user, current_database(), current_setting('server_version')"
-            )
+            cur.execute(LOGIN_SQL)
             row = cur.fetchone()
             assert row is not None  # noqa: S101 - a SELECT without FROM returns one row
             report["login"] = {
@@ -192,25 +207,23 @@ def _measure(t: DirectTarget) -> dict[str, Any]:
 
 def _privileges(cur: Any, psycopg: Any) -> dict[str, Any]:
     try:
-        cur.execute(
-            f"SELECT {', '.join(PRIVILEGE_FLAGS)} FROM pg_roles WHERE rolname = current_user"  # noqa: S608 - constant column list
-        )
+        cur.execute(PRIVILEGES_SQL)
         row = cur.fetchone()
     except psycopg.Error as exc:
-        return {"error": error_text(exc)}
+        return error_facts(exc)
     if row is None:
         return {"error": "current_user not found in pg_roles"}
     return dict(zip(PRIVILEGE_FLAGS, (bool(v) for v in row), strict=True))
 
 
 def _isolation_query(cur: Any, statement: str, psycopg: Any) -> tuple[dict[str, Any], str | None]:
-    """The facts in one round trip, as the app's role (see `checks.ISOLATION_SQL`), and the
+    """The facts in one round trip, as the app's role (see `statements.ISOLATION_SQL`), and the
     database the one refused login goes to (None: none, or the query failed)."""
     try:
         cur.execute(statement)
         row = cur.fetchone()
     except psycopg.Error as exc:
-        return {"refused_login": None, "error": error_text(exc)}, None
+        return {"refused_login": None, **error_facts(exc)}, None
     if row is None or not isinstance(row[1], dict):
         return {"refused_login": None, "error": f"unexpected isolation row {row!r}"}, None
     target, facts = row
@@ -218,35 +231,25 @@ def _isolation_query(cur: Any, statement: str, psycopg: Any) -> tuple[dict[str, 
 
 
 def _crud(conn: Any, psycopg: Any) -> dict[str, Any]:
-    from psycopg import sql  # noqa: PLC0415
-
-    name = f"postgres_apps_probe_{secrets.token_hex(4)}"
-    table = sql.Identifier(name)
+    name = probe_table(secrets.token_hex(8))
     done: list[str] = []
     out: dict[str, Any] = {"table": name, "steps": done, "failed_step": None, "error": None}
-    statements = {
-        "create": sql.SQL("CREATE TABLE {} (id integer PRIMARY KEY, v text NOT NULL)"),
-        "insert": sql.SQL("INSERT INTO {} (id, v) VALUES (1, 'probe')"),
-        "select": sql.SQL("SELECT v FROM {} WHERE id = 1"),
-        "update": sql.SQL("UPDATE {} SET v = 'updated' WHERE id = 1 RETURNING v"),
-        "delete": sql.SQL("DELETE FROM {} WHERE id = 1"),
-        "drop": sql.SQL("DROP TABLE {}"),
-    }
+    statements = crud_statements(name)
     step = CRUD_STEPS[0]
     try:
         with conn.cursor() as cur:
             for step in CRUD_STEPS:
-                cur.execute(statements[step].format(table))
+                cur.execute(statements[step])
                 if step in ("select", "update"):
                     row = cur.fetchone()
                     out["selected" if step == "select" else "updated"] = row[0] if row else None
                 done.append(step)
     except psycopg.Error as exc:
         out["failed_step"] = step
-        out["error"] = error_text(exc)
+        out.update(error_facts(exc))
         try:
             with conn.cursor() as cur:
-                cur.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(table))
+                cur.execute(crud_cleanup(name))
         except psycopg.Error:
             out["cleanup"] = "failed"
     return out
@@ -257,14 +260,17 @@ def _roundtrips(conn: Any, n: int) -> list[float]:
     with conn.cursor() as cur:
         for _ in range(n):
             start = time.perf_counter()
-            cur.execute("SELECT 1")
+            cur.execute(PING_SQL)
             cur.fetchone()
             samples.append(_elapsed_ms(start))
     return samples
 
 
-def _uri(t: DirectTarget, common: dict[str, Any], psycopg: Any, conninfo: Any) -> dict[str, Any]:
-    """Connect with the Secret's uri as given; only host/port are swapped for the endpoint."""
+def _uri(
+    t: DirectTarget, common: dict[str, Any], psycopg: Any, conninfo: Any, uri_sql: str = URI_SQL
+) -> dict[str, Any]:
+    """Connect with the Secret's uri as given; only host/port are swapped for the endpoint, and
+    the probe's statement_timeout is added (`uri_sql`: a test sends a slow statement)."""
     if t.uri is None:
         uri = build_uri(
             user=t.user,
@@ -295,12 +301,17 @@ def _uri(t: DirectTarget, common: dict[str, Any], psycopg: Any, conninfo: Any) -
     params["host"], params["port"] = t.host, str(t.port)
     params.setdefault("connect_timeout", t.connect_timeout_s)
     params.setdefault("application_name", APPLICATION_NAME)
+    # The timeout every other connection has, after any `options` the uri carries (the later
+    # `-c` wins): no statement of the probe may hang, whatever the uri says.
+    params["options"] = " ".join(
+        o for o in (params.get("options"), common["options"]) if isinstance(o, str) and o
+    )
     try:
         with psycopg.connect(**params, autocommit=True) as conn, conn.cursor() as cur:
-            cur.execute("SELECT current_user, current_database()")
+            cur.execute(uri_sql)
             row = cur.fetchone()
     except psycopg.Error as exc:
-        out["error"] = error_text(exc)
+        out.update(error_facts(exc))
         return out
     out.update(ok=True, current_user=row[0] if row else None, database=row[1] if row else None)
     return out
@@ -312,6 +323,6 @@ def _try_database(t: DirectTarget, db: str, common: dict[str, Any], psycopg: Any
             host=t.host, port=t.port, dbname=db, user=t.user, password=t.password, **common
         )
     except psycopg.Error as exc:
-        return {"database": db, "connected": False, "error": error_text(exc)}
+        return {"database": db, "connected": False, **error_facts(exc)}
     conn.close()
     return {"database": db, "connected": True, "error": None}

@@ -18,7 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
-from postgres_apps.verification.checks import REPORT_SCHEMA, Peer, isolation_statement
+from postgres_apps.verification.report import REPORT_SCHEMA
+from postgres_apps.verification.statements import Peer, probe_env, probe_table
 
 CONTAINER: Final = "probe"
 COMPONENT_LABEL: Final = "db-connectivity-check"
@@ -144,15 +145,17 @@ def escape_for_kubernetes(text: str) -> str:
     return text.replace("$", "$$")
 
 
-def isolation_env(spec: PodProbeSpec) -> dict[str, str]:
-    """probe.sh's isolation input: the complete statement, the same text the direct runner sends
-    (`checks.isolation_statement`), escaped for the kubelet's `$(VAR)` expansion of env values."""
-    statement = isolation_statement(spec.peers, spec.allowed_databases)
-    return {"name": "PROBE_ISOLATION_SQL", "value": escape_for_kubernetes(statement)}
+def statement_env(spec: PodProbeSpec, table: str) -> list[dict[str, str]]:
+    """probe.sh's SQL (`statements.probe_env`): the very texts the direct runner sends, escaped
+    for the kubelet's `$(VAR)` expansion of env values."""
+    env = probe_env(spec.peers, spec.allowed_databases, table)
+    return [{"name": k, "value": escape_for_kubernetes(v)} for k, v in env.items()]
 
 
 def build_pod_manifest(spec: PodProbeSpec, name: str, script: str) -> dict[str, Any]:
-    """The probe Pod: Pod Security `restricted`, env from the app's Secret, script as argument."""
+    """The probe Pod: Pod Security `restricted`, env from the app's Secret, script as argument.
+
+    The scratch table is named after the pod (`statements.probe_table`): unique per run."""
     env: list[dict[str, Any]] = [
         {
             "name": var,
@@ -165,7 +168,7 @@ def build_pod_manifest(spec: PodProbeSpec, name: str, script: str) -> dict[str, 
         {"name": "TMPDIR", "value": TMP_DIR},
         {"name": "PROBE_APP", "value": spec.app},
         {"name": "PROBE_SSLMODE", "value": spec.sslmode},
-        isolation_env(spec),
+        *statement_env(spec, probe_table(name)),
         {"name": "PROBE_ROUNDTRIPS", "value": str(spec.roundtrips)},
         {"name": "PROBE_CONNECT_TIMEOUT", "value": str(spec.connect_timeout_s)},
     ]
@@ -471,10 +474,33 @@ def _wait_and_read(
     return report
 
 
-def core_api(kube_context: str | None) -> Any:
-    """CoreV1Api for the kube context (kubeconfig), or in-cluster config when there is none."""
+def kubeconfig_source(kubeconfig: str) -> dict[str, Any] | str:
+    """`kubernetes:kubeconfig` as pulumi-kubernetes reads it: the file's contents (YAML or JSON)
+    → a dict; anything else is a path to a kubeconfig file (`~` expanded)."""
+    import yaml  # noqa: PLC0415 - only when a kubeconfig is given
+
+    try:
+        doc = yaml.safe_load(kubeconfig)
+    except yaml.YAMLError:
+        doc = None
+    if isinstance(doc, dict):
+        return doc
+    return str(Path(kubeconfig.strip()).expanduser())
+
+
+def core_api(kube_context: str | None, kubeconfig: str | None = None) -> Any:
+    """CoreV1Api for the cluster the stack's kubernetes provider uses: its kubeconfig
+    (`kubernetes:kubeconfig`, contents or path) when given, else the default kubeconfig; both with
+    `kubernetes:context`. No kubeconfig and no context: in-cluster config."""
     from kubernetes import client, config  # noqa: PLC0415 - heavy, imported where used
 
+    if kubeconfig:
+        source = kubeconfig_source(kubeconfig)
+        if isinstance(source, dict):
+            api_client = config.new_client_from_config_dict(source, context=kube_context)  # type: ignore[no-untyped-call]
+        else:
+            api_client = config.new_client_from_config(config_file=source, context=kube_context)  # type: ignore[no-untyped-call]
+        return client.CoreV1Api(api_client)
     try:
         api_client = config.new_client_from_config(context=kube_context)  # type: ignore[no-untyped-call]
     except config.ConfigException:

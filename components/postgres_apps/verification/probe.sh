@@ -2,21 +2,31 @@
 #
 # Measures only; prints ONE JSON probe report (schema postgres-apps.verification.report/v3, the
 # same shape the direct runner builds) as its last output line, then exits 0. The judgement
-# (pass/fail, messages, hints) is made by components/postgres_apps/verification/checks.py.
+# (pass/fail, messages, hints) is made by components/postgres_apps/verification/judgement.py.
+# It carries no SQL of its own: every statement arrives in a PROBE_*_SQL variable, built by
+# statements.py (statements.probe_env), the same texts the direct runner sends.
 #
 # Input (environment):
 #   DB_HOST DB_PORT DB_NAME DB_USER DB_PASSWORD DB_URI   from the app's Secret (host, port,
 #                                                        dbname, user, password, uri)
 #   PROBE_APP                app name (for the report)
 #   PROBE_SSLMODE            sslmode for the individual-keys connections (default prefer)
-#   PROBE_ISOLATION_SQL      the isolation statement, complete (checks.isolation_statement: the
-#                            peers and the allow-list are in it; the direct runner sends the same
-#                            text). Its row: the database the ONE refused login goes to, and the
+#   PROBE_LOGIN_SQL          who/where/which server after the login (one row)
+#   PROBE_PRIVILEGES_SQL     the role's attributes (one row of t/f)
+#   PROBE_ISOLATION_SQL      the isolation statement, complete (the peers and the allow-list are
+#                            in it). Its row: the database the ONE refused login goes to, and the
 #                            facts as JSON (copied into the report as they are).
+#   PROBE_CRUD_TABLE         the scratch table's name (for the report)
+#   PROBE_CRUD_{CREATE,INSERT,SELECT,UPDATE,DELETE,DROP}_SQL   the scratch-table round
+#   PROBE_CRUD_CLEANUP_SQL   drops the scratch table after a failed step
+#   PROBE_PING_SQL           the timed round trip; also what the refused login sends
+#   PROBE_URI_SQL            sent over DB_URI (current user and database)
 #   PROBE_ROUNDTRIPS         number of SELECT 1 round trips timed (default 20)
 #   PROBE_CONNECT_TIMEOUT    seconds (default 10)
 #   PROBE_DNS_HOST           name for the dns check (default DB_HOST)
 # The password is never printed: URI error messages have their quoted fragments redacted.
+# Errors: psql runs with VERBOSITY=verbose, so a failed statement's SQLSTATE is printed; it goes
+# into the report's "sqlstate" and the text is reported as the default verbosity prints it.
 
 set -u
 export LC_ALL=C
@@ -136,7 +146,22 @@ redact_quoted() {
 }
 
 pq() {
-	psql -X -w -q -A -t "$@"
+	psql -X -w -q -A -t -v VERBOSITY=verbose "$@"
+}
+
+# psql's error output (VERBOSITY=verbose) → the first SQLSTATE in it, or nothing
+sqlstate_of() {
+	printf '%s\n' "$1" | sed -n 's/.*[A-Z]:  \([0-9A-Z]\{5\}\): .*/\1/p' | head -n 1
+}
+
+# …and the same output as the default verbosity prints it (no SQLSTATE, no LOCATION line)
+plain_err() {
+	printf '%s\n' "$1" | sed -e 's/\([A-Z]:  \)[0-9A-Z]\{5\}: /\1/' -e '/^LOCATION:  /d'
+}
+
+# psql's error output → `"error":…,"sqlstate":…` (the error on one line)
+err_fields() {
+	printf '"error":%s,"sqlstate":%s' "$(js "$(oneline "$(plain_err "$1")")")" "$(jsn "$(sqlstate_of "$1")")"
 }
 
 # an IPv4 or IPv6 literal (nothing to resolve)
@@ -221,48 +246,60 @@ else
 	# JSON and the target name (the query never picks one with a control character) have none.
 	us=$(printf '\037')
 	{
-		printf '%s\n' '\echo @info' \
-			"SELECT current_user, current_database(), current_setting('server_version'), rolsuper, rolcreaterole, rolcreatedb, rolreplication, rolbypassrls FROM pg_roles WHERE rolname = current_user;" \
-			'\echo @isolation'
+		printf '%s\n' '\echo @login'
+		printf '%s;\n' "${PROBE_LOGIN_SQL:-}"
+		printf '%s\n' '\echo @privileges'
+		printf '%s;\n' "${PROBE_PRIVILEGES_SQL:-}"
+		printf '%s\n' '\echo @isolation'
 		printf '%s;\n' "${PROBE_ISOLATION_SQL:-}"
 		printf '%s\n' '\echo @end'
 	} | pq -F "$us" >"$tmp/info.out" 2>"$tmp/info.err"
 	info_rc=$?
-	info=$(sed -n '/^@info$/{n;p;}' "$tmp/info.out")
+	info=$(sed -n '/^@login$/{n;p;}' "$tmp/info.out")
+	priv=$(sed -n '/^@privileges$/{n;p;}' "$tmp/info.out")
 	iso_row=$(sed -n '/^@isolation$/{n;p;}' "$tmp/info.out")
-	info_err=$(oneline "$(cat "$tmp/info.err")")
+	info_err=$(cat "$tmp/info.err")
 	[ -n "$info_err" ] || info_err="psql exited with status $info_rc"
 	case $info in
 		'' | @*)
 			login_json="{\"ok\":true,\"ms\":$connect_ms,$timing,\"error\":null}"
-			priv_json="{\"error\":$(js "$info_err")}"
 			;;
 		*)
-			IFS=$us read -r r_user r_db r_ver r_super r_crole r_cdb r_repl r_bypass <<EOF
+			IFS=$us read -r r_user r_db r_ver <<EOF
 $info
 EOF
 			login_json="{\"ok\":true,\"ms\":$connect_ms,$timing,\"error\":null,\"current_user\":$(jsn "$r_user"),\"database\":$(jsn "$r_db"),\"server_version\":$(jsn "$r_ver")}"
+			;;
+	esac
+	case $priv in
+		'' | @*)
+			priv_json="{$(err_fields "$info_err")}"
+			;;
+		*)
+			IFS=$us read -r r_super r_crole r_cdb r_repl r_bypass <<EOF
+$priv
+EOF
 			priv_json="{\"rolsuper\":$(jbool "$r_super"),\"rolcreaterole\":$(jbool "$r_crole"),\"rolcreatedb\":$(jbool "$r_cdb"),\"rolreplication\":$(jbool "$r_repl"),\"rolbypassrls\":$(jbool "$r_bypass")}"
 			;;
 	esac
 
 	# ---- crud ----------------------------------------------------------------------------
-	table="postgres_apps_probe_$$_$(date +%s)"
-	pq -v ON_ERROR_STOP=1 >"$tmp/crud.out" 2>"$tmp/crud.err" <<EOF
-\\echo @step create
-CREATE TABLE $table (id integer PRIMARY KEY, v text NOT NULL);
-\\echo @step insert
-INSERT INTO $table (id, v) VALUES (1, 'probe');
-\\echo @step select
-SELECT 'sel:' || v FROM $table WHERE id = 1;
-\\echo @step update
-UPDATE $table SET v = 'updated' WHERE id = 1 RETURNING 'upd:' || v;
-\\echo @step delete
-DELETE FROM $table WHERE id = 1;
-\\echo @step drop
-DROP TABLE $table;
-\\echo @step done
-EOF
+	table="${PROBE_CRUD_TABLE:-}"
+	{
+		printf '%s\n' '\echo @step create'
+		printf '%s;\n' "${PROBE_CRUD_CREATE_SQL:-}"
+		printf '%s\n' '\echo @step insert'
+		printf '%s;\n' "${PROBE_CRUD_INSERT_SQL:-}"
+		printf '%s\n' '\echo @step select'
+		printf '%s;\n' "${PROBE_CRUD_SELECT_SQL:-}"
+		printf '%s\n' '\echo @step update'
+		printf '%s;\n' "${PROBE_CRUD_UPDATE_SQL:-}"
+		printf '%s\n' '\echo @step delete'
+		printf '%s;\n' "${PROBE_CRUD_DELETE_SQL:-}"
+		printf '%s\n' '\echo @step drop'
+		printf '%s;\n' "${PROBE_CRUD_DROP_SQL:-}"
+		printf '%s\n' '\echo @step done'
+	} | pq -v ON_ERROR_STOP=1 >"$tmp/crud.out" 2>"$tmp/crud.err"
 	crud_rc=$?
 	steps=''
 	last=''
@@ -272,16 +309,17 @@ EOF
 	done <<EOF
 $(sed -n 's/^@step //p' "$tmp/crud.out")
 EOF
-	selected=$(sed -n 's/^sel://p' "$tmp/crud.out" | head -n 1)
-	updated=$(sed -n 's/^upd://p' "$tmp/crud.out" | head -n 1)
+	# the one value the select and the update (RETURNING) print right after their step marker
+	selected=$(sed -n '/^@step select$/{n;/^@step /!p;}' "$tmp/crud.out" | head -n 1)
+	updated=$(sed -n '/^@step update$/{n;/^@step /!p;}' "$tmp/crud.out" | head -n 1)
 	if [ "$crud_rc" -eq 0 ] && [ "$last" = "done" ]; then
 		crud_json="{\"table\":$(js "$table"),\"steps\":[$steps],\"failed_step\":null,\"error\":null,\"selected\":$(jsn "$selected"),\"updated\":$(jsn "$updated")}"
 	else
 		[ -n "$last" ] || last=create
-		err=$(oneline "$(cat "$tmp/crud.err")")
+		err=$(cat "$tmp/crud.err")
 		[ -n "$err" ] || err="psql exited with status $crud_rc"
-		pq -c "DROP TABLE IF EXISTS $table" >/dev/null 2>&1 || true
-		crud_json="{\"table\":$(js "$table"),\"steps\":[$steps],\"failed_step\":$(js "$last"),\"error\":$(js "$err"),\"selected\":$(jsn "$selected"),\"updated\":$(jsn "$updated")}"
+		pq -c "${PROBE_CRUD_CLEANUP_SQL:-}" >/dev/null 2>&1 || true
+		crud_json="{\"table\":$(js "$table"),\"steps\":[$steps],\"failed_step\":$(js "$last"),$(err_fields "$err"),\"selected\":$(jsn "$selected"),\"updated\":$(jsn "$updated")}"
 	fi
 
 	# ---- round trips (timed by psql itself: \timing) -------------------------------------
@@ -289,7 +327,7 @@ EOF
 		printf '%s\n' '\timing on'
 		i=0
 		while [ "$i" -lt "$roundtrips" ]; do
-			printf '%s\n' 'SELECT 1;'
+			printf '%s;\n' "${PROBE_PING_SQL:-}"
 			i=$((i + 1))
 		done
 	} >"$tmp/rt.sql"
@@ -303,13 +341,13 @@ EOF
 	else
 		if out=$(
 			unset PGHOST PGPORT PGDATABASE PGUSER PGPASSWORD PGSSLMODE
-			pq -F '|' -d "$DB_URI" -c 'SELECT current_user, current_database()' 2>&1
+			pq -F '|' -d "$DB_URI" -c "${PROBE_URI_SQL:-}" 2>&1
 		); then
 			u_user=${out%%|*}
 			u_db=${out#*|}
 			uri_json="{\"given\":true,\"source\":\"secret\",\"ok\":true,\"error\":null,\"current_user\":$(jsn "$u_user"),\"database\":$(jsn "$u_db")}"
 		else
-			uri_json="{\"given\":true,\"source\":\"secret\",\"ok\":false,\"error\":$(js "$(redact_quoted "$(oneline "$out")")")}"
+			uri_json="{\"given\":true,\"source\":\"secret\",\"ok\":false,\"error\":$(js "$(redact_quoted "$(oneline "$(plain_err "$out")")")"),\"sqlstate\":$(jsn "$(sqlstate_of "$out")")}"
 		fi
 	fi
 
@@ -319,17 +357,17 @@ EOF
 		*) iso_row='' ;;
 	esac
 	if [ -z "$iso_row" ]; then
-		iso_json="{\"refused_login\":null,\"error\":$(js "$info_err")}"
+		iso_json="{\"refused_login\":null,$(err_fields "$info_err")}"
 	else
 		login_db=${iso_row%%"$us"*}
 		facts=${iso_row#*"$us"}
 		login_part='null'
 		if [ -n "$login_db" ]; then
 			# PGDATABASE, not -d: a name with '=' would be read as a connection string
-			if out=$(PGDATABASE=$login_db pq -c 'SELECT 1' 2>&1); then
+			if out=$(PGDATABASE=$login_db pq -c "${PROBE_PING_SQL:-}" 2>&1); then
 				login_part="{\"database\":$(js "$login_db"),\"connected\":true,\"error\":null}"
 			else
-				login_part="{\"database\":$(js "$login_db"),\"connected\":false,\"error\":$(js "$(oneline "$out")")}"
+				login_part="{\"database\":$(js "$login_db"),\"connected\":false,$(err_fields "$out")}"
 			fi
 		fi
 		iso_json="${facts%\}},\"refused_login\":$login_part,\"error\":null}"

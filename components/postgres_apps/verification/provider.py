@@ -13,46 +13,36 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Mapping
-from typing import Any, Final
+from collections.abc import Callable, Mapping
+from typing import Any, Final, TypeVar
 
 import pulumi.dynamic
 
-from postgres_apps.verification.checks import (
-    RUNBOOK,
-    Peer,
-    Verdict,
-    judge,
-    redact,
-    redact_report,
-)
+from postgres_apps.verification import inputs
 from postgres_apps.verification.direct import now_iso
-
-INPUT_KEYS: Final[tuple[str, ...]] = (
-    "app_name",
-    "namespace",
-    "secret_name",
-    "host",
-    "port",
-    "database",
-    "username",
-    "sslmode",
-    "direct_host",
-    "direct_port",
-    "verification_mode",
-    "image",
-    "image_pull_policy",
-    "timeout_seconds",
-    "latency_budget_ms",
-    "rerun",
-    "roundtrips",
-    "kube_context",
-    "allowed_databases",
+from postgres_apps.verification.inputs import (
+    ABSENT_IS_UNCHANGED,
+    COMPARED_KEYS,
+    CREDENTIALS_HASH,
+    HASHED,
+    LIST_KEYS,
+    PLAIN_KEYS,
+    RESULT_KEYS,
+    SECRET_OUTPUTS,
+    STORED_KEYS,
 )
-"""Plain inputs: copied into the outputs and compared by `diff` (`allowed_databases`: a sorted
-list of names; missing — a state written before it existed — is the empty list)."""
+from postgres_apps.verification.judgement import judge
+from postgres_apps.verification.redaction import Redactor
+from postgres_apps.verification.report import Verdict
+from postgres_apps.verification.runbook import RUNBOOK
+from postgres_apps.verification.statements import Peer
 
-LIST_INPUT_KEYS: Final = frozenset({"allowed_databases"})
+INPUT_KEYS: Final[tuple[str, ...]] = PLAIN_KEYS
+"""Plain inputs: copied into the outputs and compared by `diff` (`allowed_databases`: a sorted
+list of names; missing — a state written before it existed — is the empty list). Derived from
+`inputs.INPUTS`, like every key list here."""
+
+LIST_INPUT_KEYS: Final = LIST_KEYS
 """Inputs that are lists: a missing value compares equal to `[]`."""
 
 PEERS_KEY: Final = "peers"
@@ -70,19 +60,17 @@ Why it is not an output: when `diff` reports no change the engine keeps the old 
 records the NEW inputs (`SameStep`: `new.Outputs = old.Outputs`), so the state's inputs always
 hold the current peers while a copy in the outputs would go stale."""
 
-SECRET_KEYS: Final = frozenset({"password", "uri"})
-"""Secret inputs: never copied into outputs; `diff` compares their hash (`credentials_sha256`)."""
+DRY_RUN_KEY: Final = "dry_run"
+"""True when the program runs for a preview (`pulumi.runtime.is_dry_run()`). Never compared:
+it differs between a preview and an up by design. With `rerun: always`, `diff` reports the
+re-run only when it is false, so `pulumi preview` shows an existing check as unchanged and
+`pulumi up` still re-runs it."""
 
-OUTPUT_KEYS: Final[tuple[str, ...]] = (
-    "checks_passed",
-    "checks",
-    "connect_ms",
-    "roundtrip_p50_ms",
-    "roundtrip_p95_ms",
-    "server_version",
-    "checked_at",
-    "mode",
-)
+OUTPUT_KEYS: Final[tuple[str, ...]] = RESULT_KEYS
+
+SECRET_KEYS: Final = inputs.SECRET_KEYS
+"""Secret inputs: password and uri are never stored, `diff` compares their hash
+(`inputs.HASHED`); the kubeconfig is stored as a secret output (`inputs.SECRET_OUTPUTS`)."""
 
 
 DELETE_UNREACHABLE_ENV: Final = "PULUMI_K8S_DELETE_UNREACHABLE"
@@ -97,19 +85,47 @@ class VerificationError(Exception):
 
 def credentials_hash(app: str, password: str, uri: str | None) -> str:
     """What `diff` compares instead of the password (and uri); the secrets are never stored."""
+    return _sha256("postgres-apps/verification", app, password, uri or "")
+
+
+def _sha256(*parts: str) -> str:
     h = hashlib.sha256()
-    for part in ("postgres-apps/verification", app, password, uri or ""):
+    for part in parts:
         h.update(part.encode())
         h.update(b"\0")
     return h.hexdigest()
+
+
+def secret_hashes(props: Mapping[str, Any]) -> dict[str, str | None]:
+    """Every hash output (`inputs.HASHED`) for these inputs."""
+    app = str(props.get("app_name"))
+    hashes: dict[str, str | None] = {
+        CREDENTIALS_HASH: credentials_hash(app, str(props["password"]), props.get("uri")),
+    }
+    if hashes.keys() != HASHED.keys():
+        raise RuntimeError("secret_hashes and inputs.HASHED disagree")
+    return hashes
+
+
+def first_of_hash(key: str) -> str:
+    """The input a change is reported under: a hash's first (`password` for password and uri),
+    else the input itself (`kubeconfig`)."""
+    return next((names[0] for names in HASHED.values() if key in names), key)
+
+
+def redactor(props: Mapping[str, Any]) -> Redactor:
+    """The provider boundary's redactor for these inputs: every secret input, by name."""
+    others = [props.get(k) for k in sorted(SECRET_KEYS - {"password"})]
+    return Redactor.of(props.get("password"), others, safe_names(props))
 
 
 def safe_names(props: Mapping[str, Any]) -> set[str]:
     """Names the messages quote on purpose: never mistaken for password fragments."""
     names = {str(props.get(k) or "") for k in ("app_name", "username", "database", "host")}
     names |= {str(props.get(k) or "") for k in ("namespace", "secret_name", "direct_host")}
-    for peer in peers_of(props):
-        names |= {peer.database, peer.role}
+    for entry in props.get(PEERS_KEY) or []:  # as given: `check` reports malformed ones
+        if isinstance(entry, Mapping):
+            names |= {str(entry.get("database") or ""), str(entry.get("role") or "")}
     names |= set(allowed_of(props))
     return names - {""}
 
@@ -137,7 +153,6 @@ def run_check(props: Mapping[str, Any]) -> Verdict:
     from postgres_apps.verification.pod import PodProbeError  # noqa: PLC0415
 
     app = str(props["app_name"])
-    password = str(props["password"])
     mode = props.get("verification_mode", "pod")
     try:
         if mode == "direct":
@@ -150,12 +165,9 @@ def run_check(props: Mapping[str, Any]) -> Verdict:
         link = f"{RUNBOOK}#probe-pod"
         hint = f"{exc.hint}, or see {link}" if exc.hint else f"see {link}"
         raise VerificationError(
-            redact(
-                f'app "{app}": the probe pod could not run ({exc.reason}): {exc.message} — {hint}',
-                password,
-            )
+            f'app "{app}": the probe pod could not run ({exc.reason}): {exc.message} — {hint}'
         ) from None
-    report = redact_report(report, password, safe_names(props))
+    report = redactor(props).value(report)
     # Microseconds (the report's clock): a re-run always has a newer `checked_at`.
     return judge(report, latency_budget_ms=float(props["latency_budget_ms"]), checked_at=now_iso())
 
@@ -198,7 +210,7 @@ def _direct(props: Mapping[str, Any]) -> dict[str, Any]:
 def _pod(props: Mapping[str, Any]) -> dict[str, Any]:
     from postgres_apps.verification.pod import PodProbeSpec, core_api, run_pod_probe  # noqa: PLC0415
 
-    api = core_api(props.get("kube_context") or None)
+    api = core_api(props.get("kube_context") or None, props.get("kubeconfig") or None)
     return run_pod_probe(
         api,
         PodProbeSpec(
@@ -218,10 +230,8 @@ def _pod(props: Mapping[str, Any]) -> dict[str, Any]:
 
 def outputs(props: Mapping[str, Any], verdict: Verdict) -> dict[str, Any]:
     """Inputs minus secrets, the credentials hash, and the results. Nothing secret."""
-    outs: dict[str, Any] = {k: props.get(k) for k in INPUT_KEYS}
-    outs["credentials_sha256"] = credentials_hash(
-        str(props["app_name"]), str(props["password"]), props.get("uri")
-    )
+    outs: dict[str, Any] = {k: props.get(k) for k in STORED_KEYS}
+    outs.update(secret_hashes(props))
     outs.update(
         checks_passed=verdict.passed,
         checks=[c.to_json() for c in verdict.checks],
@@ -238,13 +248,7 @@ def outputs(props: Mapping[str, Any], verdict: Verdict) -> dict[str, Any]:
 def _probe(props: Mapping[str, Any]) -> dict[str, Any]:
     verdict = run_check(props)
     if not verdict.ok:
-        raise VerificationError(
-            redact(
-                verdict.error_message(str(props.get("secret_name"))),
-                str(props["password"]),
-                safe_names(props),
-            )
-        )
+        raise VerificationError(verdict.error_message(str(props.get("secret_name"))))
     return outputs(props, verdict)
 
 
@@ -253,17 +257,28 @@ def _plain(key: str, value: Any) -> Any:
 
 
 def changed_keys(olds: Mapping[str, Any], news: Mapping[str, Any]) -> list[str]:
-    """Inputs that differ (old outputs vs new inputs), `password` when the hash differs.
+    """Inputs that differ (old outputs vs new inputs); `password` when the credentials hash
+    differs (password or uri).
 
-    `peers` is never among them (see `PEERS_KEY`)."""
-    changed = [k for k in INPUT_KEYS if _plain(k, olds.get(k)) != _plain(k, news.get(k))]
-    password, uri = news.get("password"), news.get("uri")
-    if not isinstance(password, str) or not isinstance(uri, str | None):
-        # Unknown in a preview (e.g. a rotation's new RandomPassword): it will change.
-        changed.append("password")
-        return changed
-    if olds.get("credentials_sha256") != credentials_hash(str(news.get("app_name")), password, uri):
-        changed.append("password")
+    `peers` and `dry_run` are never among them (see `PEERS_KEY`, `DRY_RUN_KEY`). `kubeconfig`
+    absent from the old outputs (a state written before it existed) is no change: which cluster
+    a 0.1.x check ran in is unknown, and re-running every check for that would prove nothing."""
+    changed = [
+        k
+        for k in COMPARED_KEYS
+        if not (k in ABSENT_IS_UNCHANGED and k not in olds)
+        and _plain(k, olds.get(k)) != _plain(k, news.get(k))
+    ]
+    unknown = [k for k in SECRET_KEYS if not isinstance(news.get(k), str | None)]
+    if not isinstance(news.get("password"), str):
+        unknown.append("password")
+    if unknown:
+        # Unknown in a preview (e.g. a rotation's new RandomPassword): it will change. Reported
+        # under the first input of its hash (`password` for the credentials).
+        return changed + sorted({first_of_hash(k) for k in unknown} - set(changed))
+    for out, new_hash in secret_hashes(news).items():
+        if olds.get(out) != new_hash:
+            changed.append(HASHED[out][0])
     return changed
 
 
@@ -271,81 +286,131 @@ class ConnectivityCheckProvider(pulumi.dynamic.ResourceProvider):
     """Pickled into state by reference: no attributes, no captured objects."""
 
     def check(self, _olds: dict[str, Any], news: dict[str, Any]) -> pulumi.dynamic.CheckResult:
-        failures = []
-        if news.get("verification_mode") not in ("pod", "direct"):
-            failures.append(
-                pulumi.dynamic.CheckFailure("verification_mode", "must be 'pod' or 'direct'")
-            )
-        if news.get("rerun") not in ("always", "on-change"):
-            failures.append(pulumi.dynamic.CheckFailure("rerun", "must be 'always' or 'on-change'"))
-        timeout = news.get("timeout_seconds")
-        if not isinstance(timeout, int | float) or timeout <= 0:
-            failures.append(pulumi.dynamic.CheckFailure("timeout_seconds", "must be > 0"))
-        budget = news.get("latency_budget_ms")
-        if not isinstance(budget, int | float) or budget < 0:
-            failures.append(pulumi.dynamic.CheckFailure("latency_budget_ms", "must be ≥ 0"))
-        peers = news.get(PEERS_KEY)
-        if peers is not None and (
-            not isinstance(peers, list)
-            or not all(isinstance(p, dict) and {"database", "role"} <= p.keys() for p in peers)
-        ):
-            failures.append(
-                pulumi.dynamic.CheckFailure(PEERS_KEY, "must be a list of {database, role}")
-            )
-        allowed = news.get("allowed_databases")
-        if allowed is not None and (
-            not isinstance(allowed, list) or not all(isinstance(d, str) and d for d in allowed)
-        ):
-            failures.append(
-                pulumi.dynamic.CheckFailure("allowed_databases", "must be a list of names")
-            )
-        return pulumi.dynamic.CheckResult(news, failures)
+        return _at_boundary(news, lambda: _check(news))
 
     def diff(
         self, _id: str, _olds: dict[str, Any], _news: dict[str, Any]
     ) -> pulumi.dynamic.DiffResult:
-        changed = changed_keys(_olds, _news)
-        rerun = _news.get("rerun") == "always"
-        return pulumi.dynamic.DiffResult(
-            changes=bool(changed) or rerun,
-            replaces=[],
-            delete_before_replace=False,
-        )
+        return _at_boundary(_news, lambda: _diff(_olds, _news))
 
     def create(self, props: dict[str, Any]) -> pulumi.dynamic.CreateResult:
-        outs = _probe(props)
-        return pulumi.dynamic.CreateResult(id_=f"{props['app_name']}-connectivity", outs=outs)
+        def run() -> pulumi.dynamic.CreateResult:
+            outs = _probe(props)
+            return pulumi.dynamic.CreateResult(id_=f"{props['app_name']}-connectivity", outs=outs)
+
+        return _at_boundary(props, run)
 
     def update(
         self, _id: str, _olds: dict[str, Any], _news: dict[str, Any]
     ) -> pulumi.dynamic.UpdateResult:
-        return pulumi.dynamic.UpdateResult(outs=_probe(_news))
+        return _at_boundary(_news, lambda: pulumi.dynamic.UpdateResult(outs=_probe(_news)))
+
+    def read(self, id_: str, props: dict[str, Any]) -> pulumi.dynamic.ReadResult:
+        """Refresh keeps the state as it is (the check is re-run by `up`, not by refresh)."""
+        return _at_boundary(props, lambda: pulumi.dynamic.ReadResult(id_=id_, outs=props))
 
     def delete(self, _id: str, _props: dict[str, Any]) -> None:
-        """Direct mode leaves nothing behind; pod mode: delete probe pods of an interrupted run.
+        _at_boundary(_props, lambda: _delete(_props))
 
-        A pod already gone is fine (`_delete_pod` ignores 404). Anything else fails the delete
-        with what went wrong; an unreachable cluster only passes with `DELETE_UNREACHABLE_ENV`."""
-        if _props.get("verification_mode") != "pod":
+
+_R = TypeVar("_R")
+
+
+def _at_boundary(props: Mapping[str, Any], call: Callable[[], _R]) -> _R:
+    """The one redaction point: whatever the provider returns or raises leaves through the
+    redactor of these inputs (`redactor`). An exception becomes a `VerificationError` with the
+    redacted text and no chained cause: the dynamic provider host sends the whole traceback
+    (`traceback.format_exc()`) to the engine, chained exceptions included."""
+    try:
+        result = call()
+    except Exception as exc:
+        text = str(exc) if isinstance(exc, VerificationError) else f"{type(exc).__name__}: {exc}"
+        raise VerificationError(redactor(props).text(text)) from None
+    return _redact_result(redactor(props), result)
+
+
+def _redact_result(r: Redactor, result: _R) -> _R:
+    """Every string redacted, except the stored secrets' own values (secret outputs, encrypted
+    in the state: `inputs.SECRET_OUTPUTS`) and the hashes (one-way; a fragment match against
+    the password would corrupt them into a diff on every run)."""
+    results = pulumi.dynamic.CreateResult | pulumi.dynamic.UpdateResult | pulumi.dynamic.ReadResult
+    if isinstance(result, results) and result.outs is not None:
+        kept = {*SECRET_OUTPUTS, *HASHED}
+        result.outs = {k: v if k in kept else r.value(v) for k, v in result.outs.items()}
+    elif isinstance(result, pulumi.dynamic.CheckResult):
+        result.failures = [
+            pulumi.dynamic.CheckFailure(f.property, r.text(f.reason)) for f in result.failures
+        ]
+    return result
+
+
+def _diff(olds: Mapping[str, Any], news: Mapping[str, Any]) -> pulumi.dynamic.DiffResult:
+    changed = changed_keys(olds, news)
+    # `rerun: always` re-runs on `up`, not in a preview (see DRY_RUN_KEY).
+    rerun = news.get("rerun") == "always" and news.get(DRY_RUN_KEY) is not True
+    return pulumi.dynamic.DiffResult(
+        changes=bool(changed) or rerun,
+        replaces=[],
+        delete_before_replace=False,
+    )
+
+
+def _delete(_props: Mapping[str, Any]) -> None:
+    """Direct mode leaves nothing behind; pod mode: delete probe pods of an interrupted run.
+
+    A pod already gone is fine (`_delete_pod` ignores 404). Anything else fails the delete
+    with what went wrong; an unreachable cluster only passes with `DELETE_UNREACHABLE_ENV`."""
+    if _props.get("verification_mode") != "pod":
+        return
+    from postgres_apps.verification import pod  # noqa: PLC0415 - kubernetes is heavy
+
+    app, namespace = str(_props["app_name"]), str(_props["namespace"])
+    try:
+        api = pod.core_api(_props.get("kube_context") or None, _props.get("kubeconfig") or None)
+        pod.delete_probe_pods(api, namespace, app)
+    except Exception as exc:
+        unreachable = pod.cluster_unreachable(exc)
+        if unreachable and os.environ.get(DELETE_UNREACHABLE_ENV) == "true":
             return
-        from postgres_apps.verification import pod  # noqa: PLC0415 - kubernetes is heavy
+        hint = ""
+        if unreachable:
+            hint = (
+                f" — reach the cluster, or if it is gone for good re-run with "
+                f"{DELETE_UNREACHABLE_ENV}=true (the kubernetes provider's switch for it)"
+            )
+        elif getattr(exc, "status", None) in (401, 403):
+            hint = " — Pulumi's identity needs list and delete on pods in that namespace"
+        raise VerificationError(
+            f'app "{app}": cannot delete leftover probe pods in namespace "{namespace}": '
+            f"{pod.api_error_text(exc)}{hint}"
+        ) from exc
 
-        app, namespace = str(_props["app_name"]), str(_props["namespace"])
-        try:
-            pod.delete_probe_pods(pod.core_api(_props.get("kube_context") or None), namespace, app)
-        except Exception as exc:
-            unreachable = pod.cluster_unreachable(exc)
-            if unreachable and os.environ.get(DELETE_UNREACHABLE_ENV) == "true":
-                return
-            hint = ""
-            if unreachable:
-                hint = (
-                    f" — reach the cluster, or if it is gone for good re-run with "
-                    f"{DELETE_UNREACHABLE_ENV}=true (the kubernetes provider's switch for it)"
-                )
-            elif getattr(exc, "status", None) in (401, 403):
-                hint = " — Pulumi's identity needs list and delete on pods in that namespace"
-            raise VerificationError(
-                f'app "{app}": cannot delete leftover probe pods in namespace "{namespace}": '
-                f"{pod.api_error_text(exc)}{hint}"
-            ) from exc
+
+def _check(news: dict[str, Any]) -> pulumi.dynamic.CheckResult:
+    failures = []
+    if news.get("verification_mode") not in ("pod", "direct"):
+        failures.append(
+            pulumi.dynamic.CheckFailure("verification_mode", "must be 'pod' or 'direct'")
+        )
+    if news.get("rerun") not in ("always", "on-change"):
+        failures.append(pulumi.dynamic.CheckFailure("rerun", "must be 'always' or 'on-change'"))
+    timeout = news.get("timeout_seconds")
+    if not isinstance(timeout, int | float) or timeout <= 0:
+        failures.append(pulumi.dynamic.CheckFailure("timeout_seconds", "must be > 0"))
+    budget = news.get("latency_budget_ms")
+    if not isinstance(budget, int | float) or budget < 0:
+        failures.append(pulumi.dynamic.CheckFailure("latency_budget_ms", "must be ≥ 0"))
+    peers = news.get(PEERS_KEY)
+    if peers is not None and (
+        not isinstance(peers, list)
+        or not all(isinstance(p, dict) and {"database", "role"} <= p.keys() for p in peers)
+    ):
+        failures.append(
+            pulumi.dynamic.CheckFailure(PEERS_KEY, "must be a list of {database, role}")
+        )
+    allowed = news.get("allowed_databases")
+    if allowed is not None and (
+        not isinstance(allowed, list) or not all(isinstance(d, str) and d for d in allowed)
+    ):
+        failures.append(pulumi.dynamic.CheckFailure("allowed_databases", "must be a list of names"))
+    return pulumi.dynamic.CheckResult(news, failures)

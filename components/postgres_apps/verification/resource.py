@@ -14,6 +14,7 @@ import pulumi
 import pulumi.dynamic
 
 from postgres_apps.config import VerificationSettings
+from postgres_apps.verification.inputs import SECRET_OUTPUTS, props_of
 from postgres_apps.verification.provider import ConnectivityCheckProvider
 
 
@@ -56,6 +57,10 @@ class ConnectivityCheckArgs:
     (pod mode always reads the real Secret)."""
     roundtrips: int = 20
     """Round trips timed for the latency percentiles."""
+    kubeconfig: pulumi.Input[str] | None = None
+    """Secret. The kubeconfig (contents or path, as `kubernetes:kubeconfig` takes it) the pod
+    runner uses with `kube_context`, so the probe pod runs in the cluster that holds the Secret.
+    None → the stack's `kubernetes:kubeconfig` when set, else the default kubeconfig."""
 
 
 class ConnectivityCheck(pulumi.dynamic.Resource, module="verification", name="ConnectivityCheck"):
@@ -77,44 +82,12 @@ class ConnectivityCheck(pulumi.dynamic.Resource, module="verification", name="Co
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         props = build_props(args)
+        # The stored secrets stay secret in the outputs too (no effect on the URN or the diff).
+        secret_outputs = pulumi.ResourceOptions(additional_secret_outputs=list(SECRET_OUTPUTS))
+        opts = pulumi.ResourceOptions.merge(secret_outputs, opts)
         super().__init__(ConnectivityCheckProvider(), name, props, opts)
 
 
 def build_props(args: ConnectivityCheckArgs) -> dict[str, Any]:
-    """Flat property bag for the provider; output names are declared with `None` placeholders."""
-    s = args.settings
-    return {
-        "app_name": args.app_name,
-        "namespace": args.namespace,
-        "secret_name": args.secret_name,
-        "host": args.host,
-        "port": args.port,
-        "database": args.database,
-        "username": args.username,
-        "password": pulumi.Output.secret(args.password),
-        "uri": pulumi.Output.secret(args.uri) if args.uri is not None else None,
-        "sslmode": args.sslmode,
-        "direct_host": args.direct_host,
-        "direct_port": args.direct_port,
-        "peers": [{"database": p.database, "role": p.role} for p in args.peers],
-        "verification_mode": s.mode,
-        "image": s.image,
-        "image_pull_policy": s.image_pull_policy,
-        "timeout_seconds": s.timeout_seconds,
-        "latency_budget_ms": s.latency_budget_ms,
-        "rerun": s.rerun,
-        "roundtrips": args.roundtrips,
-        "kube_context": args.kube_context,
-        # a change re-runs the check; sorted, so a reordered config list is no change
-        "allowed_databases": sorted(set(s.allowed_databases)),
-        # outputs (filled in by the provider)
-        "credentials_sha256": None,
-        "checks_passed": None,
-        "checks": None,
-        "connect_ms": None,
-        "roundtrip_p50_ms": None,
-        "roundtrip_p95_ms": None,
-        "server_version": None,
-        "checked_at": None,
-        "mode": None,
-    }
+    """Flat property bag for the provider (`inputs.INPUTS`); outputs are declared with `None`."""
+    return props_of(args)

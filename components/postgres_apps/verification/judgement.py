@@ -1,320 +1,33 @@
-"""The checks: one list, one report shape, and the judgement shared by both runners.
+"""The judgement: a probe report (either runner) → a verdict, per check pass / fail / skip.
 
-Both runners (``direct``: Python + psycopg; ``pod``: the sh + psql script in ``probe.sh``) only
-*measure*: they produce the same raw **probe report** (a JSON object, schema
-``postgres-apps.verification.report/v1``). :func:`judge` turns a report into the **verdict**
-(schema ``postgres-apps.verification/v1``): per check ``pass`` / ``fail`` / ``skip``, a message
-that says what was seen, and a hint. Everything here is pure (no I/O), so every failure message is
-unit-tested once for both runners.
+Everything here is pure (no I/O), so every failure message is unit-tested once for both runners.
+What an error means comes from `pg_errors` (SQLSTATE first), the links from `runbook`.
 """
 
 from __future__ import annotations
 
-import json
 import math
 import re
-from collections.abc import Collection, Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Any, Final, Literal
+from collections.abc import Mapping, Sequence
+from typing import Any, Final
 
-CHECKS: Final[tuple[str, ...]] = (
-    "dns",
-    "tcp",
-    "login",
-    "uri",
-    "crud",
-    "privileges",
-    "isolation",
-    "latency",
+from postgres_apps.verification.pg_errors import (
+    classify_connect_error,
+    is_connect_privilege_refusal,
+    login_hint,
+    sql_error,
 )
-"""Stable check names, in the order they run (used in messages, outputs and docs)."""
-
-REPORT_SCHEMA: Final = "postgres-apps.verification.report/v3"
-"""v3: `isolation` covers every database on the server (`allowed`, `outbound.checked`,
-`outbound.temporary`, `login_target`; `refused_login` null when there is no target). v2: one
-object (privilege queries both ways + one refused login) instead of v1's list of refused logins
-to every other database."""
-VERDICT_SCHEMA: Final = "postgres-apps.verification/v1"
-CRUD_STEPS: Final[tuple[str, ...]] = ("create", "insert", "select", "update", "delete", "drop")
-PRIVILEGE_FLAGS: Final[tuple[str, ...]] = (
-    "rolsuper",
-    "rolcreaterole",
-    "rolcreatedb",
-    "rolreplication",
-    "rolbypassrls",
+from postgres_apps.verification.report import (
+    CHECKS,
+    CRUD_STEPS,
+    PRIVILEGE_FLAGS,
+    REPORT_SCHEMA,
+    CheckOutcome,
+    Verdict,
 )
-RUNBOOK: Final = "docs/runbooks/postgres-connectivity.md"
-RUNBOOK_ANCHORS: Final[frozenset[str]] = frozenset(
-    {
-        "dns",
-        "connection-refused",
-        "login",
-        "password-authentication-failed",
-        "no-pg_hba-entry",
-        "role-does-not-exist",
-        "database-does-not-exist",
-        "permission-denied-for-database",
-        "too-many-connections",
-        "role-cannot-login",
-        "ssl",
-        "uri",
-        "uri-encoding",
-        "crud",
-        "privileges",
-        "excess-privileges",
-        "isolation",
-        "latency",
-        "probe-pod",
-    }
-)
-"""Every `#anchor` a hint links to (the runbook needs an `<a id="…">` for each)."""
+from postgres_apps.verification.runbook import hint
 
-Status = Literal["pass", "fail", "skip"]
-Cause = Literal["dns", "tcp", "login"]
-
-
-@dataclass(frozen=True)
-class CheckOutcome:
-    """The judgement of one check."""
-
-    name: str
-    status: Status
-    message: str
-    hint: str = ""
-
-    def to_json(self) -> dict[str, str]:
-        return {
-            "name": self.name,
-            "status": self.status,
-            "message": self.message,
-            "hint": self.hint,
-        }
-
-
-@dataclass(frozen=True)
-class Verdict:
-    """Every check judged, plus the numbers that become the resource's outputs."""
-
-    app: str
-    runner: str
-    checks: tuple[CheckOutcome, ...]
-    connect_ms: float | None
-    roundtrip_p50_ms: float | None
-    roundtrip_p95_ms: float | None
-    server_version: str | None
-    checked_at: str
-    report: Mapping[str, Any] = field(default_factory=dict)
-
-    @property
-    def ok(self) -> bool:
-        return all(c.status != "fail" for c in self.checks)
-
-    @property
-    def failed(self) -> tuple[CheckOutcome, ...]:
-        return tuple(c for c in self.checks if c.status == "fail")
-
-    @property
-    def passed(self) -> list[str]:
-        return [c.name for c in self.checks if c.status == "pass"]
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "schema": VERDICT_SCHEMA,
-            "app": self.app,
-            "runner": self.runner,
-            "ok": self.ok,
-            "failed": [c.name for c in self.failed],
-            "checks_passed": self.passed,
-            "checks": [c.to_json() for c in self.checks],
-            "connect_ms": self.connect_ms,
-            "roundtrip_p50_ms": self.roundtrip_p50_ms,
-            "roundtrip_p95_ms": self.roundtrip_p95_ms,
-            "server_version": self.server_version,
-            "checked_at": self.checked_at,
-            "report": dict(self.report),
-        }
-
-    def error_message(self, secret_name: str) -> str:
-        """The `pulumi up` failure: app, first failed check, what was seen, hint; then the rest."""
-        failed = self.failed
-        if not failed:
-            return ""
-        first = failed[0]
-        text = f'app "{self.app}": check "{first.name}" failed: {first.message}'
-        if first.hint:
-            text += f" — {first.hint.format(secret=secret_name)}"
-        others = [f'"{c.name}" ({c.message})' for c in failed[1:]]
-        if others:
-            text += "; also failed: " + "; ".join(others)
-        return text
-
-
-# ---------------------------------------------------------------------------------------------
-# Error classification (libpq / psql / psycopg messages → which check they break)
-# ---------------------------------------------------------------------------------------------
-
-_DNS_PATTERNS = (
-    "could not translate host name",
-    "name or service not known",
-    "temporary failure in name resolution",
-    "nodename nor servname",
-    "no address associated with hostname",
-    "name does not resolve",
-    "try again",
-)
-_TCP_PATTERNS = (
-    "connection refused",
-    "timeout expired",
-    "timed out",
-    "no route to host",
-    "network is unreachable",
-    "host is unreachable",
-    "connection reset",
-    "server closed the connection unexpectedly",
-    "the database system is starting up",
-    "the database system is shutting down",
-    "the database system is in recovery mode",
-    "no such file or directory",
-)
-
-
-def classify_connect_error(error: str) -> Cause:
-    """Which layer a failed connection attempt broke at: name resolution, transport, or login."""
-    low = error.lower()
-    if any(p in low for p in _DNS_PATTERNS):
-        return "dns"
-    if any(p in low for p in _TCP_PATTERNS):
-        return "tcp"
-    return "login"
-
-
-def _hint(anchor: str, text: str) -> str:
-    if anchor not in RUNBOOK_ANCHORS:
-        raise ValueError(f"unknown runbook anchor {anchor!r}")
-    return f"{text}, or see {RUNBOOK}#{anchor}"
-
-
-_LOGIN_HINTS: Final[tuple[tuple[tuple[str, ...], str, str], ...]] = (
-    # (all of these substrings, runbook anchor, hint)
-    (
-        ("password authentication failed",),
-        "password-authentication-failed",
-        "the Secret {secret} and the role disagree; run pulumi up --refresh to re-sync",
-    ),
-    (
-        ("no pg_hba.conf entry",),
-        "no-pg_hba-entry",
-        "the server's pg_hba.conf does not admit this client/user/database; allow the apps' "
-        "network with scram-sha-256",
-    ),
-    (
-        ("role", "does not exist"),
-        "role-does-not-exist",
-        "the role was not created; run pulumi up --refresh",
-    ),
-    (
-        ("database", "does not exist"),
-        "database-does-not-exist",
-        "the database was not created; run pulumi up --refresh",
-    ),
-    (
-        ("permission denied for database",),
-        "permission-denied-for-database",
-        "the role lacks CONNECT on its own database (revoked from its owner by hand; no resource "
-        "manages it, pulumi up --refresh does not restore it): as admin, GRANT CONNECT, TEMPORARY "
-        "ON DATABASE <database> TO <role>",
-    ),
-    (
-        ("too many connections",),
-        "too-many-connections",
-        "the role's connection limit (or max_connections) is reached; raise connectionLimit or "
-        "find the leaking client",
-    ),
-    (
-        ("not permitted to log in",),
-        "role-cannot-login",
-        "the role has NOLOGIN; run pulumi up --refresh",
-    ),
-    (
-        ("ssl",),
-        "ssl",
-        "the server and the configured sslmode disagree; fix postgres-apps:sslmode",
-    ),
-)
-
-
-def login_hint(error: str) -> str:
-    """A hint for a login failure, from the server's message. `{secret}` is filled in later."""
-    low = error.lower()
-    for needles, anchor, text in _LOGIN_HINTS:
-        if all(n in low for n in needles):
-            return _hint(anchor, text)
-    return _hint("login", "check the Secret {secret} against the role and database")
-
-
-# ---------------------------------------------------------------------------------------------
-# Secrets never leave the probe
-# ---------------------------------------------------------------------------------------------
-
-_QUOTED = re.compile(r'"([^"]*)"')
-
-
-def redact(text: str, secret: str | None, keep: Collection[str] = ()) -> str:
-    """Remove the password and fragments of it (libpq echoes mis-parsed URI parts).
-
-    Replaced: every run of ≥ 6 characters that also occurs in the password, and every quoted
-    token of ≥ 4 characters that is part of the password, unless it is one of `keep` (the app,
-    user, database and host names the messages legitimately quote).
-    """
-    if not secret:
-        return text
-    out: list[str] = []
-    i = 0
-    while i < len(text):
-        n = _longest_run_at(text, i, secret)
-        if n >= _MIN_RUN:
-            out.append("<redacted>")
-            i += n
-        else:
-            out.append(text[i])
-            i += 1
-    result = "".join(out)
-
-    def _sub(m: re.Match[str]) -> str:
-        token = m.group(1)
-        if len(token) >= _MIN_QUOTED and token in secret and token not in keep:
-            return '"<redacted>"'
-        return m.group(0)
-
-    return _QUOTED.sub(_sub, result)
-
-
-_MIN_RUN: Final = 6
-_MIN_QUOTED: Final = 4
-
-
-def _longest_run_at(text: str, i: int, secret: str) -> int:
-    """Length of the longest prefix of text[i:] that occurs in secret (0 if < _MIN_RUN)."""
-    if i + _MIN_RUN > len(text) or text[i : i + _MIN_RUN] not in secret:
-        return 0
-    n = _MIN_RUN
-    while i + n < len(text) and text[i : i + n + 1] in secret:
-        n += 1
-    return n
-
-
-def redact_report(value: Any, secret: str | None, keep: Collection[str] = ()) -> Any:
-    """`redact` applied to every string in a report (recursively)."""
-    if isinstance(value, str):
-        return redact(value, secret, keep)
-    if isinstance(value, list):
-        return [redact_report(v, secret, keep) for v in value]
-    if isinstance(value, dict):
-        return {k: redact_report(v, secret, keep) for k, v in value.items()}
-    return value
-
-
-# ---------------------------------------------------------------------------------------------
+# -------------------------------------------------------------------------------------------
 # Statistics
 # ---------------------------------------------------------------------------------------------
 
@@ -362,12 +75,19 @@ def judge_dns(report: Mapping[str, Any]) -> CheckOutcome:
         "dns",
         "fail",
         f"{host} does not resolve ({seen})",
-        _hint(
+        hint(
             "dns",
             "check postgres-apps:host (the Service name, e.g. "
             "postgres-postgresql.data.svc.cluster.local) and that the Service exists",
         ),
     )
+
+
+def _sqlstate(facts: Mapping[str, Any]) -> str | None:
+    """The SQLSTATE a runner reported next to an error (optional in the report; none for a
+    failed login, see `pg_errors`)."""
+    code = facts.get("sqlstate")
+    return code if isinstance(code, str) and len(code) == 5 else None
 
 
 def _login_error(report: Mapping[str, Any]) -> str | None:
@@ -391,9 +111,11 @@ def judge_tcp(report: Mapping[str, Any]) -> CheckOutcome:
     login = _dict(report.get("login"))
     if login is None:
         return CheckOutcome("tcp", "skip", "not measured")
-    if err is None or classify_connect_error(err) == "login":
+    cause = None if err is None else classify_connect_error(err, _sqlstate(login))
+    if cause in (None, "login"):
         return CheckOutcome("tcp", "pass", f"{where} accepts connections (server answered)")
-    if classify_connect_error(err) == "dns" and judge_dns(report).status == "fail":
+    assert err is not None  # noqa: S101 - cause is set only for an error
+    if cause == "dns" and judge_dns(report).status == "fail":
         return CheckOutcome("tcp", "skip", f"{where}: name does not resolve (see dns)")
     return _tcp_fail(where, err)
 
@@ -403,7 +125,7 @@ def _tcp_fail(where: str, error: str) -> CheckOutcome:
         "tcp",
         "fail",
         f"cannot open a connection to {where}: {error.strip()}",
-        _hint(
+        hint(
             "connection-refused",
             "is PostgreSQL running and is the endpoint right? (direct mode: the admin endpoint/"
             "port-forward; pod mode: the Service and NetworkPolicies)",
@@ -424,19 +146,20 @@ def judge_login(report: Mapping[str, Any]) -> CheckOutcome:
                 "login",
                 "fail",
                 f'logged in as "{user}", expected "{target.get("user")}"',
-                _hint("login", "the Secret {secret} names the wrong user; run pulumi up --refresh"),
+                hint("login", "the Secret {secret} names the wrong user; run pulumi up --refresh"),
             )
         return CheckOutcome("login", "pass", f"logged in as {who}")
     err = str(login.get("error") or "unknown error").strip()
     tcp = _dict(report.get("tcp"))
     tcp_measured_ok = tcp is not None and tcp.get("ok") is True
-    if classify_connect_error(err) != "login" and not tcp_measured_ok:
+    sqlstate = _sqlstate(login)
+    if classify_connect_error(err, sqlstate) != "login" and not tcp_measured_ok:
         # The tcp (or dns) check reports this error.
         return CheckOutcome("login", "skip", "no server to log in to (see tcp/dns)")
-    return CheckOutcome("login", "fail", err, login_hint(err))
+    return CheckOutcome("login", "fail", err, login_hint(err, sqlstate))
 
 
-_URI_ENCODING_HINT: Final = _hint(
+_URI_ENCODING_HINT: Final = hint(
     "uri-encoding",
     "user, password and database in the uri of Secret {secret} must be percent-encoded "
     "(the individual keys work); run pulumi up --refresh to rewrite it",
@@ -468,7 +191,7 @@ def _uri_connected(uri: Mapping[str, Any], target: Mapping[str, Any]) -> CheckOu
             "fail",
             f'uri logs in as "{user}" on "{db}", expected "{target.get("user")}" on '
             f'"{target.get("database")}"',
-            _hint("uri", "the uri in Secret {secret} disagrees with its other keys"),
+            hint("uri", "the uri in Secret {secret} disagrees with its other keys"),
         )
     return CheckOutcome("uri", "pass", "the Secret's uri connects as given")
 
@@ -482,7 +205,7 @@ def judge_uri(report: Mapping[str, Any]) -> CheckOutcome:
             "uri",
             "fail",
             "the Secret has no uri",
-            _hint("uri", "the Secret {secret} lacks the key uri; run pulumi up --refresh"),
+            hint("uri", "the Secret {secret} lacks the key uri; run pulumi up --refresh"),
         )
     misparsed = _uri_misparsed(uri)
     if misparsed is not None:
@@ -495,15 +218,6 @@ def judge_uri(report: Mapping[str, Any]) -> CheckOutcome:
     return CheckOutcome(
         "uri", "fail", f"the Secret's uri does not connect as given: {err}", _URI_ENCODING_HINT
     )
-
-
-_LINE_SUFFIX = re.compile(r"\s+LINE \d+:.*$", re.DOTALL)
-
-
-def sql_error(error: str) -> str:
-    """A server error as one short line: no `ERROR:` prefix, no `LINE n: … ^` excerpt."""
-    text = _LINE_SUFFIX.sub("", error.strip())
-    return text.removeprefix("ERROR:").strip()
 
 
 def judge_crud(report: Mapping[str, Any]) -> CheckOutcome:
@@ -520,7 +234,7 @@ def judge_crud(report: Mapping[str, Any]) -> CheckOutcome:
                 "fail",
                 f"read back {selected!r} after insert and {updated!r} after update, "
                 "expected 'probe' and 'updated'",
-                _hint("crud", "the scratch table returned wrong rows; check triggers/policies"),
+                hint("crud", "the scratch table returned wrong rows; check triggers/policies"),
             )
         return CheckOutcome("crud", "pass", "create, insert, select, update, delete, drop")
     step = failed_step or (CRUD_STEPS[len(done)] if len(done) < len(CRUD_STEPS) else "?")
@@ -529,7 +243,7 @@ def judge_crud(report: Mapping[str, Any]) -> CheckOutcome:
         "crud",
         "fail",
         f"{step} on a scratch table failed: {err}",
-        _hint(
+        hint(
             "crud",
             "the role must own its database (and so the public schema on PostgreSQL 15+); "
             "run pulumi up --refresh to restore ownership",
@@ -555,7 +269,7 @@ def judge_privileges(report: Mapping[str, Any]) -> CheckOutcome:
             "privileges",
             "fail",
             f"could not read the role's attributes: {priv['error']}",
-            _hint("privileges", "the role must be able to read pg_roles"),
+            hint("privileges", "the role must be able to read pg_roles"),
         )
     missing = [f for f in PRIVILEGE_FLAGS if f not in priv]
     if missing:
@@ -568,7 +282,7 @@ def judge_privileges(report: Mapping[str, Any]) -> CheckOutcome:
             "privileges",
             "fail",
             f"the app role has {', '.join(extra)}",
-            _hint(
+            hint(
                 "excess-privileges",
                 "someone altered the role by hand; run pulumi up --refresh to restore NOSUPERUSER "
                 "NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS",
@@ -577,88 +291,6 @@ def judge_privileges(report: Mapping[str, Any]) -> CheckOutcome:
     return CheckOutcome(
         "privileges", "pass", "no SUPERUSER, CREATEROLE, CREATEDB, REPLICATION, BYPASSRLS"
     )
-
-
-@dataclass(frozen=True)
-class Peer:
-    """Another managed app, as the isolation check sees it: its database and its role."""
-
-    database: str
-    role: str
-
-
-def isolation_input(peers: Sequence[Peer], allowed: Collection[str]) -> str:
-    """The statement's one input: `{"databases", "roles", "allowed"}` as a SQL literal.
-
-    An `E'…'` string (read the same whatever `standard_conforming_strings` says, which the app
-    role could set for itself) of ASCII-only JSON with every `$` as `\\u0024`: nothing in it that
-    psql (`:var`), the kubelet (`$(VAR)`, `$$`) or the server could read differently.
-    """
-    doc = json.dumps(
-        {
-            "databases": [p.database for p in peers],
-            "roles": [p.role for p in peers],
-            "allowed": sorted(set(allowed)),
-        },
-        ensure_ascii=True,
-        separators=(",", ":"),
-    ).replace("$", "\\u0024")
-    return "E'" + doc.replace("\\", "\\\\").replace("'", "''") + "'"
-
-
-ISOLATION_SQL: Final = (
-    "WITH input AS (SELECT {input}::jsonb AS j),"
-    " peer_db AS (SELECT jsonb_array_elements_text(j->'databases') AS name FROM input),"
-    " peer_role AS (SELECT jsonb_array_elements_text(j->'roles') AS name FROM input),"
-    " allowed AS (SELECT jsonb_array_elements_text(j->'allowed') AS name FROM input),"
-    " other AS (SELECT datname, datname IN (SELECT name FROM peer_db) AS peer,"
-    " has_database_privilege(oid, 'CONNECT') AS can_connect,"
-    " has_database_privilege(oid, 'TEMPORARY') AS can_temp"
-    " FROM pg_database WHERE datallowconn AND datname <> current_database()"
-    " AND datname NOT IN (SELECT name FROM allowed)),"
-    " target AS (SELECT datname FROM other WHERE NOT can_connect AND datname !~ '[[:cntrl:]]'"
-    " ORDER BY NOT peer, datname <> 'postgres', datname <= current_database(), datname LIMIT 1)"
-    " SELECT (SELECT datname FROM target), json_build_object("
-    "'peers', (SELECT count(*) FROM peer_db),"
-    " 'allowed', ARRAY(SELECT name FROM allowed ORDER BY name COLLATE \"C\"),"
-    " 'outbound', json_build_object("
-    "'checked', (SELECT count(*) FROM other),"
-    " 'reachable', ARRAY(SELECT datname FROM other WHERE can_connect ORDER BY datname),"
-    " 'temporary', ARRAY(SELECT datname FROM other WHERE can_connect AND can_temp"
-    " ORDER BY datname),"
-    " 'missing', ARRAY(SELECT name FROM peer_db"
-    ' WHERE name NOT IN (SELECT datname FROM pg_database) ORDER BY name COLLATE "C")),'
-    " 'inbound', json_build_object("
-    "'roles', ARRAY(SELECT rolname FROM pg_roles WHERE rolname IN (SELECT name FROM peer_role)"
-    " AND has_database_privilege(rolname, current_database(), 'CONNECT') ORDER BY rolname),"
-    " 'public_connect', EXISTS(SELECT 1 FROM pg_database d,"
-    " aclexplode(COALESCE(d.datacl, acldefault('d', d.datdba))) a"
-    " WHERE d.datname = current_database() AND a.grantee = 0 AND a.privilege_type = 'CONNECT'),"
-    " 'missing', ARRAY(SELECT name FROM peer_role"
-    ' WHERE name NOT IN (SELECT rolname FROM pg_roles) ORDER BY name COLLATE "C")),'
-    " 'login_target', (SELECT datname FROM target))"
-)
-"""The isolation query, sent as the app's own role in the session the check already has: one
-round trip whatever the number of databases. `{input}` is `isolation_input(...)`; the complete
-text is built once in Python (`isolation_statement`) and both runners send it as it is (the pod
-gets it in `PROBE_ISOLATION_SQL`).
-
-Row: (login target, facts as JSON). Facts: `peers` (count of managed peers given), `allowed`
-(the allow-list), `outbound` — `checked`: databases other than its own that accept connections
-(`datallowconn`) and are not allowed; `reachable`: those this role may CONNECT to (directly,
-through a role it belongs to, or PUBLIC; every one for a superuser); `temporary`: reachable ones
-where it may also create temporary tables; `missing`: peer databases the server does not know —
-`inbound` — `roles`: peer roles that may CONNECT here; `public_connect`: PUBLIC holds CONNECT here
-(a NULL `datacl` is the default ACL, which grants it; the owner — the app role — can grant it
-itself); `missing`: unknown peer roles — and `login_target`: the ONE database the runner then
-logs in to, which must be refused: among the checked databases this role may not connect to, a
-peer first (the next after its own in sorted order, wrapping: n apps, each peer database gets
-one), else `postgres`, else the next other one."""
-
-
-def isolation_statement(peers: Sequence[Peer], allowed: Collection[str] = ()) -> str:
-    """The complete isolation statement both runners send (no parameters, no terminator)."""
-    return ISOLATION_SQL.format(input=isolation_input(peers, allowed))
 
 
 def _str_list(value: Any) -> list[str] | None:
@@ -693,7 +325,7 @@ NULL ACL (the default, which gives PUBLIC CONNECT) reads as no privilege, so ref
 (runbook `#isolation`)."""
 
 
-_MALFORMED_HINT: Final = _hint(
+_MALFORMED_HINT: Final = hint(
     "probe-pod", "the probe reported isolation in an unexpected shape (probe bug or image)"
 )
 
@@ -780,7 +412,7 @@ def _isolation_findings(
                 hints.append(
                     f"REVOKE CONNECT, TEMPORARY ON DATABASE {sql_ident(login_db)} FROM PUBLIC"
                 )
-        elif "permission denied for database" not in str(login.get("error") or "").lower():
+        elif not is_connect_privilege_refusal(str(login.get("error") or ""), _sqlstate(login)):
             seen.append(
                 "could not prove isolation (expected 'permission denied for database'): "
                 f'"{login_db}": {str(login.get("error") or "no error reported").strip()}'
@@ -827,7 +459,7 @@ def judge_isolation(report: Mapping[str, Any]) -> CheckOutcome:
             "isolation",
             "fail",
             f"could not query the privileges: {sql_error(str(iso['error']))}",
-            _hint("isolation", "the app role must be able to read pg_database and pg_roles"),
+            hint("isolation", "the app role must be able to read pg_database and pg_roles"),
         )
     target = _dict(report.get("target")) or {}
     seen, hints = _isolation_findings(iso, str(target.get("database")), str(target.get("user")))
@@ -836,7 +468,7 @@ def judge_isolation(report: Mapping[str, Any]) -> CheckOutcome:
             "isolation",
             "fail",
             "; ".join(seen),
-            _hint("isolation", "; ".join(hints) + f"; {ISOLATION_REPAIR}"),
+            hint("isolation", "; ".join(hints) + f"; {ISOLATION_REPAIR}"),
         )
     return CheckOutcome("isolation", "pass", _isolation_pass_message(iso))
 
@@ -857,7 +489,7 @@ def judge_latency(report: Mapping[str, Any], budget_ms: float) -> CheckOutcome:
     samples = [v for v in (_ms(x) for x in report.get("roundtrips_ms") or []) if v is not None]
     if connect is None or not samples:
         return CheckOutcome(
-            "latency", "fail", "no timings were reported", _hint("latency", "probe problem")
+            "latency", "fail", "no timings were reported", hint("latency", "probe problem")
         )
     p50, p95 = percentile(samples, 50), percentile(samples, 95)
     seen = f"connect {connect} ms, round trip p50 {p50} ms / p95 {p95} ms over {len(samples)}"
@@ -871,7 +503,7 @@ def judge_latency(report: Mapping[str, Any], budget_ms: float) -> CheckOutcome:
             "latency",
             "fail",
             f"{seen}: over budget ({'; '.join(over)})",
-            _hint(
+            hint(
                 "latency",
                 "the path to PostgreSQL is slow (node/network/CPU saturation) or the budget "
                 "postgres-apps:verification.latencyBudgetMs is too tight",
@@ -904,8 +536,11 @@ def judge(
     ):
         # Safety net: whatever the classification, no login is never a pass.
         err = str((login_facts or {}).get("error") or "no login attempt was reported")
+        sqlstate = _sqlstate(login_facts or {})
         outcomes = tuple(
-            CheckOutcome("login", "fail", err, login_hint(err)) if o.name == "login" else o
+            CheckOutcome("login", "fail", err, login_hint(err, sqlstate))
+            if o.name == "login"
+            else o
             for o in outcomes
         )
     elif login_facts is not None and login_facts.get("ok"):
@@ -915,7 +550,7 @@ def judge(
                 o.name,
                 "fail",
                 f"not measured although login worked ({o.message})",
-                _hint("probe-pod", "the probe did not report this check (probe bug or image)"),
+                hint("probe-pod", "the probe did not report this check (probe bug or image)"),
             )
             if o.status == "skip" and o.name != "dns"
             else o
