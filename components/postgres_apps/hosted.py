@@ -13,7 +13,7 @@ thin component that runs the real `postgres_apps.apps.PostgresApps` as its only 
 # are stored, and needs types, not strings.
 import json
 import types
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Mapping, Sequence
 from importlib.metadata import version
 from typing import (
     TYPE_CHECKING,
@@ -46,6 +46,8 @@ def _hostable(tp: Any, made: dict[str, type]) -> Any:
             raise TypeError(f"Literal with mixed value types: {tp}")
         return kinds.pop()
     if origin in (Union, types.UnionType):
+        if any(get_origin(a) is Awaitable for a in get_args(tp)):
+            return tp  # a `pulumi.Input[...]`: the host reads it as an input property
         dicts = [a for a in get_args(tp) if isinstance(a, type) and _is_typeddict(a)]
         if len(dicts) == 1 and set(get_args(tp)) == {dicts[0], str}:
             return _hostable(dicts[0], made)
@@ -68,7 +70,9 @@ def _typeddict(td: type, made: dict[str, type]) -> type:
     `td` and every key keeps its description."""
     if td.__name__ in made:
         return made[td.__name__]
-    hints = get_type_hints(td)
+    # `pulumi.Input[X]` holds the forward reference "Output[T]" (T unbound): resolved in pulumi's
+    # own names. The host reads the Input's type from its `Awaitable[X]` member.
+    hints = get_type_hints(td, localns={"Output": pulumi.Output, "T": pulumi.output.T})
     fields = {key: _hostable(hint, made) for key, hint in hints.items()}
     copy = cast(type, TypedDict(td.__name__, fields, total=False))  # type: ignore[operator]
     copy.__module__ = td.__module__

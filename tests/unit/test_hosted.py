@@ -69,3 +69,10 @@ def test_wire_ints_turns_whole_floats_back_into_ints() -> None:
     assert type(got["postgres"]["admin_port"]) is int
     assert type(got["verification"]["latency_budget_ms"]) is float  # a float field stays float
     assert type(got["verification"]["timeout_seconds"]) is float  # not whole: the validator says so
+
+
+def test_an_input_arg_stays_an_input() -> None:
+    """`kubeconfig: pulumi.Input[str]` (a secret) may come from another resource: not plain."""
+    kubeconfig = hosted.schema()["resources"][hosted.RESOURCE_TYPE]["inputProperties"]["kubeconfig"]
+    assert kubeconfig["type"] == "string"
+    assert "plain" not in kubeconfig
