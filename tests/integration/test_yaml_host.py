@@ -5,8 +5,8 @@ test PostgreSQL, and a kubeconfig whose API server does not answer.
 - `pulumi package get-schema provider` serves the schema `postgres_apps.hosted` infers;
 - `pulumi package add <clone>/provider` records the plugin in a YAML project;
 - `pulumi up` with bad input fails with the validator's message and creates nothing;
-- `pulumi preview` plans the whole tree, down to the gate's dynamic resource, with the pre-flight
-  read (unmanaged report) run against the test PostgreSQL. The `up` that needs the cluster is
+- `pulumi preview` plans the whole tree, down to the gate's dynamic resource, with the unmanaged
+  report's query run against the test PostgreSQL. The `up` that needs the cluster is
   tests/e2e/test_yaml_consumer.py.
 """
 
@@ -165,12 +165,14 @@ def test_preview_plans_the_tree_down_to_the_gate(
     assert {
         hosted.RESOURCE_TYPE,
         "postgres-apps:apps:PostgresApps",
+        "kubernetes:core/v1:Namespace",
         "postgresql:index/role:Role",
         "postgresql:index/database:Database",
+        "postgresql:index/grant:Grant",
         "kubernetes:core/v1:Secret",
         "pulumi-python:dynamic/verification:ConnectivityCheck",
     } <= planned, planned
-    # The admin pre-flight's inventory ran inside the provider, against the test PostgreSQL.
+    # The unmanaged report's query ran inside the provider, against the test PostgreSQL.
     messages = [d.get("message", "") for d in plan.get("diagnostics", [])]
     assert any(NONE_MESSAGE in m for m in messages), messages
     role = next(
