@@ -380,25 +380,37 @@ start_kubelet() {
   ca="$(ca_file)"
   write_kubelet_config "$ca"
   # The values the kubelet checks with protectKernelDefaults (it would otherwise write them itself).
-  sysctl -q -w vm.overcommit_memory=1 vm.panic_on_oom=0 kernel.panic=10 kernel.panic_on_oops=1 \
-    kernel.keys.root_maxkeys=1000000 kernel.keys.root_maxbytes=25000000 >/dev/null
-  local log_from
-  log_from=$(($(wc -l <"$LOGS/kubelet.log" 2>/dev/null || echo 0) + 1))
-  KUBELET_STARTED_AT="$(date -u +%FT%TZ)"
-  start_bg kubelet "$K8S_BIN/kubelet" \
-    --config "$STATE/kubelet/config.yaml" \
-    --kubeconfig "$KUBECONFIG_KUBELET" \
-    --root-dir "$STATE/kubelet/root" \
-    --cert-dir "$STATE/kubelet/pki" \
-    --hostname-override "$NODE_NAME" \
-    --node-ip "$NODE_IP" \
-    --v 1
-  # The kernel tunables are checked when the container manager starts, after the runtime answered (later
-  # than /healthz): wait for the eviction manager, which starts right after it, before restoring them.
-  if ! wait_for "kubelet container manager" 90 kubelet_started "$log_from" || [[ -n "$KUBELET_FAILED" ]]; then
+  # Seen on these VMs (2026-12-02, 2 of 3 cold starts): the container manager still read
+  # kernel.panic=1 right after they were written, and the kubelet gave up ("invalid kernel flag").
+  # It only checks once, at start: set them again and start it again, at most 3 times.
+  local attempt log_from
+  for attempt in 1 2 3; do
+    sysctl -q -w vm.overcommit_memory=1 vm.panic_on_oom=0 kernel.panic=10 kernel.panic_on_oops=1 \
+      kernel.keys.root_maxkeys=1000000 kernel.keys.root_maxbytes=25000000 >/dev/null
+    log_from=$(($(wc -l <"$LOGS/kubelet.log" 2>/dev/null || echo 0) + 1))
+    KUBELET_STARTED_AT="$(date -u +%FT%TZ)"
+    KUBELET_FAILED=""
+    start_bg kubelet "$K8S_BIN/kubelet" \
+      --config "$STATE/kubelet/config.yaml" \
+      --kubeconfig "$KUBECONFIG_KUBELET" \
+      --root-dir "$STATE/kubelet/root" \
+      --cert-dir "$STATE/kubelet/pki" \
+      --hostname-override "$NODE_NAME" \
+      --node-ip "$NODE_IP" \
+      --v 1
+    # The kernel tunables are checked when the container manager starts, after the runtime
+    # answered (later than /healthz): wait for the eviction manager, which starts right after it.
+    if wait_for "kubelet container manager" 90 kubelet_started "$log_from" && [[ -z "$KUBELET_FAILED" ]]; then
+      break
+    fi
+    if ((attempt < 3)) && tail -n "+$log_from" "$LOGS/kubelet.log" | grep -q 'invalid kernel flag'; then
+      log "kubelet refused the kernel flags (attempt $attempt: $(sysctl -n kernel.panic) for kernel.panic); again"
+      stop_proc kubelet 20 || true
+      continue
+    fi
     restore_sysctls kernel.panic kernel.panic_on_oops
     fail_with_log kubelet "kubelet did not start its container manager"
-  fi
+  done
   # An oops must not reboot the VM: the kubelet only checks these at start.
   restore_sysctls kernel.panic kernel.panic_on_oops
   wait_for "kubelet healthz" 60 kubelet_healthy || fail_with_log kubelet "kubelet did not become healthy"
