@@ -29,7 +29,7 @@ run_lint() {
 run_go_tests() {
   step "go test: the project's own plugins (localenv/toolchain, see docs/toolchain.md)"
   local mod
-  for mod in pulumi-language-python pulumi-resource-postgresql pulumi-resource-random; do
+  for mod in pulumi-language-python pulumi-language-yaml pulumi-resource-postgresql pulumi-resource-random; do
     go -C "localenv/toolchain/$mod" test ./... || die "go test localenv/toolchain/$mod"
   done
 }
