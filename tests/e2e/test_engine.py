@@ -240,6 +240,9 @@ def test_with_rerun_always_the_preview_still_lists_only_the_added_app(
 
     deployed.write_config(always(APPS))
     try:
+        # Switching `rerun` to `always` is a change of every check's input: the first `up`
+        # records it (and re-runs the checks). From then on the state holds `always`.
+        deployed.up()
         ops = changed_urns(deployed)  # same apps: the preview shows nothing to change
         ops.pop("urn:pulumi:e2e::postgres-apps::pulumi:providers:pulumi-python::default", None)
         assert {u: op for u, op in ops.items() if op != "read"} == {}
