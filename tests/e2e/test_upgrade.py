@@ -87,8 +87,8 @@ def old_release(dest: Path) -> Path:
     return dest
 
 
-def stack_in(work: Path, state: Path, create: bool) -> auto.Stack:
-    opts = auto.LocalWorkspaceOptions(work_dir=str(work), env_vars=engine_env(state))
+def stack_in(work: Path, env: dict[str, str], create: bool) -> auto.Stack:
+    opts = auto.LocalWorkspaceOptions(work_dir=str(work), env_vars=env)
     if create:
         return auto.create_stack(STACK, work_dir=str(work), opts=opts)
     return auto.select_stack(STACK, work_dir=str(work), opts=opts)
@@ -132,18 +132,18 @@ class Steps:
 @pytest.fixture(scope="module")
 def upgraded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     tmp = tmp_path_factory.mktemp("upgrade")
-    state = tmp / "state"
+    env = engine_env(tmp / "state")  # one backend and passphrase for both releases
     remove_namespace(NAMESPACE)
     drop_leftovers([a["name"] for a in APPS])
     old_work = project(old_release(tmp / "old-src"), tmp / "old", None)
-    old = stack_in(old_work, state, create=True)
+    old = stack_in(old_work, env, create=True)
     new: auto.Stack | None = None
     try:
         (old_work / f"Pulumi.{STACK}.yaml").write_text(yaml.safe_dump({"config": config()}))
         old.up(on_output=print, color="never")
         before = identities()
         new_work = project(REPO, tmp / "new", old_work / f"Pulumi.{STACK}.yaml")
-        new = stack_in(new_work, state, create=False)
+        new = stack_in(new_work, env, create=False)
         preview = Steps()
         new.preview(on_output=print, color="never", diff=True, on_event=preview)
         # before the `up` re-pickles them: the checks' state still names the 0.1.x class path
