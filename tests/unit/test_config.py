@@ -12,14 +12,11 @@ import yaml
 from postgres_apps.config import (
     PLAINTEXT_SECRET,
     TRUSTED_EXTENSIONS,
-    AppSpec,
     ConfigError,
-    PostgresSettings,
-    StackSettings,
-    VerificationSettings,
     load_settings,
     parse_settings,
 )
+from postgres_apps.settings import AppSpec, PostgresSettings, StackSettings, VerificationSettings
 from tests.unit.conftest import REPO, ProgramMocks, RecordingMonitor, run_program, run_under_mocks
 
 
