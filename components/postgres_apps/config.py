@@ -446,10 +446,6 @@ def _context(info: ValidationInfo) -> dict[str, Any]:
 
 
 def _host(value: str) -> str:
-    if value == "":
-        raise _refuse("must not be empty")
-    if len(value.encode()) > 253:
-        raise _refuse(f"{_show(value)} is longer than 253 bytes")
     valid = _valid_host(value)
     if valid is None:
         raise _refuse(f"{_show(value)} is not a host name or IP address")
@@ -521,31 +517,24 @@ def _not_template0(name: str) -> str:
     return name
 
 
-def _not_app_database(name: str, info: ValidationInfo) -> str:
-    """`hardenDatabases` and `allowedDatabases` name databases outside the managed apps: an app's
-    own database is already closed to PUBLIC and must stay closed to the other apps."""
-    owner = _context(info)["app_objects"]
-    if name in owner:
-        raise _refuse(
-            f"{_show(name)} is the database of {_key('apps')}[{owner[name]}]; an app's database "
-            "is closed to every other app and cannot be listed here"
-        )
-    return name
-
-
-def _unmanaged(noun: str) -> Any:
-    """An app's own role or database is managed, so never reported (nor ignored)."""
+def _not_an_apps(noun: str, why: str) -> Any:
+    """Refuse the name of an app's own role or database in a list of the server's other objects."""
 
     def check(name: str, info: ValidationInfo) -> str:
         owner = _context(info)["app_objects"]
         if name in owner:
-            raise _refuse(
-                f"{_show(name)} is the {noun} of {_key('apps')}[{owner[name]}]; the stack "
-                "manages it, so it is never reported as unmanaged"
-            )
+            raise _refuse(f"{_show(name)} is the {noun} of {_key('apps')}[{owner[name]}]; {why}")
         return name
 
     return AfterValidator(check)
+
+
+_NOT_AN_APPS_DATABASE = _not_an_apps(
+    "database", "an app's database is closed to every other app and cannot be listed here"
+)
+"""`hardenDatabases` and `allowedDatabases` name databases outside the managed apps: an app's
+own database is already closed to PUBLIC and must stay closed to the other apps."""
+_MANAGED = "the stack manages it, so it is never reported as unmanaged"
 
 
 def _not_current_app(name: str, info: ValidationInfo) -> str:
@@ -570,16 +559,14 @@ Namespace = Annotated[
     _text(_DNS_LABEL, "a DNS-1123 label (a namespace name)", 63),
     AfterValidator(_namespace_allowed),
 ]
-Host = Annotated[str, AfterValidator(_host)]
+Host = Annotated[str, _text(None, "", 253), AfterValidator(_host)]
 Port = Annotated[int, _between(1, 65535, "a TCP port")]
 Database = Annotated[str, _text(_DATABASE, "a database name", MAX_IDENTIFIER_BYTES)]
 Extension = Annotated[str, _text(_EXTENSION, "an extension name", MAX_IDENTIFIER_BYTES)]
 ServerName = Annotated[str, _text(_ROLE, "a role name", MAX_IDENTIFIER_BYTES)]
 """A name as it is on the server: any name without control characters (libpq cannot carry NUL;
 a newline would split the pgpass-style and log lines it appears in)."""
-Databases = Annotated[
-    list[Annotated[Database, AfterValidator(_not_app_database)]], _distinct("database")
-]
+Databases = Annotated[list[Annotated[Database, _NOT_AN_APPS_DATABASE]], _distinct("database")]
 
 
 # --------------------------------------------------------------------------------------------
@@ -620,9 +607,7 @@ class _Postgres(_Model):
     )
     allow_insecure_admin: bool = False
     harden_databases: Annotated[
-        list[
-            Annotated[Database, AfterValidator(_not_template0), AfterValidator(_not_app_database)]
-        ],
+        list[Annotated[Database, AfterValidator(_not_template0), _NOT_AN_APPS_DATABASE]],
         _distinct("database"),
     ] = Field(default_factory=lambda: list(DEFAULT_HARDEN_DATABASES))
     connection_budget_warn_percent: Annotated[
@@ -702,13 +687,15 @@ class _Verification(_Model):
 class _Unmanaged(_Model):
     """Names as they are on the server (a hand-made object may be quoted, mixed case)."""
 
-    ignore_roles: Annotated[list[Annotated[ServerName, _unmanaged("role")]], _distinct("role")] = (
-        Field(default_factory=list)
-    )
+    ignore_roles: Annotated[
+        list[Annotated[ServerName, _not_an_apps("role", _MANAGED)]], _distinct("role")
+    ] = Field(default_factory=list)
     ignore_databases: Annotated[
         list[
             Annotated[
-                str, _text(_ROLE, "a database name", MAX_IDENTIFIER_BYTES), _unmanaged("database")
+                str,
+                _text(_ROLE, "a database name", MAX_IDENTIFIER_BYTES),
+                _not_an_apps("database", _MANAGED),
             ]
         ],
         _distinct("database"),
