@@ -216,6 +216,11 @@ BAD_CASES: list[tuple[str, dict[str, Any], str]] = [
         'postgres-apps:aps: unknown key (did you mean "apps"?)',
     ),
     (
+        "snake_case key (the settings' attribute name, not the config key)",
+        {"apps_namespace": "apps"},
+        'postgres-apps:apps_namespace: unknown key (did you mean "appsNamespace"?)',
+    ),
+    (
         "unknown app key",
         {"apps": [{"name": "x1", "connectionLimt": 5}]},
         'postgres-apps:apps[0].connectionLimt: unknown key (did you mean "connectionLimit"?)',
