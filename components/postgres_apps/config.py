@@ -121,8 +121,6 @@ from postgres_apps.settings import (
     VerificationSettings,
 )
 
-__all__ = ["ConfigError", "load_settings", "parse_settings", "raw_config"]
-
 SECRET_KEYS = ("adminPassword",)
 MAX_IDENTIFIER_BYTES = 63
 """PostgreSQL NAMEDATALEN - 1: longer role/database names are silently truncated by the server."""
@@ -769,7 +767,9 @@ def _model_at(loc: tuple[str | int, ...]) -> type[_Model]:
 
 def _validation_context(raw: Mapping[str, object]) -> dict[str, Any]:
     """What checks on one key need from others, read from the raw config (a value that is itself
-    invalid is reported at its own key)."""
+    invalid is reported at its own key). `next_index`, `first_by_*`, `duplicates` and
+    `has_namespace` are the state of the walk through `apps` (`_App._one_app`; pydantic
+    validates list items in order); a fresh context for each `parse_settings` call."""
     postgres = raw.get("postgres")
     admin_ns = postgres.get("adminSecretNamespace") if isinstance(postgres, Mapping) else None
     allowed = raw.get("allowedExtensions")
