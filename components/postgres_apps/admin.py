@@ -23,7 +23,6 @@ import pulumi
 import pulumi_kubernetes as k8s
 import pulumi_postgresql as postgresql
 
-from postgres_apps.config import CONFIG_NAMESPACE, PostgresSettings
 from postgres_apps.inventory import (
     NONE_MESSAGE,
     Scope,
@@ -41,6 +40,7 @@ from postgres_apps.preflight import (
     preview_budget_line,
     run_preflight,
 )
+from postgres_apps.settings import CONFIG_NAMESPACE, PostgresSettings
 
 CONNECT_TIMEOUT_SECONDS = 15
 EXPECTED_VERSION = "15"

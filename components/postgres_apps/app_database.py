@@ -16,10 +16,10 @@ import pulumi_kubernetes as k8s
 import pulumi_postgresql as postgresql
 import pulumi_random as random
 
-from postgres_apps.config import AppSpec, DeletionPolicy, PostgresSettings, Profile
 from postgres_apps.credentials import secret_data
 from postgres_apps.namespace import MANAGED_BY, PART_OF
 from postgres_apps.scram import role_verifier
+from postgres_apps.settings import AppSpec, DeletionPolicy, PostgresSettings, Profile
 
 PASSWORD_LENGTH = 40
 """Alphanumeric only (URL-, pgpass- and shell-safe): 40 characters ≈ 238 bits."""

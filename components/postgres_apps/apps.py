@@ -20,12 +20,13 @@ import pulumi_postgresql as postgresql
 
 from postgres_apps.admin import admin_access, admin_password
 from postgres_apps.app_database import AppDatabase, AppDatabaseArgs
-from postgres_apps.config import StackSettings, parse_settings
+from postgres_apps.config import parse_settings
 from postgres_apps.inventory import scope_of
 from postgres_apps.namespace import AppsNamespace, AppsNamespaceArgs
 from postgres_apps.preflight import budget_output, connection_budget
 from postgres_apps.retention import guarded_managed_apps
 from postgres_apps.server_hardening import ServerHardening, ServerHardeningArgs
+from postgres_apps.settings import StackSettings
 from postgres_apps.verification import ConnectivityCheck, ConnectivityCheckArgs, ConnectivityPeer
 
 WAS_AT_STACK_ROOT = [pulumi.Alias(parent=pulumi.ROOT_STACK_RESOURCE)]

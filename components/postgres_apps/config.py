@@ -1,7 +1,8 @@
-"""Stack config → plain, validated objects.
+"""Stack config → the settings of `postgres_apps.settings`, validated by pydantic models.
 
-The contract every component agrees on. Parsing (`parse_settings`) reports every problem at once,
-before any resource is registered.
+Parsing (`parse_settings`) reports every problem at once, each at its config key, before any
+resource is registered; every message comes from this module (`_MESSAGES` for pydantic's own
+error types, `_refuse` for the checks written here).
 
 Stack config (namespace `postgres-apps:`, camelCase keys):
 
@@ -87,33 +88,46 @@ import ipaddress
 import json
 import math
 import re
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Literal, TypeVar, cast
+from collections.abc import Callable, Mapping
+from typing import Annotated, Any, Literal, cast
 
 import pulumi
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    PlainValidator,
+    ValidationError,
+    ValidationInfo,
+    model_validator,
+)
+from pydantic.alias_generators import to_camel
+from pydantic_core import ErrorDetails, PydanticCustomError
 
-DeletionPolicy = Literal["protect", "retain", "drop"]
-VerificationMode = Literal["pod", "direct"]
-RerunPolicy = Literal["always", "on-change"]
-Profile = Literal["n8n", "paperless"]
+from postgres_apps.settings import (
+    CONFIG_NAMESPACE,
+    DEFAULT_CONNECTION_BUDGET_WARN_PERCENT,
+    DEFAULT_HARDEN_DATABASES,
+    SECRET_SUFFIX,
+    AppSpec,
+    DeletionPolicy,
+    PostgresSettings,
+    Profile,
+    RerunPolicy,
+    StackSettings,
+    UnmanagedSettings,
+    VerificationMode,
+    VerificationSettings,
+)
 
-CONFIG_NAMESPACE = "postgres-apps"
-SECRET_SUFFIX = "-db-credentials"  # noqa: S105 - a name suffix, not a password
+SECRET_KEYS = ("adminPassword",)
 MAX_IDENTIFIER_BYTES = 63
 """PostgreSQL NAMEDATALEN - 1: longer role/database names are silently truncated by the server."""
 MAX_K8S_NAME = 63
 MAX_APP_NAME = MAX_K8S_NAME - len(SECRET_SUFFIX)
 """48: the Secret `<name>-db-credentials` must be a valid DNS-1123 label (≤ 63)."""
 
-PROFILES: tuple[Profile, ...] = ("n8n", "paperless")
-DELETION_POLICIES: tuple[DeletionPolicy, ...] = ("protect", "retain", "drop")
-VERIFICATION_MODES: tuple[VerificationMode, ...] = ("pod", "direct")
-RERUN_POLICIES: tuple[RerunPolicy, ...] = ("always", "on-change")
-LIBPQ_SSLMODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
-ADMIN_SSLMODES = ("disable", "require", "verify-ca", "verify-full")
-"""The postgresql provider (lib/pq) knows no `allow`/`prefer`."""
-PULL_POLICIES = ("Always", "IfNotPresent", "Never")
 RESERVED_NAMES = frozenset(
     {
         "postgres",
@@ -128,8 +142,6 @@ RESERVED_NAMES = frozenset(
     }
 )
 MAX_CONNECTION_LIMIT = 10_000
-DEFAULT_CONNECTION_BUDGET_WARN_PERCENT = 80
-
 SYSTEM_NAMESPACE_PREFIX = "kube-"
 """Kubernetes' own namespaces (kube-system, kube-public, kube-node-lease, ...): never an app's."""
 DEFAULT_NAMESPACE = "default"
@@ -183,9 +195,6 @@ UNTRUSTED_EXTENSIONS: Mapping[str, str] = {
     "adminpack": "its functions read and write files on the database server",
 }
 """Why some well-known extensions are not trusted (for the message; the list above decides)."""
-DEFAULT_HARDEN_DATABASES = ("postgres", "template1")
-"""The databases PostgreSQL creates with CONNECT and TEMPORARY for PUBLIC (`template0` refuses
-connections: `datallowconn = false`)."""
 LOCALHOST_NAMES = frozenset({"localhost", "localhost."})
 PLAINTEXT_SECRET = "<set without --secret>"  # noqa: S105 - a marker, never a password
 """What `raw_config` hands `parse_settings` for a secret key set in plain text (never the value)."""
@@ -208,326 +217,6 @@ _DATABASE = re.compile(r"[a-z_][a-z0-9_]*")
 _ROLE = re.compile(r"[^\x00-\x1f\x7f]+")
 """The admin user: any name without control characters (libpq cannot carry NUL; a newline would
 split the pgpass-style and log lines it appears in)."""
-
-
-@dataclass(frozen=True)
-class PostgresSettings:
-    """Where PostgreSQL is as the apps see it, and how this program reaches it as admin."""
-
-    host: str = "postgres-postgresql.data.svc.cluster.local"
-    port: int = 5432
-    sslmode: str = "prefer"
-    """libpq sslmode the apps use (written into `uri`, `jdbc-uri`, `DATABASE_URL`)."""
-    admin_host: str = "127.0.0.1"
-    """Admin endpoint reachable from where Pulumi runs (port-forward, VPN, in-cluster name)."""
-    admin_port: int = 5432
-    admin_user: str = "postgres"
-    admin_secret_namespace: str = "data"  # noqa: S105 - where the Secret is, not a password
-    admin_secret_name: str = "postgres-postgresql"  # noqa: S105
-    admin_secret_key: str = "postgres-password"  # noqa: S105
-    admin_sslmode: str = "disable"
-    """sslmode of the admin connection (the provider accepts disable/require/verify-ca/verify-full;
-    `disable` suits a loopback port-forward, which kubectl already tunnels over TLS)."""
-    allow_insecure_admin: bool = False
-    """Accept `admin_sslmode: disable` with a non-loopback `admin_host` (the admin password then
-    crosses the network in clear; for a path protected otherwise, e.g. a VPN)."""
-    harden_databases: tuple[str, ...] = DEFAULT_HARDEN_DATABASES
-    """Databases whose CONNECT and TEMPORARY the stack revokes from PUBLIC (so an app role can
-    reach no database but its own); `()` leaves the server's defaults alone."""
-    connection_budget_warn_percent: int = DEFAULT_CONNECTION_BUDGET_WARN_PERCENT
-    """`pulumi up` warns when the apps' connection limits use more than this share of the
-    server's non-superuser connections (refused above 100 %: `postgres_apps/preflight.py`)."""
-
-
-@dataclass(frozen=True)
-class AppSpec:
-    """One application: everything else about it is derived from its name."""
-
-    name: str
-    namespace: str
-    profile: Profile | None = None
-    connection_limit: int = 20
-    extensions: tuple[str, ...] = ()
-    deletion: DeletionPolicy = "protect"
-    password_version: int = 0
-    """Bump to rotate the generated password (role, Secret and verification follow in one `up`)."""
-    allow_replace: bool = False
-    """Let a change that replaces role/database go ahead (drop first, then create). Without it a
-    replacement is refused: by `protect`, or (unprotected) by the existing name on create."""
-
-    @property
-    def role_name(self) -> str:
-        return self.name.replace("-", "_")
-
-    @property
-    def database_name(self) -> str:
-        return self.name.replace("-", "_")
-
-    @property
-    def secret_name(self) -> str:
-        return f"{self.name}{SECRET_SUFFIX}"
-
-
-@dataclass(frozen=True)
-class VerificationSettings:
-    """The post-deploy gate."""
-
-    enabled: bool = True
-    mode: VerificationMode = "pod"
-    image: str = "docker.io/library/postgres:17-alpine"
-    image_pull_policy: str = "IfNotPresent"
-    timeout_seconds: int = 120
-    latency_budget_ms: float = 100.0
-    rerun: RerunPolicy = "always"
-    allowed_databases: tuple[str, ...] = ()
-    """Databases the app roles may connect to on purpose: the isolation check does not report
-    them (`postgres-apps:verification.allowedDatabases`)."""
-
-
-@dataclass(frozen=True)
-class UnmanagedSettings:
-    """What the unmanaged report (`postgres_apps/inventory.py`) leaves out on purpose."""
-
-    ignore_roles: tuple[str, ...] = ()
-    """Roles made outside this stack on purpose (`postgres-apps:unmanaged.ignoreRoles`)."""
-    ignore_databases: tuple[str, ...] = ()
-    """Databases made outside this stack on purpose (`postgres-apps:unmanaged.ignoreDatabases`)."""
-
-
-@dataclass(frozen=True)
-class StackSettings:
-    """Everything the program needs from stack config (secrets are read separately, as Outputs)."""
-
-    postgres: PostgresSettings = field(default_factory=PostgresSettings)
-    apps_namespace: str = "apps"
-    apps: tuple[AppSpec, ...] = ()
-    verification: VerificationSettings = field(default_factory=VerificationSettings)
-    kube_context: str | None = None
-    retired: tuple[str, ...] = ()
-    """Apps the operator says were retired outside this program (`postgres-apps:retired`): their
-    removal from `apps` is not refused by the removal check. The engine's `protect` still holds."""
-    allowed_extensions: tuple[str, ...] = ()
-    """Extensions beyond `TRUSTED_EXTENSIONS` the operator allows apps to ask for."""
-    namespace_per_app: bool = False
-    """Apps without an explicit `namespace` get their own, named like the app (already applied to
-    each `AppSpec.namespace`)."""
-    unmanaged: UnmanagedSettings = field(default_factory=UnmanagedSettings)
-
-    @property
-    def namespaces(self) -> tuple[str, ...]:
-        """Every namespace the program manages: the apps namespace first, then the apps' own."""
-        seen = [self.apps_namespace]
-        for app in self.apps:
-            if app.namespace not in seen:
-                seen.append(app.namespace)
-        return tuple(seen)
-
-
-class ConfigError(pulumi.RunError):
-    """Invalid stack config. `problems` holds one line per problem, each naming its config key."""
-
-    def __init__(self, problems: Sequence[str]) -> None:
-        self.problems = list(problems)
-        count = len(self.problems)
-        header = f"invalid stack config ({count} problem{'s' if count != 1 else ''}):"
-        super().__init__("\n  - ".join([header, *self.problems]))
-
-
-# --------------------------------------------------------------------------------------------
-# parsing
-
-
-T = TypeVar("T")
-
-TOP_LEVEL_KEYS = (
-    "postgres",
-    "appsNamespace",
-    "apps",
-    "verification",
-    "retired",
-    "allowedExtensions",
-    "namespacePerApp",
-    "unmanaged",
-)
-SECRET_KEYS = ("adminPassword",)
-POSTGRES_KEYS = {
-    "host": "host",
-    "port": "port",
-    "sslmode": "sslmode",
-    "adminHost": "admin_host",
-    "adminPort": "admin_port",
-    "adminUser": "admin_user",
-    "adminSslmode": "admin_sslmode",
-    "adminSecretNamespace": "admin_secret_namespace",
-    "adminSecretName": "admin_secret_name",
-    "adminSecretKey": "admin_secret_key",
-    "allowInsecureAdmin": "allow_insecure_admin",
-    "hardenDatabases": "harden_databases",
-    "connectionBudgetWarnPercent": "connection_budget_warn_percent",
-}
-APP_KEYS = (
-    "name",
-    "namespace",
-    "profile",
-    "connectionLimit",
-    "extensions",
-    "deletion",
-    "passwordVersion",
-    "allowReplace",
-)
-UNMANAGED_KEYS = {"ignoreRoles": "ignore_roles", "ignoreDatabases": "ignore_databases"}
-VERIFICATION_KEYS = {
-    "enabled": "enabled",
-    "mode": "mode",
-    "image": "image",
-    "imagePullPolicy": "image_pull_policy",
-    "timeoutSeconds": "timeout_seconds",
-    "latencyBudgetMs": "latency_budget_ms",
-    "rerun": "rerun",
-    "allowedDatabases": "allowed_databases",
-}
-
-
-def _key(path: str) -> str:
-    return f"{CONFIG_NAMESPACE}:{path}"
-
-
-def _show(value: object) -> str:
-    """A value as the operator wrote it (JSON-ish), short."""
-    try:
-        text = json.dumps(value)
-    except (TypeError, ValueError):
-        text = repr(value)
-    return text if len(text) <= 80 else text[:77] + "..."
-
-
-def _type_name(value: object) -> str:  # noqa: PLR0911 - one line per YAML type
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, int | float):
-        return "a number"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, Mapping):
-        return "a mapping"
-    if isinstance(value, list | tuple):
-        return "a list"
-    return type(value).__name__
-
-
-class _Problems:
-    """Collects problems; each check returns the parsed value or None."""
-
-    def __init__(self) -> None:
-        self.items: list[str] = []
-
-    def add(self, path: str, message: str) -> None:
-        self.items.append(f"{_key(path)}: {message}")
-
-    def unknown_keys(self, path: str, mapping: Mapping[str, object], known: Sequence[str]) -> None:
-        for k in mapping:
-            if k not in known:
-                hint = difflib.get_close_matches(str(k), list(known), n=1)
-                suggestion = f' (did you mean "{hint[0]}"?)' if hint else ""
-                where = f"{path}.{k}" if path else str(k)
-                self.add(where, f"unknown key{suggestion}; known keys: {', '.join(sorted(known))}")
-
-    def string(
-        self,
-        path: str,
-        value: object,
-        *,
-        pattern: re.Pattern[str] | None = None,
-        what: str = "",
-        max_len: int | None = None,
-    ) -> str | None:
-        if not isinstance(value, str):
-            self.add(path, f"must be a string, got {_type_name(value)} {_show(value)}")
-            return None
-        if value == "":
-            self.add(path, "must not be empty")
-            return None
-        if pattern is not None and not pattern.fullmatch(value):
-            self.add(path, f"{_show(value)} is not {what}")
-            return None
-        if max_len is not None and len(value.encode()) > max_len:
-            self.add(path, f"{_show(value)} is longer than {max_len} bytes")
-            return None
-        return value
-
-    def integer(self, path: str, value: object, low: int, high: int, what: str) -> int | None:
-        if isinstance(value, bool) or not isinstance(value, int):
-            self.add(path, f"must be an integer, got {_type_name(value)} {_show(value)}")
-            return None
-        if not low <= value <= high:
-            self.add(path, f"{value} is not {what} ({low}..{high})")
-            return None
-        return value
-
-    def number(self, path: str, value: object, low: float, high: float, what: str) -> float | None:
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            self.add(path, f"must be a number, got {_type_name(value)} {_show(value)}")
-            return None
-        number = float(value)
-        if math.isnan(number) or not low < number <= high:
-            self.add(path, f"{_show(value)} is not {what} (> {low:g} and ≤ {high:g})")
-            return None
-        return number
-
-    def boolean(self, path: str, value: object) -> bool | None:
-        if not isinstance(value, bool):
-            self.add(path, f"must be true or false, got {_type_name(value)} {_show(value)}")
-            return None
-        return value
-
-    def choice(self, path: str, value: object, choices: Sequence[T]) -> T | None:
-        for c in choices:
-            if value == c and isinstance(value, str):
-                return c
-        allowed = ", ".join(f'"{c}"' for c in choices)
-        self.add(path, f"{_show(value)} is not one of {allowed}")
-        return None
-
-    def mapping(self, path: str, value: object) -> Mapping[str, object] | None:
-        if not isinstance(value, Mapping):
-            self.add(path, f"must be a mapping, got {_type_name(value)} {_show(value)}")
-            return None
-        return cast("Mapping[str, object]", value)
-
-    def names(
-        self,
-        path: str,
-        value: object,
-        *,
-        pattern: re.Pattern[str],
-        noun: str,
-        what: str,
-        check: Callable[[str, str], bool] | None = None,
-    ) -> tuple[str, ...] | None:
-        """A list of distinct names, each matching `pattern` (and `check(path, name)` if given,
-        which reports its own problem); None if anything in it is wrong."""
-        if not isinstance(value, list):
-            self.add(path, f"must be a list of {noun} names, got {_type_name(value)}")
-            return None
-        result: list[str] = []
-        ok = True
-        for i, item in enumerate(value):
-            where = f"{path}[{i}]"
-            name = self.string(
-                where, item, pattern=pattern, what=what, max_len=MAX_IDENTIFIER_BYTES
-            )
-            if name is None:
-                ok = False
-            elif name in result:
-                self.add(where, f"duplicate {noun} {_show(name)}")
-                ok = False
-            elif check is not None and not check(where, name):
-                ok = False
-            else:
-                result.append(name)
-        return tuple(result) if ok else None
 
 
 def _valid_host(host: str) -> str | None:
@@ -578,379 +267,528 @@ def refused_namespace(namespace: str, admin_secret_namespace: str) -> str | None
     return None
 
 
-def _check_namespace(
-    problems: _Problems, path: str, namespace: str, admin_secret_namespace: str, why: str = ""
-) -> bool:
-    reason = refused_namespace(namespace, admin_secret_namespace)
-    if reason is not None:
-        problems.add(path, f"{why}{reason}; app Secrets must not be placed there")
-    return reason is None
+class ConfigError(pulumi.RunError):
+    """Invalid stack config. `problems` holds one line per problem, each naming its config key."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = list(problems)
+        count = len(self.problems)
+        header = f"invalid stack config ({count} problem{'s' if count != 1 else ''}):"
+        super().__init__("\n  - ".join([header, *self.problems]))
 
 
-def _fields(
-    problems: _Problems,
-    path: str,
-    mapping: Mapping[str, object],
-    known: Mapping[str, str],
-    checks: Mapping[str, Callable[[str, object], object | None]],
-) -> dict[str, object]:
-    """Check each known key present in `mapping`; return dataclass kwargs for the valid ones."""
-    problems.unknown_keys(path, mapping, list(known))
-    kwargs: dict[str, object] = {}
-    for yaml_key, attr in known.items():
-        if yaml_key in mapping:
-            parsed = checks[yaml_key](f"{path}.{yaml_key}", mapping[yaml_key])
-            if parsed is not None:
-                kwargs[attr] = parsed
-    return kwargs
+# --------------------------------------------------------------------------------------------
+# messages: one source for every text a problem can carry
 
 
-def _parse_postgres(problems: _Problems, value: object) -> PostgresSettings:
-    mapping = problems.mapping("postgres", value)
-    if mapping is None:
-        return PostgresSettings()
-    p = problems
-
-    def host(path: str, v: object) -> str | None:
-        text = p.string(path, v, max_len=253)
-        if text is None:
-            return None
-        valid = _valid_host(text)
-        if valid is None:
-            p.add(path, f"{_show(text)} is not a host name or IP address")
-        return valid
-
-    def port(path: str, v: object) -> int | None:
-        return p.integer(path, v, 1, 65535, "a TCP port")
-
-    def user(path: str, v: object) -> str | None:
-        return p.string(path, v, pattern=_ROLE, what="a role name", max_len=MAX_IDENTIFIER_BYTES)
-
-    def label(path: str, v: object) -> str | None:
-        return p.string(path, v, pattern=_DNS_LABEL, what="a DNS-1123 label", max_len=63)
-
-    def subdomain(path: str, v: object) -> str | None:
-        return p.string(
-            path, v, pattern=_DNS_SUBDOMAIN, what="a Kubernetes object name", max_len=253
-        )
-
-    def secret_key(path: str, v: object) -> str | None:
-        return p.string(path, v, pattern=_SECRET_KEY, what="a Secret key", max_len=253)
-
-    harden = _harden_check(p)
-
-    checks: dict[str, Callable[[str, object], object | None]] = {
-        "host": host,
-        "port": port,
-        "sslmode": lambda path, v: p.choice(path, v, LIBPQ_SSLMODES),
-        "adminHost": host,
-        "adminPort": port,
-        "adminUser": user,
-        "adminSslmode": lambda path, v: p.choice(path, v, ADMIN_SSLMODES),
-        "adminSecretNamespace": label,
-        "adminSecretName": subdomain,
-        "adminSecretKey": secret_key,
-        "allowInsecureAdmin": p.boolean,
-        "hardenDatabases": lambda path, v: p.names(
-            path, v, pattern=_DATABASE, noun="database", what="a database name", check=harden
-        ),
-        "connectionBudgetWarnPercent": lambda path, v: p.integer(
-            path, v, 1, 100, "a percentage of the server's connections"
-        ),
-    }
-    kwargs = _fields(problems, "postgres", mapping, POSTGRES_KEYS, checks)
-    settings = PostgresSettings(**kwargs)  # type: ignore[arg-type]
-    unreadable_opt_in = "allowInsecureAdmin" in mapping and "allow_insecure_admin" not in kwargs
-    if (
-        settings.admin_sslmode == "disable"
-        and not settings.allow_insecure_admin
-        and not unreadable_opt_in
-        and not is_loopback_host(settings.admin_host)
-    ):
-        problems.add(
-            "postgres.adminSslmode",
-            f'"disable" with {_key("postgres.adminHost")} {_show(settings.admin_host)}, which is '
-            "not a loopback address: the admin password would cross the network in clear; use "
-            '"require", "verify-ca" or "verify-full", or set '
-            f"{_key('postgres.allowInsecureAdmin')}: true if that path is protected otherwise "
-            "(a VPN, a tunnel)",
-        )
-    return settings
+def _key(path: str) -> str:
+    return f"{CONFIG_NAMESPACE}:{path}"
 
 
-def _harden_check(problems: _Problems) -> Callable[[str, str], bool]:
-    def check(path: str, name: str) -> bool:
-        if name == "template0":
-            problems.add(
-                path,
-                '"template0" accepts no connections (datallowconn = false): there is nothing to '
-                "revoke",
+def _show(value: object) -> str:
+    """A value as the operator wrote it (JSON-ish), short."""
+    try:
+        text = json.dumps(value)
+    except (TypeError, ValueError):
+        text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _type_name(value: object) -> str:  # noqa: PLR0911 - one line per YAML type
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, Mapping):
+        return "a mapping"
+    if isinstance(value, list | tuple):
+        return "a list"
+    return type(value).__name__
+
+
+def _got(value: object) -> str:
+    return f"got {_type_name(value)} {_show(value)}"
+
+
+LIST_NOUNS = {
+    "allowedExtensions": "extension",
+    "extensions": "extension",
+    "hardenDatabases": "database",
+    "allowedDatabases": "database",
+    "ignoreDatabases": "database",
+    "ignoreRoles": "role",
+    "retired": "app",
+}
+"""What a list holds, for "must be a list of <noun> names" (keyed by the list's config key)."""
+
+
+def _list_message(e: ErrorDetails) -> str:
+    field = str(e["loc"][-1])
+    if field == "apps":
+        return f"must be a list of apps, {_got(e['input'])}"
+    return f"must be a list of {LIST_NOUNS[field]} names, got {_type_name(e['input'])}"
+
+
+def _choices(e: ErrorDetails) -> str:
+    expected = re.findall(r"'([^']*)'", str(e.get("ctx", {}).get("expected", "")))
+    return f"{_show(e['input'])} is not one of " + ", ".join(f'"{c}"' for c in expected)
+
+
+_MESSAGES: dict[str, Callable[[ErrorDetails], str]] = {
+    "missing": lambda e: "is required",
+    "string_type": lambda e: f"must be a string, {_got(e['input'])}",
+    "int_type": lambda e: f"must be an integer, {_got(e['input'])}",
+    "float_type": lambda e: f"must be a number, {_got(e['input'])}",
+    "bool_type": lambda e: f"must be true or false, {_got(e['input'])}",
+    "model_type": lambda e: f"must be a mapping, {_got(e['input'])}",
+    "dict_type": lambda e: f"must be a mapping, {_got(e['input'])}",
+    "list_type": _list_message,
+    "literal_error": _choices,
+}
+"""Pydantic's error types → today's texts (anything else keeps pydantic's own message)."""
+
+
+def _unknown_key(loc: tuple[str | int, ...]) -> str:
+    known = sorted(f.alias or name for name, f in _model_at(loc[:-1]).model_fields.items())
+    hint = difflib.get_close_matches(str(loc[-1]), known, n=1)
+    suggestion = f' (did you mean "{hint[0]}"?)' if hint else ""
+    return f"unknown key{suggestion}; known keys: {', '.join(known)}"
+
+
+def _path(loc: tuple[str | int, ...]) -> str:
+    return "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in loc).lstrip(".")
+
+
+def _refuse(*problems: str, at: str = "") -> PydanticCustomError:
+    """One or more problems found by a check written here; `at` extends the error's key path
+    (e.g. `.name` from a check on the whole app)."""
+    return PydanticCustomError("config", "{problems}", {"problems": list(problems), "at": at})
+
+
+def _problems(error: ValidationError) -> list[str]:
+    """Every problem as `postgres-apps:<key path>: <message>`, unknown keys first in their
+    mapping (as the operator reads it: the typo, then the values)."""
+    out: list[tuple[tuple[str | int, ...], str]] = []
+    for e in error.errors():
+        loc = tuple(e["loc"])
+        if e["type"] == "config":
+            ctx = e.get("ctx", {})
+            out += [(loc, f"{_key(_path(loc) + ctx['at'])}: {p}") for p in ctx["problems"]]
+            continue
+        if e["type"] == "extra_forbidden":
+            at = next((i for i, (o, _) in enumerate(out) if o[: len(loc) - 1] == loc[:-1]), None)
+            out.insert(
+                len(out) if at is None else at, (loc, f"{_key(_path(loc))}: {_unknown_key(loc)}")
             )
-            return False
-        return True
-
-    return check
-
-
-def _parse_verification(problems: _Problems, value: object) -> VerificationSettings:
-    mapping = problems.mapping("verification", value)
-    if mapping is None:
-        return VerificationSettings()
-    p = problems
-    checks: dict[str, Callable[[str, object], object | None]] = {
-        "enabled": p.boolean,
-        "mode": lambda path, v: p.choice(path, v, VERIFICATION_MODES),
-        "image": lambda path, v: p.string(
-            path, v, pattern=_IMAGE, what="an image reference", max_len=512
-        ),
-        "imagePullPolicy": lambda path, v: p.choice(path, v, PULL_POLICIES),
-        "timeoutSeconds": lambda path, v: p.integer(path, v, 5, 3600, "a timeout in seconds"),
-        "latencyBudgetMs": lambda path, v: p.number(
-            path, v, 0.0, 60_000.0, "a latency budget in milliseconds"
-        ),
-        "rerun": lambda path, v: p.choice(path, v, RERUN_POLICIES),
-        "allowedDatabases": lambda path, v: p.names(
-            path, v, pattern=_DATABASE, noun="database", what="a database name"
-        ),
-    }
-    kwargs = _fields(problems, "verification", mapping, VERIFICATION_KEYS, checks)
-    return VerificationSettings(**kwargs)  # type: ignore[arg-type]
+            continue
+        message = _MESSAGES[e["type"]](e) if e["type"] in _MESSAGES else e["msg"]
+        out.append((loc, f"{_key(_path(loc))}: {message}"))
+    return [text for _, text in out]
 
 
-def _parse_unmanaged(
-    problems: _Problems, value: object, apps: Sequence[AppSpec]
-) -> UnmanagedSettings:
-    """Names as they are on the server (any name without control characters: a hand-made
-    object may be quoted, mixed case); an app's own role or database is refused (it is managed)."""
-    mapping = problems.mapping("unmanaged", value)
-    if mapping is None:
-        return UnmanagedSettings()
-    p = problems
-    roles = {app.role_name: i for i, app in enumerate(apps)}
-    databases = {app.database_name: i for i, app in enumerate(apps)}
-
-    def not_an_app(owner: Mapping[str, int], noun: str) -> Callable[[str, str], bool]:
-        def check(path: str, name: str) -> bool:
-            if name in owner:
-                p.add(
-                    path,
-                    f"{_show(name)} is the {noun} of {_key('apps')}[{owner[name]}]; the stack "
-                    "manages it, so it is never reported as unmanaged",
-                )
-                return False
-            return True
-
-        return check
-
-    checks: dict[str, Callable[[str, object], object | None]] = {
-        "ignoreRoles": lambda path, v: p.names(
-            path, v, pattern=_ROLE, noun="role", what="a role name", check=not_an_app(roles, "role")
-        ),
-        "ignoreDatabases": lambda path, v: p.names(
-            path,
-            v,
-            pattern=_ROLE,
-            noun="database",
-            what="a database name",
-            check=not_an_app(databases, "database"),
-        ),
-    }
-    kwargs = _fields(problems, "unmanaged", mapping, UNMANAGED_KEYS, checks)
-    return UnmanagedSettings(**kwargs)  # type: ignore[arg-type]
+# --------------------------------------------------------------------------------------------
+# checks pydantic does not know: each returns the value or raises `_refuse(...)`
 
 
-def _parse_app_name(problems: _Problems, path: str, value: object) -> str | None:
-    name = problems.string(path, value)
-    if name is None:
-        return None
-    ok = True
+def _text(pattern: re.Pattern[str] | None, what: str, max_len: int | None = None) -> Any:
+    """A non-empty string matching `pattern` as a whole (`fullmatch`: `re.match` with `$` would
+    accept "app\\n", which then ends up in role names, Secret names and pgpass lines)."""
+
+    def check(value: str) -> str:
+        if value == "":
+            raise _refuse("must not be empty")
+        if pattern is not None and not pattern.fullmatch(value):
+            raise _refuse(f"{_show(value)} is not {what}")
+        if max_len is not None and len(value.encode()) > max_len:
+            raise _refuse(f"{_show(value)} is longer than {max_len} bytes")
+        return value
+
+    return AfterValidator(check)
+
+
+def _between(low: int, high: int, what: str) -> Any:
+    def check(value: int) -> int:
+        if not low <= value <= high:
+            raise _refuse(f"{value} is not {what} ({low}..{high})")
+        return value
+
+    return AfterValidator(check)
+
+
+def _above(low: float, high: float, what: str) -> Any:
+    def check(value: float) -> float:
+        if math.isnan(value) or not low < value <= high:
+            shown = int(value) if value.is_integer() else value  # as written: pydantic gives float
+            raise _refuse(f"{_show(shown)} is not {what} (> {low:g} and ≤ {high:g})")
+        return float(value)
+
+    return AfterValidator(check)
+
+
+def _distinct(noun: str) -> Any:
+    def check(values: list[str]) -> list[str]:
+        for i, name in enumerate(values):
+            if name in values[:i]:
+                raise _refuse(f"duplicate {noun} {_show(name)}", at=f"[{i}]")
+        return values
+
+    return AfterValidator(check)
+
+
+def _context(info: ValidationInfo) -> dict[str, Any]:
+    return cast("dict[str, Any]", info.context)
+
+
+def _host(value: str) -> str:
+    valid = _valid_host(value)
+    if valid is None:
+        raise _refuse(f"{_show(value)} is not a host name or IP address")
+    return valid
+
+
+def _namespace_allowed(value: str, info: ValidationInfo) -> str:
+    reason = refused_namespace(value, _context(info)["admin_secret_namespace"])
+    if reason is not None:
+        raise _refuse(f"{reason}; app Secrets must not be placed there")
+    return value
+
+
+def _app_name(name: str, info: ValidationInfo) -> str:
+    ctx = _context(info)
+    problems: list[str] = list(ctx["duplicates"])
     if not _APP_NAME.fullmatch(name):
-        problems.add(
-            path,
+        problems.append(
             f"{_show(name)} is not a DNS-1123 label starting with a letter "
-            "(lowercase letters, digits and '-'; ending with a letter or digit)",
+            "(lowercase letters, digits and '-'; ending with a letter or digit)"
         )
-        ok = False
     if len(name.encode()) > MAX_APP_NAME:
-        problems.add(
-            path,
+        problems.append(
             f"{_show(name)} is {len(name.encode())} characters long; at most {MAX_APP_NAME} "
             f"so that the Secret name `<name>{SECRET_SUFFIX}` fits in {MAX_K8S_NAME} "
-            f"(role and database names fit in {MAX_IDENTIFIER_BYTES} bytes)",
+            f"(role and database names fit in {MAX_IDENTIFIER_BYTES} bytes)"
         )
-        ok = False
     derived = name.replace("-", "_")
     if name in RESERVED_NAMES or derived in RESERVED_NAMES:
-        problems.add(path, f"{_show(name)} is a reserved PostgreSQL name")
-        ok = False
+        problems.append(f"{_show(name)} is a reserved PostgreSQL name")
     elif derived.startswith("pg_"):
-        problems.add(
-            path,
+        problems.append(
             f"{_show(name)} gives the role/database name {_show(derived)}; "
-            "names starting with pg_ are reserved by PostgreSQL",
+            "names starting with pg_ are reserved by PostgreSQL"
         )
-        ok = False
-    return name if ok else None
-
-
-@dataclass(frozen=True)
-class _AppContext:
-    """What checking one app needs from the rest of the config."""
-
-    apps_namespace: str
-    admin_secret_namespace: str
-    allowed_extensions: tuple[str, ...] = ()
-    namespace_per_app: bool = False
-
-
-def _extension_check(problems: _Problems, allowed: Sequence[str]) -> Callable[[str, str], bool]:
-    """Only trusted extensions, or those the operator listed in `allowedExtensions`."""
-
-    def check(path: str, ext: str) -> bool:
-        if ext in TRUSTED_EXTENSIONS or ext in allowed:
-            return True
-        if ext in UNTRUSTED_EXTENSIONS:
-            why = f"not a trusted extension: {UNTRUSTED_EXTENSIONS[ext]}"
-        else:
-            hint = difflib.get_close_matches(ext, sorted(TRUSTED_EXTENSIONS), n=1)
-            why = "not an extension PostgreSQL marks trusted" + (
-                f' (did you mean "{hint[0]}"?)' if hint else ""
+    if not problems and ctx["namespace_per_app"] and not ctx["has_namespace"]:
+        reason = refused_namespace(name, ctx["admin_secret_namespace"])
+        if reason is not None:
+            problems.append(
+                f"with {_key('namespacePerApp')} the app gets the namespace {_show(name)}, which "
+                f"is refused: {reason}; app Secrets must not be placed there"
             )
-        problems.add(
-            path,
-            f"{_show(ext)} is {why}; to allow it anyway, add it to {_key('allowedExtensions')}",
-        )
-        return False
-
-    return check
+    if problems:
+        raise _refuse(*problems)
+    return name
 
 
-def _parse_extensions(
-    problems: _Problems, path: str, value: object, allowed: Sequence[str] = ()
-) -> tuple[str, ...] | None:
-    return problems.names(
-        path,
-        value,
-        pattern=_EXTENSION,
-        noun="extension",
-        what="an extension name",
-        check=_extension_check(problems, allowed),
-    )
-
-
-def _app_namespace(
-    problems: _Problems,
-    path: str,
-    mapping: Mapping[str, object],
-    name: str | None,
-    context: _AppContext,
-) -> str | None:
-    """The app's own namespace: explicit, or derived from its name with `namespacePerApp`; None
-    for the apps namespace (or when it is refused, which is reported)."""
-    if "namespace" in mapping:
-        namespace = problems.string(
-            f"{path}.namespace",
-            mapping["namespace"],
-            pattern=_DNS_LABEL,
-            what="a DNS-1123 label (a namespace name)",
-            max_len=63,
-        )
-        if namespace is not None and _check_namespace(
-            problems, f"{path}.namespace", namespace, context.admin_secret_namespace
-        ):
-            return namespace
-        return None
-    if context.namespace_per_app and name is not None:
-        why = (
-            f"with {_key('namespacePerApp')} the app gets the namespace {_show(name)}, which is "
-            "refused: "
-        )
-        if _check_namespace(problems, f"{path}.name", name, context.admin_secret_namespace, why):
-            return name
-    return None
-
-
-def _parse_app(
-    problems: _Problems, index: int, value: object, context: _AppContext
-) -> AppSpec | None:
-    path = f"apps[{index}]"
-    if isinstance(value, str):
-        value = {"name": value}
-    mapping = problems.mapping(path, value)
-    if mapping is None:
-        return None
-    problems.unknown_keys(path, mapping, APP_KEYS)
-    before = len(problems.items)
-    if "name" not in mapping:
-        problems.add(f"{path}.name", "is required")
-        name = None
+def _trusted_extension(ext: str, info: ValidationInfo) -> str:
+    """Only trusted extensions, or those the operator listed in `allowedExtensions`."""
+    if ext in TRUSTED_EXTENSIONS or ext in _context(info)["allowed_extensions"]:
+        return ext
+    if ext in UNTRUSTED_EXTENSIONS:
+        why = f"not a trusted extension: {UNTRUSTED_EXTENSIONS[ext]}"
     else:
-        name = _parse_app_name(problems, f"{path}.name", mapping["name"])
-    kwargs: dict[str, object] = {}
-    namespace = _app_namespace(problems, path, mapping, name, context)
-    if "profile" in mapping and mapping["profile"] is not None:
-        kwargs["profile"] = problems.choice(f"{path}.profile", mapping["profile"], PROFILES)
-    if "connectionLimit" in mapping:
-        kwargs["connection_limit"] = problems.integer(
-            f"{path}.connectionLimit",
-            mapping["connectionLimit"],
-            1,
-            MAX_CONNECTION_LIMIT,
-            "a connection limit",
+        hint = difflib.get_close_matches(ext, sorted(TRUSTED_EXTENSIONS), n=1)
+        why = "not an extension PostgreSQL marks trusted" + (
+            f' (did you mean "{hint[0]}"?)' if hint else ""
         )
-    if "extensions" in mapping:
-        kwargs["extensions"] = _parse_extensions(
-            problems, f"{path}.extensions", mapping["extensions"], context.allowed_extensions
-        )
-    if "deletion" in mapping:
-        kwargs["deletion"] = problems.choice(
-            f"{path}.deletion", mapping["deletion"], DELETION_POLICIES
-        )
-    if "passwordVersion" in mapping:
-        kwargs["password_version"] = problems.integer(
-            f"{path}.passwordVersion", mapping["passwordVersion"], 0, 1_000_000, "a version"
-        )
-    if "allowReplace" in mapping:
-        kwargs["allow_replace"] = problems.boolean(f"{path}.allowReplace", mapping["allowReplace"])
-    if name is None or len(problems.items) > before:
-        return None
-    return AppSpec(
-        name=name,
-        namespace=namespace or context.apps_namespace,
-        **kwargs,  # type: ignore[arg-type]
+    raise _refuse(
+        f"{_show(ext)} is {why}; to allow it anyway, add it to {_key('allowedExtensions')}"
     )
 
 
-def _parse_apps(problems: _Problems, value: object, context: _AppContext) -> tuple[AppSpec, ...]:
-    if not isinstance(value, list):
-        problems.add("apps", f"must be a list of apps, got {_type_name(value)} {_show(value)}")
-        return ()
-    apps: list[AppSpec] = []
-    first_by_name: dict[str, int] = {}
-    first_by_derived: dict[str, int] = {}
-    for index, item in enumerate(value):
-        raw_name = item if isinstance(item, str) else None
-        if isinstance(item, Mapping):
-            raw_name = item.get("name") if isinstance(item.get("name"), str) else None
-        if isinstance(raw_name, str):
-            derived = raw_name.replace("-", "_")
-            if raw_name in first_by_name:
-                problems.add(
-                    f"apps[{index}].name",
-                    f"duplicate app {_show(raw_name)} (also apps[{first_by_name[raw_name]}])",
+def _not_template0(name: str) -> str:
+    if name == "template0":
+        raise _refuse(
+            '"template0" accepts no connections (datallowconn = false): there is nothing to revoke'
+        )
+    return name
+
+
+def _not_an_apps(noun: str, why: str) -> Any:
+    """Refuse the name of an app's own role or database in a list of the server's other objects."""
+
+    def check(name: str, info: ValidationInfo) -> str:
+        owner = _context(info)["app_objects"]
+        if name in owner:
+            raise _refuse(f"{_show(name)} is the {noun} of {_key('apps')}[{owner[name]}]; {why}")
+        return name
+
+    return AfterValidator(check)
+
+
+_NOT_AN_APPS_DATABASE = _not_an_apps(
+    "database", "an app's database is closed to every other app and cannot be listed here"
+)
+"""`hardenDatabases` and `allowedDatabases` name databases outside the managed apps: an app's
+own database is already closed to PUBLIC and must stay closed to the other apps."""
+_MANAGED = "the stack manages it, so it is never reported as unmanaged"
+
+
+def _not_current_app(name: str, info: ValidationInfo) -> str:
+    if name in _context(info)["app_names"]:
+        raise _refuse(f"{_show(name)} is still in postgres-apps:apps")
+    return name
+
+
+def _secret(value: object) -> object:
+    """A secret set without `--secret` sits in plain text in `Pulumi.<stack>.yaml` (and in the
+    program's config): refuse it, naming the fix, never the value."""
+    if isinstance(value, Mapping) and set(value) == {"secure"}:
+        return None
+    raise _refuse(
+        "is set in plain text (without --secret), so it is stored unencrypted in the stack "
+        f"config; set it as a secret: `pulumi config set --secret {_key('adminPassword')} <value>`"
+    )
+
+
+Namespace = Annotated[
+    str,
+    _text(_DNS_LABEL, "a DNS-1123 label (a namespace name)", 63),
+    AfterValidator(_namespace_allowed),
+]
+Host = Annotated[str, _text(None, "", 253), AfterValidator(_host)]
+Port = Annotated[int, _between(1, 65535, "a TCP port")]
+Database = Annotated[str, _text(_DATABASE, "a database name", MAX_IDENTIFIER_BYTES)]
+Extension = Annotated[str, _text(_EXTENSION, "an extension name", MAX_IDENTIFIER_BYTES)]
+ServerName = Annotated[str, _text(_ROLE, "a role name", MAX_IDENTIFIER_BYTES)]
+"""A name as it is on the server: any name without control characters (libpq cannot carry NUL;
+a newline would split the pgpass-style and log lines it appears in)."""
+Databases = Annotated[list[Annotated[Database, _NOT_AN_APPS_DATABASE]], _distinct("database")]
+
+
+# --------------------------------------------------------------------------------------------
+# the config as the operator writes it (camelCase keys); `.settings()` gives the contract
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(
+        strict=True,
+        extra="forbid",
+        frozen=True,
+        alias_generator=to_camel,
+        hide_input_in_errors=True,
+    )
+
+    def fields(self) -> dict[str, Any]:
+        """Field values as the settings take them (lists become tuples)."""
+        return {k: tuple(v) if isinstance(v, list) else v for k, v in self}
+
+
+class _Postgres(_Model):
+    host: Host = PostgresSettings.host
+    port: Port = PostgresSettings.port
+    sslmode: Literal["disable", "allow", "prefer", "require", "verify-ca", "verify-full"] = "prefer"
+    admin_host: Host = PostgresSettings.admin_host
+    admin_port: Port = PostgresSettings.admin_port
+    admin_user: ServerName = PostgresSettings.admin_user
+    admin_sslmode: Literal["disable", "require", "verify-ca", "verify-full"] = "disable"
+    """The postgresql provider (lib/pq) knows no `allow`/`prefer`."""
+    admin_secret_namespace: Annotated[str, _text(_DNS_LABEL, "a DNS-1123 label", 63)] = (
+        PostgresSettings.admin_secret_namespace
+    )
+    admin_secret_name: Annotated[str, _text(_DNS_SUBDOMAIN, "a Kubernetes object name", 253)] = (
+        PostgresSettings.admin_secret_name
+    )
+    admin_secret_key: Annotated[str, _text(_SECRET_KEY, "a Secret key", 253)] = (
+        PostgresSettings.admin_secret_key
+    )
+    allow_insecure_admin: bool = False
+    harden_databases: Annotated[
+        list[Annotated[Database, AfterValidator(_not_template0), _NOT_AN_APPS_DATABASE]],
+        _distinct("database"),
+    ] = Field(default_factory=lambda: list(DEFAULT_HARDEN_DATABASES))
+    connection_budget_warn_percent: Annotated[
+        int, _between(1, 100, "a percentage of the server's connections")
+    ] = DEFAULT_CONNECTION_BUDGET_WARN_PERCENT
+
+    @model_validator(mode="after")
+    def _admin_in_clear(self) -> _Postgres:
+        if (
+            self.admin_sslmode == "disable"
+            and not self.allow_insecure_admin
+            and not is_loopback_host(self.admin_host)
+        ):
+            raise _refuse(
+                f'"disable" with {_key("postgres.adminHost")} {_show(self.admin_host)}, which is '
+                "not a loopback address: the admin password would cross the network in clear; "
+                'use "require", "verify-ca" or "verify-full", or set '
+                f"{_key('postgres.allowInsecureAdmin')}: true if that path is protected otherwise "
+                "(a VPN, a tunnel)",
+                at=".adminSslmode",
+            )
+        return self
+
+
+class _App(_Model):
+    name: Annotated[str, _text(None, ""), AfterValidator(_app_name)]
+    namespace: Namespace | None = None
+    profile: Profile | None = None
+    connection_limit: Annotated[int, _between(1, MAX_CONNECTION_LIMIT, "a connection limit")] = 20
+    extensions: Annotated[
+        list[Annotated[Extension, AfterValidator(_trusted_extension)]], _distinct("extension")
+    ] = Field(default_factory=list)
+    deletion: DeletionPolicy = "protect"
+    password_version: Annotated[int, _between(0, 1_000_000, "a version")] = 0
+    allow_replace: bool = False
+
+    @model_validator(mode="before")
+    @classmethod
+    def _one_app(cls, value: object, info: ValidationInfo) -> object:
+        """`- app-test` is `- name: app-test`; duplicates are found here, in list order, on the
+        names as written (so a duplicate is reported even when its first is invalid)."""
+        ctx = _context(info)
+        index = ctx["next_index"]
+        ctx["next_index"] += 1
+        value = {"name": value} if isinstance(value, str) else value
+        ctx["has_namespace"] = isinstance(value, Mapping) and "namespace" in value
+        ctx["duplicates"] = []
+        name = value.get("name") if isinstance(value, Mapping) else None
+        if isinstance(name, str):
+            derived = name.replace("-", "_")
+            first, by_derived = ctx["first_by_name"], ctx["first_by_derived"]
+            if name in first:
+                ctx["duplicates"].append(f"duplicate app {_show(name)} (also apps[{first[name]}])")
+            elif derived in by_derived:
+                ctx["duplicates"].append(
+                    f"{_show(name)} collides with apps[{by_derived[derived]}]: both give the "
+                    f"role/database name {_show(derived)} ('-' becomes '_')"
                 )
-            elif derived in first_by_derived:
-                problems.add(
-                    f"apps[{index}].name",
-                    f"{_show(raw_name)} collides with apps[{first_by_derived[derived]}]: both "
-                    f"give the role/database name {_show(derived)} ('-' becomes '_')",
+            first.setdefault(name, index)
+            by_derived.setdefault(derived, index)
+        return value
+
+
+class _Verification(_Model):
+    enabled: bool = True
+    mode: VerificationMode = "pod"
+    image: Annotated[str, _text(_IMAGE, "an image reference", 512)] = VerificationSettings.image
+    image_pull_policy: Literal["Always", "IfNotPresent", "Never"] = "IfNotPresent"
+    timeout_seconds: Annotated[int, _between(5, 3600, "a timeout in seconds")] = 120
+    latency_budget_ms: Annotated[
+        float, _above(0.0, 60_000.0, "a latency budget in milliseconds")
+    ] = VerificationSettings.latency_budget_ms
+    rerun: RerunPolicy = "always"
+    allowed_databases: Databases = Field(default_factory=list)
+
+
+class _Unmanaged(_Model):
+    """Names as they are on the server (a hand-made object may be quoted, mixed case)."""
+
+    ignore_roles: Annotated[
+        list[Annotated[ServerName, _not_an_apps("role", _MANAGED)]], _distinct("role")
+    ] = Field(default_factory=list)
+    ignore_databases: Annotated[
+        list[
+            Annotated[
+                str,
+                _text(_ROLE, "a database name", MAX_IDENTIFIER_BYTES),
+                _not_an_apps("database", _MANAGED),
+            ]
+        ],
+        _distinct("database"),
+    ] = Field(default_factory=list)
+
+
+class _Stack(_Model):
+    admin_password: Annotated[object, PlainValidator(_secret)] = None
+    """Read as a secret Output by postgres_apps.admin; here only refused in plain text."""
+    postgres: _Postgres = Field(default_factory=_Postgres)
+    apps_namespace: Namespace = "apps"
+    allowed_extensions: Annotated[list[Extension], _distinct("extension")] = Field(
+        default_factory=list
+    )
+    namespace_per_app: bool = False
+    apps: list[_App] = Field(default_factory=list)
+    verification: _Verification = Field(default_factory=_Verification)
+    retired: list[
+        Annotated[str, _text(_APP_NAME, "an app name"), AfterValidator(_not_current_app)]
+    ] = Field(default_factory=list)
+    unmanaged: _Unmanaged = Field(default_factory=_Unmanaged)
+
+    @model_validator(mode="after")
+    def _default_apps_namespace(self) -> _Stack:
+        if "apps_namespace" not in self.model_fields_set:
+            reason = refused_namespace(self.apps_namespace, self.postgres.admin_secret_namespace)
+            if reason is not None:
+                raise _refuse(
+                    f"not set, so it is the default; {reason}; app Secrets must not be placed "
+                    "there",
+                    at="appsNamespace",
                 )
-            first_by_name.setdefault(raw_name, index)
-            first_by_derived.setdefault(derived, index)
-        app = _parse_app(problems, index, item, context)
-        if app is not None:
-            apps.append(app)
-    return tuple(apps)
+        return self
+
+    def settings(self, kube_context: str | None) -> StackSettings:
+        fields = self.fields()
+        return StackSettings(
+            postgres=PostgresSettings(**self.postgres.fields()),
+            apps_namespace=self.apps_namespace,
+            apps=tuple(
+                AppSpec(
+                    **{
+                        **app.fields(),
+                        "namespace": app.namespace
+                        or (app.name if self.namespace_per_app else self.apps_namespace),
+                    }
+                )
+                for app in self.apps
+            ),
+            verification=VerificationSettings(**self.verification.fields()),
+            kube_context=kube_context or None,
+            retired=fields["retired"],
+            allowed_extensions=fields["allowed_extensions"],
+            namespace_per_app=self.namespace_per_app,
+            unmanaged=UnmanagedSettings(**self.unmanaged.fields()),
+        )
+
+
+_MODELS: dict[tuple[str, ...], type[_Model]] = {
+    (): _Stack,
+    ("postgres",): _Postgres,
+    ("apps",): _App,
+    ("verification",): _Verification,
+    ("unmanaged",): _Unmanaged,
+}
+
+
+def _model_at(loc: tuple[str | int, ...]) -> type[_Model]:
+    return _MODELS[tuple(str(p) for p in loc if not isinstance(p, int))]
+
+
+def _validation_context(raw: Mapping[str, object]) -> dict[str, Any]:
+    """What checks on one key need from others, read from the raw config (a value that is itself
+    invalid is reported at its own key). `next_index`, `first_by_*`, `duplicates` and
+    `has_namespace` are the state of the walk through `apps` (`_App._one_app`; pydantic
+    validates list items in order); a fresh context for each `parse_settings` call."""
+    postgres = raw.get("postgres")
+    admin_ns = postgres.get("adminSecretNamespace") if isinstance(postgres, Mapping) else None
+    allowed = raw.get("allowedExtensions")
+    apps = raw.get("apps")
+    names: dict[str, int] = {}
+    for i, item in enumerate(apps if isinstance(apps, list) else []):
+        name = item.get("name") if isinstance(item, Mapping) else item
+        if isinstance(name, str) and _APP_NAME.fullmatch(name):
+            names.setdefault(name, i)
+    return {
+        "admin_secret_namespace": admin_ns if isinstance(admin_ns, str) else "data",
+        "allowed_extensions": allowed if isinstance(allowed, list) else [],
+        "namespace_per_app": raw.get("namespacePerApp") is True,
+        "app_names": names,
+        "app_objects": {name.replace("-", "_"): i for name, i in names.items()},
+        "next_index": 0,
+        "first_by_name": {},
+        "first_by_derived": {},
+    }
 
 
 def parse_settings(raw: Mapping[str, object], *, kube_context: str | None = None) -> StackSettings:
@@ -959,132 +797,11 @@ def parse_settings(raw: Mapping[str, object], *, kube_context: str | None = None
 
     A secret key (`adminPassword`) is accepted only as a secret: as YAML's `{secure: ...}` or left
     out (`raw_config` leaves out what Pulumi marks secret); a plain value is refused."""
-    problems = _Problems()
-    problems.unknown_keys("", raw, [*TOP_LEVEL_KEYS, *SECRET_KEYS])
-    _check_secret_keys(problems, raw)
-    postgres = (
-        _parse_postgres(problems, raw["postgres"]) if "postgres" in raw else PostgresSettings()
-    )
-    apps_namespace = "apps"
-    if "appsNamespace" in raw:
-        parsed_ns = problems.string(
-            "appsNamespace",
-            raw["appsNamespace"],
-            pattern=_DNS_LABEL,
-            what="a DNS-1123 label (a namespace name)",
-            max_len=63,
-        )
-        if parsed_ns is not None and _check_namespace(
-            problems, "appsNamespace", parsed_ns, postgres.admin_secret_namespace
-        ):
-            apps_namespace = parsed_ns
-    elif refused_namespace(apps_namespace, postgres.admin_secret_namespace) is not None:
-        _check_namespace(
-            problems,
-            "appsNamespace",
-            apps_namespace,
-            postgres.admin_secret_namespace,
-            "not set, so it is the default; ",
-        )
-    allowed_extensions: tuple[str, ...] = ()
-    if "allowedExtensions" in raw:
-        allowed_extensions = (
-            problems.names(
-                "allowedExtensions",
-                raw["allowedExtensions"],
-                pattern=_EXTENSION,
-                noun="extension",
-                what="an extension name",
-            )
-            or ()
-        )
-    namespace_per_app = False
-    if "namespacePerApp" in raw:
-        namespace_per_app = bool(problems.boolean("namespacePerApp", raw["namespacePerApp"]))
-    context = _AppContext(
-        apps_namespace=apps_namespace,
-        admin_secret_namespace=postgres.admin_secret_namespace,
-        allowed_extensions=allowed_extensions,
-        namespace_per_app=namespace_per_app,
-    )
-    apps = _parse_apps(problems, raw["apps"], context) if "apps" in raw else ()
-    verification = (
-        _parse_verification(problems, raw["verification"])
-        if "verification" in raw
-        else VerificationSettings()
-    )
-    _check_not_app_databases(problems, apps, "postgres.hardenDatabases", postgres.harden_databases)
-    _check_not_app_databases(
-        problems, apps, "verification.allowedDatabases", verification.allowed_databases
-    )
-    retired = _parse_retired(problems, raw["retired"], apps) if "retired" in raw else ()
-    unmanaged = (
-        _parse_unmanaged(problems, raw["unmanaged"], apps)
-        if "unmanaged" in raw
-        else UnmanagedSettings()
-    )
-    if problems.items:
-        raise ConfigError(problems.items)
-    return StackSettings(
-        postgres=postgres,
-        apps_namespace=apps_namespace,
-        apps=apps,
-        verification=verification,
-        kube_context=kube_context or None,
-        retired=retired,
-        allowed_extensions=allowed_extensions,
-        namespace_per_app=namespace_per_app,
-        unmanaged=unmanaged,
-    )
-
-
-def _check_secret_keys(problems: _Problems, raw: Mapping[str, object]) -> None:
-    """A secret set without `--secret` sits in plain text in `Pulumi.<stack>.yaml` (and in the
-    program's config): refuse it, naming the fix, never the value."""
-    for key in SECRET_KEYS:
-        if key not in raw:
-            continue
-        value = raw[key]
-        if isinstance(value, Mapping) and set(value) == {"secure"}:
-            continue
-        problems.add(
-            key,
-            "is set in plain text (without --secret), so it is stored unencrypted in the stack "
-            "config; set it as a secret: "
-            f"`pulumi config set --secret {_key(key)} <value>`",
-        )
-
-
-def _check_not_app_databases(
-    problems: _Problems, apps: Sequence[AppSpec], path: str, databases: Sequence[str]
-) -> None:
-    """`hardenDatabases` and `allowedDatabases` name databases outside the managed apps: an app's
-    own database is already closed to PUBLIC and must stay closed to the other apps."""
-    owner = {app.database_name: i for i, app in enumerate(apps)}
-    for i, database in enumerate(databases):
-        if database in owner:
-            problems.add(
-                f"{path}[{i}]",
-                f"{_show(database)} is the database of {_key('apps')}[{owner[database]}]; an "
-                "app's database is closed to every other app and cannot be listed here",
-            )
-
-
-def _parse_retired(problems: _Problems, value: object, apps: Sequence[AppSpec]) -> tuple[str, ...]:
-    if not isinstance(value, list):
-        problems.add("retired", f"must be a list of app names, got {_type_name(value)}")
-        return ()
-    current = {app.name for app in apps}
-    names: list[str] = []
-    for i, item in enumerate(value):
-        name = problems.string(f"retired[{i}]", item, pattern=_APP_NAME, what="an app name")
-        if name is None:
-            continue
-        if name in current:
-            problems.add(f"retired[{i}]", f"{_show(name)} is still in postgres-apps:apps")
-        else:
-            names.append(name)
-    return tuple(names)
+    try:
+        stack = _Stack.model_validate(dict(raw), context=_validation_context(raw))
+    except ValidationError as error:
+        raise ConfigError(_problems(error)) from None
+    return stack.settings(kube_context)
 
 
 def _decode(value: object) -> object:

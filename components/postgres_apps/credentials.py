@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from urllib.parse import quote, urlencode
 
-from postgres_apps.config import Profile
+from postgres_apps.settings import Profile
 
 BASE_KEYS = (
     "host",

@@ -28,8 +28,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final, Literal
 
-from postgres_apps.config import CONFIG_NAMESPACE, StackSettings, UnmanagedSettings
 from postgres_apps.preflight import AdminEndpoint, ServerFacts, admin_connection, redact_password
+from postgres_apps.settings import CONFIG_NAMESPACE, StackSettings, UnmanagedSettings
 from postgres_apps.verification.runbook import RUNBOOK
 
 if TYPE_CHECKING:

@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Final, Literal
 
 import pulumi
 
-from postgres_apps.config import CONFIG_NAMESPACE, StackSettings
+from postgres_apps.settings import CONFIG_NAMESPACE, StackSettings
 from postgres_apps.verification.runbook import RUNBOOK
 
 if TYPE_CHECKING:

@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 
 import pulumi
 
-from postgres_apps.config import AppSpec
+from postgres_apps.settings import AppSpec
 
 OUTPUT_NAME = "managedApps"
 RUNBOOK = "docs/runbooks/postgres-connectivity.md#retiring-an-app"

@@ -21,7 +21,7 @@ from typing import Final
 import pulumi
 import pulumi_postgresql as postgresql
 
-from postgres_apps.config import DEFAULT_HARDEN_DATABASES
+from postgres_apps.settings import DEFAULT_HARDEN_DATABASES
 
 HARDENED_PRIVILEGES: Final[tuple[str, ...]] = ("CONNECT", "TEMPORARY")
 """What PUBLIC loses on each hardened database. initdb leaves PUBLIC CONNECT and TEMPORARY on

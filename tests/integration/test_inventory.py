@@ -13,7 +13,6 @@ from dataclasses import dataclass, replace
 import pytest
 from psycopg import sql
 
-from postgres_apps.config import UnmanagedSettings
 from postgres_apps.inventory import (
     QUERY,
     Scope,
@@ -29,6 +28,7 @@ from postgres_apps.preflight import (
     admin_connection,
     run_preflight,
 )
+from postgres_apps.settings import UnmanagedSettings
 
 from .helpers import AppPair
 from .pg_server import PgServer, free_port

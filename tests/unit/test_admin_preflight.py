@@ -15,7 +15,7 @@ import pytest
 from pulumi.runtime import mocks
 
 from postgres_apps import admin, preflight
-from postgres_apps.config import PostgresSettings, parse_settings
+from postgres_apps.config import parse_settings
 from postgres_apps.inventory import NOT_CHECKED_PREFIX, Scope
 from postgres_apps.preflight import (
     BUDGET_RUNBOOK_SECTION,
@@ -33,6 +33,7 @@ from postgres_apps.preflight import (
     judge_budget,
     refusal_message,
 )
+from postgres_apps.settings import PostgresSettings
 from tests.unit.conftest import (
     ADMIN_PASSWORD,
     THREE_APPS,

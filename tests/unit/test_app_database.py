@@ -15,9 +15,9 @@ from postgres_apps.app_database import (
     retention_options,
     secret_labels,
 )
-from postgres_apps.config import AppSpec, DeletionPolicy, PostgresSettings
 from postgres_apps.credentials import BASE_KEYS, PROFILE_KEYS
 from postgres_apps.scram import role_verifier
+from postgres_apps.settings import AppSpec, DeletionPolicy, PostgresSettings
 from tests.unit.conftest import (
     AWKWARD_PASSWORD,
     ProgramMocks,

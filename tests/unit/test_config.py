@@ -12,14 +12,11 @@ import yaml
 from postgres_apps.config import (
     PLAINTEXT_SECRET,
     TRUSTED_EXTENSIONS,
-    AppSpec,
     ConfigError,
-    PostgresSettings,
-    StackSettings,
-    VerificationSettings,
     load_settings,
     parse_settings,
 )
+from postgres_apps.settings import AppSpec, PostgresSettings, StackSettings, VerificationSettings
 from tests.unit.conftest import REPO, ProgramMocks, RecordingMonitor, run_program, run_under_mocks
 
 
@@ -217,6 +214,11 @@ BAD_CASES: list[tuple[str, dict[str, Any], str]] = [
         "unknown top-level key",
         {"aps": []},
         'postgres-apps:aps: unknown key (did you mean "apps"?)',
+    ),
+    (
+        "snake_case key (the settings' attribute name, not the config key)",
+        {"apps_namespace": "apps"},
+        'postgres-apps:apps_namespace: unknown key (did you mean "appsNamespace"?)',
     ),
     (
         "unknown app key",

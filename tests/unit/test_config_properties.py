@@ -19,8 +19,9 @@ import psycopg
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from postgres_apps.config import TRUSTED_EXTENSIONS, ConfigError, StackSettings, parse_settings
+from postgres_apps.config import TRUSTED_EXTENSIONS, ConfigError, parse_settings
 from postgres_apps.credentials import secret_data
+from postgres_apps.settings import StackSettings
 
 PROPERTY_SETTINGS = settings(
     max_examples=250,

@@ -13,7 +13,7 @@ import pulumi
 import pytest
 
 from postgres_apps import admin, inventory
-from postgres_apps.config import ConfigError, UnmanagedSettings, parse_settings
+from postgres_apps.config import ConfigError, parse_settings
 from postgres_apps.inventory import (
     NONE_MESSAGE,
     NOT_CHECKED_PREFIX,
@@ -36,6 +36,7 @@ from postgres_apps.preflight import (
     connection_budget,
     preview_budget_line,
 )
+from postgres_apps.settings import UnmanagedSettings
 from tests.unit.conftest import (
     ADMIN_PASSWORD,
     THREE_APPS,

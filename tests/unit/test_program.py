@@ -10,7 +10,6 @@ from urllib.parse import parse_qs, unquote, urlsplit
 import pytest
 
 from postgres_apps.admin import AdminPasswordError
-from postgres_apps.config import AppSpec
 from postgres_apps.credentials import BASE_KEYS, PROFILE_KEYS
 from postgres_apps.retention import (
     RemovalRefused,
@@ -19,6 +18,7 @@ from postgres_apps.retention import (
     retire_message,
 )
 from postgres_apps.scram import role_verifier
+from postgres_apps.settings import AppSpec
 from tests.unit.conftest import (
     ADMIN_PASSWORD,
     AWKWARD_PASSWORD,

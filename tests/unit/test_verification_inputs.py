@@ -14,7 +14,7 @@ import pytest
 
 import postgres_apps.verification.pod as pod_module
 import postgres_apps.verification.provider as provider_module
-from postgres_apps.config import VerificationSettings
+from postgres_apps.settings import VerificationSettings
 from postgres_apps.verification import ConnectivityCheck, ConnectivityCheckArgs, ConnectivityPeer
 from postgres_apps.verification.inputs import (
     INPUTS,

@@ -24,7 +24,7 @@ from pulumi.dynamic.dynamic import serialize_provider
 
 import postgres_apps.verification.pod as pod_module
 import postgres_apps.verification.provider as provider_module
-from postgres_apps.config import VerificationSettings
+from postgres_apps.settings import VerificationSettings
 from postgres_apps.verification import ConnectivityCheck, ConnectivityCheckArgs, ConnectivityPeer
 from postgres_apps.verification.provider import (
     DELETE_UNREACHABLE_ENV,

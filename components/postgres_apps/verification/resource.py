@@ -13,7 +13,7 @@ from typing import Any
 import pulumi
 import pulumi.dynamic
 
-from postgres_apps.config import VerificationSettings
+from postgres_apps.settings import VerificationSettings
 from postgres_apps.verification.inputs import SECRET_OUTPUTS, props_of
 from postgres_apps.verification.provider import ConnectivityCheckProvider
 
