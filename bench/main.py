@@ -232,12 +232,18 @@ def adjacent_floor(server: Server, n: int) -> float:
         return floor.measure(conn, floor.app_names("floor", n)).create_s
 
 
+CONNECTION_LIMIT = int(os.environ.get("BENCH_CONNECTION_LIMIT", "1"))
+"""Every benchmark app's connectionLimit (`BENCH_CONNECTION_LIMIT`, default 1)."""
+
+
 def app_entries(kind: str, n: int) -> list[dict[str, Any]]:
     # connectionLimit 1: 50 apps at the default 20 would exceed the local server's budget
     # (max_connections 100 - 3 reserved), which the admin pre-flight refuses; more than 96 apps
     # need a server with a higher max_connections (docs/benchmarks.md)
     names = floor.app_names(kind, n)
-    return [{"name": name, "deletion": "drop", "connectionLimit": 1} for name in names]
+    return [
+        {"name": name, "deletion": "drop", "connectionLimit": CONNECTION_LIMIT} for name in names
+    ]
 
 
 def stack_config(
@@ -422,7 +428,7 @@ def _steady(stack: Any, n: int, result: dict[str, Any], budget: Budget, notes: l
     if not budget.allows(120, "add/remove one app", notes):
         return
     apps = app_entries(f"n{n}", n)
-    extra = {"name": f"bench-n{n}-extra", "deletion": "drop", "connectionLimit": 1}
+    extra = {"name": f"bench-n{n}-extra", "deletion": "drop", "connectionLimit": CONNECTION_LIMIT}
     stack.write_config(stack_config([*apps, extra], gate=False))
     add = stack.up(timeout=OP_TIMEOUT)
     steady["add_one"] = add.to_json()
@@ -449,7 +455,7 @@ def _add_one_with_gate(stack: Any, n: int, result: dict[str, Any], notes: list[s
         notes.append(f"no-op up with the gate, rerun always: {always.error()}")
     stack.write_config(stack_config(apps, gate=True, mode="direct"))
     stack.up(timeout=OP_TIMEOUT)  # back to on-change (the checks update: not measured)
-    extra = {"name": f"bench-n{n}-extra", "deletion": "drop", "connectionLimit": 1}
+    extra = {"name": f"bench-n{n}-extra", "deletion": "drop", "connectionLimit": CONNECTION_LIMIT}
     stack.write_config(stack_config([*apps, extra], gate=True, mode="direct"))
     add = stack.up(timeout=OP_TIMEOUT)
     steady["add_one_gate"] = add.to_json()
