@@ -28,6 +28,7 @@ import psycopg
 
 from bench import floor
 from bench.stats import markdown_report, replace_between_markers, summarize, targets
+from postgres_apps.config import GATE_SESSIONS
 
 REPO = Path(__file__).resolve().parents[1]
 DOCS = REPO / "docs" / "benchmarks.md"
@@ -232,18 +233,24 @@ def adjacent_floor(server: Server, n: int) -> float:
         return floor.measure(conn, floor.app_names("floor", n)).create_s
 
 
-CONNECTION_LIMIT = int(os.environ.get("BENCH_CONNECTION_LIMIT", "1"))
-"""Every benchmark app's connectionLimit (`BENCH_CONNECTION_LIMIT`, default 1)."""
+CONNECTION_LIMIT = os.environ.get("BENCH_CONNECTION_LIMIT")
+"""Overrides every benchmark app's connectionLimit (see `connection_limit`)."""
+
+
+def connection_limit(n: int) -> int:
+    """What the local server's 97 connections allow: `GATE_SESSIONS` (2, the least pod mode
+    accepts) up to 48 apps, else 1 (direct mode only; pod mode needs a bigger server)."""
+    if CONNECTION_LIMIT is not None:
+        return int(CONNECTION_LIMIT)
+    return GATE_SESSIONS if n * GATE_SESSIONS <= 96 else 1
 
 
 def app_entries(kind: str, n: int) -> list[dict[str, Any]]:
-    # connectionLimit 1: 50 apps at the default 20 would exceed the local server's budget
-    # (max_connections 100 - 3 reserved), which the admin pre-flight refuses; more than 96 apps
-    # need a server with a higher max_connections (docs/benchmarks.md)
+    # apps at the default 20 would exceed the local server's budget (max_connections 100 - 3
+    # reserved), which the admin pre-flight refuses; n + 1: the steady state adds one app
     names = floor.app_names(kind, n)
-    return [
-        {"name": name, "deletion": "drop", "connectionLimit": CONNECTION_LIMIT} for name in names
-    ]
+    limit = connection_limit(n + 1)
+    return [{"name": name, "deletion": "drop", "connectionLimit": limit} for name in names]
 
 
 def stack_config(
@@ -428,7 +435,11 @@ def _steady(stack: Any, n: int, result: dict[str, Any], budget: Budget, notes: l
     if not budget.allows(120, "add/remove one app", notes):
         return
     apps = app_entries(f"n{n}", n)
-    extra = {"name": f"bench-n{n}-extra", "deletion": "drop", "connectionLimit": CONNECTION_LIMIT}
+    extra = {
+        "name": f"bench-n{n}-extra",
+        "deletion": "drop",
+        "connectionLimit": connection_limit(n + 1),
+    }
     stack.write_config(stack_config([*apps, extra], gate=False))
     add = stack.up(timeout=OP_TIMEOUT)
     steady["add_one"] = add.to_json()
@@ -455,7 +466,11 @@ def _add_one_with_gate(stack: Any, n: int, result: dict[str, Any], notes: list[s
         notes.append(f"no-op up with the gate, rerun always: {always.error()}")
     stack.write_config(stack_config(apps, gate=True, mode="direct"))
     stack.up(timeout=OP_TIMEOUT)  # back to on-change (the checks update: not measured)
-    extra = {"name": f"bench-n{n}-extra", "deletion": "drop", "connectionLimit": CONNECTION_LIMIT}
+    extra = {
+        "name": f"bench-n{n}-extra",
+        "deletion": "drop",
+        "connectionLimit": connection_limit(n + 1),
+    }
     stack.write_config(stack_config([*apps, extra], gate=True, mode="direct"))
     add = stack.up(timeout=OP_TIMEOUT)
     steady["add_one_gate"] = add.to_json()

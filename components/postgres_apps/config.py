@@ -507,6 +507,23 @@ def _trusted_extension(ext: str, info: ValidationInfo) -> str:
     )
 
 
+GATE_SESSIONS = 2
+"""Sessions of an app's role the pod-mode gate holds at once: the probe times logins with psql's
+`\\connect`, which opens the new session before it closes the old one."""
+
+
+def _room_for_the_gate(limit: int, info: ValidationInfo) -> int:
+    """With the pod-mode gate on, the role's CONNECTION LIMIT must leave it room to log in."""
+    if limit < GATE_SESSIONS and _context(info)["pod_gate"]:
+        raise _refuse(
+            f"{limit} leaves the verification gate no room: in pod mode it logs in as the app "
+            f"with a second session while the first is still open; use at least "
+            f"{GATE_SESSIONS}, or {_key('verification.mode')}: direct, or "
+            f"{_key('verification.enabled')}: false"
+        )
+    return limit
+
+
 def _not_template0(name: str) -> str:
     if name == "template0":
         raise _refuse(
@@ -634,7 +651,11 @@ class _App(_Model):
     name: Annotated[str, _text(None, ""), AfterValidator(_app_name)]
     namespace: Namespace | None = None
     profile: Profile | None = None
-    connection_limit: Annotated[int, _between(1, MAX_CONNECTION_LIMIT, "a connection limit")] = 20
+    connection_limit: Annotated[
+        int,
+        _between(1, MAX_CONNECTION_LIMIT, "a connection limit"),
+        AfterValidator(_room_for_the_gate),
+    ] = 20
     extensions: Annotated[
         list[Annotated[Extension, AfterValidator(_trusted_extension)]], _distinct("extension")
     ] = Field(default_factory=list)
@@ -779,7 +800,10 @@ def _validation_context(raw: Mapping[str, object]) -> dict[str, Any]:
         name = item.get("name") if isinstance(item, Mapping) else item
         if isinstance(name, str) and _APP_NAME.fullmatch(name):
             names.setdefault(name, i)
+    verification = raw.get("verification")
     return {
+        "pod_gate": not isinstance(verification, Mapping)
+        or (verification.get("enabled") is not False and verification.get("mode", "pod") == "pod"),
         "admin_secret_namespace": admin_ns if isinstance(admin_ns, str) else "data",
         "allowed_extensions": allowed if isinstance(allowed, list) else [],
         "namespace_per_app": raw.get("namespacePerApp") is True,

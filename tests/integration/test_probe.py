@@ -285,3 +285,37 @@ def test_the_uri_connection_has_the_statement_timeout(
     assert out["ok"] is False
     assert out["sqlstate"] == "57014"  # query_canceled
     assert "statement timeout" in out["error"]
+
+
+def test_direct_gate_passes_a_role_limited_to_one_connection(pg: PgServer) -> None:
+    """Direct mode holds one session of the role at a time. (The wait for a closed session's
+    server process, `direct._connect`, is pinned by a unit test: the race it covers showed in
+    the benchmark under load, not reliably here.)"""
+    one = provision_app(pg, "limit-one", connection_limit=1)
+    other = provision_app(pg, "limit-one-peer")
+    try:
+        for _ in range(5):
+            verdict = run("direct", pg, one, peers_of([other]))
+            assert verdict.ok, verdict.to_json()["checks"]
+    finally:
+        drop_app(pg, one)
+        drop_app(pg, other)
+
+
+@pytest.mark.parametrize("limit", [1, 2])
+def test_pod_gate_needs_two_sessions_of_the_role(pg: PgServer, limit: int) -> None:
+    """Why the config refuses `connectionLimit` < 2 with the pod-mode gate (config.GATE_SESSIONS):
+    psql's `\\connect` opens the next session before it closes the previous one."""
+    app = provision_app(pg, f"pod-limit-{limit}", connection_limit=limit)
+    other = provision_app(pg, f"pod-limit-{limit}-peer")
+    try:
+        verdict = run("pod", pg, app, peers_of([other]))
+        if limit == 1:
+            assert not verdict.ok
+            failed = {c.name for c in verdict.failed}
+            assert failed & {"latency", "login"}, verdict.to_json()["checks"]
+        else:
+            assert verdict.ok, verdict.to_json()["checks"]
+    finally:
+        drop_app(pg, app)
+        drop_app(pg, other)

@@ -961,3 +961,24 @@ def test_namespace_per_app_with_explicit_namespace_in_a_refused_one() -> None:
     assert [p.split(": ", 1)[0] for p in excinfo.value.problems] == [
         "postgres-apps:apps[0].namespace"
     ]
+
+
+@pytest.mark.parametrize(
+    ("verification", "refused"),
+    [({}, True), ({"mode": "pod"}, True), ({"mode": "direct"}, False), ({"enabled": False}, False)],
+)
+def test_connection_limit_one_refused_with_the_pod_gate(
+    verification: dict[str, object], refused: bool
+) -> None:
+    raw = {"apps": [{"name": "solo", "connectionLimit": 1}], "verification": verification}
+    if not refused:
+        assert parse_settings(raw).apps[0].connection_limit == 1
+        return
+    with pytest.raises(ConfigError) as err:
+        parse_settings(raw)
+    assert err.value.problems == [
+        "postgres-apps:apps[0].connectionLimit: 1 leaves the verification gate no room: in pod "
+        "mode it logs in as the app with a second session while the first is still open; use "
+        "at least 2, or postgres-apps:verification.mode: direct, or "
+        "postgres-apps:verification.enabled: false"
+    ]

@@ -109,6 +109,30 @@ def statement_timeout_options(timeout_s: int) -> str:
     return f"-c statement_timeout={timeout_s * 1000}"
 
 
+TOO_MANY_CONNECTIONS = "53300"
+"""SQLSTATE of "too many connections for role": also what a session the probe has just closed
+causes while its server process is still exiting (it counts until then)."""
+RECONNECT_TRIES = 20
+RECONNECT_PAUSE_S = 0.025
+
+
+def _connect(psycopg: Any, **params: Any) -> Any:
+    """`psycopg.connect`, waiting up to 0.5 s for the role's own last session to be gone: the
+    probe's connections follow each other, and an app with `connectionLimit: 1` would otherwise
+    fail on the session it closed a millisecond ago. Another error, or the limit still reached
+    after the wait (a real client holds it), is raised as it is."""
+    for attempt in range(RECONNECT_TRIES):
+        try:
+            return psycopg.connect(**params)
+        except psycopg.OperationalError as exc:
+            if getattr(exc, "sqlstate", None) != TOO_MANY_CONNECTIONS or (
+                attempt == RECONNECT_TRIES - 1
+            ):
+                raise
+            time.sleep(RECONNECT_PAUSE_S)
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
 def _elapsed_ms(start: float) -> float:
     return round((time.perf_counter() - start) * 1000.0, 3)
 
@@ -160,7 +184,8 @@ def _measure(t: DirectTarget) -> dict[str, Any]:
             conn.close()
         start = time.perf_counter()
         try:
-            conn = psycopg.connect(
+            conn = _connect(
+                psycopg,
                 host=t.host,
                 port=t.port,
                 dbname=t.database,
@@ -307,7 +332,7 @@ def _uri(
         o for o in (params.get("options"), common["options"]) if isinstance(o, str) and o
     )
     try:
-        with psycopg.connect(**params, autocommit=True) as conn, conn.cursor() as cur:
+        with _connect(psycopg, **params, autocommit=True) as conn, conn.cursor() as cur:
             cur.execute(uri_sql)
             row = cur.fetchone()
     except psycopg.Error as exc:
@@ -319,8 +344,8 @@ def _uri(
 
 def _try_database(t: DirectTarget, db: str, common: dict[str, Any], psycopg: Any) -> dict[str, Any]:
     try:
-        conn = psycopg.connect(
-            host=t.host, port=t.port, dbname=db, user=t.user, password=t.password, **common
+        conn = _connect(
+            psycopg, host=t.host, port=t.port, dbname=db, user=t.user, password=t.password, **common
         )
     except psycopg.Error as exc:
         return {"database": db, "connected": False, **error_facts(exc)}
