@@ -84,8 +84,20 @@ start_bg() { # name binary args...
   {
     echo "---- $(date -u +%FT%TZ) starting $name"
   } >>"$LOGS/$name.log"
-  setsid "$@" >>"$LOGS/$name.log" 2>&1 </dev/null &
-  echo $! >"$PIDS/$name.pid"
+  # The process records its own pid after setsid: when this script runs as a process-group
+  # leader's job (`set -m`, as CI harnesses and `( … ) &` shells do), setsid forks, and `$!` is a
+  # parent that exits at once — the kubelet then looked dead, its start was reported failed, and
+  # the sysctls it checks were restored under it ("invalid kernel flag: kernel/panic").
+  local pidfile="$PIDS/$name.pid" i
+  rm -f "$pidfile"
+  # shellcheck disable=SC2016 # $$ and $0 belong to the inner shell
+  setsid sh -c 'echo $$ >"$0"; exec "$@"' "$pidfile" "$@" >>"$LOGS/$name.log" 2>&1 </dev/null &
+  for ((i = 0; i < 100; i++)); do
+    [[ -s "$pidfile" ]] && return 0
+    sleep 0.05
+  done
+  echo "$name: no pid after 5 s" >&2
+  return 1
 }
 
 alive() { # pid: running and not a zombie (PID 1 here may be slow to reap orphans)
@@ -380,9 +392,8 @@ start_kubelet() {
   ca="$(ca_file)"
   write_kubelet_config "$ca"
   # The values the kubelet checks with protectKernelDefaults (it would otherwise write them itself).
-  # Seen on these VMs (2026-12-02, 2 of 3 cold starts): the container manager still read
-  # kernel.panic=1 right after they were written, and the kubelet gave up ("invalid kernel flag").
-  # It only checks once, at start: set them again and start it again, at most 3 times.
+  # It only checks them once, at start; should it still refuse them (seen on 2026-12-02 before
+  # start_bg recorded the right pid), set them again and start it again, at most 3 times.
   local attempt log_from
   for attempt in 1 2 3; do
     sysctl -q -w vm.overcommit_memory=1 vm.panic_on_oom=0 kernel.panic=10 kernel.panic_on_oops=1 \
