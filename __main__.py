@@ -14,6 +14,7 @@ from postgres_apps.inventory import scope_of
 from postgres_apps.preflight import BUDGET_OUTPUT_NAME as BUDGET
 from postgres_apps.preflight import connection_budget
 from postgres_apps.retention import OUTPUT_NAME as MANAGED
+from postgres_apps.retirement import OUTPUT_NAME as COPIES
 
 args = args_from_config(raw_config())
 settings = settings_from_args(args)
@@ -26,4 +27,5 @@ pulumi.export("verificationMode", stack.verification_mode)
 pulumi.export("serverHardening", stack.server_hardening)
 pulumi.export(BUDGET, stack.connection_budget)
 pulumi.export(MANAGED, stack.managed_apps)
+pulumi.export(COPIES, stack.retirement_copies)
 pulumi.export(UNMANAGED, admin.unmanaged)

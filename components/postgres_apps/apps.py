@@ -12,7 +12,8 @@ problem at once, each named by its stack-config key path, before anything is reg
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 from typing import Any, Literal, TypedDict
 
 import pulumi
@@ -24,7 +25,10 @@ from postgres_apps.config import parse_settings
 from postgres_apps.inventory import scope_of
 from postgres_apps.namespace import AppsNamespace, AppsNamespaceArgs
 from postgres_apps.preflight import budget_output, connection_budget
-from postgres_apps.retention import guarded_managed_apps
+from postgres_apps.retention import OUTPUT_NAME as MANAGED_OUTPUT
+from postgres_apps.retention import guarded_managed_apps, previous_deployment, retiring_apps
+from postgres_apps.retirement import OUTPUT_NAME as COPIES_OUTPUT
+from postgres_apps.retirement import CopyTarget, RetirementCopy, record_of
 from postgres_apps.server_hardening import ServerHardening, ServerHardeningArgs
 from postgres_apps.settings import StackSettings
 from postgres_apps.verification import ConnectivityCheck, ConnectivityCheckArgs, ConnectivityPeer
@@ -116,6 +120,14 @@ class UnmanagedArgs(TypedDict, total=False):
     """Databases made outside the stack on purpose."""
 
 
+class RetirementArgs(TypedDict, total=False):
+    """Where `deletion: drop` keeps its copies (`postgres-apps:retirement`)."""
+
+    directory: str
+    """Directory on the Pulumi host for the verified dumps (default `retired-copies`, relative
+    to the project directory)."""
+
+
 class PostgresAppsArgs(TypedDict, total=False):
     """Everything `PostgresApps` builds; the shape of the stack config, in snake_case.
 
@@ -138,6 +150,8 @@ class PostgresAppsArgs(TypedDict, total=False):
     """Apps retired by hand: their removal is not refused."""
     unmanaged: UnmanagedArgs
     """Ignore-lists of the unmanaged report."""
+    retirement: RetirementArgs
+    """Where the copies taken before a drop go."""
     kube_context: str
     """kubeconfig context of the cluster the gate's pods run in (default: `kubernetes:context`)."""
     kubeconfig: pulumi.Input[str]
@@ -220,6 +234,9 @@ class PostgresApps(pulumi.ComponentResource):
     """The apps' connection limits against the server's."""
     managed_apps: pulumi.Output[dict[str, dict[str, str]]]
     """Apps and their deletion policy; export as `managedApps`: the next run's removal check."""
+    retirement_copies: pulumi.Output[dict[str, Any]]
+    """Per retired `drop` app, its verified copy (file, bytes, sha256, …); export as
+    `retirementCopies`: the next run carries the records on."""
     unmanaged: pulumi.Output[dict[str, object]] | None
     """Roles/databases on the server no app declares (None with a given `postgresql` provider)."""
     databases: dict[str, AppDatabase]
@@ -237,7 +254,8 @@ class PostgresApps(pulumi.ComponentResource):
         # (a protected app gone from config) stops the run before anything is created or changed,
         # also when the same change adds another app. (A read at the stack's root: reads carry
         # no alias, and it reads this stack's own outputs.)
-        self.managed_apps = guarded_managed_apps(settings.apps, settings.retired)
+        previous = previous_deployment()
+        self.managed_apps = guarded_managed_apps(settings.apps, settings.retired, previous=previous)
         after_guard = pulumi.ResourceOptions(
             parent=self, depends_on=self.managed_apps.apply(lambda _: [])
         )
@@ -251,11 +269,22 @@ class PostgresApps(pulumi.ComponentResource):
         budget = connection_budget(settings)
         self.connection_budget = pulumi.Output.from_input(budget_output(budget))
         provider = _given_postgresql_provider(opts)
+        password: list[pulumi.Output[str]] = []
+
+        def admin_secret() -> pulumi.Output[str]:
+            """Read once, only when something needs it (an own admin provider, a copy)."""
+            if not password:
+                password.append(admin_password(pg, pulumi.ResourceOptions(parent=self)))
+            return password[0]
+
+        self.retirement_copies = self._retirement_copies(
+            previous, settings, admin_secret, after_guard
+        )
         self.unmanaged = None
         if provider is None:
             admin = admin_access(
                 pg,
-                admin_password(pg, pulumi.ResourceOptions(parent=self)),
+                admin_secret(),
                 scope_of(settings),
                 opts=after_guard,
                 budget=budget,
@@ -305,9 +334,45 @@ class PostgresApps(pulumi.ComponentResource):
                 "serverHardening": self.server_hardening,
                 "connectionBudget": self.connection_budget,
                 "managedApps": self.managed_apps,
+                COPIES_OUTPUT: self.retirement_copies,
                 "unmanaged": self.unmanaged,
             }
         )
+
+    def _retirement_copies(
+        self,
+        previous: pulumi.StackReference,
+        settings: StackSettings,
+        admin_secret: Callable[[], pulumi.Output[str]],
+        opts: pulumi.ResourceOptions,
+    ) -> pulumi.Output[dict[str, Any]]:
+        """A `RetirementCopy` per `drop` app gone from config; the records of earlier runs kept."""
+        pg = settings.postgres
+        directory = str(Path(settings.retirement.directory).expanduser().absolute())
+
+        def build(values: list[Any]) -> pulumi.Output[dict[str, Any]] | dict[str, Any]:
+            previous_apps, earlier = values
+            ledger = dict(earlier) if isinstance(earlier, Mapping) else {}
+            records: dict[str, pulumi.Output[dict[str, Any]]] = {}
+            for name, record in retiring_apps(previous_apps, settings.apps, settings.retired):
+                target = CopyTarget(
+                    app=name,
+                    database=record.get("database", name.replace("-", "_")),
+                    host=pg.admin_host,
+                    port=pg.admin_port,
+                    user=pg.admin_user,
+                    sslmode=pg.admin_sslmode,
+                    directory=directory,
+                )
+                copy = RetirementCopy(f"{name}-retirement-copy", target, admin_secret(), opts)
+                records[name] = record_of(copy, target)
+            if not records:
+                return ledger
+            return pulumi.Output.all(**records).apply(lambda new: {**ledger, **new})
+
+        return pulumi.Output.all(
+            previous.get_output(MANAGED_OUTPUT), previous.get_output(COPIES_OUTPUT)
+        ).apply(build)
 
     def _checks(
         self,

@@ -49,6 +49,8 @@ config:
   postgres-apps:unmanaged:         # roles/databases on the server no app declares: reported
     ignoreRoles: []                # ... except these (exact names, e.g. [repl_user])
     ignoreDatabases: []
+  postgres-apps:retirement:        # `deletion: drop` takes a verified pg_dump here before dropping
+    directory: retired-copies      # on the Pulumi host; relative to the project directory
   postgres-apps:adminPassword:     # optional; only as a secret (`pulumi config set --secret`)
     secure: ...
 ```
@@ -115,6 +117,7 @@ from postgres_apps.settings import (
     PostgresSettings,
     Profile,
     RerunPolicy,
+    RetirementSettings,
     StackSettings,
     UnmanagedSettings,
     VerificationMode,
@@ -214,6 +217,8 @@ _IMAGE = re.compile(r"[^\s]+")
 _DATABASE = re.compile(r"[a-z_][a-z0-9_]*")
 """An existing database named in config: PostgreSQL's unquoted-identifier rule, lowercase ASCII
 (what an unquoted name folds to), so the name means the same in SQL, psql and config."""
+_PATH = re.compile(r"[^\x00-\x1f\x7f]+")
+"""A file system path: anything without control characters."""
 _ROLE = re.compile(r"[^\x00-\x1f\x7f]+")
 """The admin user: any name without control characters (libpq cannot carry NUL; a newline would
 split the pgpass-style and log lines it appears in)."""
@@ -721,6 +726,10 @@ class _Unmanaged(_Model):
     ] = Field(default_factory=list)
 
 
+class _Retirement(_Model):
+    directory: Annotated[str, _text(_PATH, "a directory path", 4096)] = RetirementSettings.directory
+
+
 class _Stack(_Model):
     admin_password: Annotated[object, PlainValidator(_secret)] = None
     """Read as a secret Output by postgres_apps.admin; here only refused in plain text."""
@@ -736,6 +745,7 @@ class _Stack(_Model):
         Annotated[str, _text(_APP_NAME, "an app name"), AfterValidator(_not_current_app)]
     ] = Field(default_factory=list)
     unmanaged: _Unmanaged = Field(default_factory=_Unmanaged)
+    retirement: _Retirement = Field(default_factory=_Retirement)
 
     @model_validator(mode="after")
     def _default_apps_namespace(self) -> _Stack:
@@ -770,6 +780,7 @@ class _Stack(_Model):
             allowed_extensions=fields["allowed_extensions"],
             namespace_per_app=self.namespace_per_app,
             unmanaged=UnmanagedSettings(**self.unmanaged.fields()),
+            retirement=RetirementSettings(**self.retirement.fields()),
         )
 
 
@@ -779,6 +790,7 @@ _MODELS: dict[tuple[str, ...], type[_Model]] = {
     ("apps",): _App,
     ("verification",): _Verification,
     ("unmanaged",): _Unmanaged,
+    ("retirement",): _Retirement,
 }
 
 

@@ -105,12 +105,37 @@ def this_stack_name() -> str:
     return f"{org}/{pulumi.get_project()}/{pulumi.get_stack()}"
 
 
+def previous_deployment(opts: pulumi.ResourceOptions | None = None) -> pulumi.StackReference:
+    """This stack's own outputs of its last successful run, read back (one read per program)."""
+    return pulumi.StackReference("previous-deployment", this_stack_name(), opts=opts)
+
+
 def guarded_managed_apps(
     apps: Sequence[AppSpec],
     retired: Sequence[str] = (),
     opts: pulumi.ResourceOptions | None = None,
+    previous: pulumi.StackReference | None = None,
 ) -> pulumi.Output[dict[str, dict[str, str]]]:
     """The new `managedApps`, available only if no protected app was removed (else the program
     fails with the retire message). Export it: the stack's outputs wait for it."""
-    previous = pulumi.StackReference("previous-deployment", this_stack_name(), opts=opts)
+    previous = previous or previous_deployment(opts)
     return previous.get_output(OUTPUT_NAME).apply(lambda prev: check_removals(prev, apps, retired))
+
+
+def retiring_apps(
+    previous: object, apps: Sequence[AppSpec], retired: Sequence[str] = ()
+) -> list[tuple[str, Mapping[str, str]]]:
+    """Apps of the previous run whose policy was `drop` and that are gone from config now: this
+    run drops them, so it first takes their copy (`postgres_apps.retirement`). Apps listed in
+    `retired` were retired by hand: no copy is taken of them."""
+    if not isinstance(previous, Mapping):
+        return []
+    current = {app.name for app in apps}
+    return [
+        (str(name), record)
+        for name, record in sorted(previous.items())
+        if name not in current
+        and name not in retired
+        and isinstance(record, Mapping)
+        and record.get("deletion") == "drop"
+    ]

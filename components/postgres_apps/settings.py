@@ -107,6 +107,15 @@ class UnmanagedSettings:
 
 
 @dataclass(frozen=True)
+class RetirementSettings:
+    """Where `deletion: drop` keeps the copy it takes before dropping (`retirement.py`)."""
+
+    directory: str = "retired-copies"
+    """Directory on the Pulumi host for the dumps (`postgres-apps:retirement.directory`); relative
+    paths are taken from the Pulumi project directory."""
+
+
+@dataclass(frozen=True)
 class StackSettings:
     """Everything the program needs from stack config (secrets are read separately, as Outputs)."""
 
@@ -124,6 +133,7 @@ class StackSettings:
     """Apps without an explicit `namespace` get their own, named like the app (already applied to
     each `AppSpec.namespace`)."""
     unmanaged: UnmanagedSettings = field(default_factory=UnmanagedSettings)
+    retirement: RetirementSettings = field(default_factory=RetirementSettings)
 
     @property
     def namespaces(self) -> tuple[str, ...]:

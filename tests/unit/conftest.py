@@ -34,6 +34,7 @@ PROJECT = "postgres-apps"
 STACK = "unit"
 ADMIN_PASSWORD = "admin-pw-from-k8s-Secret"
 CHECK_TYPE = "pulumi-python:dynamic/verification:ConnectivityCheck"
+COPY_TYPE = "pulumi-python:dynamic/retirement:RetirementCopy"
 AWKWARD_PASSWORD = "p@ss:w/rd%?#&=+ \\x"
 
 
@@ -174,6 +175,8 @@ class ProgramMocks(mocks.Mocks):
     """App name → the password RandomPassword 'generates' (default: a fixed alphanumeric one)."""
     previous_managed_apps: Any = None
     """What the StackReference to this stack returns as `managedApps` (None: first run)."""
+    previous_retirement_copies: Any = None
+    """… and as `retirementCopies` (None: no copy was ever taken)."""
     admin_secret_data: dict[str, str] | None = field(
         default_factory=lambda: {
             "postgres-password": base64.b64encode(ADMIN_PASSWORD.encode()).decode()
@@ -196,7 +199,19 @@ class ProgramMocks(mocks.Mocks):
             outputs = {}
             if self.previous_managed_apps is not None:
                 outputs["managedApps"] = self.previous_managed_apps
+            if self.previous_retirement_copies is not None:
+                outputs["retirementCopies"] = self.previous_retirement_copies
             state = {"name": args.resource_id, "outputs": outputs, "secretOutputNames": []}
+        elif args.typ == COPY_TYPE:
+            state.update(
+                file=f"{state['directory']}/{state['database']}-20261202T000000Z.dump",
+                size_bytes=4096,
+                sha256="ab" * 32,
+                toc_entries=7,
+                table_data=1,
+                taken_at="20261202T000000Z",
+                dump_ms=42,
+            )
         elif args.typ == CHECK_TYPE:
             state.update(
                 checks_passed=["tcp", "login", "crud", "isolation", "latency"],

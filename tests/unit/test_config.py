@@ -725,7 +725,7 @@ def test_load_settings_ignores_admin_password_but_rejects_typos() -> None:
     assert excinfo.value.problems == [
         'postgres-apps:adminPasword: unknown key (did you mean "adminPassword"?); known keys: '
         "adminPassword, allowedExtensions, apps, appsNamespace, namespacePerApp, postgres, "
-        "retired, unmanaged, verification"
+        "retired, retirement, unmanaged, verification"
     ]
 
 

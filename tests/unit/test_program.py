@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
@@ -23,6 +24,7 @@ from tests.unit.conftest import (
     ADMIN_PASSWORD,
     AWKWARD_PASSWORD,
     CHECK_TYPE,
+    COPY_TYPE,
     THREE_APPS,
     ProgramMocks,
     RecordingMonitor,
@@ -415,6 +417,53 @@ def test_removing_an_opted_out_app_is_allowed(policy: str) -> None:
     )
     run = run_program(THREE_APPS, ProgramMocks(previous_managed_apps=previous))
     assert "old-app" not in run.outputs["managedApps"]
+
+
+def test_removing_a_drop_app_takes_its_copy_first_and_keeps_earlier_records() -> None:
+    """The copy is registered only for the `drop` app that left the config; its record joins
+    the earlier runs' records in `retirementCopies` (what the next run reads back)."""
+    previous = _previous(
+        **{"app-test": "protect", "n8n": "protect", "gone-drop": "drop", "gone-retain": "retain"}
+    )
+    earlier = {"older": {"database": "older", "sha256": "cd" * 32}}
+    mocks = ProgramMocks(previous_managed_apps=previous, previous_retirement_copies=earlier)
+    run = run_program(THREE_APPS, mocks)
+    copies = [r for r in run.monitor.registrations if r.type == COPY_TYPE]
+    assert [r.name for r in copies] == ["gone-drop-retirement-copy"]
+    inputs = copies[0].plain
+    assert inputs["database"] == "gone_drop"
+    assert (inputs["host"], inputs["port"], inputs["user"]) == ("127.0.0.1", 15432, "postgres")
+    assert Path(inputs["directory"]).is_absolute()
+    assert inputs["directory"].endswith("/retired-copies")
+    assert is_secret(copies[0].inputs["password"]), "the admin password is a secret input"
+    assert unwrap(copies[0].inputs["password"]) == ADMIN_PASSWORD
+    assert run.outputs["retirementCopies"] == {
+        "older": earlier["older"],
+        "gone-drop": {
+            "database": "gone_drop",
+            "file": f"{inputs['directory']}/gone_drop-20261202T000000Z.dump",
+            "bytes": 4096,
+            "sha256": "ab" * 32,
+            "tocEntries": 7,
+            "tableData": 1,
+            "takenAt": "20261202T000000Z",
+            "dumpMs": 42,
+        },
+    }
+
+
+def test_no_copy_without_a_retiring_drop_app() -> None:
+    previous = _previous(**{"app-test": "protect", "n8n": "drop", "gone": "retain"})
+    run = run_program(THREE_APPS, ProgramMocks(previous_managed_apps=previous))
+    assert not [r for r in run.monitor.registrations if r.type == COPY_TYPE]
+    assert run.outputs["retirementCopies"] == {}
+
+
+def test_an_app_retired_by_hand_gets_no_copy() -> None:
+    previous = _previous(**{"app-test": "protect", "n8n": "protect", "by-hand": "drop"})
+    config = {**THREE_APPS, "retired": ["by-hand"]}
+    run = run_program(config, ProgramMocks(previous_managed_apps=previous))
+    assert not [r for r in run.monitor.registrations if r.type == COPY_TYPE]
 
 
 def test_removal_of_an_app_declared_retired_is_not_refused() -> None:

@@ -10,3 +10,4 @@ databases = PostgresApps(
 )
 pulumi.export("apps", databases.apps)
 pulumi.export("managedApps", databases.managed_apps)  # read back by the next run's removal check
+pulumi.export("retirementCopies", databases.retirement_copies)  # verified dumps taken before drops
