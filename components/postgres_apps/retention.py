@@ -79,11 +79,10 @@ def retire_message(refused: Sequence[tuple[str, Mapping[str, str]]]) -> str:
             f'  app "{name}" (database "{database}", Secret {namespace}/{secret}):',
             "    1. put its entry back in postgres-apps:apps and stop the app "
             f"(kubectl -n {namespace} scale deploy/{name} --replicas=0);",
-            f"    2. back up the data: pg_dump -Fc -d {database} -f {database}.dump "
-            "(as admin, through the admin endpoint);",
-            "    3. on its entry set `deletion: drop` (drop database and role) or "
+            "    2. on its entry set `deletion: drop` (a verified pg_dump is taken into "
+            "postgres-apps:retirement.directory, then database and role are dropped) or "
             "`deletion: retain` (keep them, stop managing them) and run `pulumi up`;",
-            "    4. remove the entry and run `pulumi up` again.",
+            "    3. remove the entry and run `pulumi up` again.",
         ]
     lines.append(f"See {RUNBOOK}.")
     return "\n".join(lines)

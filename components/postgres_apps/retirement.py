@@ -36,7 +36,7 @@ import pulumi
 import pulumi.dynamic
 
 OUTPUT_NAME: Final = "retirementCopies"
-RUNBOOK: Final = "docs/runbooks/postgres-connectivity.md#restoring-a-retired-app"
+RUNBOOK: Final = "docs/runbooks/postgres-connectivity.md#retiring-an-app"
 DUMP_TIMEOUT_SECONDS: Final = 3600
 RECORD_KEYS: Final = (
     "file",

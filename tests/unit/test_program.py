@@ -390,7 +390,7 @@ def test_removing_a_protected_app_is_refused_with_the_retire_procedure() -> None
     message = str(excinfo.value)
     assert message.startswith('refusing to remove "old-app" from postgres-apps:apps')
     assert "Nothing was changed, created or dropped." in message
-    assert "pg_dump -Fc -d old_app" in message
+    assert "a verified pg_dump is taken into postgres-apps:retirement.directory" in message
     assert "`deletion: drop`" in message and "`deletion: retain`" in message
     assert "docs/runbooks/postgres-connectivity.md#retiring-an-app" in message
     # what is registered stays; the program failing means the engine deletes nothing
