@@ -28,7 +28,7 @@ from postgres_apps.preflight import budget_output, connection_budget
 from postgres_apps.retention import OUTPUT_NAME as MANAGED_OUTPUT
 from postgres_apps.retention import guarded_managed_apps, previous_deployment, retiring_apps
 from postgres_apps.retirement import OUTPUT_NAME as COPIES_OUTPUT
-from postgres_apps.retirement import CopyTarget, RetirementCopy, record_of
+from postgres_apps.retirement import CopyPod, CopyTarget, RetirementCopy, record_of
 from postgres_apps.server_hardening import ServerHardening, ServerHardeningArgs
 from postgres_apps.settings import StackSettings
 from postgres_apps.verification import ConnectivityCheck, ConnectivityCheckArgs, ConnectivityPeer
@@ -126,6 +126,8 @@ class RetirementArgs(TypedDict, total=False):
     directory: str
     """Directory on the Pulumi host for the verified dumps (default `retired-copies`, relative
     to the project directory)."""
+    persistent_volume_claim: str
+    """A claim in the admin Secret's namespace: a pod there takes the copies onto it instead."""
 
 
 class PostgresAppsArgs(TypedDict, total=False):
@@ -278,7 +280,7 @@ class PostgresApps(pulumi.ComponentResource):
             return password[0]
 
         self.retirement_copies = self._retirement_copies(
-            previous, settings, admin_secret, after_guard
+            previous, settings, admin_secret, args.get("kubeconfig"), after_guard
         )
         self.unmanaged = None
         if provider is None:
@@ -344,11 +346,27 @@ class PostgresApps(pulumi.ComponentResource):
         previous: pulumi.StackReference,
         settings: StackSettings,
         admin_secret: Callable[[], pulumi.Output[str]],
+        kubeconfig: pulumi.Input[str] | None,
         opts: pulumi.ResourceOptions,
     ) -> pulumi.Output[dict[str, Any]]:
         """A `RetirementCopy` per `drop` app gone from config; the records of earlier runs kept."""
         pg = settings.postgres
         directory = str(Path(settings.retirement.directory).expanduser().absolute())
+        claim = settings.retirement.persistent_volume_claim
+        pod = (
+            CopyPod(
+                namespace=pg.admin_secret_namespace,
+                claim=claim,
+                secret_name=pg.admin_secret_name,
+                secret_key=pg.admin_secret_key,
+                image=settings.verification.image,
+                image_pull_policy=settings.verification.image_pull_policy,
+                kube_context=settings.kube_context,
+                start_timeout_seconds=settings.verification.timeout_seconds,
+            )
+            if claim
+            else None
+        )
 
         def build(values: list[Any]) -> pulumi.Output[dict[str, Any]] | dict[str, Any]:
             previous_apps, earlier = values
@@ -358,13 +376,20 @@ class PostgresApps(pulumi.ComponentResource):
                 target = CopyTarget(
                     app=name,
                     database=record.get("database", name.replace("-", "_")),
-                    host=pg.admin_host,
-                    port=pg.admin_port,
+                    host=pg.host if pod else pg.admin_host,
+                    port=pg.port if pod else pg.admin_port,
                     user=pg.admin_user,
-                    sslmode=pg.admin_sslmode,
+                    sslmode=pg.sslmode if pod else pg.admin_sslmode,
                     directory=directory,
                 )
-                copy = RetirementCopy(f"{name}-retirement-copy", target, admin_secret(), opts)
+                copy = RetirementCopy(
+                    f"{name}-retirement-copy",
+                    target,
+                    None if pod else admin_secret(),
+                    opts,
+                    pod=pod,
+                    kubeconfig=kubeconfig,
+                )
                 records[name] = record_of(copy, target)
             if not records:
                 return ledger

@@ -51,6 +51,7 @@ config:
     ignoreDatabases: []
   postgres-apps:retirement:        # `deletion: drop` takes a verified pg_dump here before dropping
     directory: retired-copies      # on the Pulumi host; relative to the project directory
+    persistentVolumeClaim: null    # or a claim in adminSecretNamespace: a pod takes the copy there
   postgres-apps:adminPassword:     # optional; only as a secret (`pulumi config set --secret`)
     secure: ...
 ```
@@ -728,6 +729,9 @@ class _Unmanaged(_Model):
 
 class _Retirement(_Model):
     directory: Annotated[str, _text(_PATH, "a directory path", 4096)] = RetirementSettings.directory
+    persistent_volume_claim: (
+        Annotated[str, _text(_DNS_SUBDOMAIN, "a Kubernetes object name", 253)] | None
+    ) = None
 
 
 class _Stack(_Model):

@@ -19,15 +19,13 @@ runbook says so); the dump runs where Pulumi runs, not as a pod in the cluster.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
 import shutil
 import subprocess
 import time
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final
@@ -50,13 +48,23 @@ RECORD_KEYS: Final = (
 """What a copy's record holds (the `retirementCopies` output, per app)."""
 
 
+SCRIPT: Final = Path(__file__).with_name("retirement.sh")
+"""The one set of commands that takes and checks a copy, on the host and in the pod alike."""
+MOUNT_PATH: Final = "/copies"
+CONTAINER: Final = "copy"
+
+
 class CopyFailedError(RuntimeError):
     """The copy could not be taken or did not verify: the database is not dropped."""
 
 
 @dataclass(frozen=True)
 class CopyTarget:
-    """Which database to copy, through which admin connection, to where."""
+    """Which database to copy, through which admin connection, to where.
+
+    Direct: `host`/`port` are the admin endpoint and `directory` a directory on the Pulumi host.
+    Pod: `host`/`port` are the server as the cluster sees it and `directory` is ignored (the
+    copy goes to the claim, mounted at `MOUNT_PATH`)."""
 
     app: str
     database: str
@@ -65,6 +73,24 @@ class CopyTarget:
     user: str
     sslmode: str
     directory: str
+
+
+@dataclass(frozen=True)
+class CopyPod:
+    """Pod mode: where the copy pod runs and what it mounts (`retirement.persistentVolumeClaim`)."""
+
+    namespace: str
+    """The admin Secret's namespace (`data`): the pod reads the admin password from there."""
+    claim: str
+    secret_name: str
+    secret_key: str
+    image: str
+    image_pull_policy: str = "IfNotPresent"
+    run_as_user: int = 70
+    kube_context: str | None = None
+    start_timeout_seconds: int = 120
+    """How long the pod may stay Pending (`verification.timeoutSeconds`): a claim that does not
+    exist or cannot bind fails the copy, rather than the dump's own hour."""
 
 
 def _refuse(target: CopyTarget, why: str) -> CopyFailedError:
@@ -76,29 +102,53 @@ def _refuse(target: CopyTarget, why: str) -> CopyFailedError:
     )
 
 
-def _run(argv: Sequence[str], env: Mapping[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(  # noqa: S603 - a fixed program, arguments never go through a shell
-        list(argv),
-        env=dict(env),
-        capture_output=True,
-        text=True,
-        timeout=DUMP_TIMEOUT_SECONDS,
-        check=False,
-    )
-
-
 def _last_line(text: str) -> str:
     lines = [line for line in text.strip().splitlines() if line.strip()]
     return lines[-1] if lines else "(no output)"
 
 
-def take_copy(target: CopyTarget, password: str, now: datetime | None = None) -> dict[str, Any]:
-    """Dump `target.database` (custom format), verify the archive, return its record.
+def copy_file_name(database: str, now: datetime | None = None) -> tuple[str, str]:
+    """(file name, UTC time stamp) of a new copy: `<database>-<YYYYmmddTHHMMSSZ>.dump`."""
+    stamp = (now or datetime.now(UTC)).strftime("%Y%m%dT%H%M%SZ")
+    return f"{database}-{stamp}.dump", stamp
 
-    The password travels in the child's environment (`PGPASSWORD`), never on a command line; the
-    dump is written as `<name>.partial` and renamed only once it has verified."""
-    pg_dump, pg_restore = shutil.which("pg_dump"), shutil.which("pg_restore")
-    if pg_dump is None or pg_restore is None:
+
+def parse_copy_output(target: CopyTarget, stdout: str) -> dict[str, Any]:
+    """Size, SHA-256 and table of contents from `retirement.sh`'s output, checked once more
+    (its last line, and the listing's own database name)."""
+    lines = stdout.splitlines()
+    result = next((line for line in reversed(lines) if line.startswith("==copy ")), None)
+    if result is None or "==list" not in lines:
+        raise _refuse(target, f"the copy script reported no result: {_last_line(stdout)}")
+    _, size, digest = result.split()
+    listing = lines[lines.index("==list") + 1 : lines.index(result)]
+    header = next((line for line in listing if re.match(r";\s+dbname:", line, re.I)), "")
+    if header.split(":", 1)[-1].strip() != target.database:
+        raise _refuse(target, f"the dump's listing does not name {target.database!r}")
+    entries = [line for line in listing if line.strip() and not line.startswith(";")]
+    return {
+        "size_bytes": int(size),
+        "sha256": digest,
+        "toc_entries": len(entries),
+        "table_data": sum(" TABLE DATA " in line for line in entries),
+    }
+
+
+def _libpq_env(target: CopyTarget) -> dict[str, str]:
+    return {
+        "PGHOST": target.host,
+        "PGPORT": str(target.port),
+        "PGUSER": target.user,
+        "PGSSLMODE": target.sslmode,
+        "PGCONNECT_TIMEOUT": "10",
+    }
+
+
+def take_copy(target: CopyTarget, password: str, now: datetime | None = None) -> dict[str, Any]:
+    """Direct mode: run `retirement.sh` on the Pulumi host; return the verified copy's record.
+
+    The password travels in the child's environment (`PGPASSWORD`), never on a command line."""
+    if shutil.which("pg_dump") is None or shutil.which("pg_restore") is None:
         raise _refuse(
             target,
             "pg_dump/pg_restore not found on the Pulumi host (install the PostgreSQL client, "
@@ -110,37 +160,22 @@ def take_copy(target: CopyTarget, password: str, now: datetime | None = None) ->
     except OSError as err:
         where = f"postgres-apps:retirement.directory {directory}"
         raise _refuse(target, f"cannot create {where}: {err}") from err
-    stamp = (now or datetime.now(UTC)).strftime("%Y%m%dT%H%M%SZ")
-    final = directory / f"{target.database}-{stamp}.dump"
-    partial = final.with_name(final.name + ".partial")
-    env = {
-        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-        "PGPASSWORD": password,
-        "PGSSLMODE": target.sslmode,
-        "PGCONNECT_TIMEOUT": "10",
-    }
+    name, stamp = copy_file_name(target.database, now)
+    final = directory / name
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), **_libpq_env(target)}
     started = time.monotonic()
-    dump = _run(
-        [
-            pg_dump,
-            "--format=custom",
-            "--no-password",
-            f"--host={target.host}",
-            f"--port={target.port}",
-            f"--username={target.user}",
-            f"--dbname={target.database}",
-            f"--file={partial}",
-        ],
-        env,
+    done = subprocess.run(  # noqa: S603 - a fixed script, arguments never go through a shell
+        ["sh", str(SCRIPT), target.database, str(final)],  # noqa: S607 - sh from PATH
+        env={**env, "PGPASSWORD": password},
+        capture_output=True,
+        text=True,
+        timeout=DUMP_TIMEOUT_SECONDS,
+        check=False,
     )
     dump_ms = round((time.monotonic() - started) * 1000)
-    try:
-        if dump.returncode != 0:
-            raise _refuse(target, f"pg_dump exited {dump.returncode}: {_last_line(dump.stderr)}")
-        record = _verified(target, partial, pg_restore, env)
-        partial.rename(final)
-    finally:
-        partial.unlink(missing_ok=True)
+    if done.returncode != 0:
+        raise _refuse(target, f"exit code {done.returncode}: {_last_line(done.stderr)}")
+    record = parse_copy_output(target, done.stdout)
     record.update({"file": str(final), "taken_at": stamp, "dump_ms": dump_ms})
     final.with_name(final.name + ".json").write_text(
         json.dumps({"app": target.app, "database": target.database, **record}, indent=2) + "\n"
@@ -148,53 +183,171 @@ def take_copy(target: CopyTarget, password: str, now: datetime | None = None) ->
     return record
 
 
-def _verified(
-    target: CopyTarget, archive: Path, pg_restore: str, env: Mapping[str, str]
-) -> dict[str, Any]:
-    """Size, SHA-256 and table of contents of a dump, or `CopyFailedError` if it is not one of
-    `target.database` (empty, unreadable, not a custom-format archive, another database)."""
-    size = archive.stat().st_size if archive.exists() else 0
-    if size == 0:
-        raise _refuse(target, f"pg_dump wrote nothing to {archive}")
-    listing = _run([pg_restore, "--list", str(archive)], env)
-    if listing.returncode != 0:
-        raise _refuse(
-            target, f"pg_restore --list cannot read the dump: {_last_line(listing.stderr)}"
-        )
-    header = re.search(r"^;\s+dbname:\s*(\S+)\s*$", listing.stdout, re.MULTILINE | re.IGNORECASE)
-    if header is None or header.group(1) != target.database:
-        found = header.group(1) if header else "none"
-        raise _refuse(target, f"the dump names database {found!r}, not {target.database!r}")
-    entries = [
-        line for line in listing.stdout.splitlines() if line.strip() and not line.startswith(";")
-    ]
-    digest = hashlib.sha256()
-    with archive.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return {
-        "size_bytes": size,
-        "sha256": digest.hexdigest(),
-        "toc_entries": len(entries),
-        "table_data": sum(" TABLE DATA " in line for line in entries),
+def build_copy_pod(target: CopyTarget, pod: CopyPod, name: str, file_name: str) -> dict[str, Any]:
+    """The copy Pod: Pod Security `restricted`, the admin password from its Secret (it never
+    passes through Pulumi), the claim mounted at `MOUNT_PATH`."""
+    from postgres_apps.verification.pod import escape_for_kubernetes  # noqa: PLC0415
+
+    restricted = {
+        "allowPrivilegeEscalation": False,
+        "readOnlyRootFilesystem": True,
+        "runAsNonRoot": True,
+        "runAsUser": pod.run_as_user,
+        "capabilities": {"drop": ["ALL"]},
+        "seccompProfile": {"type": "RuntimeDefault"},
     }
+    env: list[dict[str, Any]] = [{"name": k, "value": v} for k, v in _libpq_env(target).items()]
+    env.append(
+        {
+            "name": "PGPASSWORD",
+            "valueFrom": {"secretKeyRef": {"name": pod.secret_name, "key": pod.secret_key}},
+        }
+    )
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {
+            "name": name,
+            "namespace": pod.namespace,
+            "labels": {
+                "app.kubernetes.io/name": "postgres-apps",
+                "app.kubernetes.io/component": "retirement-copy",
+                "postgres-apps/app": target.app,
+            },
+        },
+        "spec": {
+            "restartPolicy": "Never",
+            "activeDeadlineSeconds": DUMP_TIMEOUT_SECONDS,
+            "automountServiceAccountToken": False,
+            "enableServiceLinks": False,
+            "securityContext": {
+                "runAsNonRoot": True,
+                "runAsUser": pod.run_as_user,
+                "runAsGroup": pod.run_as_user,
+                "fsGroup": pod.run_as_user,
+                "seccompProfile": {"type": "RuntimeDefault"},
+            },
+            "containers": [
+                {
+                    "name": CONTAINER,
+                    "image": pod.image,
+                    "imagePullPolicy": pod.image_pull_policy,
+                    "command": [
+                        "sh",
+                        "-c",
+                        escape_for_kubernetes(SCRIPT.read_text()),
+                        "retirement.sh",
+                        target.database,
+                        f"{MOUNT_PATH}/{file_name}",
+                    ],
+                    "env": env,
+                    "securityContext": restricted,
+                    "volumeMounts": [{"name": "copies", "mountPath": MOUNT_PATH}],
+                }
+            ],
+            "volumes": [{"name": "copies", "persistentVolumeClaim": {"claimName": pod.claim}}],
+        },
+    }
+
+
+def take_copy_in_pod(
+    target: CopyTarget,
+    pod: CopyPod,
+    api: Any,
+    now: datetime | None = None,
+    poll_interval_s: float = 0.5,
+) -> dict[str, Any]:
+    """Pod mode: run `retirement.sh` as a pod on the claim; the pod is deleted whatever happens."""
+    from postgres_apps.verification.pod import (  # noqa: PLC0415
+        api_error_text,
+        delete_pod,
+        fatal_state,
+        pending_state,
+    )
+
+    file_name, stamp = copy_file_name(target.database, now)
+    name = f"retire-copy-{target.app}"[:56] + "-" + stamp[-7:-1].lower()
+    where = f"{pod.namespace}/{name}"
+    started = time.monotonic()
+    try:
+        api.create_namespaced_pod(
+            pod.namespace, build_copy_pod(target, pod, name, file_name), _request_timeout=30
+        )
+    except Exception as exc:
+        raise _refuse(target, f"cannot create pod {where}: {api_error_text(exc)}") from exc
+    try:
+        while True:
+            status = api.read_namespaced_pod(name, pod.namespace, _request_timeout=30)
+            phase = getattr(getattr(status, "status", None), "phase", None)
+            if phase in ("Succeeded", "Failed"):
+                break
+            fatal = fatal_state(status)
+            if fatal is not None:
+                raise _refuse(target, f"copy pod {where}: {fatal[0]}: {fatal[1]}")
+            elapsed = time.monotonic() - started
+            if (phase == "Pending" and elapsed > pod.start_timeout_seconds) or (
+                elapsed > DUMP_TIMEOUT_SECONDS
+            ):
+                raise _refuse(
+                    target,
+                    f"copy pod {where} did not finish within {round(elapsed)} s "
+                    f"({pending_state(status)}); the claim {pod.namespace}/{pod.claim} must exist "
+                    "and be bound (postgres-apps:retirement.persistentVolumeClaim)",
+                )
+            time.sleep(poll_interval_s)
+        log = str(
+            api.read_namespaced_pod_log(
+                name, pod.namespace, container=CONTAINER, _request_timeout=30
+            )
+            or ""
+        )
+    finally:
+        delete_pod(api, name, pod.namespace)
+    dump_ms = round((time.monotonic() - started) * 1000)
+    if phase != "Succeeded":
+        raise _refuse(target, f"copy pod {where} failed: {_last_line(log)}")
+    record = parse_copy_output(target, log)
+    claim = f"{pod.namespace}/{pod.claim}"
+    record.update({"file": f"pvc://{claim}/{file_name}", "taken_at": stamp, "dump_ms": dump_ms})
+    return record
+
+
+TARGET_KEYS: Final = ("app", "database", "host", "port", "user", "sslmode", "directory")
+POD_KEYS: Final = (
+    "namespace",
+    "claim",
+    "secret_name",
+    "secret_key",
+    "image",
+    "image_pull_policy",
+    "run_as_user",
+    "kube_context",
+    "start_timeout_seconds",
+)
 
 
 class RetirementCopyProvider(pulumi.dynamic.ResourceProvider):
     """Takes the copy on create; never changes it; deleting it leaves the dump in place."""
 
     def create(self, props: dict[str, Any]) -> pulumi.dynamic.CreateResult:
-        target = CopyTarget(
-            app=str(props["app"]),
-            database=str(props["database"]),
-            host=str(props["host"]),
-            port=int(props["port"]),
-            user=str(props["user"]),
-            sslmode=str(props["sslmode"]),
-            directory=str(props["directory"]),
-        )
-        record = take_copy(target, str(props["password"]))
-        outs = {k: v for k, v in props.items() if k != "password"}
+        target = CopyTarget(**{k: props[k] for k in TARGET_KEYS})
+        target = replace(target, port=int(target.port))
+        pod_props = props.get("pod")
+        if pod_props:
+            from postgres_apps.verification.pod import core_api  # noqa: PLC0415
+
+            pod = CopyPod(**{k: pod_props.get(k) for k in POD_KEYS})
+            pod = replace(
+                pod,
+                run_as_user=int(pod.run_as_user),
+                start_timeout_seconds=int(pod.start_timeout_seconds),
+            )
+            api = core_api(pod.kube_context, props.get("kubeconfig") or None)
+            record = take_copy_in_pod(target, pod, api)
+        else:
+            record = take_copy(target, str(props["password"]))
+        secret = ("password", "kubeconfig")
+        outs = {k: v for k, v in props.items() if k not in secret}
         return pulumi.dynamic.CreateResult(id_=record["sha256"], outs={**outs, **record})
 
     def diff(
@@ -221,19 +374,20 @@ class RetirementCopy(pulumi.dynamic.Resource, module="retirement", name="Retirem
         self,
         name: str,
         target: CopyTarget,
-        password: pulumi.Input[str],
+        password: pulumi.Input[str] | None,
         opts: pulumi.ResourceOptions | None = None,
+        *,
+        pod: CopyPod | None = None,
+        kubeconfig: pulumi.Input[str] | None = None,
     ) -> None:
+        """Direct mode needs the admin `password`; pod mode reads it from the admin Secret in
+        the cluster (`pod`), with `kubeconfig` (a secret) for the API if given."""
         props: dict[str, Any] = {
-            "app": target.app,
-            "database": target.database,
-            "host": target.host,
-            "port": target.port,
-            "user": target.user,
-            "sslmode": target.sslmode,
-            "directory": target.directory,
-            "password": pulumi.Output.secret(password),
-            **{key: None for key in RECORD_KEYS},
+            **asdict(target),
+            "password": None if pod else pulumi.Output.secret(password or ""),
+            "pod": asdict(pod) if pod else None,
+            "kubeconfig": pulumi.Output.secret(kubeconfig) if kubeconfig else None,
+            **dict.fromkeys(RECORD_KEYS),
         }
         super().__init__(RetirementCopyProvider(), name, props, opts)
 

@@ -113,6 +113,9 @@ class RetirementSettings:
     directory: str = "retired-copies"
     """Directory on the Pulumi host for the dumps (`postgres-apps:retirement.directory`); relative
     paths are taken from the Pulumi project directory."""
+    persistent_volume_claim: str | None = None
+    """Set: the copy is taken by a pod in the admin Secret's namespace onto this claim there
+    (`postgres-apps:retirement.persistentVolumeClaim`) instead of on the Pulumi host."""
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,11 @@ STATE="$REPO/.state/node"
 KUBECONFIG_ADMIN="$REPO/.state/kube/admin.kubeconfig"
 PASSWORD_FILE="$STATE/postgres-password"
 DATA_DIR="$STATE/pv/postgres-postgresql"
+# The claim postgres-apps' pod-mode retirement copies go to (postgres-apps:retirement.persistentVolumeClaim):
+# a hostPath PersistentVolume bound to PVC data/postgres-apps-copies, owned by the copy pod's uid.
+COPIES_DIR="$STATE/pv/postgres-apps-copies"
+COPIES_CLAIM=postgres-apps-copies
+COPY_UID=70
 IMAGE="docker.io/postgres-apps/postgresql:15-bookworm"
 ADMIN_HOST=127.0.0.1
 ADMIN_PORT=15432
@@ -187,6 +192,32 @@ spec:
         emptyDir: {}
       - name: dshm
         emptyDir: {medium: Memory, sizeLimit: 256Mi}
+---
+apiVersion: v1
+kind: PersistentVolume
+metadata:
+  name: $COPIES_CLAIM
+  labels: {app.kubernetes.io/part-of: postgres-apps-localenv}
+spec:
+  capacity: {storage: 2Gi}
+  accessModes: [ReadWriteOnce]
+  persistentVolumeReclaimPolicy: Retain
+  storageClassName: ""
+  claimRef: {namespace: data, name: $COPIES_CLAIM}
+  hostPath: {path: $COPIES_DIR, type: Directory}
+---
+apiVersion: v1
+kind: PersistentVolumeClaim
+metadata:
+  name: $COPIES_CLAIM
+  namespace: data
+  labels: {app.kubernetes.io/part-of: postgres-apps-localenv}
+spec:
+  accessModes: [ReadWriteOnce]
+  storageClassName: ""
+  volumeName: $COPIES_CLAIM
+  resources:
+    requests: {storage: 2Gi}
 YAML
 }
 
@@ -225,6 +256,9 @@ cmd_up() {
   mkdir -p "$DATA_DIR"
   chown "$PG_UID:$PG_UID" "$DATA_DIR"
   chmod 0700 "$DATA_DIR"
+  mkdir -p "$COPIES_DIR"
+  chown "$COPY_UID:$COPY_UID" "$COPIES_DIR"
+  chmod 0700 "$COPIES_DIR"
   local sts_exists=0
   k -n data get statefulset postgres-postgresql >/dev/null 2>&1 && sts_exists=1
   ((sts_exists)) || take_over_from_host_postgres

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import shutil
 import subprocess
 from datetime import UTC, datetime
 from pathlib import Path
@@ -102,20 +104,20 @@ def test_a_directory_that_cannot_be_made_fails_the_copy(
 def test_a_dump_of_another_database_does_not_verify(
     pg: PgServer, apps: AppPair, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The check reads the archive's own header: a file that is a valid dump, but of another
-    database than the one about to be dropped, is refused."""
-    from postgres_apps import retirement  # noqa: PLC0415
-
-    real_run = retirement._run
-
-    def other_database(argv: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-        swapped = [
-            f"--dbname={apps.other.database}" if a.startswith("--dbname=") else a for a in argv
-        ]
-        return real_run(swapped, env)
-
-    monkeypatch.setattr(retirement, "_run", other_database)
+    """The script reads the archive's own header: a file that is a valid dump, but of another
+    database than the one about to be dropped, is refused (a pg_dump on PATH that dumps the
+    other app's database stands in for any mix-up) and no copy is left."""
+    shim = tmp_path / "bin"
+    shim.mkdir()
+    real = shutil.which("pg_dump")
+    assert real is not None
+    (shim / "pg_dump").write_text(f'#!/bin/sh\nexec {real} "$@" --dbname={apps.other.database}\n')
+    (shim / "pg_dump").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{shim}:{os.environ['PATH']}")
+    copies = tmp_path / "copies"
     with pytest.raises(CopyFailedError) as err:
-        take_copy(target(pg, apps.app.database, tmp_path), pg.admin_password, now=NOW)
-    assert f"the dump names database '{apps.other.database}'" in str(err.value)
-    assert not list(tmp_path.glob("*.dump"))
+        take_copy(target(pg, apps.app.database, copies), pg.admin_password, now=NOW)
+    assert f"the dump names database '{apps.other.database}', not '{apps.app.database}'" in str(
+        err.value
+    )
+    assert list(copies.iterdir()) == []

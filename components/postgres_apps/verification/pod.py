@@ -339,12 +339,12 @@ def delete_probe_pods(api: Any, namespace: str, app: str, keep: str | None = Non
     for pod in _get(pods, "items") or []:
         name = _get(pod, "metadata", "name")
         if name and name != keep:
-            _delete_pod(api, name, namespace)
+            delete_pod(api, name, namespace)
             deleted.append(str(name))
     return deleted
 
 
-def _delete_pod(api: Any, name: str, namespace: str) -> None:
+def delete_pod(api: Any, name: str, namespace: str) -> None:
     try:
         api.delete_namespaced_pod(
             name,
@@ -398,7 +398,7 @@ def run_pod_probe(
         # Always: success, failure, timeout, KeyboardInterrupt (also during create).
         if maybe_created:
             try:
-                _delete_pod(api, name, spec.namespace)
+                delete_pod(api, name, spec.namespace)
             except Exception as exc:
                 warnings.append(
                     f"could not delete probe pod {spec.namespace}/{name}: {api_error_text(exc)}"

@@ -358,7 +358,7 @@ def _diff(olds: Mapping[str, Any], news: Mapping[str, Any]) -> pulumi.dynamic.Di
 def _delete(_props: Mapping[str, Any]) -> None:
     """Direct mode leaves nothing behind; pod mode: delete probe pods of an interrupted run.
 
-    A pod already gone is fine (`_delete_pod` ignores 404). Anything else fails the delete
+    A pod already gone is fine (`delete_pod` ignores 404). Anything else fails the delete
     with what went wrong; an unreachable cluster only passes with `DELETE_UNREACHABLE_ENV`."""
     if _props.get("verification_mode") != "pod":
         return
