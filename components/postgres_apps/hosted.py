@@ -122,6 +122,8 @@ class PostgresApps(pulumi.ComponentResource):
     """The apps' connection limits against the server's."""
     managed_apps: pulumi.Output[dict[str, dict[str, str]]]
     """Apps and their deletion policy; export as `managedApps`."""
+    retirement_copies: pulumi.Output[dict[str, Any]]
+    """Verified copies taken before `drop` apps were dropped; export as `retirementCopies`."""
     unmanaged: pulumi.Output[dict[str, Any]] | None
     """Roles/databases on the server no app declares."""
 
@@ -141,6 +143,7 @@ class PostgresApps(pulumi.ComponentResource):
         self.server_hardening = inner.server_hardening
         self.connection_budget = cast(pulumi.Output[dict[str, Any]], inner.connection_budget)
         self.managed_apps = inner.managed_apps
+        self.retirement_copies = inner.retirement_copies
         self.unmanaged = cast(pulumi.Output[dict[str, Any]] | None, inner.unmanaged)
         self.register_outputs(
             {
@@ -150,6 +153,7 @@ class PostgresApps(pulumi.ComponentResource):
                 "serverHardening": self.server_hardening,
                 "connectionBudget": self.connection_budget,
                 "managedApps": self.managed_apps,
+                "retirementCopies": self.retirement_copies,
                 "unmanaged": self.unmanaged,
             }
         )

@@ -49,6 +49,7 @@ def test_outputs_are_the_real_components() -> None:
         "serverHardening",
         "connectionBudget",
         "managedApps",
+        "retirementCopies",
         "unmanaged",
     }
 
