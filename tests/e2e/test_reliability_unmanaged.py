@@ -11,16 +11,20 @@ Tests run in file order.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from postgres_apps.inventory import NONE_MESSAGE, OUTPUT_NAME, WARNING_PREFIX
-from tests.e2e.harness import ProjectStack, new_stack
+from tests.e2e.harness import ProjectStack, new_stack, query, secret_data
 from tests.e2e.reliability_support import (
     admin_exec,
+    cli,
+    connect_as,
     delete_namespaces,
+    export_state,
     purge_leftovers,
     rel_config,
 )
@@ -35,8 +39,12 @@ DATABASE = "rel_un_app_test_db"
 SYSTEM_DATABASES = {"postgres", "template0", "template1"}
 
 
-def config(**unmanaged: Any) -> dict[str, Any]:
-    cfg = rel_config([APP], NAMESPACE, rerun="on-change")
+LEGACY = {"name": "rel-un-legacy", "deletion": "drop"}
+"""The hand-made pair in the runbook's shape (role and database `rel_un_legacy`), adopted."""
+
+
+def config(apps: list[dict[str, Any]] | None = None, **unmanaged: Any) -> dict[str, Any]:
+    cfg = rel_config(apps or [APP], NAMESPACE, rerun="on-change")
     if unmanaged:
         cfg["postgres-apps:unmanaged"] = unmanaged
     return cfg
@@ -127,6 +135,85 @@ def test_the_ignore_lists_hide_them(stack: ProjectStack) -> None:
         stack.write_config(config())
     assert suite_names(report["roles"]) == {LOGIN_ROLE}, report
     assert suite_names(report["databases"]) == set(), report
+
+
+def _resource(state: dict[str, Any], type_: str, name: str) -> dict[str, Any]:
+    """The one resource of this type and name in `pulumi stack export`."""
+    found: list[dict[str, Any]] = [
+        r for r in state["resources"] if r["type"] == type_ and r["urn"].endswith(f"::{name}")
+    ]
+    assert len(found) == 1, found
+    return found[0]
+
+
+def test_the_runbooks_adoption_imports_a_hand_made_pair(stack: ProjectStack) -> None:
+    """docs/runbooks/postgres-connectivity.md#unmanaged, "Adopt it into the stack", step by step
+    with the import file as the runbook shows it: the role and database made by hand (with data)
+    are the app's afterwards — same oids, the data kept, the stack's password, the gate green."""
+    legacy = "rel_un_legacy"
+    admin_exec(f"CREATE ROLE {legacy} LOGIN PASSWORD 'rel-un-legacy-by-hand-0123456789'")
+    admin_exec(f"CREATE DATABASE {legacy} OWNER {legacy}")
+    admin_exec(f"REVOKE CONNECT, TEMPORARY ON DATABASE {legacy} FROM PUBLIC")
+    admin_exec(f"SET ROLE {legacy}; CREATE TABLE kept (note text)", dbname=legacy)
+    admin_exec("INSERT INTO kept VALUES ('made by hand')", dbname=legacy)
+    oids = query(
+        "SELECT (SELECT oid FROM pg_roles WHERE rolname = %s), "
+        "(SELECT oid FROM pg_database WHERE datname = %s)",
+        legacy,
+        legacy,
+    )
+    state = export_state(stack)
+    provider = _resource(state, "pulumi:providers:postgresql", "postgres-admin")
+    component = _resource(state, "postgres-apps:apps:PostgresApps", "postgres-apps")
+    adopt = {
+        "nameTable": {"pg": provider["urn"], "apps": component["urn"]},
+        "resources": [
+            {
+                "type": "postgres-apps:app_database:AppDatabase",
+                "name": LEGACY["name"],
+                "component": True,
+                "parent": "apps",
+            },
+            {
+                "type": "postgresql:index/role:Role",
+                "name": f"{LEGACY['name']}-role",
+                "id": legacy,
+                "parent": LEGACY["name"],
+                "provider": "pg",
+            },
+            {
+                "type": "postgresql:index/database:Database",
+                "name": f"{LEGACY['name']}-database",
+                "id": legacy,
+                "parent": LEGACY["name"],
+                "provider": "pg",
+            },
+        ],
+    }
+    (stack.work_dir / "adopt.json").write_text(json.dumps(adopt))
+    stack.write_config(config([APP, LEGACY]))  # step 1: the entry, no `up` yet
+    imported = cli(stack, "import", "-f", "adopt.json", "--yes", "--generate-code=false")
+    assert imported.returncode == 0, imported.stdout[-3000:] + imported.stderr[-3000:]
+    stack.up()  # step 3
+    assert (
+        query(
+            "SELECT (SELECT oid FROM pg_roles WHERE rolname = %s), "
+            "(SELECT oid FROM pg_database WHERE datname = %s)",
+            legacy,
+            legacy,
+        )
+        == oids
+    ), "adopted, not recreated"
+    data = secret_data(NAMESPACE, f"{LEGACY['name']}-db-credentials")
+    with connect_as(data["user"], data["password"], data["dbname"]) as conn:
+        assert conn.execute("SELECT note FROM kept").fetchall() == [("made by hand",)]
+    outputs = stack.outputs()
+    assert "checksPassed" in outputs["apps"][LEGACY["name"]]["verification"]
+    report = outputs[OUTPUT_NAME]
+    assert legacy not in report["roles"] and legacy not in report["databases"], report
+    stack.write_config(config())
+    stack.up()  # retired again (`deletion: drop`, so its copy is taken first)
+    assert query("SELECT count(*) FROM pg_roles WHERE rolname = %s", legacy) == [(0,)]
 
 
 def test_once_dropped_they_are_no_longer_listed(stack: ProjectStack) -> None:

@@ -13,6 +13,7 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -21,6 +22,8 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/pulumi/pulumi/sdk/v3/go/common/resource"
 	pulumirpc "github.com/pulumi/pulumi/sdk/v3/proto/go"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/structpb"
 )
 
@@ -644,5 +647,76 @@ func TestExtensionCreateReadDeleteRestrict(t *testing.T) {
 	srv.admin(t, "postgres", fmt.Sprintf(`DROP DATABASE %s WITH (FORCE)`, db))
 	if e2.refresh(t) {
 		t.Fatal("extension still in the state after its database was dropped")
+	}
+}
+
+// Mirrors upstream's Importer (ImportStatePassthrough on postgresql_role and postgresql_database):
+// `pulumi import` is Read with the name as ID and no prior state; the state comes from the server
+// alone, the password as the server's verifier. Types upstream declares no Importer for refuse.
+func TestImportRoleAndDatabaseByName(t *testing.T) {
+	p := newProvider(t)
+	name := uniq("hand")
+	srv.admin(t, "postgres", fmt.Sprintf(`CREATE ROLE %s LOGIN PASSWORD 'made-by-hand' CONNECTION LIMIT 7`, ident(name)))
+	srv.admin(t, "postgres", fmt.Sprintf(`CREATE DATABASE %s OWNER %s`, ident(name), ident(name)))
+	t.Cleanup(func() {
+		srv.admin(t, "postgres", fmt.Sprintf(`DROP DATABASE IF EXISTS %s`, ident(name)))
+		srv.admin(t, "postgres", fmt.Sprintf(`DROP ROLE IF EXISTS %s`, ident(name)))
+	})
+	resp, err := p.Read(context.Background(), &pulumirpc.ReadRequest{Urn: urn(tRole, "adopted-role"), Id: name})
+	if err != nil {
+		t.Fatal(err)
+	}
+	outs := mustMap(t, resp.GetProperties())
+	if resp.GetId() != name || outs["name"].StringValue() != name || !outs["login"].BoolValue() ||
+		outs["connectionLimit"].NumberValue() != 7 {
+		t.Fatalf("imported role: id %q, %v", resp.GetId(), outs)
+	}
+	if pw := outs["password"].StringValue(); !strings.HasPrefix(pw, "SCRAM-SHA-256$") {
+		t.Fatalf("imported password = %q, want the server's SCRAM verifier", pw)
+	}
+	if len(mustMap(t, resp.GetInputs())) == 0 {
+		t.Fatal("an import returns inputs (the engine records them)")
+	}
+	db, err := p.Read(context.Background(), &pulumirpc.ReadRequest{Urn: urn(tDatabase, "adopted-db"), Id: name})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := mustMap(t, db.GetProperties())["owner"].StringValue(); db.GetId() != name || got != name {
+		t.Fatalf("imported database: id %q, owner %q", db.GetId(), got)
+	}
+	_, err = p.Read(context.Background(), &pulumirpc.ReadRequest{Urn: urn(tGrant, "g"), Id: name})
+	if status.Code(err) != codes.Unimplemented || !strings.Contains(err.Error(), "no Importer") {
+		t.Fatalf("import of a grant: %v, want Unimplemented (upstream has no Importer)", err)
+	}
+}
+
+// After an import the recorded inputs hold every attribute read from the server; the program sets
+// only some. As Terraform plans it, an Optional+Computed attribute (encoding, lc_collate, template,
+// tablespace_name …: upstream marks them Computed) absent from the program is no change, so the
+// adopted database is not replaced.
+func TestImportedDatabaseIsNotReplacedForComputedAttributes(t *testing.T) {
+	p := newProvider(t)
+	name := uniq("hand")
+	srv.admin(t, "postgres", fmt.Sprintf(`CREATE ROLE %s`, ident(name)))
+	srv.admin(t, "postgres", fmt.Sprintf(`CREATE DATABASE %s OWNER %s`, ident(name), ident(name)))
+	t.Cleanup(func() {
+		srv.admin(t, "postgres", fmt.Sprintf(`DROP DATABASE IF EXISTS %s`, ident(name)))
+		srv.admin(t, "postgres", fmt.Sprintf(`DROP ROLE IF EXISTS %s`, ident(name)))
+	})
+	resp, err := p.Read(context.Background(), &pulumirpc.ReadRequest{Urn: urn(tDatabase, "adopted"), Id: name})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &res{p: p, typ: tDatabase, name: "adopted", id: name,
+		outs: mustMap(t, resp.GetProperties()), inputs: mustMap(t, resp.GetInputs())}
+	d := r.diff(t, checked(t, p, tDatabase, r.name, map[string]any{
+		"name": name, "owner": name, "allowConnections": true, "isTemplate": false}))
+	if len(d.GetReplaces()) != 0 {
+		t.Fatalf("an adopted database would be replaced: %v", d.GetReplaces())
+	}
+	// A value the program does set still counts: a different encoding is a replacement.
+	d = r.diff(t, checked(t, p, tDatabase, r.name, map[string]any{"name": name, "encoding": "LATIN1"}))
+	if !slices.Contains(d.GetReplaces(), "encoding") {
+		t.Fatalf("a set encoding that differs must replace: %v", d.GetReplaces())
 	}
 }

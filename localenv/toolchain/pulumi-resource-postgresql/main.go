@@ -63,6 +63,16 @@ var kinds = map[string]kind{
 	"postgresql:index/defaultPrivileges:DefaultPrivileges": defaultPrivilegesKind{},
 }
 
+// importable: the resources `pulumi import` can adopt, as upstream (cyrilgdn/terraform-provider-postgresql
+// postgresql/resource_postgresql_role.go resourcePostgreSQLRole and resource_postgresql_database.go
+// resourcePostgreSQLDatabase declare `Importer: schema.ImportStatePassthrough…`: the import ID is the
+// object's name, and Read fills the state from the server alone, as on a refresh with no prior state).
+// A role's password reads back as the server's verifier (readRolePassword with no state password).
+var importable = map[string]bool{
+	"postgresql:index/role:Role":         true,
+	"postgresql:index/database:Database": true,
+}
+
 func kindOf(urn string) (kind, error) {
 	t := string(resource.URN(urn).Type())
 	if k, ok := kinds[t]; ok {
@@ -231,9 +241,19 @@ func (p *pgProvider) Diff(_ context.Context, req *pulumirpc.DiffRequest) (*pulum
 	}
 	var diffs, replaces []string
 	detailed := map[string]*pulumirpc.PropertyDiff{}
+	computed := map[string]bool{}
+	for _, c := range k.computed() {
+		computed[c] = true
+	}
 	for _, key := range unionKeys(olds, news) {
 		o, n := olds[resource.PropertyKey(key)], news[resource.PropertyKey(key)]
 		if !n.IsComputed() && o.DeepEquals(n) {
+			continue
+		}
+		// An Optional+Computed attribute the program does not set keeps its state value, as
+		// Terraform plans it (terraform-plugin-sdk helper/schema: a Computed attribute absent
+		// from the config is not a change). Only an import puts such a value into the inputs.
+		if computed[key] && n.IsNull() {
 			continue
 		}
 		diffs = append(diffs, key)
@@ -297,8 +317,9 @@ func (p *pgProvider) Read(ctx context.Context, req *pulumirpc.ReadRequest) (*pul
 	if err != nil {
 		return nil, err
 	}
-	if len(state) == 0 {
-		return nil, status.Error(codes.Unimplemented, "importing is not supported by this local postgresql provider")
+	if len(state) == 0 && !importable[string(resource.URN(req.GetUrn()).Type())] {
+		return nil, status.Errorf(codes.Unimplemented,
+			"importing %s is not supported: upstream declares no Importer for it", resource.URN(req.GetUrn()).Type())
 	}
 	outs, err := k.read(ctx, p, req.GetId(), props(state))
 	if err != nil {
