@@ -48,6 +48,9 @@ GRANT_TYPE: Final = "postgresql:index/grant:Grant"
 SECRET_TYPE: Final = "kubernetes:core/v1:Secret"  # noqa: S105
 NAMESPACE_TYPE: Final = "kubernetes:core/v1:Namespace"
 APP_DATABASE_TYPE: Final = "postgres-apps:app_database:AppDatabase"
+COPY_TYPE: Final = "pulumi-python:dynamic/retirement:RetirementCopy"
+"""The copy `deletion: drop` takes before the app's database goes (postgres_apps/retirement.py)."""
+COPY_SUFFIX: Final = "-retirement-copy"
 STACK_TYPE: Final = "pulumi:pulumi:Stack"
 
 # Copies of postgres_apps/inventory.py's OUTPUT_NAME, WARNING_PREFIX, NOT_CHECKED_PREFIX and
@@ -564,7 +567,22 @@ def _header(
     out += [f"**Plan:** {planned or 'no changes'}{unchanged}.", ""]
     if destructive:
         out += ["> [!CAUTION]", "> **Destructive database changes** (data or logins dropped):"]
-        out += [f"> - `{op}` {_short_type(t)} `{name}`" for op, t, name in destructive]
+        copied = {
+            urn_name(step.urn).removesuffix(COPY_SUFFIX)
+            for step in digest.steps
+            if step.type == COPY_TYPE and step.op == "create"
+        }
+        first = " — a verified copy (`pg_dump`) is taken first"
+        out += [
+            f"> - `{op}` {_short_type(t)} `{name}`"
+            + (
+                first
+                if (op, t, name.removesuffix("-database"))
+                in {("delete", DATABASE_TYPE, app) for app in copied}
+                else ""
+            )
+            for op, t, name in destructive
+        ]
         out.append("")
     copies = plain_copies(digest)
     if copies:

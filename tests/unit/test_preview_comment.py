@@ -285,6 +285,26 @@ def test_real_preview_with_a_removed_app_and_a_moved_secret() -> None:
     )
 
 
+def test_a_drop_with_its_copy_says_so() -> None:
+    """The removal of a `drop` app plans its `RetirementCopy` (create) before the deletes: the
+    caution line of its database says a verified copy is taken first; the role's line does not."""
+    document = load("preview-real-move-secret.json")
+    urn = (
+        "urn:pulumi:review::postgres-apps::postgres-apps:apps:PostgresApps$"
+        f"{pc.COPY_TYPE}::rev-beta{pc.COPY_SUFFIX}"
+    )
+    state = {"urn": urn, "custom": True, "type": pc.COPY_TYPE, "inputs": {}, "outputs": {}}
+    document["steps"].append({"op": "create", "urn": urn, "newState": state})
+    text = pc.render(pc.parse_digest(document), "review").markdown
+    assert (
+        "> - `delete` postgresql:Database `rev-beta-database` — a verified copy (`pg_dump`) is "
+        "taken first" in text
+    )
+    assert "> - `delete` postgresql:Role `rev-beta-role`\n" in text
+    plain = pc.render(pc.parse_digest(load("preview-real-move-secret.json")), "review").markdown
+    assert "verified copy" not in plain
+
+
 def test_plain_copies_of_secret_data_are_flagged_never_printed() -> None:
     # The local admin Secret was made with `kubectl apply`: its last-applied-configuration
     # annotation (base64 data inside) reaches the preview JSON unmasked. The fixture carries a
@@ -330,6 +350,10 @@ def test_the_tools_copies_of_the_program_messages_are_the_programs() -> None:
     assert pc.UNMANAGED_NOT_CHECKED == inventory.NOT_CHECKED_PREFIX
     assert pc.UNMANAGED_NONE == inventory.NONE_MESSAGE
     assert pc.UNMANAGED_RUNBOOK == inventory.RUNBOOK_SECTION
+    # the type the program registers (tests/unit/test_program.py sees it under mocks)
+    from tests.unit.conftest import COPY_TYPE  # noqa: PLC0415
+
+    assert pc.COPY_TYPE == COPY_TYPE
 
 
 def test_unmanaged_objects_found_by_the_preview_and_by_the_last_up() -> None:
