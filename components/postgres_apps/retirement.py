@@ -186,16 +186,11 @@ def take_copy(target: CopyTarget, password: str, now: datetime | None = None) ->
 def build_copy_pod(target: CopyTarget, pod: CopyPod, name: str, file_name: str) -> dict[str, Any]:
     """The copy Pod: Pod Security `restricted`, the admin password from its Secret (it never
     passes through Pulumi), the claim mounted at `MOUNT_PATH`."""
-    from postgres_apps.verification.pod import escape_for_kubernetes  # noqa: PLC0415
+    from postgres_apps.verification.pod import (  # noqa: PLC0415
+        escape_for_kubernetes,
+        restricted_container,
+    )
 
-    restricted = {
-        "allowPrivilegeEscalation": False,
-        "readOnlyRootFilesystem": True,
-        "runAsNonRoot": True,
-        "runAsUser": pod.run_as_user,
-        "capabilities": {"drop": ["ALL"]},
-        "seccompProfile": {"type": "RuntimeDefault"},
-    }
     env: list[dict[str, Any]] = [{"name": k, "value": v} for k, v in _libpq_env(target).items()]
     env.append(
         {
@@ -241,7 +236,7 @@ def build_copy_pod(target: CopyTarget, pod: CopyPod, name: str, file_name: str) 
                         f"{MOUNT_PATH}/{file_name}",
                     ],
                     "env": env,
-                    "securityContext": restricted,
+                    "securityContext": restricted_container(pod.run_as_user),
                     "volumeMounts": [{"name": "copies", "mountPath": MOUNT_PATH}],
                 }
             ],

@@ -152,6 +152,20 @@ def statement_env(spec: PodProbeSpec, table: str) -> list[dict[str, str]]:
     return [{"name": k, "value": escape_for_kubernetes(v)} for k, v in env.items()]
 
 
+def restricted_container(run_as_user: int) -> dict[str, Any]:
+    """A container's securityContext under Pod Security `restricted`, read-only root (the probe
+    pod's and the retirement copy pod's)."""
+    return {
+        "allowPrivilegeEscalation": False,
+        "privileged": False,
+        "readOnlyRootFilesystem": True,
+        "runAsNonRoot": True,
+        "runAsUser": run_as_user,
+        "capabilities": {"drop": ["ALL"]},
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+
+
 def build_pod_manifest(spec: PodProbeSpec, name: str, script: str) -> dict[str, Any]:
     """The probe Pod: Pod Security `restricted`, env from the app's Secret, script as argument.
 
@@ -200,15 +214,7 @@ def build_pod_manifest(spec: PodProbeSpec, name: str, script: str) -> dict[str, 
                     "imagePullPolicy": spec.image_pull_policy,
                     "command": ["sh", "-c", escape_for_kubernetes(script), "probe"],
                     "env": env,
-                    "securityContext": {
-                        "allowPrivilegeEscalation": False,
-                        "privileged": False,
-                        "readOnlyRootFilesystem": True,
-                        "runAsNonRoot": True,
-                        "runAsUser": spec.run_as_user,
-                        "capabilities": {"drop": ["ALL"]},
-                        "seccompProfile": {"type": "RuntimeDefault"},
-                    },
+                    "securityContext": restricted_container(spec.run_as_user),
                     "resources": {
                         "requests": {
                             "cpu": spec.cpu_request,
