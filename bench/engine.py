@@ -31,7 +31,9 @@ from bench.stats import summarize
 from tests.e2e.harness import REPO, ProjectStack, engine_env
 
 CHECK_TYPE_MARK = "ConnectivityCheck"
-"""The gate's dynamic resources: their type token (or URN) names the class."""
+"""The gate's per-app dynamic resources: their type token (or URN) names the class."""
+PROBE_TYPE_MARK = "NamespaceProbe"
+"""Pod mode: the namespace's probe run, before the checks (part of the gate's span)."""
 
 
 @dataclass
@@ -344,9 +346,11 @@ def empty_program_stack(tmp: Path) -> BenchStack:
 def gate_report(run: EngineRun, outputs: Mapping[str, Any], mode: str) -> dict[str, Any]:
     """The gate of one `up`: span of the check steps, and the probes' latencies from outputs."""
     checks = [s for s in run.steps_of(CHECK_TYPE_MARK) if s.op != "same"]
+    probes = [s for s in run.steps_of(PROBE_TYPE_MARK) if s.op != "same"]
     out: dict[str, Any] = {"mode": mode, "wall_s": round(run.wall_s, 3), "checks_run": len(checks)}
-    starts = [s.start for s in checks if s.start is not None]
-    ends = [s.end for s in checks if s.end is not None]
+    out["probe_runs"] = len(probes)
+    starts = [s.start for s in (*checks, *probes) if s.start is not None]
+    ends = [s.end for s in (*checks, *probes) if s.end is not None]
     if starts and ends:
         out["gate_span_s"] = round(max(ends) - min(starts), 3)
         out["first_check_start_s"] = round(min(starts), 3)

@@ -30,8 +30,14 @@ from postgres_apps.retention import guarded_managed_apps, previous_deployment, r
 from postgres_apps.retirement import OUTPUT_NAME as COPIES_OUTPUT
 from postgres_apps.retirement import CopyPod, CopyTarget, RetirementCopy, record_of
 from postgres_apps.server_hardening import ServerHardening, ServerHardeningArgs
-from postgres_apps.settings import StackSettings
+from postgres_apps.settings import AppSpec, StackSettings
 from postgres_apps.verification import ConnectivityCheck, ConnectivityCheckArgs, ConnectivityPeer
+from postgres_apps.verification.namespace_probe import (
+    NamespaceProbe,
+    NamespaceProbeArgs,
+    ProbeMember,
+)
+from postgres_apps.verification.provider import credentials_hash
 
 WAS_AT_STACK_ROOT = [pulumi.Alias(parent=pulumi.ROOT_STACK_RESOURCE)]
 """0.1.x registered namespaces, the server hardening and every app at the stack's root; these
@@ -202,6 +208,25 @@ def settings_from_args(args: PostgresAppsArgs) -> StackSettings:
     """Validate `args` (raises `ConfigError` with every problem) into the settings contract."""
     kube_context = args.get("kube_context") or pulumi.Config("kubernetes").get("context")
     return parse_settings(config_from_args(args), kube_context=kube_context)
+
+
+def _result_of(probe: NamespaceProbe, app: str) -> pulumi.Output[Mapping[str, Any]]:
+    """The app's entry of its namespace probe's results (a secret, like all of them)."""
+
+    def pick(results: dict[str, Any] | None) -> Mapping[str, Any]:
+        return dict((results or {}).get(app) or {})
+
+    return probe.results.apply(pick)
+
+
+def _credentials_sha256(app: str, db: AppDatabase) -> pulumi.Output[str]:
+    """The check's credentials hash (`provider.credentials_hash`), for the namespace probe's
+    members: one-way, so not a secret (the check stores the same hash in plain)."""
+
+    def of(values: list[Any]) -> str:
+        return credentials_hash(app, str(values[0]), values[1])
+
+    return pulumi.Output.unsecret(pulumi.Output.all(db.password_value, db.uri).apply(of))
 
 
 def _given_postgresql_provider(opts: pulumi.ResourceOptions | None) -> postgresql.Provider | None:
@@ -405,11 +430,26 @@ class PostgresApps(pulumi.ComponentResource):
         hardening: ServerHardening,
         kubeconfig: pulumi.Input[str] | None,
     ) -> dict[str, ConnectivityCheck]:
-        """One gate per app, parented to the app (it reads the app's Secret)."""
+        """One gate per app, parented to the app (it reads the app's Secret). In pod mode one
+        `NamespaceProbe` per namespace runs the probe pod for all its apps first."""
         pg = settings.postgres
+        peers_of = {
+            app.name: [
+                ConnectivityPeer(database=other.database_name, role=other.role_name)
+                for name, other in self.databases.items()
+                if name != app.name
+            ]
+            for app in settings.apps
+        }
+        probes = (
+            self._namespace_probes(settings, hardening, kubeconfig, peers_of)
+            if settings.verification.mode == "pod"
+            else {}
+        )
         checks: dict[str, ConnectivityCheck] = {}
         for app in settings.apps:
             db = self.databases[app.name]
+            probe = probes.get(app.namespace)
             checks[app.name] = ConnectivityCheck(
                 f"{app.name}-check",
                 ConnectivityCheckArgs(
@@ -424,21 +464,66 @@ class PostgresApps(pulumi.ComponentResource):
                     sslmode=pg.sslmode,
                     direct_host=pg.admin_host,
                     direct_port=pg.admin_port,
-                    peers=[
-                        ConnectivityPeer(database=other.database_name, role=other.role_name)
-                        for name, other in self.databases.items()
-                        if name != app.name
-                    ],
+                    peers=peers_of[app.name],
                     settings=settings.verification,
                     kube_context=settings.kube_context,
                     kubeconfig=kubeconfig,
                     uri=db.uri,
+                    probe_run=probe.run_id if probe else None,
+                    probe_report=_result_of(probe, app.name) if probe else None,
                 ),
                 opts=pulumi.ResourceOptions(
                     parent=db, depends_on=[*db.ready_resources, *hardening.ready_resources]
                 ),
             )
         return checks
+
+    def _namespace_probes(
+        self,
+        settings: StackSettings,
+        hardening: ServerHardening,
+        kubeconfig: pulumi.Input[str] | None,
+        peers_of: Mapping[str, list[ConnectivityPeer]],
+    ) -> dict[str, NamespaceProbe]:
+        """Pod mode: one probe run per namespace, after every member's Secret, role, database."""
+        by_namespace: dict[str, list[AppSpec]] = {}
+        for app in settings.apps:
+            by_namespace.setdefault(app.namespace, []).append(app)
+        probes: dict[str, NamespaceProbe] = {}
+        for namespace, apps in by_namespace.items():
+            members = []
+            for app in apps:
+                db = self.databases[app.name]
+                members.append(
+                    ProbeMember(
+                        app_name=app.name,
+                        secret_name=db.secret_name,
+                        host=db.host,
+                        port=db.port,
+                        database=db.database_name,
+                        username=db.role_name,
+                        credentials_sha256=_credentials_sha256(app.name, db),
+                        peers=[
+                            {"database": p.database, "role": p.role} for p in peers_of[app.name]
+                        ],
+                        sslmode=settings.postgres.sslmode,
+                    )
+                )
+            ready = [r for app in apps for r in self.databases[app.name].ready_resources]
+            probes[namespace] = NamespaceProbe(
+                f"{namespace}-probe",
+                NamespaceProbeArgs(
+                    namespace=namespace,
+                    members=members,
+                    settings=settings.verification,
+                    kube_context=settings.kube_context,
+                    kubeconfig=kubeconfig,
+                ),
+                opts=pulumi.ResourceOptions(
+                    parent=self, depends_on=[*ready, *hardening.ready_resources]
+                ),
+            )
+        return probes
 
     def _apps_output(self, settings: StackSettings) -> dict[str, Any]:
         out: dict[str, Any] = {}

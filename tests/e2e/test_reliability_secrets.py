@@ -76,6 +76,8 @@ class PodLogs:
                     str(KUBECONFIG),
                     "logs",
                     "-f",
+                    "--all-containers",  # a namespace's probe pod: a container per app
+                    "--max-log-requests=50",
                     "-n",
                     self.namespace,
                     pod,

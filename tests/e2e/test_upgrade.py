@@ -3,9 +3,10 @@ is taken over by this checkout with no replacement and no deletion.
 
 The old program is the commit itself (`git archive`), deployed on the local cluster in pod mode;
 this checkout then runs on the same stack and backend. What must hold: the preview has only
-`same` and `read` steps besides creating the new `PostgresApps` component; the `up` replaces and
-deletes nothing; roles and databases keep their OIDs, Secrets their UIDs; a refresh through the
-state the old program wrote (its pickled provider path) works.
+`same` and `read` steps besides creating the new `PostgresApps` component and the namespace's
+`NamespaceProbe` (0.3: one probe pod per namespace) and the checks' update that judges its
+result; the `up` replaces and deletes nothing; roles and databases keep their OIDs, Secrets
+their UIDs; a refresh through the state the old program wrote (its pickled provider path) works.
 """
 
 from __future__ import annotations
@@ -41,6 +42,17 @@ APPS: list[dict[str, Any]] = [
     {"name": "e2e-upg-two", "profile": "n8n", "extensions": ["pgcrypto"], "deletion": "drop"},
 ]
 COMPONENT = "postgres-apps:apps:PostgresApps"
+PROBE = "pulumi-python:dynamic/verification:NamespaceProbe"
+CHECK = "pulumi-python:dynamic/verification:ConnectivityCheck"
+EXPECTED_CHANGES = sorted(
+    [
+        ("create", COMPONENT, "postgres-apps"),
+        ("create", PROBE, f"{NAMESPACE}-probe"),
+        *(("update", CHECK, f"{a['name']}-check") for a in APPS),
+    ]
+)
+"""New in the state: the component (aliases move the rest) and the namespace probe; each check
+is updated once, to judge the probe's result (its new input `probe_run`). Nothing else."""
 CHANGING_OPS = {"create", "update", "delete", "replace", "create-replacement", "delete-replaced"}
 
 
@@ -168,14 +180,14 @@ def test_preview_of_the_upgrade_changes_nothing_but_adds_the_component(
     upgraded: dict[str, Any],
 ) -> None:
     steps: Steps = upgraded["preview"]
-    assert steps.changing() == [("create", COMPONENT, "postgres-apps")], steps.changing()
-    assert {op for op, _, _ in steps.seen} <= {"same", "read", "create"}
+    assert sorted(steps.changing()) == EXPECTED_CHANGES, steps.changing()
+    assert {op for op, _, _ in steps.seen} <= {"same", "read", "create", "update"}
     assert len(steps.seen) > 20  # every resource of two apps was compared, not skipped
 
 
 def test_up_replaces_and_deletes_nothing(upgraded: dict[str, Any]) -> None:
     steps: Steps = upgraded["up"]
-    assert steps.changing() == [("create", COMPONENT, "postgres-apps")], steps.changing()
+    assert sorted(steps.changing()) == EXPECTED_CHANGES, steps.changing()
     result: auto.UpResult = upgraded["up_result"]
     assert set(result.outputs["apps"].value) == {a["name"] for a in APPS}
 

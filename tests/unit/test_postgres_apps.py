@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import runpy
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ from postgres_apps.apps import (
 )
 from postgres_apps.config import ConfigError
 from tests.unit.conftest import (
+    CHECK_TYPE,
     THREE_APPS,
     ProgramMocks,
     RecordingMonitor,
@@ -175,3 +177,35 @@ def test_a_given_kubeconfig_reaches_every_check_as_a_secret() -> None:
     for r in checks:
         assert is_secret(r.inputs["kubeconfig"]), r.name
         assert unwrap(r.inputs["kubeconfig"]) == "apiVersion: v1\n"
+
+
+T_PROBE = "pulumi-python:dynamic/verification:NamespaceProbe"
+
+
+def test_pod_mode_runs_one_namespace_probe_per_namespace_before_the_checks() -> None:
+    run, _ = build({"apps": ["app-test", "n8n", {"name": "grafana", "namespace": "monitoring"}]})
+    probes = {r.name: r for r in run.monitor.of_type(T_PROBE)}
+    assert sorted(probes) == ["apps-probe", "monitoring-probe"]
+    members = {
+        name: [m["app_name"] for m in unwrap(r.inputs["members"])] for name, r in probes.items()
+    }
+    assert members == {"apps-probe": ["app-test", "n8n"], "monitoring-probe": ["grafana"]}
+    apps_urn = run.monitor.of_type(T_APPS)[0].urn
+    for name, r in probes.items():
+        assert r.parent == apps_urn, name
+        secrets = run.monitor.of_type("kubernetes:core/v1:Secret")
+        mine = [s.urn for s in secrets if s.name.removesuffix("-secret") in members[name]]
+        assert len(mine) == len(members[name]), name
+        assert set(mine) <= set(r.dependencies), name
+        # the credentials hash reaches it, never the password
+        assert "password" not in json.dumps(unwrap(r.inputs))
+        for m in unwrap(r.inputs["members"]):
+            assert len(m["credentials_sha256"]) == 64
+    check = run.monitor.one(CHECK_TYPE, "grafana-check")
+    assert probes["monitoring-probe"].urn in check.dependencies
+
+
+def test_direct_mode_has_no_namespace_probe() -> None:
+    run, _ = build({"apps": ["app-test", "n8n"], "verification": {"mode": "direct"}})
+    assert run.monitor.of_type(T_PROBE) == []
+    assert len(run.monitor.of_type(CHECK_TYPE)) == 2

@@ -100,7 +100,12 @@ class FakeCoreV1:
 
     def list_namespaced_pod(self, namespace: str, **kw: Any) -> Any:
         self.calls.append(("list", kw.get("label_selector")))
-        items = [SimpleNamespace(metadata=SimpleNamespace(name=n)) for n in self.leftovers]
+        items = [
+            SimpleNamespace(
+                metadata=SimpleNamespace(name=n, labels={"app.kubernetes.io/name": n.split("-")[0]})
+            )
+            for n in self.leftovers
+        ]
         return SimpleNamespace(items=items)
 
     def create_namespaced_pod(self, namespace: str, body: dict[str, Any], **kw: Any) -> Any:
@@ -471,12 +476,15 @@ def test_delete_404_is_fine_and_other_delete_errors_become_warnings() -> None:
 
 
 def test_leftover_pods_of_the_app_are_deleted_first() -> None:
-    api = FakeCoreV1([pod_state("Succeeded")], leftovers=("n8n-dbcheck-old111",))
+    """Every probe pod is listed; only those that check this app are deleted (another app's
+    pod in the namespace may be running right now)."""
+    api = FakeCoreV1(
+        [pod_state("Succeeded")], leftovers=("n8n-dbcheck-old111", "paperless-dbcheck-run222")
+    )
     report = probe(api)
     assert api.calls[0] == (
         "list",
-        "app.kubernetes.io/name=n8n,app.kubernetes.io/component=db-connectivity-check,"
-        "app.kubernetes.io/part-of=postgres-apps",
+        "app.kubernetes.io/component=db-connectivity-check,app.kubernetes.io/part-of=postgres-apps",
     )
     assert api.deleted() == ["n8n-dbcheck-old111", NAME]
     assert report["pod"]["warnings"] == ["deleted leftover probe pods: n8n-dbcheck-old111"]

@@ -354,8 +354,10 @@ class LeftoverPodApi(StuckPodApi):
 
     def list_namespaced_pod(self, namespace: str, **kw: Any) -> Any:
         self.listed.append(f"{namespace} {kw.get('label_selector')}")
-        meta = type("M", (), {"name": "n8n-dbcheck-abc123"})
-        return type("L", (), {"items": [type("P", (), {"metadata": meta})()]})()
+        # a batch pod that checks n8n, and one that checks only another app (kept)
+        mine = type("M", (), {"name": "dbcheck-abc123", "labels": pod_module.batch_labels(["n8n"])})
+        other = type("M", (), {"name": "dbcheck-def456", "labels": pod_module.batch_labels(["x"])})
+        return type("L", (), {"items": [type("P", (), {"metadata": m})() for m in (mine, other)]})()
 
     def delete_namespaced_pod(self, name: str, namespace: str, **kw: Any) -> None:
         self.deleted.append(name)
@@ -391,8 +393,8 @@ def test_delete_removes_a_leftover_probe_pod_in_pod_mode(
     """Deleted by this app's label; a pod already gone (404) is the same as deleted."""
     api = LeftoverPodApi(delete_status)
     pod_delete(monkeypatch, api)
-    assert api.listed == [f"apps {pod_module.label_selector('n8n')}"]
-    assert api.deleted == ["n8n-dbcheck-abc123"]
+    assert api.listed == [f"apps {pod_module.probes_selector()}"]
+    assert api.deleted == ["dbcheck-abc123"]
 
 
 @pytest.mark.parametrize(("status", "shown"), [(403, "403 Forbidden"), (500, "500 Internal")])
@@ -492,7 +494,8 @@ def test_resource_registration_keeps_secrets_secret() -> None:
     assert plain["rerun"] == "always"
     assert plain["kube_context"] == "ctx"
     assert plain["peers"] == [{"database": "paperless", "role": "paperless_role"}]
-    for key in INPUT_KEYS:
+    assert "probe_run" not in reg.inputs  # None (a check on its own) is not sent
+    for key in set(INPUT_KEYS) - {"probe_run"}:
         assert not is_secret(reg.inputs[key]), key
     assert PASSWORD not in json.dumps({k: v for k, v in plain.items() if k != "password"})
 

@@ -56,12 +56,17 @@ def _secret(value: Any) -> Any:
     return None if value is None else pulumi.Output.secret(value)
 
 
+def stack_kubeconfig() -> Any:
+    """The stack's `kubernetes:kubeconfig` (the config the default kubernetes provider — and so
+    the app's Secret — uses), else None."""
+    return pulumi.Config("kubernetes").get_secret("kubeconfig")
+
+
 def _kubeconfig(args: ConnectivityCheckArgs) -> Any:
-    """The args' kubeconfig, else the stack's `kubernetes:kubeconfig` (the config the default
-    kubernetes provider — and so the app's Secret — uses), else None."""
+    """The args' kubeconfig, else the stack's."""
     if args.kubeconfig is not None:
         return pulumi.Output.secret(args.kubeconfig)
-    return pulumi.Config("kubernetes").get_secret("kubeconfig")
+    return stack_kubeconfig()
 
 
 CREDENTIALS_HASH: Final = "credentials_sha256"
@@ -116,6 +121,10 @@ INPUTS: Final[tuple[CheckInput, ...]] = (
     CheckInput("kubeconfig", _kubeconfig, secret=True, absent_is_unchanged=True),
     # True in a preview: `diff` then leaves out the `rerun: always` re-run (see provider.diff).
     CheckInput("dry_run", lambda _a: pulumi.runtime.is_dry_run(), compare="no", stored=False),
+    # Pod mode with a NamespaceProbe: the run's id re-runs the judgement, the app's result is
+    # what it judges (provider.PROBE_REPORT_KEY). None for a check that runs its own pod.
+    CheckInput("probe_run", lambda a: a.probe_run),
+    CheckInput("probe_report", lambda a: a.probe_report, compare="no", stored=False),
 )
 """Every input, in the order of 0.1.x's property bag (new ones last)."""
 

@@ -1,11 +1,19 @@
-"""The `pod` runner: a short-lived Pod in the app's namespace runs `probe.sh` with psql.
+"""The `pod` runner: short-lived Pods in the apps' namespace run `probe.sh` with psql.
 
-The Pod reads the app's Secret exactly as an app would (env from the Secret), is compliant with Pod
-Security `restricted`, and prints one probe report (JSON) as its last log line. The runner creates
-it, waits, reads the report and deletes the Pod ALWAYS (success, failure, timeout, interrupt).
+A probe container reads its app's Secret exactly as an app would (env from the Secret, one
+`secretKeyRef` per key), is compliant with Pod Security `restricted`, and prints one probe report
+(JSON) as its last log line. The runner creates the Pod, waits, reads the reports and deletes the
+Pod ALWAYS (success, failure, timeout, interrupt).
 
-`build_pod_manifest` is pure; `run_pod_probe` takes any object with the five CoreV1Api methods it
-uses (the official `kubernetes` client in production, a recording fake in unit tests).
+Two shapes, one container spec: `run_pod_probe` checks one app in its own Pod (a
+`ConnectivityCheck` used on its own); `run_batch_probe` checks every app of a namespace in one Pod
+with one container per app (`NamespaceProbe`): scheduling, sandbox and volume set-up are paid once
+per namespace instead of once per app. Containers do not share env, a PID namespace or a volume,
+so each still sees only its own app's Secret; the kubelet starts them one by one and a container
+that cannot start (its Secret or key missing) fails alone: the others run and report.
+
+The builders are pure; the runners take any object with the five CoreV1Api methods they use (the
+official `kubernetes` client in production, a recording fake in unit tests).
 """
 
 from __future__ import annotations
@@ -22,7 +30,15 @@ from postgres_apps.verification.report import REPORT_SCHEMA
 from postgres_apps.verification.statements import Peer, probe_env, probe_table
 
 CONTAINER: Final = "probe"
+"""The container of a single-app probe pod (a batch pod names each container after its app)."""
 COMPONENT_LABEL: Final = "db-connectivity-check"
+BATCH_NAME_LABEL: Final = "postgres-apps-probe"
+"""`app.kubernetes.io/name` of a batch pod (a single-app pod carries the app's name)."""
+APP_LABEL_PREFIX: Final = "dbcheck.postgres-apps.io/"
+"""A batch pod carries `<prefix><app>` for each app it checks: leftovers are found per app."""
+BATCH_LIMIT: Final = 25
+"""Most apps one batch pod checks (more make more pods, run at the same time). Bounds the pod's
+requests (25 containers of 10m CPU and 16 MiB each) and the sessions it opens at once."""
 PROBE_SCRIPT: Final = Path(__file__).with_name("probe.sh")
 TMP_DIR: Final = "/tmp"  # noqa: S108 - an emptyDir inside the probe pod (read-only root fs)
 
@@ -124,15 +140,36 @@ def probe_labels(app: str) -> dict[str, str]:
     }
 
 
+def batch_labels(apps: Sequence[str]) -> dict[str, str]:
+    return {**probe_labels(BATCH_NAME_LABEL), **{APP_LABEL_PREFIX + app: "" for app in apps}}
+
+
 def label_selector(app: str) -> str:
     return ",".join(
         f"{k}={v}" for k, v in probe_labels(app).items() if k != "app.kubernetes.io/managed-by"
     )
 
 
+def probes_selector() -> str:
+    """Every probe pod of postgres-apps (single-app and batch)."""
+    keep = ("app.kubernetes.io/component", "app.kubernetes.io/part-of")
+    return ",".join(f"{k}={v}" for k, v in probe_labels("").items() if k in keep)
+
+
+def checks_app(pod: Any, app: str) -> bool:
+    """True when this probe pod checks `app` (alone, or in a batch)."""
+    labels = _get(pod, "metadata", "labels") or {}
+    return labels.get("app.kubernetes.io/name") == app or (APP_LABEL_PREFIX + app) in labels
+
+
 def pod_name(app: str, suffix: str) -> str:
     """`<app>-dbcheck-<suffix>`, at most 63 characters."""
     return f"{app[: 63 - len('-dbcheck-') - len(suffix)]}-dbcheck-{suffix}"
+
+
+def batch_pod_name(suffix: str) -> str:
+    """`dbcheck-<suffix>`: a batch pod checks several apps, so no app's name."""
+    return f"dbcheck-{suffix}"
 
 
 def escape_for_kubernetes(text: str) -> str:
@@ -166,10 +203,12 @@ def restricted_container(run_as_user: int) -> dict[str, Any]:
     }
 
 
-def build_pod_manifest(spec: PodProbeSpec, name: str, script: str) -> dict[str, Any]:
-    """The probe Pod: Pod Security `restricted`, env from the app's Secret, script as argument.
+def probe_container(
+    spec: PodProbeSpec, container: str, table_seed: str, script: str, tmp_volume: str
+) -> dict[str, Any]:
+    """One app's probe container: env from the app's Secret, the SQL, the script as argument.
 
-    The scratch table is named after the pod (`statements.probe_table`): unique per run."""
+    The scratch table is named after `table_seed` (`statements.probe_table`): unique per run."""
     env: list[dict[str, Any]] = [
         {
             "name": var,
@@ -182,57 +221,92 @@ def build_pod_manifest(spec: PodProbeSpec, name: str, script: str) -> dict[str, 
         {"name": "TMPDIR", "value": TMP_DIR},
         {"name": "PROBE_APP", "value": spec.app},
         {"name": "PROBE_SSLMODE", "value": spec.sslmode},
-        *statement_env(spec, probe_table(name)),
+        *statement_env(spec, probe_table(table_seed)),
         {"name": "PROBE_ROUNDTRIPS", "value": str(spec.roundtrips)},
         {"name": "PROBE_CONNECT_TIMEOUT", "value": str(spec.connect_timeout_s)},
     ]
+    return {
+        "name": container,
+        "image": spec.image,
+        "imagePullPolicy": spec.image_pull_policy,
+        "command": ["sh", "-c", escape_for_kubernetes(script), "probe"],
+        "env": env,
+        "securityContext": restricted_container(spec.run_as_user),
+        "resources": {
+            "requests": {"cpu": spec.cpu_request, "memory": "16Mi", "ephemeral-storage": "1Mi"},
+            "limits": {"cpu": spec.cpu_limit, "memory": "64Mi", "ephemeral-storage": "32Mi"},
+        },
+        "volumeMounts": [{"name": tmp_volume, "mountPath": TMP_DIR}],
+    }
+
+
+def _probe_pod(
+    lead: PodProbeSpec,
+    name: str,
+    labels: dict[str, str],
+    containers: list[dict[str, Any]],
+) -> dict[str, Any]:
+    """The Pod around probe containers: Pod Security `restricted`, no token, no service links,
+    each container its own emptyDir for /tmp (named like its mount in the container)."""
     return {
         "apiVersion": "v1",
         "kind": "Pod",
         "metadata": {
             "name": name,
-            "namespace": spec.namespace,
-            "labels": {**probe_labels(spec.app), **spec.labels},
+            "namespace": lead.namespace,
+            "labels": {**labels, **lead.labels},
             "annotations": {"postgres-apps/purpose": "post-deploy database connectivity check"},
         },
         "spec": {
             "restartPolicy": "Never",
-            "activeDeadlineSeconds": spec.timeout_seconds,
+            "activeDeadlineSeconds": lead.timeout_seconds,
             "automountServiceAccountToken": False,
             "enableServiceLinks": False,
             "terminationGracePeriodSeconds": 1,
             "securityContext": {
                 "runAsNonRoot": True,
-                "runAsUser": spec.run_as_user,
-                "runAsGroup": spec.run_as_user,
+                "runAsUser": lead.run_as_user,
+                "runAsGroup": lead.run_as_user,
                 "seccompProfile": {"type": "RuntimeDefault"},
             },
-            "containers": [
-                {
-                    "name": CONTAINER,
-                    "image": spec.image,
-                    "imagePullPolicy": spec.image_pull_policy,
-                    "command": ["sh", "-c", escape_for_kubernetes(script), "probe"],
-                    "env": env,
-                    "securityContext": restricted_container(spec.run_as_user),
-                    "resources": {
-                        "requests": {
-                            "cpu": spec.cpu_request,
-                            "memory": "16Mi",
-                            "ephemeral-storage": "1Mi",
-                        },
-                        "limits": {
-                            "cpu": spec.cpu_limit,
-                            "memory": "64Mi",
-                            "ephemeral-storage": "32Mi",
-                        },
-                    },
-                    "volumeMounts": [{"name": "tmp", "mountPath": TMP_DIR}],
-                }
+            "containers": containers,
+            "volumes": [
+                {"name": c["volumeMounts"][0]["name"], "emptyDir": {"sizeLimit": "16Mi"}}
+                for c in containers
             ],
-            "volumes": [{"name": "tmp", "emptyDir": {"sizeLimit": "16Mi"}}],
         },
     }
+
+
+def build_pod_manifest(spec: PodProbeSpec, name: str, script: str) -> dict[str, Any]:
+    """The single-app probe Pod (container `probe`; the scratch table named after the pod)."""
+    container = probe_container(spec, CONTAINER, name, script, "tmp")
+    return _probe_pod(spec, name, probe_labels(spec.app), [container])
+
+
+def build_batch_manifest(specs: Sequence[PodProbeSpec], name: str, script: str) -> dict[str, Any]:
+    """One Pod for several apps of one namespace: a container per app, named after it (app names
+    are DNS-1123 labels of at most 48 characters), each with its own /tmp and scratch table.
+
+    Pod-wide settings (namespace, deadline, user, extra labels) come from the first spec; the
+    caller groups specs that agree on them (`batch_key`)."""
+    if not specs:
+        raise ValueError("a batch probe pod needs at least one app")
+    containers = [
+        probe_container(spec, spec.app, f"{name}/{spec.app}", script, f"tmp-{index}")
+        for index, spec in enumerate(specs)
+    ]
+    return _probe_pod(specs[0], name, batch_labels([s.app for s in specs]), containers)
+
+
+def batch_key(spec: PodProbeSpec) -> tuple[Any, ...]:
+    """What apps must share to be checked in one Pod (the Pod-wide settings)."""
+    return (
+        spec.namespace,
+        spec.timeout_seconds,
+        spec.run_as_user,
+        tuple(sorted(spec.labels.items())),
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -249,14 +323,10 @@ def _get(obj: Any, *path: str) -> Any:
 
 
 def fatal_state(pod: Any) -> tuple[str, str] | None:
-    """(reason, message) when the container is stuck for a reason that won't clear in time."""
+    """(reason, message) when a container is stuck for a reason that won't clear in time."""
     for cs in _get(pod, "status", "container_statuses") or []:
-        reason = _get(cs, "state", "waiting", "reason")
-        message = str(_get(cs, "state", "waiting", "message") or "")
-        if reason in FATAL_WAITING_REASONS and not any(
-            transient in message for transient in TRANSIENT_WAITING_MESSAGES
-        ):
-            return str(reason), message
+        if (fatal := _fatal_container(cs)) is not None:
+            return fatal
     return None
 
 
@@ -336,15 +406,17 @@ def cluster_unreachable(exc: BaseException) -> bool:
 # ---------------------------------------------------------------------------------------------
 
 
-def delete_probe_pods(api: Any, namespace: str, app: str, keep: str | None = None) -> list[str]:
-    """Delete leftover probe pods of this app (from an interrupted run); returns their names."""
-    pods = api.list_namespaced_pod(
-        namespace, label_selector=label_selector(app), _request_timeout=30
-    )
+def delete_probe_pods(
+    api: Any, namespace: str, app: str | Sequence[str], keep: str | None = None
+) -> list[str]:
+    """Delete leftover probe pods that check this app (or any of these apps), alone or in a
+    batch, from an interrupted run; returns their names."""
+    apps = [app] if isinstance(app, str) else list(app)
+    pods = api.list_namespaced_pod(namespace, label_selector=probes_selector(), _request_timeout=30)
     deleted = []
     for pod in _get(pods, "items") or []:
         name = _get(pod, "metadata", "name")
-        if name and name != keep:
+        if name and name != keep and any(checks_app(pod, a) for a in apps):
             delete_pod(api, name, namespace)
             deleted.append(str(name))
     return deleted
@@ -391,12 +463,7 @@ def run_pod_probe(
         except Exception as exc:
             # An API answer (403, 409, 422 …) means no pod; a lost connection may hide one.
             maybe_created = getattr(exc, "status", None) is None
-            raise PodProbeError(
-                "PodCreateFailed",
-                f"cannot create pod {spec.namespace}/{name}: {api_error_text(exc)}",
-                "the namespace must exist and admit a Pod Security 'restricted' pod; "
-                "Pulumi's identity needs create/get/list/delete on pods and get on pods/log there",
-            ) from exc
+            raise _create_failed(spec.namespace, name, exc) from exc
         report = _wait_and_read(
             api, spec, name, poll_interval_s=poll_interval_s, clock=clock, sleep=sleep
         )
@@ -475,6 +542,174 @@ def _wait_and_read(
             "NoReport",
             f"probe pod {where} ended ({phase}, exit code {_exit_code(pod)}) without a report; "
             f"log tail: {tail or '(empty)'}",
+            "the probe image needs sh and psql (postgres:17-alpine works)",
+        )
+    return report
+
+
+BatchResult = dict[str, dict[str, Any] | PodProbeError]
+"""App → its probe report, or why its container gave none."""
+
+
+def run_batch_probe(
+    api: Any,
+    specs: Sequence[PodProbeSpec],
+    *,
+    poll_interval_s: float = 0.5,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
+    suffix: str | None = None,
+) -> BatchResult:
+    """Check every app of `specs` (one namespace, one `batch_key`) in one Pod, a container each.
+
+    Each app gets its own result: a report, or a `PodProbeError` for its container alone (its
+    Secret missing, no report) or for the Pod (not created, deleted, timed out). The Pod is
+    deleted whatever happens."""
+    if len({batch_key(s) for s in specs}) != 1:
+        raise ValueError("a batch probe pod checks apps that share namespace and pod settings")
+    if len({s.app for s in specs}) != len(specs):
+        raise ValueError("an app appears twice in one batch")
+    lead = specs[0]
+    name = batch_pod_name(suffix or secrets.token_hex(3))
+    manifest = build_batch_manifest(specs, name, probe_script())
+    warnings: list[str] = []
+    try:
+        leftovers = delete_probe_pods(api, lead.namespace, [s.app for s in specs])
+        if leftovers:
+            warnings.append(f"deleted leftover probe pods: {', '.join(leftovers)}")
+    except Exception as exc:
+        warnings.append(f"could not list/delete leftover probe pods: {api_error_text(exc)}")
+
+    results: BatchResult = {}
+    maybe_created = True
+    try:
+        try:
+            api.create_namespaced_pod(lead.namespace, manifest, _request_timeout=30)
+        except Exception as exc:
+            maybe_created = getattr(exc, "status", None) is None
+            error = _create_failed(lead.namespace, name, exc)
+            return dict.fromkeys((s.app for s in specs), error)
+        results = _wait_and_read_batch(
+            api,
+            lead,
+            name,
+            [s.app for s in specs],
+            poll_interval_s=poll_interval_s,
+            clock=clock,
+            sleep=sleep,
+        )
+    finally:
+        if maybe_created:
+            try:
+                delete_pod(api, name, lead.namespace)
+            except Exception as exc:
+                warnings.append(
+                    f"could not delete probe pod {lead.namespace}/{name}: {api_error_text(exc)}"
+                )
+    pod_info = {"name": name, "namespace": lead.namespace, "warnings": warnings}
+    for report in results.values():
+        if isinstance(report, dict):
+            report["pod"] = {**pod_info, "container": report.get("app")}
+    return results
+
+
+def _create_failed(namespace: str, name: str, exc: BaseException) -> PodProbeError:
+    return PodProbeError(
+        "PodCreateFailed",
+        f"cannot create pod {namespace}/{name}: {api_error_text(exc)}",
+        "the namespace must exist and admit a Pod Security 'restricted' pod; "
+        "Pulumi's identity needs create/get/list/delete on pods and get on pods/log there",
+    )
+
+
+def _container_states(pod: Any) -> dict[str, Any]:
+    return {str(_get(cs, "name")): cs for cs in _get(pod, "status", "container_statuses") or []}
+
+
+def _fatal_container(cs: Any) -> tuple[str, str] | None:
+    reason = _get(cs, "state", "waiting", "reason")
+    message = str(_get(cs, "state", "waiting", "message") or "")
+    if reason in FATAL_WAITING_REASONS and not any(
+        transient in message for transient in TRANSIENT_WAITING_MESSAGES
+    ):
+        return str(reason), message
+    return None
+
+
+def _wait_and_read_batch(
+    api: Any,
+    lead: PodProbeSpec,
+    name: str,
+    apps: list[str],
+    *,
+    poll_interval_s: float,
+    clock: Callable[[], float],
+    sleep: Callable[[float], None],
+) -> BatchResult:
+    """Poll the Pod; read each container's log as it terminates; settle stuck ones."""
+    where = f"{lead.namespace}/{name}"
+    deadline = clock() + lead.timeout_seconds
+    results: BatchResult = {}
+    pod: Any = None
+    while len(results) < len(apps):
+        try:
+            pod = api.read_namespaced_pod(name, lead.namespace, _request_timeout=30)
+        except Exception as exc:
+            if not _is_not_found(exc):
+                raise
+            gone = PodProbeError("PodDeleted", f"probe pod {where} was deleted while it ran")
+            return {**dict.fromkeys(apps, gone), **results}
+        if _get(pod, "status", "reason") == "DeadlineExceeded":
+            stopped = PodProbeError(
+                "DeadlineExceeded",
+                f"probe pod {where} was stopped after activeDeadlineSeconds={lead.timeout_seconds}",
+            )
+            return {**dict.fromkeys(apps, stopped), **results}
+        states = _container_states(pod)
+        for app in apps:
+            cs = states.get(app)
+            if app in results or cs is None:
+                continue
+            if _get(cs, "state", "terminated") is not None:
+                results[app] = _read_container_report(api, lead.namespace, name, app)
+            elif (fatal := _fatal_container(cs)) is not None:
+                reason, message = fatal
+                results[app] = PodProbeError(
+                    reason, f"probe pod {where} container {app}: {message}".strip()
+                )
+        if len(results) == len(apps):
+            break
+        if clock() >= deadline:
+            state = pending_state(pod)
+            reason = "Unschedulable" if "Unschedulable" in state else "Timeout"
+            late = PodProbeError(
+                reason,
+                f"probe pod {where} did not finish within {lead.timeout_seconds} s ({state})",
+                _REASON_HINTS.get(reason) or _REASON_HINTS["DeadlineExceeded"],
+            )
+            return {**dict.fromkeys(apps, late), **results}
+        sleep(poll_interval_s)
+    return results
+
+
+def _read_container_report(
+    api: Any, namespace: str, name: str, container: str
+) -> dict[str, Any] | PodProbeError:
+    where = f"{namespace}/{name} container {container}"
+    try:
+        log = api.read_namespaced_pod_log(name, namespace, container=container, _request_timeout=30)
+    except Exception as exc:
+        if _is_not_found(exc):
+            return PodProbeError("PodDeleted", f"probe pod {where} was deleted while it ran")
+        return PodProbeError(
+            "LogUnavailable", f"cannot read the log of probe pod {where}: {api_error_text(exc)}"
+        )
+    report = parse_report(str(log or ""))
+    if report is None:
+        tail = " | ".join(str(log or "").strip().splitlines()[-5:])
+        return PodProbeError(
+            "NoReport",
+            f"probe pod {where} ended without a report; log tail: {tail or '(empty)'}",
             "the probe image needs sh and psql (postgres:17-alpine works)",
         )
     return report

@@ -66,6 +66,12 @@ it differs between a preview and an up by design. With `rerun: always`, `diff` r
 re-run only when it is false, so `pulumi preview` shows an existing check as unchanged and
 `pulumi up` still re-runs it."""
 
+PROBE_REPORT_KEY: Final = "probe_report"
+"""Pod mode with a `NamespaceProbe`: this app's result of the namespace's probe run
+(`{"report": …}` or `{"error": …}`), judged here instead of running a pod of its own. Neither
+compared nor stored: `probe_run` (the run's id) is, so a new run re-judges and an old one does
+not."""
+
 OUTPUT_KEYS: Final[tuple[str, ...]] = RESULT_KEYS
 
 SECRET_KEYS: Final = inputs.SECRET_KEYS
@@ -208,8 +214,27 @@ def _direct(props: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _pod(props: Mapping[str, Any]) -> dict[str, Any]:
-    from postgres_apps.verification.pod import PodProbeSpec, core_api, run_pod_probe  # noqa: PLC0415
+    """The app's part of its namespace's probe run (`PROBE_REPORT_KEY`), else its own pod."""
+    from postgres_apps.verification.pod import (  # noqa: PLC0415
+        PodProbeError,
+        PodProbeSpec,
+        core_api,
+        run_pod_probe,
+    )
 
+    given = props.get(PROBE_REPORT_KEY)
+    if isinstance(given, Mapping):
+        error = given.get("error")
+        if isinstance(error, Mapping):
+            raise PodProbeError(
+                str(error.get("reason")), str(error.get("message")), str(error.get("hint") or "")
+            )
+        report = given.get("report")
+        if not isinstance(report, Mapping):
+            raise VerificationError(
+                f'app "{props.get("app_name")}": its namespace probe returned no report for it'
+            )
+        return dict(report)
     api = core_api(props.get("kube_context") or None, props.get("kubeconfig") or None)
     return run_pod_probe(
         api,
@@ -356,18 +381,22 @@ def _diff(olds: Mapping[str, Any], news: Mapping[str, Any]) -> pulumi.dynamic.Di
 
 
 def _delete(_props: Mapping[str, Any]) -> None:
-    """Direct mode leaves nothing behind; pod mode: delete probe pods of an interrupted run.
-
-    A pod already gone is fine (`delete_pod` ignores 404). Anything else fails the delete
-    with what went wrong; an unreachable cluster only passes with `DELETE_UNREACHABLE_ENV`."""
+    """Direct mode leaves nothing behind; pod mode: delete probe pods of an interrupted run."""
     if _props.get("verification_mode") != "pod":
         return
+    sweep_probe_pods(_props, str(_props["namespace"]), [str(_props["app_name"])])
+
+
+def sweep_probe_pods(props: Mapping[str, Any], namespace: str, apps: list[str]) -> None:
+    """Delete the probe pods that check these apps in the cluster of `props` (kube_context,
+    kubeconfig). A pod already gone is fine (`delete_pod` ignores 404). Anything else fails the
+    delete with what went wrong; an unreachable cluster only passes with
+    `DELETE_UNREACHABLE_ENV`."""
     from postgres_apps.verification import pod  # noqa: PLC0415 - kubernetes is heavy
 
-    app, namespace = str(_props["app_name"]), str(_props["namespace"])
     try:
-        api = pod.core_api(_props.get("kube_context") or None, _props.get("kubeconfig") or None)
-        pod.delete_probe_pods(api, namespace, app)
+        api = pod.core_api(props.get("kube_context") or None, props.get("kubeconfig") or None)
+        pod.delete_probe_pods(api, namespace, apps)
     except Exception as exc:
         unreachable = pod.cluster_unreachable(exc)
         if unreachable and os.environ.get(DELETE_UNREACHABLE_ENV) == "true":
@@ -380,8 +409,9 @@ def _delete(_props: Mapping[str, Any]) -> None:
             )
         elif getattr(exc, "status", None) in (401, 403):
             hint = " — Pulumi's identity needs list and delete on pods in that namespace"
+        who = f'app "{apps[0]}"' if len(apps) == 1 else f"apps {', '.join(apps)}"
         raise VerificationError(
-            f'app "{app}": cannot delete leftover probe pods in namespace "{namespace}": '
+            f'{who}: cannot delete leftover probe pods in namespace "{namespace}": '
             f"{pod.api_error_text(exc)}{hint}"
         ) from exc
 

@@ -6,7 +6,7 @@ The resource only turns its typed args into a flat property bag; the work happen
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -61,6 +61,11 @@ class ConnectivityCheckArgs:
     """Secret. The kubeconfig (contents or path, as `kubernetes:kubeconfig` takes it) the pod
     runner uses with `kube_context`, so the probe pod runs in the cluster that holds the Secret.
     None → the stack's `kubernetes:kubeconfig` when set, else the default kubeconfig."""
+    probe_run: pulumi.Input[str] | None = None
+    """Pod mode: `NamespaceProbe.run_id` of the namespace's probe run that checked this app."""
+    probe_report: pulumi.Input[Mapping[str, Any]] | None = None
+    """Pod mode: this app's entry of `NamespaceProbe.results`; judged instead of running a pod
+    of its own. None → the check runs its own probe pod."""
 
 
 class ConnectivityCheck(pulumi.dynamic.Resource, module="verification", name="ConnectivityCheck"):
