@@ -691,6 +691,9 @@ def test_every_runbook_anchor_is_known_and_documented() -> None:
     docs = (repo / "docs/verification.md").read_text()
     for anchor in RUNBOOK_ANCHORS:
         assert f"`{anchor}`" in docs, anchor
+    runbook = (repo / RUNBOOK).read_text()
+    missing = [a for a in sorted(RUNBOOK_ANCHORS) if f'<a id="{a}"></a>' not in runbook]
+    assert missing == [], f"hints link to anchors the runbook lacks: {missing}"
     with pytest.raises(ValueError, match="unknown runbook anchor"):
         _hint("no-such-anchor", "text")
 
