@@ -1,8 +1,10 @@
 """The gate in pod mode on the real node: the story's check pod, run by `pulumi up`.
 
-Probe pods are scheduled on the local node, admitted by the API server under Pod Security
-`restricted`, resolve the service DNS name through CoreDNS and kube-proxy, read the app's Secret
-as the app would, and are gone afterwards, on success and on failure alike.
+One probe pod per namespace (`NamespaceProbe`, a container per app) is scheduled on the local
+node, admitted by the API server under Pod Security `restricted`, resolves the service DNS name
+through CoreDNS and kube-proxy, reads each app's Secret as the app would, and is gone afterwards,
+on success and on failure alike. One app's broken Secret fails that app alone; a pod that cannot
+be scheduled fails at the timeout.
 """
 
 from __future__ import annotations
@@ -74,6 +76,28 @@ def test_probe_pods_ran_every_check_in_cluster(deployed: ProjectStack) -> None:
 
 
 CHECK_TYPE = "pulumi-python:dynamic/verification:ConnectivityCheck"
+PROBE_TYPE = "pulumi-python:dynamic/verification:NamespaceProbe"
+
+
+def resources_of(stack: ProjectStack, type_: str) -> dict[str, dict[str, Any]]:
+    state = stack.stack.export_stack().deployment or {}
+    return {
+        r["urn"].split("::")[-1]: r for r in state.get("resources") or [] if r.get("type") == type_
+    }
+
+
+def test_one_pod_with_a_container_per_app_checked_both_apps(deployed: ProjectStack) -> None:
+    """The namespace's probe ran the two apps in one pod, each in its own container."""
+    probes = resources_of(deployed, PROBE_TYPE)
+    assert list(probes) == [f"{NAMESPACE}-probe"], list(probes)
+    outputs = probes[f"{NAMESPACE}-probe"]["outputs"]
+    assert outputs["failed"] == []
+    run_id = outputs["run_id"]
+    pods = run_id.split(" ", 1)[1].split(",")
+    assert len(pods) == 1 and pods[0].startswith("dbcheck-"), run_id
+    checks = resources_of(deployed, CHECK_TYPE)
+    for app in APPS:
+        assert checks[f"{app['name']}-check"]["outputs"]["probe_run"] == run_id
 
 
 def test_probe_pods_proved_isolation_both_ways(deployed: ProjectStack) -> None:
@@ -152,4 +176,71 @@ def test_probe_pod_that_cannot_start_fails_within_timeout(deployed: ProjectStack
     )
     assert never_pull.search(text), text[-3000:]
     assert elapsed < 60 + 90, f"took {elapsed:.0f} s"
+    assert probe_pods() == []
+
+
+def test_one_apps_broken_secret_fails_that_app_alone(deployed: ProjectStack) -> None:
+    """A key removed from one app's Secret behind Pulumi's back: its container cannot start
+    (`CreateContainerConfigError`), the other app's container runs, reports and its check
+    passes in the same `up`; the gate fails naming the broken app only."""
+    before = resources_of(deployed, CHECK_TYPE)["e2e-pod-one-check"]["outputs"]["checked_at"]
+    kubectl(
+        "patch",
+        "secret",
+        "e2e-pod-two-db-credentials",
+        "-n",
+        NAMESPACE,
+        "--type=json",
+        "-p",
+        '[{"op":"remove","path":"/data/uri"}]',
+    )
+    try:
+        with pytest.raises(auto.CommandError) as err:
+            deployed.up()
+        text = str(err.value)
+        broken = probe_pod_failure(
+            "CreateContainerConfigError",
+            NAMESPACE,
+            r": couldn't find key uri in Secret " + NAMESPACE + r"/e2e-pod-two-db-credentials",
+        )
+        match = broken.search(text)
+        assert match and match["app"] == "e2e-pod-two", text[-3000:]
+        assert 'app "e2e-pod-one"' not in text, text[-3000:]
+        assert probe_pods() == []
+        after = resources_of(deployed, CHECK_TYPE)["e2e-pod-one-check"]["outputs"]
+        assert after["checked_at"] > before  # judged in the same up, from the same pod
+        assert set(after["checks_passed"]) == ALL_CHECKS, after
+    finally:
+        # Converge as the hint says: refresh sees the Secret's drift, up writes it back.
+        deployed.stack.up(refresh=True, on_output=print, color="never")
+    result = deployed.outputs()["apps"]["e2e-pod-two"]["verification"]
+    assert set(result["checksPassed"]) == ALL_CHECKS, result
+
+
+def test_a_probe_pod_that_cannot_be_scheduled_fails_at_the_timeout(
+    deployed: ProjectStack,
+) -> None:
+    """The node tainted NoSchedule for the run: the pod stays Pending, and at `timeoutSeconds`
+    each app fails with the pod's state; the pod is deleted (the timeout path of the runner)."""
+    node = kubectl("get", "nodes", "-o", "name").stdout.split()[0].removeprefix("node/")
+    taint = "postgres-apps-e2e/probe-timeout=yes:NoSchedule"
+    deployed.write_config(config(timeoutSeconds=8))
+    kubectl("taint", "nodes", "--overwrite", node, taint)
+    started = time.monotonic()
+    try:
+        with pytest.raises(auto.CommandError) as err:
+            deployed.up()
+    finally:
+        kubectl("taint", "nodes", node, taint + "-", check=False)
+        deployed.write_config(config())
+    elapsed = time.monotonic() - started
+    text = str(err.value)
+    late = probe_pod_failure(
+        "Unschedulable",
+        NAMESPACE,
+        r" did not finish within 8 s \(phase Pending; PodScheduled: Unschedulable .*?taint.*?\)",
+    )
+    apps = {m["app"] for m in late.finditer(text)}
+    assert apps == {a["name"] for a in APPS}, text[-3000:]
+    assert elapsed < 8 + 90, f"took {elapsed:.0f} s"
     assert probe_pods() == []
