@@ -210,11 +210,12 @@ def settings_from_args(args: PostgresAppsArgs) -> StackSettings:
     return parse_settings(config_from_args(args), kube_context=kube_context)
 
 
-def _result_of(probe: NamespaceProbe, app: str) -> pulumi.Output[Mapping[str, Any]]:
-    """The app's entry of its namespace probe's results (a secret, like all of them)."""
+def _result_of(probe: NamespaceProbe, app: str) -> pulumi.Output[str]:
+    """The app's entry of its namespace probe's results (JSON text; a secret, like all of them).
+    An app the probe has no entry for gets "{}": its check fails saying so."""
 
-    def pick(results: dict[str, Any] | None) -> Mapping[str, Any]:
-        return dict((results or {}).get(app) or {})
+    def pick(results: dict[str, str] | None) -> str:
+        return (results or {}).get(app) or "{}"
 
     return probe.results.apply(pick)
 

@@ -423,3 +423,26 @@ def test_rerun_always_runs_on_up_and_not_in_a_preview() -> None:
     always = props(2, rerun="always")
     assert diff(olds_of(always), always)
     assert not diff(olds_of(always), {**always, "dry_run": True})
+
+
+def test_a_report_reaches_the_check_as_json_text_with_its_integers_intact() -> None:
+    """Pulumi's property values carry every number as a float (the isolation report's `peers`
+    count arrived as 1.0 and failed the judgement as malformed, seen on the local cluster):
+    the results output is JSON text per app, so the check judges the report as the probe
+    printed it."""
+    from tests.unit.test_verification_checks import GOOD  # noqa: PLC0415
+
+    entry = ns_probe.encoded({"n8n": {"report": GOOD}})["n8n"]
+    assert isinstance(entry, str)
+    assert ns_probe.decoded(entry) == {"report": GOOD}
+    check = {
+        "app_name": "n8n",
+        "verification_mode": "pod",
+        "password": "pw-0123456789abcdef",
+        "latency_budget_ms": 100.0,
+        "secret_name": "n8n-db-credentials",
+        "probe_report": entry,
+    }
+    outs = ConnectivityCheckProvider().create(check).outs
+    assert outs is not None
+    assert "isolation" in outs["checks_passed"], outs["checks"]

@@ -19,6 +19,7 @@ next `up`). The members' peers are inputs it neither compares nor stores (see
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -59,7 +60,8 @@ POD_KEYS: Final[tuple[str, ...]] = (
 """Pod-wide inputs, compared and stored (`kubeconfig` too, as a secret output)."""
 
 RESULTS: Final = "results"
-"""Output: app → `{"report": …}` or `{"error": {reason, message, hint}}`. A secret output: the
+"""Output: app → `{"report": …}` or `{"error": {reason, message, hint}}` as a JSON text (Pulumi's
+property values would turn every integer of the report into a float). A secret output: the
 reports are stored encrypted; each app's check redacts its own with its password."""
 
 
@@ -95,7 +97,7 @@ class NamespaceProbeArgs:
 class NamespaceProbe(pulumi.dynamic.Resource, module="verification", name="NamespaceProbe"):
     """Runs the probe pod(s) of a namespace on create/update; never fails for an app's result."""
 
-    results: pulumi.Output[dict[str, Any]]
+    results: pulumi.Output[dict[str, str]]
     failed: pulumi.Output[list[str]]
     run_id: pulumi.Output[str]
     probe_ms: pulumi.Output[float]
@@ -212,6 +214,19 @@ def run_probes(props: Mapping[str, Any], api: Any | None = None) -> dict[str, An
     return results
 
 
+def encoded(results: Mapping[str, Any]) -> dict[str, str]:
+    """The `results` output: each app's entry as JSON text (see `RESULTS`)."""
+    return {app: json.dumps(entry, sort_keys=True) for app, entry in results.items()}
+
+
+def decoded(entry: Any) -> dict[str, Any]:
+    """One app's entry of the `results` output, back as a mapping (`{}` when there is none)."""
+    if isinstance(entry, str) and entry:
+        value = json.loads(entry)
+        return value if isinstance(value, dict) else {}
+    return dict(entry) if isinstance(entry, Mapping) else {}
+
+
 def failed_apps(props: Mapping[str, Any], results: Mapping[str, Any]) -> list[str]:
     """Members whose result is an error or whose report the judgement fails."""
     failed = []
@@ -230,7 +245,7 @@ def outputs(props: Mapping[str, Any], results: dict[str, Any], probe_ms: float) 
     outs["members"] = stored_members(props)
     pods = sorted({str(r["report"]["pod"]["name"]) for r in results.values() if "report" in r})
     outs.update(
-        results=results,
+        results=encoded(results),
         failed=failed_apps(props, results),
         # new on every run: each member's check sees a changed input and judges the new report
         run_id=f"{now_iso()} {','.join(pods) or 'no pod'}",

@@ -67,10 +67,10 @@ re-run only when it is false, so `pulumi preview` shows an existing check as unc
 `pulumi up` still re-runs it."""
 
 PROBE_REPORT_KEY: Final = "probe_report"
-"""Pod mode with a `NamespaceProbe`: this app's result of the namespace's probe run
-(`{"report": …}` or `{"error": …}`), judged here instead of running a pod of its own. Neither
-compared nor stored: `probe_run` (the run's id) is, so a new run re-judges and an old one does
-not."""
+"""Pod mode with a `NamespaceProbe`: this app's result of the namespace's probe run (JSON text
+of `{"report": …}` or `{"error": …}`: `namespace_probe.RESULTS`), judged here instead of running
+a pod of its own. Neither compared nor stored: `probe_run` (the run's id) is, so a new run
+re-judges and an old one does not."""
 
 OUTPUT_KEYS: Final[tuple[str, ...]] = RESULT_KEYS
 
@@ -215,6 +215,7 @@ def _direct(props: Mapping[str, Any]) -> dict[str, Any]:
 
 def _pod(props: Mapping[str, Any]) -> dict[str, Any]:
     """The app's part of its namespace's probe run (`PROBE_REPORT_KEY`), else its own pod."""
+    from postgres_apps.verification.namespace_probe import decoded  # noqa: PLC0415
     from postgres_apps.verification.pod import (  # noqa: PLC0415
         PodProbeError,
         PodProbeSpec,
@@ -222,8 +223,8 @@ def _pod(props: Mapping[str, Any]) -> dict[str, Any]:
         run_pod_probe,
     )
 
-    given = props.get(PROBE_REPORT_KEY)
-    if isinstance(given, Mapping):
+    given = None if props.get(PROBE_REPORT_KEY) is None else decoded(props[PROBE_REPORT_KEY])
+    if given is not None:
         error = given.get("error")
         if isinstance(error, Mapping):
             raise PodProbeError(

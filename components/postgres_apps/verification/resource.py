@@ -6,7 +6,7 @@ The resource only turns its typed args into a flat property bag; the work happen
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -63,9 +63,9 @@ class ConnectivityCheckArgs:
     None → the stack's `kubernetes:kubeconfig` when set, else the default kubeconfig."""
     probe_run: pulumi.Input[str] | None = None
     """Pod mode: `NamespaceProbe.run_id` of the namespace's probe run that checked this app."""
-    probe_report: pulumi.Input[Mapping[str, Any]] | None = None
-    """Pod mode: this app's entry of `NamespaceProbe.results`; judged instead of running a pod
-    of its own. None → the check runs its own probe pod."""
+    probe_report: pulumi.Input[str] | None = None
+    """Pod mode: this app's entry of `NamespaceProbe.results` (JSON text); judged instead of
+    running a pod of its own. None → the check runs its own probe pod."""
 
 
 class ConnectivityCheck(pulumi.dynamic.Resource, module="verification", name="ConnectivityCheck"):
