@@ -214,8 +214,9 @@ def _result_of(probe: NamespaceProbe, app: str) -> pulumi.Output[str]:
     """The app's entry of its namespace probe's results (JSON text; a secret, like all of them).
     An app the probe has no entry for gets "{}": its check fails saying so."""
 
-    def pick(results: dict[str, str] | None) -> str:
-        return (results or {}).get(app) or "{}"
+    def pick(results: dict[str, Any] | None) -> str:
+        entry = (results or {}).get(app)
+        return entry if isinstance(entry, str) and entry else "{}"
 
     return probe.results.apply(pick)
 

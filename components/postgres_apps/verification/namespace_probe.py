@@ -97,7 +97,8 @@ class NamespaceProbeArgs:
 class NamespaceProbe(pulumi.dynamic.Resource, module="verification", name="NamespaceProbe"):
     """Runs the probe pod(s) of a namespace on create/update; never fails for an app's result."""
 
-    results: pulumi.Output[dict[str, str]]
+    results: pulumi.Output[dict[str, Any]]
+    """App → JSON text (`RESULTS`); typed loosely so that a state of another shape still loads."""
     failed: pulumi.Output[list[str]]
     run_id: pulumi.Output[str]
     probe_ms: pulumi.Output[float]
