@@ -519,13 +519,14 @@ def render(files: list[Path]) -> None:
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--sizes", default="1,10,48,50", help="app counts (comma-separated)")
+    parser.add_argument("--sizes", default="1,10,47,50", help="app counts (comma-separated)")
     parser.add_argument("--steady", type=int, default=50, help="apps for no-op/add-one")
     parser.add_argument(
         "--pod-apps",
-        default="10,48",
-        help="app counts (of --sizes) whose stack also runs the pod-mode gate; 48 is the most "
-        "the local server's 97 connections allow at the 2 sessions a pod-mode probe holds",
+        default="10,47",
+        help="app counts (of --sizes) whose stack also runs the pod-mode gate; 47 is the most "
+        "whose apps (plus one, as `app_entries` counts) fit the local server's 97 connections at "
+        "the 2 sessions a pod-mode probe holds",
     )
     parser.add_argument("--floor-repeat", type=int, default=3)
     parser.add_argument("--budget-min", type=float, default=20.0)

@@ -152,10 +152,16 @@ def test_each_app_has_its_own_container_reading_only_its_own_secret() -> None:
         assert refs == {var: {"name": s.secret_name, "key": key} for var, key in SECRET_ENV}
         assert {"name": "PROBE_APP", "value": s.app} in c["env"]
         assert c["securityContext"] == pod_module.restricted_container(70)
-    # no volume is shared: each container its own /tmp
+    # each container its own /tmp; the one shared volume holds the probes' slots (empty
+    # directories, `probe.sh`), nothing of any Secret
     mounts = [c["volumeMounts"] for c in containers]
-    assert mounts == [[{"name": f"tmp-{i}", "mountPath": "/tmp"}] for i in range(3)]  # noqa: S108
-    assert [v["name"] for v in manifest["spec"]["volumes"]] == ["tmp-0", "tmp-1", "tmp-2"]
+    slots = {"name": "slots", "mountPath": pod_module.SLOTS_DIR}
+    assert mounts == [[{"name": f"tmp-{i}", "mountPath": "/tmp"}, slots] for i in range(3)]  # noqa: S108
+    volumes = [v["name"] for v in manifest["spec"]["volumes"]]
+    assert volumes == ["tmp-0", "tmp-1", "tmp-2", "slots"]
+    for c in containers:
+        env = {e["name"]: e.get("value") for e in c["env"]}
+        assert env["PROBE_SLOTS"] == str(pod_module.BATCH_SLOTS)
     assert "shareProcessNamespace" not in manifest["spec"]
     assert manifest["spec"]["automountServiceAccountToken"] is False
     # a scratch table per app and run

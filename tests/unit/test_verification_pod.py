@@ -270,8 +270,14 @@ def test_the_script_reads_exactly_the_env_the_pod_gets() -> None:
         if e["name"].startswith("PROBE_")
     }
     assert {u for u in used if u.startswith("DB_")} == given_db
-    # PROBE_DNS_HOST is an optional override (tests), everything else is set by the pod spec.
-    assert {u for u in used if u.startswith("PROBE_")} - given_probe == {"PROBE_DNS_HOST"}
+    # PROBE_DNS_HOST is an optional override (tests), the slots are a batch pod's (below);
+    # everything else is set by the pod spec.
+    slots = {"PROBE_SLOTS_DIR", "PROBE_SLOTS"}
+    assert {u for u in used if u.startswith("PROBE_")} - given_probe == {"PROBE_DNS_HOST", *slots}
+    from postgres_apps.verification.pod import build_batch_manifest  # noqa: PLC0415
+
+    batch = build_batch_manifest([SPEC], "dbcheck-abc123", "")["spec"]["containers"][0]["env"]
+    assert slots <= {e["name"] for e in batch}
 
 
 def test_the_isolation_statement_survives_the_kubelet_and_carries_the_allow_list() -> None:

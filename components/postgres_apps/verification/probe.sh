@@ -24,6 +24,8 @@
 #   PROBE_ROUNDTRIPS         number of SELECT 1 round trips timed (default 20)
 #   PROBE_CONNECT_TIMEOUT    seconds (default 10)
 #   PROBE_DNS_HOST           name for the dns check (default DB_HOST)
+#   PROBE_SLOTS_DIR          a namespace's probe pod: the directory shared by its containers in
+#                            which each takes one of PROBE_SLOTS (default 4) slots before probing
 # The password is never printed: URI error messages have their quoted fragments redacted.
 # Errors: psql runs with VERBOSITY=verbose, so a failed statement's SQLSTATE is printed; it goes
 # into the report's "sqlstate" and the text is reported as the default verbosity prints it.
@@ -45,7 +47,25 @@ export PGOPTIONS="-c statement_timeout=$((${PROBE_CONNECT_TIMEOUT:-10} * 1000))"
 roundtrips="${PROBE_ROUNDTRIPS:-20}"
 
 tmp=$(mktemp -d 2>/dev/null) || { tmp="${TMPDIR:-/tmp}/probe.$$"; mkdir -p "$tmp"; }
-trap 'rm -rf "$tmp"' EXIT
+slot=''
+trap 'rm -rf "$tmp"; [ -z "$slot" ] || rmdir "$slot" 2>/dev/null' EXIT
+
+# A namespace's probe pod runs a container per app: at most PROBE_SLOTS of them probe at once
+# (a slot is a directory made atomically by mkdir in the pod's shared PROBE_SLOTS_DIR), so the
+# connect and round-trip times are not those of a node busy with every other app's probe.
+if [ -n "${PROBE_SLOTS_DIR:-}" ]; then
+	while [ -z "$slot" ]; do
+		i=1
+		while [ "$i" -le "${PROBE_SLOTS:-4}" ]; do
+			if mkdir "$PROBE_SLOTS_DIR/slot-$i" 2>/dev/null; then
+				slot="$PROBE_SLOTS_DIR/slot-$i"
+				break
+			fi
+			i=$((i + 1))
+		done
+		[ -n "$slot" ] || sleep 0.05
+	done
+fi
 
 # ---- helpers ---------------------------------------------------------------------------------
 
