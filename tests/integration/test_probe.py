@@ -6,8 +6,12 @@ app's Secret and DNS against `localhost`.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import secrets
+import threading
+import time
+from pathlib import Path
 
 import pytest
 from psycopg import sql
@@ -319,3 +323,25 @@ def test_pod_gate_needs_two_sessions_of_the_role(pg: PgServer, limit: int) -> No
     finally:
         drop_app(pg, app)
         drop_app(pg, other)
+
+
+def test_a_batch_pods_probe_waits_for_its_lane(pg: PgServer, apps: AppPair, tmp_path: Path) -> None:
+    """In a namespace's probe pod the containers share a directory of lane locks: a probe whose
+    lane is held (here by this test, as another app's probe would) waits, and probes when it is
+    free — with flock(1) blocking, not spinning."""
+    lanes = {"PROBE_SLOTS_DIR": str(tmp_path), "PROBE_LANE": "2"}
+    held_for = 1.5
+    with (tmp_path / "lane-2").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        threading.Timer(held_for, fcntl.flock, (lock, fcntl.LOCK_UN)).start()
+        started = time.monotonic()
+        report = run_script(pg, apps.app, peers_of([apps.other]), extra_env=lanes)
+        waited = time.monotonic() - started
+    assert waited >= held_for, f"the probe did not wait for its lane ({waited:.2f} s)"
+    verdict = judge(report, latency_budget_ms=GENEROUS_BUDGET_MS)
+    assert verdict.ok, verdict.to_json()["checks"]
+    started = time.monotonic()
+    free = {**lanes, "PROBE_LANE": "3"}  # another lane, free: no wait
+    report = run_script(pg, apps.app, peers_of([apps.other]), extra_env=free)
+    assert time.monotonic() - started < held_for
+    assert judge(report, latency_budget_ms=GENEROUS_BUDGET_MS).ok

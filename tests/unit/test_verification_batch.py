@@ -159,9 +159,14 @@ def test_each_app_has_its_own_container_reading_only_its_own_secret() -> None:
     assert mounts == [[{"name": f"tmp-{i}", "mountPath": "/tmp"}, slots] for i in range(3)]  # noqa: S108
     volumes = [v["name"] for v in manifest["spec"]["volumes"]]
     assert volumes == ["tmp-0", "tmp-1", "tmp-2", "slots"]
-    for c in containers:
-        env = {e["name"]: e.get("value") for e in c["env"]}
-        assert env["PROBE_SLOTS"] == str(pod_module.BATCH_SLOTS)
+    lanes = [{e["name"]: e.get("value") for e in c["env"]}["PROBE_LANE"] for c in containers]
+    assert lanes == ["0", "1", "2"]
+    many = build_batch_manifest([spec(f"a{i}") for i in range(6)], NAME, "x")
+    lanes = [
+        next(e["value"] for e in c["env"] if e["name"] == "PROBE_LANE")
+        for c in many["spec"]["containers"]
+    ]
+    assert lanes == ["0", "1", "2", "3", "0", "1"]
     assert "shareProcessNamespace" not in manifest["spec"]
     assert manifest["spec"]["automountServiceAccountToken"] is False
     # a scratch table per app and run

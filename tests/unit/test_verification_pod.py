@@ -272,7 +272,7 @@ def test_the_script_reads_exactly_the_env_the_pod_gets() -> None:
     assert {u for u in used if u.startswith("DB_")} == given_db
     # PROBE_DNS_HOST is an optional override (tests), the slots are a batch pod's (below);
     # everything else is set by the pod spec.
-    slots = {"PROBE_SLOTS_DIR", "PROBE_SLOTS"}
+    slots = {"PROBE_SLOTS_DIR", "PROBE_LANE"}
     assert {u for u in used if u.startswith("PROBE_")} - given_probe == {"PROBE_DNS_HOST", *slots}
     from postgres_apps.verification.pod import build_batch_manifest  # noqa: PLC0415
 

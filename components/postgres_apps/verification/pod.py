@@ -285,11 +285,12 @@ def build_pod_manifest(spec: PodProbeSpec, name: str, script: str) -> dict[str, 
 
 
 SLOTS_DIR: Final = "/slots"
-"""A batch pod's one shared volume: empty directories the probes take as slots (`probe.sh`)."""
+"""A batch pod's one shared volume: a lock file per lane, nothing else (`probe.sh`)."""
 BATCH_SLOTS: Final = 4
-"""Probes of a batch pod that run at once: the per-app pods ran in the dynamic provider host's
-four lanes, and the latency figures stay comparable (ten at once on two cores tripled the
-median connect time: 36 → 142 ms, bench of 2026-12-03)."""
+"""Lanes of a batch pod: container i probes while holding lane i mod 4's lock (flock), so at
+most four probe at once. The per-app pods ran in the dynamic provider host's four lanes, and the
+latency figures stay comparable: ten at once on two cores tripled the median connect time
+(36 → 142 ms, bench of 2026-12-03)."""
 
 
 def build_batch_manifest(specs: Sequence[PodProbeSpec], name: str, script: str) -> dict[str, Any]:
@@ -304,10 +305,10 @@ def build_batch_manifest(specs: Sequence[PodProbeSpec], name: str, script: str) 
         probe_container(spec, spec.app, f"{name}/{spec.app}", script, f"tmp-{index}")
         for index, spec in enumerate(specs)
     ]
-    for c in containers:
+    for index, c in enumerate(containers):
         c["env"] += [
             {"name": "PROBE_SLOTS_DIR", "value": SLOTS_DIR},
-            {"name": "PROBE_SLOTS", "value": str(BATCH_SLOTS)},
+            {"name": "PROBE_LANE", "value": str(index % BATCH_SLOTS)},
         ]
         c["volumeMounts"].append({"name": "slots", "mountPath": SLOTS_DIR})
     manifest = _probe_pod(specs[0], name, batch_labels([s.app for s in specs]), containers)

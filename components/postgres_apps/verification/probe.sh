@@ -24,8 +24,8 @@
 #   PROBE_ROUNDTRIPS         number of SELECT 1 round trips timed (default 20)
 #   PROBE_CONNECT_TIMEOUT    seconds (default 10)
 #   PROBE_DNS_HOST           name for the dns check (default DB_HOST)
-#   PROBE_SLOTS_DIR          a namespace's probe pod: the directory shared by its containers in
-#                            which each takes one of PROBE_SLOTS (default 4) slots before probing
+#   PROBE_SLOTS_DIR          a namespace's probe pod: the directory its containers share, with
+#   PROBE_LANE               a lock per lane; the container takes its lane's before probing
 # The password is never printed: URI error messages have their quoted fragments redacted.
 # Errors: psql runs with VERBOSITY=verbose, so a failed statement's SQLSTATE is printed; it goes
 # into the report's "sqlstate" and the text is reported as the default verbosity prints it.
@@ -47,24 +47,15 @@ export PGOPTIONS="-c statement_timeout=$((${PROBE_CONNECT_TIMEOUT:-10} * 1000))"
 roundtrips="${PROBE_ROUNDTRIPS:-20}"
 
 tmp=$(mktemp -d 2>/dev/null) || { tmp="${TMPDIR:-/tmp}/probe.$$"; mkdir -p "$tmp"; }
-slot=''
-trap 'rm -rf "$tmp"; [ -z "$slot" ] || rmdir "$slot" 2>/dev/null' EXIT
+trap 'rm -rf "$tmp"' EXIT
 
-# A namespace's probe pod runs a container per app: at most PROBE_SLOTS of them probe at once
-# (a slot is a directory made atomically by mkdir in the pod's shared PROBE_SLOTS_DIR), so the
-# connect and round-trip times are not those of a node busy with every other app's probe.
-if [ -n "${PROBE_SLOTS_DIR:-}" ]; then
-	while [ -z "$slot" ]; do
-		i=1
-		while [ "$i" -le "${PROBE_SLOTS:-4}" ]; do
-			if mkdir "$PROBE_SLOTS_DIR/slot-$i" 2>/dev/null; then
-				slot="$PROBE_SLOTS_DIR/slot-$i"
-				break
-			fi
-			i=$((i + 1))
-		done
-		[ -n "$slot" ] || sleep 0.05
-	done
+# A namespace's probe pod runs a container per app in PROBE_SLOTS_DIR's lanes: each container
+# holds the lock of its lane (PROBE_LANE) while it probes, so at most as many probe at once as
+# there are lanes and the connect and round-trip times are not those of a node busy with every
+# other app's probe. flock(1) blocks without spinning and the lock goes with the process (a
+# killed probe frees its lane). An image without flock probes without waiting.
+if [ -n "${PROBE_SLOTS_DIR:-}" ] && command -v flock >/dev/null 2>&1; then
+	exec 9>"$PROBE_SLOTS_DIR/lane-${PROBE_LANE:-0}" && flock 9
 fi
 
 # ---- helpers ---------------------------------------------------------------------------------
