@@ -505,9 +505,7 @@ class PostgresApps(pulumi.ComponentResource):
                         database=db.database_name,
                         username=db.role_name,
                         credentials_sha256=_credentials_sha256(app.name, db),
-                        peers=[
-                            {"database": p.database, "role": p.role} for p in peers_of[app.name]
-                        ],
+                        peers=peers_of[app.name],
                         sslmode=settings.postgres.sslmode,
                     )
                 )

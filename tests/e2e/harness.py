@@ -303,10 +303,10 @@ def probe_pod_failure(reason: str, namespace: str, detail: str) -> re.Pattern[st
     hint = PodProbeError(reason, "").hint
     return re.compile(
         rf'app "(?P<app>[a-z0-9-]+)": the probe pod could not run \({re.escape(reason)}\): '
-        # the app's own pod, or its namespace's batch pod (with the app's container, when the
-        # failure is the container's alone)
+        # the app's own pod, or its namespace's batch pod (naming the app when the failure is
+        # that app's alone)
         rf"probe pod {re.escape(namespace)}/"
-        rf"(?:(?P=app)-dbcheck-[0-9a-f]{{6}}|dbcheck-[0-9a-f]{{6}}(?: container (?P=app))?)"
+        rf"(?:(?P=app)-dbcheck-[0-9a-f]{{6}}|dbcheck-[0-9a-f]{{6}})(?:, app (?P=app))?"
         rf"{detail} — "
         rf"{re.escape(hint)}, or see {re.escape(RUNBOOK)}#probe-pod"
     )

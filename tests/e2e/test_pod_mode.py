@@ -1,7 +1,7 @@
 """The gate in pod mode on the real node: the story's check pod, run by `pulumi up`.
 
-One probe pod per namespace (`NamespaceProbe`, a container per app) is scheduled on the local
-node, admitted by the API server under Pod Security `restricted`, resolves the service DNS name
+One probe pod per namespace (`NamespaceProbe`, one container probing every app) is scheduled on
+the local node, admitted by the API server under Pod Security `restricted`, resolves the service DNS name
 through CoreDNS and kube-proxy, reads each app's Secret as the app would, and is gone afterwards,
 on success and on failure alike. One app's broken Secret fails that app alone; a pod that cannot
 be scheduled fails at the timeout.
@@ -86,8 +86,8 @@ def resources_of(stack: ProjectStack, type_: str) -> dict[str, dict[str, Any]]:
     }
 
 
-def test_one_pod_with_a_container_per_app_checked_both_apps(deployed: ProjectStack) -> None:
-    """The namespace's probe ran the two apps in one pod, each in its own container."""
+def test_one_pod_with_one_container_checked_both_apps(deployed: ProjectStack) -> None:
+    """The namespace's probe ran the two apps in one pod, in its one container."""
     probes = resources_of(deployed, PROBE_TYPE)
     assert list(probes) == [f"{NAMESPACE}-probe"], list(probes)
     outputs = probes[f"{NAMESPACE}-probe"]["outputs"]
@@ -180,9 +180,10 @@ def test_probe_pod_that_cannot_start_fails_within_timeout(deployed: ProjectStack
 
 
 def test_one_apps_broken_secret_fails_that_app_alone(deployed: ProjectStack) -> None:
-    """A key removed from one app's Secret behind Pulumi's back: its container cannot start
-    (`CreateContainerConfigError`), the other app's container runs, reports and its check
-    passes in the same `up`; the gate fails naming the broken app only."""
+    """A key removed from one app's Secret behind Pulumi's back: that app's variable is unset
+    (optional ref) and probe.sh reports it instead of probing; the other app probes, reports and
+    its check passes in the same `up`; the gate fails naming the broken app only, in the
+    kubelet's words for a missing key."""
     before = resources_of(deployed, CHECK_TYPE)["e2e-pod-one-check"]["outputs"]["checked_at"]
     kubectl(
         "patch",
@@ -199,7 +200,7 @@ def test_one_apps_broken_secret_fails_that_app_alone(deployed: ProjectStack) -> 
             deployed.up()
         text = str(err.value)
         broken = probe_pod_failure(
-            "CreateContainerConfigError",
+            "SecretIncomplete",
             NAMESPACE,
             r": couldn't find key uri in Secret " + NAMESPACE + r"/e2e-pod-two-db-credentials",
         )

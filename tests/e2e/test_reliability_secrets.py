@@ -76,8 +76,7 @@ class PodLogs:
                     str(KUBECONFIG),
                     "logs",
                     "-f",
-                    "--all-containers",  # a namespace's probe pod: a container per app
-                    "--max-log-requests=50",
+                    "--all-containers",  # every container a probe pod has (today one)
                     "-n",
                     self.namespace,
                     pod,

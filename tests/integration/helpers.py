@@ -19,7 +19,13 @@ import pytest
 
 from postgres_apps.verification.direct import DirectTarget, run_direct_probe
 from postgres_apps.verification.judgement import judge
-from postgres_apps.verification.pod import PROBE_SCRIPT, PodProbeSpec, build_pod_manifest
+from postgres_apps.verification.pod import (
+    PROBE_SCRIPT,
+    PodProbeSpec,
+    app_env,
+    build_probe_manifest,
+    split_log,
+)
 from postgres_apps.verification.report import CheckOutcome, Verdict
 from postgres_apps.verification.statements import Peer
 
@@ -183,13 +189,99 @@ def _statement_env(
         peers=list(peers),
         allowed_databases=list(allowed),
     )
-    manifest = build_pod_manifest(spec, f"{app.name}-dbcheck-{secrets.token_hex(3)}", "")
-    env = manifest["spec"]["containers"][0]["env"]
+    env = app_env(spec, f"{app.name}-dbcheck-{secrets.token_hex(3)}")
     return {
         e["name"]: e["value"]
         for e in env
         if e["name"].endswith("_SQL") or e["name"] == "PROBE_CRUD_TABLE"
     }
+
+
+@dataclass(frozen=True)
+class PodApp:
+    """One app of a probe pod run outside a pod: its Secret's data as the kubelet would read it."""
+
+    app: ProvisionedApp
+    peers: Sequence[Peer]
+    secret: Mapping[str, str]
+
+
+def secret_data(server: PgServer, app: ProvisionedApp, host: str = "localhost") -> dict[str, str]:
+    """The keys the Secret builder writes (the ones the probe reads)."""
+    return {
+        "host": host,
+        "port": str(server.port),
+        "dbname": app.database,
+        "user": app.role,
+        "password": app.password,
+        "uri": secret_uri(server, app, host),
+    }
+
+
+def kubelet_env(
+    container: Mapping[str, Any], secrets_: Mapping[str, Mapping[str, str]]
+) -> dict[str, str]:
+    """A container's env as the kubelet makes it: values as given (after `$(VAR)` expansion,
+    which the pod builder's escaping undoes), `secretKeyRef`s from `secrets_` (Secret name →
+    data); an optional ref to a missing Secret or key is left out, a required one fails."""
+    env: dict[str, str] = {}
+    for entry in container["env"]:
+        if "value" in entry:
+            env[entry["name"]] = str(entry["value"]).replace("$$", "$")
+            continue
+        ref = entry["valueFrom"]["secretKeyRef"]
+        value = secrets_.get(ref["name"], {}).get(ref["key"])
+        if value is None:
+            assert ref.get("optional"), f"required ref {ref} would stop the container"
+            continue
+        env[entry["name"]] = value
+    return env
+
+
+def run_pod_script(
+    server: PgServer,
+    members: Sequence[PodApp],
+    *,
+    lanes: int = 2,
+    path: str | None = None,
+) -> dict[int, str]:
+    """probe.sh as a probe pod's container runs it for these apps (the env the pod builder makes,
+    filled as the kubelet would) → app index → that app's section of the output."""
+    specs = [
+        PodProbeSpec(
+            app=m.app.name,
+            namespace="apps",
+            secret_name=f"{m.app.name}-db-credentials",
+            image="i",
+            peers=list(m.peers),
+            roundtrips=10,
+            connect_timeout_s=3,
+        )
+        for m in members
+    ]
+    manifest = build_probe_manifest(specs, f"dbcheck-{secrets.token_hex(3)}", "", lanes=lanes)
+    [container] = manifest["spec"]["containers"]
+    env = kubelet_env(
+        container, {s.secret_name: m.secret for s, m in zip(specs, members, strict=True)}
+    )
+    env |= {
+        "PATH": path or os.environ.get("PATH", "/usr/bin:/bin"),
+        "HOME": tempfile.gettempdir(),
+        "TMPDIR": tempfile.gettempdir(),
+    }
+    proc = subprocess.run(
+        [shutil.which("sh", path=env["PATH"]) or "sh", "-c", PROBE_SCRIPT.read_text(), "probe"],
+        env=env,
+        cwd="/",
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    for m in members:
+        assert m.app.password not in proc.stdout, "the probe printed a password"
+    return split_log(proc.stdout, len(members))
 
 
 BUSYBOX_APPLETS = (

@@ -6,10 +6,9 @@ app's Secret and DNS against `localhost`.
 
 from __future__ import annotations
 
-import fcntl
 import os
+import re
 import secrets
-import threading
 import time
 from pathlib import Path
 
@@ -17,6 +16,7 @@ import pytest
 from psycopg import sql
 
 from postgres_apps.verification.judgement import judge
+from postgres_apps.verification.pod import SECRET_VARS, parse_report
 from postgres_apps.verification.report import CHECKS
 from postgres_apps.verification.runbook import RUNBOOK
 
@@ -24,10 +24,14 @@ from .helpers import (
     GENEROUS_BUDGET_MS,
     RUNNERS,
     AppPair,
+    PodApp,
+    busybox_bin_dir,
     outcome,
     peers_of,
     run,
+    run_pod_script,
     run_script,
+    secret_data,
     secret_uri,
 )
 from .pg_server import PgServer, drop_app, harden, provision_app
@@ -263,7 +267,6 @@ def test_the_uri_connection_has_the_statement_timeout(
 ) -> None:
     """The direct runner's uri connection gets the probe's statement_timeout like the others,
     even when the uri itself turns it off: a statement longer than it is cancelled."""
-    import time  # noqa: PLC0415
 
     import psycopg  # noqa: PLC0415
     from psycopg import conninfo  # noqa: PLC0415
@@ -325,23 +328,70 @@ def test_pod_gate_needs_two_sessions_of_the_role(pg: PgServer, limit: int) -> No
         drop_app(pg, other)
 
 
-def test_a_batch_pods_probe_waits_for_its_lane(pg: PgServer, apps: AppPair, tmp_path: Path) -> None:
-    """In a namespace's probe pod the containers share a directory of lane locks: a probe whose
-    lane is held (here by this test, as another app's probe would) waits, and probes when it is
-    free — with flock(1) blocking, not spinning."""
-    lanes = {"PROBE_SLOTS_DIR": str(tmp_path), "PROBE_LANE": "2"}
-    held_for = 1.5
-    with (tmp_path / "lane-2").open("w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        threading.Timer(held_for, fcntl.flock, (lock, fcntl.LOCK_UN)).start()
-        started = time.monotonic()
-        report = run_script(pg, apps.app, peers_of([apps.other]), extra_env=lanes)
-        waited = time.monotonic() - started
-    assert waited >= held_for, f"the probe did not wait for its lane ({waited:.2f} s)"
-    verdict = judge(report, latency_budget_ms=GENEROUS_BUDGET_MS)
-    assert verdict.ok, verdict.to_json()["checks"]
-    started = time.monotonic()
-    free = {**lanes, "PROBE_LANE": "3"}  # another lane, free: no wait
-    report = run_script(pg, apps.app, peers_of([apps.other]), extra_env=free)
-    assert time.monotonic() - started < held_for
-    assert judge(report, latency_budget_ms=GENEROUS_BUDGET_MS).ok
+def psql_that_records_its_env(pg: PgServer, tmp_path: Path) -> tuple[Path, Path]:
+    """A `psql` that writes its environment to a file of its own, then runs the real one."""
+    bin_dir, dumps = tmp_path / "bin", tmp_path / "env"
+    bin_dir.mkdir()
+    dumps.mkdir()
+    wrapper = bin_dir / "psql"
+    wrapper.write_text(f'#!/bin/sh\n/usr/bin/env -0 >"{dumps}/$$"\nexec "{pg.bin}/psql" "$@"\n')
+    wrapper.chmod(0o755)
+    return bin_dir, dumps
+
+
+@pytest.mark.parametrize("shell", ["system", "busybox"])
+def test_a_probe_pod_gives_each_apps_psql_only_that_apps_secret(
+    pg: PgServer, apps: AppPair, tmp_path: Path, shell: str
+) -> None:
+    """Two apps in one probe container (the env the pod builder makes, filled as the kubelet
+    would): each passes with its own role, and no psql the probe starts sees another app's
+    password or any app's prefixed variables — a neighbour's credentials never reach a probe."""
+    bin_dir, dumps = psql_that_records_its_env(pg, tmp_path)
+    base = str(busybox_bin_dir(pg.bin)) if shell == "busybox" else os.environ["PATH"]
+    members = [
+        PodApp(apps.app, peers_of([apps.other]), secret_data(pg, apps.app)),
+        PodApp(apps.other, peers_of([apps.app]), secret_data(pg, apps.other)),
+    ]
+    sections = run_pod_script(pg, members, path=f"{bin_dir}:{base}")
+    for index, member in enumerate(members):
+        report = parse_report(sections[index])
+        assert report is not None, sections[index]
+        assert report["app"] == member.app.name
+        assert report["login"]["current_user"] == member.app.role
+        verdict = judge(report, latency_budget_ms=GENEROUS_BUDGET_MS)
+        assert verdict.ok, verdict.to_json()["checks"]
+    envs = [
+        dict(kv.split("=", 1) for kv in f.read_text().split("\0") if "=" in kv)
+        for f in dumps.iterdir()
+    ]
+    assert len(envs) >= 2 * 6, len(envs)  # every psql of both apps' probes
+    for env in envs:
+        own = next(m for m in members if env.get("DB_USER") == m.app.role)
+        other = next(m for m in members if m is not own)
+        # (the uri session runs with the PG* variables unset: only DB_URI)
+        assert env.get("PGPASSWORD", own.app.password) == own.app.password
+        assert not [k for k in env if re.fullmatch(r"P[0-9]+_.*", k)], sorted(env)
+        assert other.app.password not in "\0".join(env.values())
+
+
+def test_a_missing_secret_or_key_fails_that_app_alone_in_a_probe_pod(
+    pg: PgServer, apps: AppPair
+) -> None:
+    """One app's Secret lacks `uri`, another's is missing: each is reported for itself (optional
+    refs leave the variables unset), the app with a whole Secret still probes and passes."""
+    third = provision_app(pg, "probe-pod-third")
+    try:
+        broken = {k: v for k, v in secret_data(pg, apps.app).items() if k != "uri"}
+        members = [
+            PodApp(apps.app, peers_of([apps.other]), broken),
+            PodApp(third, peers_of([apps.app]), {}),
+            PodApp(apps.other, peers_of([apps.app]), secret_data(pg, apps.other)),
+        ]
+        sections = run_pod_script(pg, members)
+        assert sections[0].strip() == "@missing DB_URI", sections[0]
+        assert sections[1].strip() == "@missing " + " ".join(SECRET_VARS), sections[1]
+        report = parse_report(sections[2])
+        assert report is not None, sections[2]
+        assert judge(report, latency_budget_ms=GENEROUS_BUDGET_MS).ok
+    finally:
+        drop_app(pg, third)

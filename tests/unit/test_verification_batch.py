@@ -1,16 +1,15 @@
 """One probe pod for a namespace's apps (`pod.run_batch_probe`, `NamespaceProbe`), with a fake API.
 
-The fake replays pod states per container, so each path — every app reports, one app's Secret
-is missing, the pod is deleted, the deadline passes, the create is refused — can be checked for
-what the design promises: each app gets its own result, one app's failure hides no other app's
-report, and the pod is deleted whatever happens.
+The fake (`probe_fakes`) replays pod states and the probe container's log, so each path — every
+app reports, one app's Secret or key is missing, an app without a report, the pod deleted, the
+deadline passed, the create refused — can be checked for what the design promises: each app gets
+its own result, one app's failure hides no other app's report, and the pod is deleted whatever
+happens.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -19,15 +18,23 @@ from postgres_apps.verification import namespace_probe as ns_probe
 from postgres_apps.verification import pod as pod_module
 from postgres_apps.verification.pod import (
     BATCH_LIMIT,
+    BATCH_SLOTS,
     SECRET_ENV,
     PodProbeError,
     PodProbeSpec,
-    build_batch_manifest,
+    build_probe_manifest,
     run_batch_probe,
 )
 from postgres_apps.verification.provider import ConnectivityCheckProvider, VerificationError
-from postgres_apps.verification.report import REPORT_SCHEMA
 from postgres_apps.verification.statements import Peer
+from tests.unit.probe_fakes import (
+    ApiError,
+    Clock,
+    FakeCoreV1,
+    pod_state,
+    probe_log,
+    report_line,
+)
 
 
 def spec(app: str, **kw: Any) -> PodProbeSpec:
@@ -43,93 +50,8 @@ def spec(app: str, **kw: Any) -> PodProbeSpec:
 
 
 SPECS = [spec("n8n"), spec("paperless"), spec("gitea")]
-
-
-def report_line(app: str) -> str:
-    return json.dumps({"schema": REPORT_SCHEMA, "app": app, "runner": "pod"})
-
-
-def container(name: str, state: str, reason: str = "", message: str = "") -> SimpleNamespace:
-    s = SimpleNamespace(waiting=None, terminated=None, running=None)
-    if state == "terminated":
-        s.terminated = SimpleNamespace(exit_code=0, reason="Completed")
-    elif state == "waiting":
-        s.waiting = SimpleNamespace(reason=reason, message=message)
-    else:
-        s.running = SimpleNamespace()
-    return SimpleNamespace(name=name, state=s)
-
-
-def pod(phase: str, *containers: SimpleNamespace, reason: str | None = None) -> SimpleNamespace:
-    return SimpleNamespace(
-        status=SimpleNamespace(
-            phase=phase, reason=reason, container_statuses=list(containers), conditions=[]
-        )
-    )
-
-
-class ApiError(Exception):
-    def __init__(self, status: int, message: str = "") -> None:
-        super().__init__(f"({status})")
-        self.status = status
-        self.reason = "Reason"
-        self.body = json.dumps({"message": message or f"status {status}"})
-
-
-class FakeCoreV1:
-    """Replays `states` (the last repeats); logs per container; records every call."""
-
-    def __init__(
-        self,
-        states: list[Any],
-        logs: Mapping[str, str] | None = None,
-        *,
-        create_error: BaseException | None = None,
-    ) -> None:
-        self.states = list(states)
-        self.logs = dict(logs or {a.app: report_line(a.app) + "\n" for a in SPECS})
-        self.create_error = create_error
-        self.calls: list[tuple[str, Any]] = []
-        self.created: list[dict[str, Any]] = []
-
-    def list_namespaced_pod(self, namespace: str, **kw: Any) -> Any:
-        self.calls.append(("list", kw.get("label_selector")))
-        return SimpleNamespace(items=[])
-
-    def create_namespaced_pod(self, namespace: str, body: dict[str, Any], **kw: Any) -> Any:
-        self.calls.append(("create", body["metadata"]["name"]))
-        if self.create_error:
-            raise self.create_error
-        self.created.append(body)
-        return body
-
-    def read_namespaced_pod(self, name: str, namespace: str, **kw: Any) -> Any:
-        self.calls.append(("read", name))
-        state = self.states.pop(0) if len(self.states) > 1 else self.states[0]
-        if isinstance(state, BaseException):
-            raise state
-        return state
-
-    def read_namespaced_pod_log(self, name: str, namespace: str, **kw: Any) -> str:
-        self.calls.append(("log", kw.get("container")))
-        return self.logs[str(kw.get("container"))]
-
-    def delete_namespaced_pod(self, name: str, namespace: str, **kw: Any) -> None:
-        self.calls.append(("delete", name))
-
-    def deleted(self) -> list[str]:
-        return [arg for op, arg in self.calls if op == "delete"]
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    def sleep(self, s: float) -> None:
-        self.now += s
+ALL_REPORT = probe_log(*(report_line(s.app) for s in SPECS))
+DONE = pod_state("Succeeded", exit_code=0)
 
 
 def run(api: FakeCoreV1, specs: list[PodProbeSpec] = SPECS) -> dict[str, Any]:
@@ -140,44 +62,53 @@ def run(api: FakeCoreV1, specs: list[PodProbeSpec] = SPECS) -> dict[str, Any]:
 NAME = "dbcheck-abc123"
 
 
+def env_of(manifest: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    [container] = manifest["spec"]["containers"]
+    return {e["name"]: e for e in container["env"]}
+
+
 # -- the manifest -------------------------------------------------------------------------------
 
 
-def test_each_app_has_its_own_container_reading_only_its_own_secret() -> None:
-    manifest = build_batch_manifest(SPECS, NAME, "echo probe")
-    containers = manifest["spec"]["containers"]
-    assert [c["name"] for c in containers] == ["n8n", "paperless", "gitea"]
-    for c, s in zip(containers, SPECS, strict=True):
-        refs = {e["name"]: e["valueFrom"]["secretKeyRef"] for e in c["env"] if "valueFrom" in e}
-        assert refs == {var: {"name": s.secret_name, "key": key} for var, key in SECRET_ENV}
-        assert {"name": "PROBE_APP", "value": s.app} in c["env"]
-        assert c["securityContext"] == pod_module.restricted_container(70)
-    # each container its own /tmp; the one shared volume holds the probes' slots (empty
-    # directories, `probe.sh`), nothing of any Secret
-    mounts = [c["volumeMounts"] for c in containers]
-    slots = {"name": "slots", "mountPath": pod_module.SLOTS_DIR}
-    assert mounts == [[{"name": f"tmp-{i}", "mountPath": "/tmp"}, slots] for i in range(3)]  # noqa: S108
-    volumes = [v["name"] for v in manifest["spec"]["volumes"]]
-    assert volumes == ["tmp-0", "tmp-1", "tmp-2", "slots"]
-    lanes = [{e["name"]: e.get("value") for e in c["env"]}["PROBE_LANE"] for c in containers]
-    assert lanes == ["0", "1", "2"]
-    many = build_batch_manifest([spec(f"a{i}") for i in range(6)], NAME, "x")
-    lanes = [
-        next(e["value"] for e in c["env"] if e["name"] == "PROBE_LANE")
-        for c in many["spec"]["containers"]
-    ]
-    assert lanes == ["0", "1", "2", "3", "0", "1"]
+def test_one_container_reads_each_apps_secret_under_that_apps_prefix() -> None:
+    manifest = build_probe_manifest(SPECS, NAME, "echo probe")
+    [container] = manifest["spec"]["containers"]
+    assert container["name"] == pod_module.CONTAINER
+    assert container["securityContext"] == pod_module.restricted_container(70)
+    env = env_of(manifest)
+    for index, s in enumerate(SPECS):
+        for var, key in SECRET_ENV:
+            ref = env[f"P{index}_{var}"]["valueFrom"]["secretKeyRef"]
+            assert ref == {"name": s.secret_name, "key": key, "optional": True}
+        assert env[f"P{index}_PROBE_APP"]["value"] == s.app
+    refs = [e for e in env.values() if "valueFrom" in e]
+    assert len(refs) == len(SPECS) * len(SECRET_ENV)  # no other Secret, no unprefixed ref
+    assert env["PROBE_APPS"]["value"] == "3"
+    assert env["PROBE_LANES"]["value"] == "3"  # never more lanes than apps
+    # one /tmp, nothing shared with anything else; no token, no shared PID namespace
+    assert container["volumeMounts"] == [{"name": "tmp", "mountPath": "/tmp"}]  # noqa: S108
+    assert [v["name"] for v in manifest["spec"]["volumes"]] == ["tmp"]
     assert "shareProcessNamespace" not in manifest["spec"]
     assert manifest["spec"]["automountServiceAccountToken"] is False
     # a scratch table per app and run
-    tables = {
-        next(e["value"] for e in c["env"] if e["name"] == "PROBE_CRUD_TABLE") for c in containers
-    }
+    tables = {env[f"P{i}_PROBE_CRUD_TABLE"]["value"] for i in range(3)}
     assert len(tables) == 3
 
 
+def test_the_lanes_set_the_container_limits() -> None:
+    many = build_probe_manifest([spec(f"a{i}") for i in range(6)], NAME, "x")
+    assert env_of(many)["PROBE_LANES"]["value"] == str(BATCH_SLOTS)
+    limits = many["spec"]["containers"][0]["resources"]["limits"]
+    assert limits["cpu"] == f"{pod_module.LANE_CPU_LIMIT_MILLI * BATCH_SLOTS}m"
+    assert limits["memory"] == f"{pod_module.LANE_MEMORY_LIMIT_MI * BATCH_SLOTS}Mi"
+    one_lane = build_probe_manifest([spec(f"a{i}") for i in range(6)], NAME, "x", lanes=1)
+    assert env_of(one_lane)["PROBE_LANES"]["value"] == "1"
+
+
 def test_the_pod_is_labelled_for_each_app_it_checks() -> None:
-    labels = build_batch_manifest(SPECS, NAME, "x")["metadata"]["labels"]
+    from types import SimpleNamespace  # noqa: PLC0415
+
+    labels = build_probe_manifest(SPECS, NAME, "x")["metadata"]["labels"]
     for app in ("n8n", "paperless", "gitea"):
         assert labels[pod_module.APP_LABEL_PREFIX + app] == ""
     pod_obj = SimpleNamespace(metadata=SimpleNamespace(labels=labels))
@@ -188,102 +119,118 @@ def test_the_pod_is_labelled_for_each_app_it_checks() -> None:
 def test_batch_manifest_is_a_valid_v1pod_for_the_official_client() -> None:
     from kubernetes.client import ApiClient, V1Pod  # noqa: PLC0415
 
-    manifest = build_batch_manifest(SPECS, NAME, pod_module.probe_script())
+    manifest = build_probe_manifest(SPECS, NAME, pod_module.probe_script())
     assert ApiClient().sanitize_for_serialization(V1Pod.model_validate(manifest)) == manifest  # type: ignore[no-untyped-call]
+
+
+def test_a_full_pod_stays_far_below_the_api_servers_object_limit() -> None:
+    """Each app's isolation statement names its peers: the pod grows with the square of its
+    apps. At `BATCH_LIMIT` apps with long names it must stay well under etcd's 1.5 MB."""
+    names = [f"an-app-with-a-long-name-{i:03d}" for i in range(BATCH_LIMIT)]
+    specs = [
+        PodProbeSpec(
+            app=a,
+            namespace="apps",
+            secret_name=f"{a}-db-credentials",
+            image="i",
+            peers=[Peer(b.replace("-", "_"), b.replace("-", "_")) for b in names if b != a],
+        )
+        for a in names
+    ]
+    size = len(json.dumps(build_probe_manifest(specs, NAME, pod_module.probe_script())))
+    assert size < 1_000_000, size
 
 
 def test_apps_that_do_not_share_pod_settings_are_refused() -> None:
     with pytest.raises(ValueError, match="share namespace"):
-        run(FakeCoreV1([pod("Succeeded")]), [spec("a"), spec("b", run_as_user=1000)])
+        run(FakeCoreV1([DONE]), [spec("a"), spec("b", run_as_user=1000)])
     with pytest.raises(ValueError, match="twice"):
-        run(FakeCoreV1([pod("Succeeded")]), [spec("a"), spec("a")])
+        run(FakeCoreV1([DONE]), [spec("a"), spec("a")])
 
 
 # -- the runner ---------------------------------------------------------------------------------
 
 
 def test_every_app_gets_its_own_report_and_the_pod_is_deleted() -> None:
-    done = pod("Succeeded", *(container(s.app, "terminated") for s in SPECS))
-    api = FakeCoreV1([done])
+    api = FakeCoreV1([pod_state("Running"), DONE], ALL_REPORT)
     results = run(api)
     assert {app: r["app"] for app, r in results.items()} == {a.app: a.app for a in SPECS}
-    assert results["n8n"]["pod"]["container"] == "n8n"
-    assert [c for op, c in api.calls if op == "log"] == ["n8n", "paperless", "gitea"]
+    assert results["n8n"]["pod"] == {"name": NAME, "namespace": "apps", "warnings": []}
+    assert [op for op, _ in api.calls].count("log") == 1  # one log read for the whole pod
     assert api.deleted() == [NAME]
     assert len(api.created) == 1
 
 
 def test_a_missing_secret_fails_that_app_alone() -> None:
-    """The kubelet starts containers one by one: the one whose Secret is missing waits with
-    CreateContainerConfigError, the others run and report."""
-    missing = 'secret "paperless-db-credentials" not found'
-    stuck = container("paperless", "waiting", "CreateContainerConfigError", missing)
-    api = FakeCoreV1(
-        [
-            pod("Pending", container("n8n", "running"), stuck, container("gitea", "running")),
-            pod("Pending", container("n8n", "terminated"), stuck, container("gitea", "terminated")),
-        ]
+    """probe.sh reports the unset variables of the app whose Secret is missing; the others ran."""
+    log = probe_log(
+        report_line("n8n"), "@missing " + " ".join(v for v, _ in SECRET_ENV), report_line("gitea")
     )
+    api = FakeCoreV1([DONE], log)
     results = run(api)
     assert results["n8n"]["app"] == "n8n"
     assert results["gitea"]["app"] == "gitea"
     error = results["paperless"]
     assert isinstance(error, PodProbeError)
-    assert error.reason == "CreateContainerConfigError"
-    assert error.message == f"probe pod apps/{NAME} container paperless: {missing}"
+    assert error.reason == "SecretIncomplete"
+    assert error.message == (
+        f'probe pod apps/{NAME}, app paperless: secret "paperless-db-credentials" not found'
+    )
     assert "Secret is missing" in error.hint
     assert api.deleted() == [NAME]
 
 
-def test_a_container_without_a_report_fails_alone() -> None:
-    done = pod("Failed", *(container(s.app, "terminated") for s in SPECS))
-    api = FakeCoreV1(
-        [done], {"n8n": report_line("n8n"), "paperless": "psql: not found\n", "gitea": ""}
-    )
+def test_an_app_without_a_report_fails_alone() -> None:
+    log = probe_log(report_line("n8n"), "psql: not found") + "@app 9\n" + report_line("gitea")
+    api = FakeCoreV1([pod_state("Failed", exit_code=1)], log)
     results = run(api)
     assert results["n8n"]["app"] == "n8n"
     for app in ("paperless", "gitea"):
         assert isinstance(results[app], PodProbeError)
         assert results[app].reason == "NoReport"
     assert "psql: not found" in results["paperless"].message
+    # a section of an app the pod does not check belongs to nobody
+    assert "before it probed app gitea" in results["gitea"].message
 
 
-def test_a_deleted_pod_fails_every_app_still_running() -> None:
-    api = FakeCoreV1(
-        [
-            pod("Running", container("n8n", "terminated"), container("paperless", "running")),
-            ApiError(404),
-        ],
-    )
-    results = run(api, SPECS[:2])
-    assert results["n8n"]["app"] == "n8n"  # reported before the pod went
-    assert isinstance(results["paperless"], PodProbeError)
-    assert results["paperless"].reason == "PodDeleted"
-    assert api.deleted() == [NAME]
-
-
-def test_the_timeout_fails_the_unfinished_apps_and_deletes_the_pod() -> None:
-    api = FakeCoreV1(
-        [pod("Running", container("n8n", "terminated"), container("paperless", "running"))]
-    )
-    results = run(api, SPECS[:2])
+def test_a_report_of_another_app_in_a_section_is_not_taken() -> None:
+    """Sections are by index; a report in app i's section that names another app is no report
+    for app i: one app is never judged by another's report."""
+    log = probe_log(report_line("n8n"), report_line("n8n"))
+    results = run(FakeCoreV1([DONE], log), SPECS[:2])
     assert results["n8n"]["app"] == "n8n"
-    late = results["paperless"]
-    assert isinstance(late, PodProbeError)
-    assert late.reason == "Timeout"
-    assert f"probe pod apps/{NAME} did not finish within 30 s" in late.message
+    wrong = results["paperless"]
+    assert isinstance(wrong, PodProbeError)
+    assert wrong.reason == "NoReport"
+    assert "the section of app paperless holds the report of 'n8n'" in wrong.message
+
+
+def test_a_deleted_pod_fails_every_app() -> None:
+    api = FakeCoreV1([pod_state("Running"), ApiError(404)], ALL_REPORT)
+    results = run(api, SPECS[:2])
+    assert {r.reason for r in results.values()} == {"PodDeleted"}
     assert api.deleted() == [NAME]
 
 
-def test_the_pod_deadline_fails_the_unfinished_apps() -> None:
-    api = FakeCoreV1([pod("Failed", container("n8n", "terminated"), reason="DeadlineExceeded")])
+def test_the_timeout_fails_every_app_and_deletes_the_pod() -> None:
+    api = FakeCoreV1([pod_state("Running")], ALL_REPORT)
+    results = run(api, SPECS[:2])
+    for late in results.values():
+        assert isinstance(late, PodProbeError)
+        assert late.reason == "Timeout"
+        assert f"probe pod apps/{NAME} did not finish within 30 s" in late.message
+    assert api.deleted() == [NAME]
+
+
+def test_the_pod_deadline_fails_every_app() -> None:
+    api = FakeCoreV1([pod_state("Failed", exit_code=137, reason="DeadlineExceeded")])
     results = run(api, SPECS[:1])
     assert isinstance(results["n8n"], PodProbeError)
     assert results["n8n"].reason == "DeadlineExceeded"
 
 
 def test_a_refused_create_fails_every_app_and_leaves_nothing() -> None:
-    api = FakeCoreV1([pod("Pending")], create_error=ApiError(403, "violates PodSecurity"))
+    api = FakeCoreV1([pod_state("Pending")], create_error=ApiError(403, "violates PodSecurity"))
     results = run(api)
     assert {r.reason for r in results.values()} == {"PodCreateFailed"}
     assert api.deleted() == []
@@ -336,32 +283,39 @@ def props(n: int = 2, **kw: Any) -> dict[str, Any]:
 
 
 class BatchApi(FakeCoreV1):
-    """Every created pod finishes at once with a report per container."""
+    """Every created pod finishes at once with a report per app it checks."""
 
     def __init__(self) -> None:
-        super().__init__([])
-        self.by_name: dict[str, list[str]] = {}
+        super().__init__([DONE], self.reports)
 
-    def create_namespaced_pod(self, namespace: str, body: dict[str, Any], **kw: Any) -> Any:
-        names = [c["name"] for c in body["spec"]["containers"]]
-        self.by_name[body["metadata"]["name"]] = names
-        return super().create_namespaced_pod(namespace, body, **kw)
+    @staticmethod
+    def reports(body: dict[str, Any]) -> str:
+        env = {e["name"]: e.get("value") for e in body["spec"]["containers"][0]["env"]}
+        count = int(env["PROBE_APPS"])
+        return probe_log(*(report_line(str(env[f"P{i}_PROBE_APP"])) for i in range(count)))
 
-    def read_namespaced_pod(self, name: str, namespace: str, **kw: Any) -> Any:
-        return pod("Succeeded", *(container(c, "terminated") for c in self.by_name[name]))
-
-    def read_namespaced_pod_log(self, name: str, namespace: str, **kw: Any) -> str:
-        return report_line(str(kw.get("container")))
+    def apps_of(self) -> dict[str, list[str]]:
+        return {
+            name: [
+                str(e["value"])
+                for e in body["spec"]["containers"][0]["env"]
+                if e["name"].endswith("_PROBE_APP")
+            ]
+            for name, body in self.created.items()
+        }
 
 
 def test_more_apps_than_a_pod_takes_make_more_pods_and_every_app_a_result() -> None:
     api = BatchApi()
     results = ns_probe.run_probes(props(BATCH_LIMIT + 3), api)
-    sizes = sorted(len(c) for c in api.by_name.values())
+    sizes = sorted(len(apps) for apps in api.apps_of().values())
     assert sizes == [3, BATCH_LIMIT]
     assert sorted(results) == [f"app-{i:03d}" for i in range(BATCH_LIMIT + 3)]
     assert all(r["report"]["app"] == app for app, r in results.items())
-    assert sorted(api.deleted()) == sorted(api.by_name)
+    assert sorted(api.deleted()) == sorted(api.created)
+    # the pods share the lanes: two pods, two lanes each
+    lanes = {env_of(body)["PROBE_LANES"]["value"] for body in api.created.values()}
+    assert lanes == {str(BATCH_SLOTS // 2)}
 
 
 def test_errors_become_result_entries_the_check_raises_again() -> None:

@@ -1,32 +1,32 @@
-"""The pod runner: the Pod spec (pure) and the control flow, with a fake client that records calls.
+"""The pod runner for one app: the Pod spec (pure) and the control flow, with a fake client.
 
-The fake is not an API server: it replays scripted pod states so that every path of
-`run_pod_probe` (success, fatal waiting reason, timeout, deadline, missing report, interrupt,
-failing create/delete) can be checked for the one invariant that matters: the pod is deleted.
+The fake (`probe_fakes`) replays scripted pod states so that every path of `run_pod_probe`
+(success, fatal waiting reason, timeout, deadline, missing report, a Secret or key missing,
+interrupt, failing create/delete) can be checked for the one invariant that matters: the pod is
+deleted.
 """
 
 from __future__ import annotations
 
 import json
 import re
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
 from postgres_apps.verification.pod import (
-    CONTAINER,
     PROBE_SCRIPT,
     SECRET_ENV,
     PodProbeError,
     PodProbeSpec,
-    build_pod_manifest,
+    build_probe_manifest,
     parse_report,
     pod_name,
     run_pod_probe,
 )
 from postgres_apps.verification.report import REPORT_SCHEMA
 from postgres_apps.verification.statements import Peer, isolation_statement
+from tests.unit.probe_fakes import ApiError, Clock, FakeCoreV1, pod_state, probe_log
 
 SPEC = PodProbeSpec(
     app="n8n",
@@ -39,115 +39,12 @@ SPEC = PodProbeSpec(
     timeout_seconds=30,
 )
 REPORT_LINE = json.dumps({"schema": REPORT_SCHEMA, "app": "n8n", "runner": "pod"})
-
-
-class ApiError(Exception):
-    """Shaped like kubernetes.client.ApiException (status, reason, body)."""
-
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(f"({status})")
-        self.status = status
-        self.reason = "Reason"
-        self.body = json.dumps({"message": message})
-
-
-def pod_state(
-    phase: str,
-    *,
-    waiting: tuple[str, str] | None = None,
-    exit_code: int | None = None,
-    reason: str | None = None,
-    conditions: tuple[tuple[str, str, str, str], ...] = (),
-) -> SimpleNamespace:
-    state = SimpleNamespace(waiting=None, terminated=None, running=None)
-    if waiting:
-        state.waiting = SimpleNamespace(reason=waiting[0], message=waiting[1])
-    if exit_code is not None:
-        state.terminated = SimpleNamespace(exit_code=exit_code, reason="Completed")
-    return SimpleNamespace(
-        status=SimpleNamespace(
-            phase=phase,
-            reason=reason,
-            container_statuses=[SimpleNamespace(name=CONTAINER, state=state)],
-            conditions=[
-                SimpleNamespace(type=t, status=s, reason=r, message=m) for t, s, r, m in conditions
-            ],
-        )
-    )
-
-
-class FakeCoreV1:
-    """Records every call; `read_namespaced_pod` replays `states` (the last one repeats)."""
-
-    def __init__(
-        self,
-        states: list[Any],
-        log: str = REPORT_LINE + "\n",
-        *,
-        create_error: BaseException | None = None,
-        delete_error: Exception | None = None,
-        read_error: BaseException | None = None,
-        leftovers: tuple[str, ...] = (),
-    ) -> None:
-        self.states = list(states)
-        self.log = log
-        self.create_error = create_error
-        self.delete_error = delete_error
-        self.read_error = read_error
-        self.leftovers = leftovers
-        self.calls: list[tuple[str, Any]] = []
-        self.created: dict[str, Any] | None = None
-
-    def list_namespaced_pod(self, namespace: str, **kw: Any) -> Any:
-        self.calls.append(("list", kw.get("label_selector")))
-        items = [
-            SimpleNamespace(
-                metadata=SimpleNamespace(name=n, labels={"app.kubernetes.io/name": n.split("-")[0]})
-            )
-            for n in self.leftovers
-        ]
-        return SimpleNamespace(items=items)
-
-    def create_namespaced_pod(self, namespace: str, body: dict[str, Any], **kw: Any) -> Any:
-        self.calls.append(("create", body["metadata"]["name"]))
-        if self.create_error:
-            raise self.create_error
-        self.created = body
-        return body
-
-    def read_namespaced_pod(self, name: str, namespace: str, **kw: Any) -> Any:
-        self.calls.append(("read", name))
-        if self.read_error:
-            raise self.read_error
-        return self.states.pop(0) if len(self.states) > 1 else self.states[0]
-
-    def read_namespaced_pod_log(self, name: str, namespace: str, **kw: Any) -> str:
-        self.calls.append(("log", name))
-        assert kw.get("container") == CONTAINER
-        return self.log
-
-    def delete_namespaced_pod(self, name: str, namespace: str, **kw: Any) -> None:
-        self.calls.append(("delete", name))
-        assert kw.get("grace_period_seconds") == 0
-        if self.delete_error:
-            raise self.delete_error
-
-    def deleted(self) -> list[str]:
-        return [arg for op, arg in self.calls if op == "delete"]
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    def sleep(self, s: float) -> None:
-        self.now += s
+LOG = probe_log(REPORT_LINE)
 
 
 def probe(api: FakeCoreV1, spec: PodProbeSpec = SPEC) -> dict[str, Any]:
+    if not api.log:
+        api.log = LOG
     clock = Clock()
     return run_pod_probe(api, spec, clock=clock, sleep=clock.sleep, suffix="abc123")
 
@@ -161,7 +58,7 @@ TMP = "/tmp"  # noqa: S108 - the emptyDir mount inside the probe pod
 
 @pytest.fixture
 def manifest() -> dict[str, Any]:
-    return build_pod_manifest(SPEC, NAME, "echo script")
+    return build_probe_manifest([SPEC], NAME, "echo script")
 
 
 def test_pod_security_restricted(manifest: dict[str, Any]) -> None:
@@ -235,7 +132,7 @@ def test_the_script_survives_kubelet_expansion() -> None:
     script = PROBE_SCRIPT.read_text()
     assert "$$" in script
     assert "$(" in script
-    command = build_pod_manifest(SPEC, NAME, script)["spec"]["containers"][0]["command"]
+    command = build_probe_manifest([SPEC], NAME, script)["spec"]["containers"][0]["command"]
     env = {
         "HOME": TMP,
         "date +%s": "oops",
@@ -247,37 +144,41 @@ def test_the_script_survives_kubelet_expansion() -> None:
 
 
 def test_env_comes_from_the_apps_secret(manifest: dict[str, Any]) -> None:
+    """Each key by an optional `secretKeyRef` under the app's prefix (`P0_` for the one app): a
+    missing key is probe.sh's to report for this app, not a container that cannot start."""
     env = {e["name"]: e for e in manifest["spec"]["containers"][0]["env"]}
     for var, key in SECRET_ENV:
-        assert env[var]["valueFrom"] == {"secretKeyRef": {"name": "n8n-db-credentials", "key": key}}
-        assert "value" not in env[var]
+        ref = {"name": "n8n-db-credentials", "key": key, "optional": True}
+        assert env[f"P0_{var}"]["valueFrom"] == {"secretKeyRef": ref}
+        assert "value" not in env[f"P0_{var}"]
+        assert var not in env
     assert env["HOME"]["value"] == TMP
     # the complete isolation statement: the very text the direct runner sends
-    assert env["PROBE_ISOLATION_SQL"]["value"] == isolation_statement(SPEC.peers)
-    assert env["PROBE_APP"]["value"] == "n8n"
+    assert env["P0_PROBE_ISOLATION_SQL"]["value"] == isolation_statement(SPEC.peers)
+    assert env["P0_PROBE_APP"]["value"] == "n8n"
+    assert env["PROBE_APPS"]["value"] == "1"
     # No credential is ever a literal value in the pod spec.
-    literal = json.dumps([e.get("value") for e in env.values()])
+    names = ("PROBE_APP_VARS", "PROBE_SECRET_VARS")  # lists of variable names
+    literal = json.dumps([e.get("value") for n, e in env.items() if n not in names])
     assert "password" not in literal.lower()
 
 
 def test_the_script_reads_exactly_the_env_the_pod_gets() -> None:
+    """Every DB_*/PROBE_* name probe.sh reads is given: per app (PROBE_APP_VARS, prefixed) or for
+    the pod; the Secret's names are those of SECRET_ENV."""
     script = PROBE_SCRIPT.read_text()
     used = set(re.findall(r"\$\{?(DB_[A-Z]+|PROBE_[A-Z_]+)", script))
-    given_db = {var for var, _ in SECRET_ENV}
-    given_probe = {
-        e["name"]
-        for e in build_pod_manifest(SPEC, NAME, "")["spec"]["containers"][0]["env"]
-        if e["name"].startswith("PROBE_")
+    env = {
+        e["name"]: e.get("value")
+        for e in build_probe_manifest([SPEC], NAME, "")["spec"]["containers"][0]["env"]
     }
-    assert {u for u in used if u.startswith("DB_")} == given_db
-    # PROBE_DNS_HOST is an optional override (tests), the slots are a batch pod's (below);
-    # everything else is set by the pod spec.
-    slots = {"PROBE_SLOTS_DIR", "PROBE_LANE"}
-    assert {u for u in used if u.startswith("PROBE_")} - given_probe == {"PROBE_DNS_HOST", *slots}
-    from postgres_apps.verification.pod import build_batch_manifest  # noqa: PLC0415
-
-    batch = build_batch_manifest([SPEC], "dbcheck-abc123", "")["spec"]["containers"][0]["env"]
-    assert slots <= {e["name"] for e in batch}
+    per_app = set(str(env["PROBE_APP_VARS"]).split())
+    assert set(str(env["PROBE_SECRET_VARS"]).split()) == {var for var, _ in SECRET_ENV}
+    assert {f"P0_{v}" for v in per_app} <= set(env)
+    given = per_app | {n for n in env if n.startswith("PROBE_")}
+    # PROBE_DNS_HOST is an optional override (tests); everything else is set by the pod spec.
+    assert used - given == {"PROBE_DNS_HOST"}
+    assert {u for u in used if u.startswith("DB_")} == {var for var, _ in SECRET_ENV}
 
 
 def test_the_isolation_statement_survives_the_kubelet_and_carries_the_allow_list() -> None:
@@ -290,12 +191,12 @@ def test_the_isolation_statement_survives_the_kubelet_and_carries_the_allow_list
     )
     env = {
         e["name"]: e.get("value")
-        for e in build_pod_manifest(spec, NAME, "")["spec"]["containers"][0]["env"]
+        for e in build_probe_manifest([spec], NAME, "")["spec"]["containers"][0]["env"]
     }
-    value = env["PROBE_ISOLATION_SQL"]
+    value = env["P0_PROBE_ISOLATION_SQL"]
     assert value == isolation_statement((), spec.allowed_databases)
     assert kubelet_expand(value, {"DB_PASSWORD": "secret"}) == value  # no `$` in it at all
-    assert "PROBE_PEER_DATABASES" not in env
+    assert "P0_PROBE_PEER_DATABASES" not in env
 
 
 def test_pod_name_fits_63_characters() -> None:
@@ -325,8 +226,7 @@ def test_success_reads_the_report_and_deletes_the_pod() -> None:
     ops = [op for op, _ in api.calls]
     assert ops == ["list", "create", "read", "read", "read", "log", "delete"]
     assert api.deleted() == [NAME]
-    assert api.created is not None
-    command = api.created["spec"]["containers"][0]["command"]
+    command = api.only_created()["spec"]["containers"][0]["command"]
     assert kubelet_expand(command[2], {}) == PROBE_SCRIPT.read_text()
 
 
@@ -344,13 +244,8 @@ def test_failed_phase_with_a_report_still_returns_it() -> None:
         ("ErrImageNeverPull", "image not present", "imagePullPolicy is Never"),
         (
             "CreateContainerConfigError",
-            'secret "n8n-db-credentials" not found',
-            "the app's Secret is missing",
-        ),
-        (
-            "CreateContainerConfigError",
-            "couldn't find key uri in Secret apps/n8n-db-credentials",
-            "lacks a key",
+            "invalid env var name",
+            "configuration is refused by the node",
         ),
     ],
 )
@@ -426,12 +321,61 @@ def test_deadline_exceeded() -> None:
 
 
 def test_no_report_in_the_log() -> None:
-    api = FakeCoreV1([pod_state("Failed", exit_code=127)], log="sh: psql: not found\n")
+    api = FakeCoreV1([pod_state("Failed", exit_code=2)], log=probe_log("sh: 1: Syntax error"))
+    with pytest.raises(PodProbeError) as err:
+        probe(api)
+    assert err.value.reason == "NoReport"
+    assert "exit code 2" in err.value.message
+    assert "app n8n" in err.value.message
+    assert "sh: 1: Syntax error" in err.value.message
+    assert api.deleted() == [NAME]
+
+
+def test_a_log_without_the_apps_section_is_no_report() -> None:
+    api = FakeCoreV1([pod_state("Failed", exit_code=127)], log="sh: exec: not found\n")
     with pytest.raises(PodProbeError) as err:
         probe(api)
     assert err.value.reason == "NoReport"
     assert "exit code 127" in err.value.message
-    assert "sh: psql: not found" in err.value.message
+    assert "before it probed app n8n" in err.value.message
+
+
+SECRET = "apps/n8n-db-credentials"
+
+
+@pytest.mark.parametrize(
+    ("missing", "exists", "detail"),
+    [
+        ("DB_URI", True, "couldn't find key uri in Secret apps/n8n-db-credentials"),
+        (
+            "DB_PASSWORD DB_URI",
+            True,
+            "couldn't find key password in Secret apps/n8n-db-credentials; "
+            "couldn't find key uri in Secret apps/n8n-db-credentials",
+        ),
+        (" ".join(v for v, _ in SECRET_ENV), False, 'secret "n8n-db-credentials" not found'),
+        (
+            " ".join(v for v, _ in SECRET_ENV),
+            True,
+            "; ".join(
+                f"couldn't find key {k} in Secret apps/n8n-db-credentials" for _, k in SECRET_ENV
+            ),
+        ),
+    ],
+)
+def test_a_missing_secret_or_key_is_named_in_the_kubelets_words(
+    missing: str, exists: bool, detail: str
+) -> None:
+    api = FakeCoreV1(
+        [pod_state("Succeeded", exit_code=0)],
+        log=probe_log(f"@missing {missing}"),
+        secrets=("n8n-db-credentials",) if exists else (),
+    )
+    with pytest.raises(PodProbeError) as err:
+        probe(api)
+    assert err.value.reason == "SecretIncomplete"
+    assert err.value.message == f"probe pod apps/{NAME}, app n8n: {detail}"
+    assert "the app's Secret is missing or lacks a key" in err.value.hint
     assert api.deleted() == [NAME]
 
 

@@ -4,8 +4,9 @@ Why a resource of its own: the dynamic provider host serves at most four calls a
 (`pulumi/dynamic/__main__.py`: `grpc.server(futures.ThreadPoolExecutor(max_workers=4))`), so
 per-app checks that each run their own pod wait in four lanes, one pod start-up after another
 (98.6 s for 50 apps on the local node). A `NamespaceProbe` runs once per namespace, after every
-member's Secret, role and database (its `depends_on`), and starts one pod with a container per
-app (`pod.run_batch_probe`; more than `pod.BATCH_LIMIT` apps make more pods, run at once). Its
+member's Secret, role and database (its `depends_on`), and starts one pod whose one container
+probes every app, `pod.BATCH_SLOTS` at a time (`pod.run_batch_probe`; more than `pod.BATCH_LIMIT`
+apps make more pods, run at once and sharing those lanes). Its
 per-app results are secret outputs; each app's `ConnectivityCheck` takes its own result as an
 input (`probe_report`) and judges it as before, so the gate still fails `pulumi up` naming the
 app and the check, and one app's broken Secret fails that app alone.
@@ -24,7 +25,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, Final, TypeVar
+from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 import pulumi
 import pulumi.dynamic
@@ -32,8 +33,12 @@ import pulumi.dynamic
 from postgres_apps.settings import VerificationSettings
 from postgres_apps.verification.direct import now_iso
 from postgres_apps.verification.judgement import judge
+from postgres_apps.verification.provider import pod_spec
 from postgres_apps.verification.redaction import Redactor
-from postgres_apps.verification.statements import Peer
+from postgres_apps.verification.resource import ConnectivityPeer
+
+if TYPE_CHECKING:
+    from postgres_apps.verification.pod import PodProbeSpec
 
 MEMBER_KEYS: Final[tuple[str, ...]] = (
     "app_name",
@@ -77,7 +82,7 @@ class ProbeMember:
     username: pulumi.Input[str]
     credentials_sha256: pulumi.Input[str]
     """`provider.credentials_hash` of the password and uri: a rotation re-runs the probe."""
-    peers: Sequence[Peer | Mapping[str, pulumi.Input[str]]]
+    peers: Sequence[ConnectivityPeer]
     sslmode: str
     roundtrips: int = 20
 
@@ -136,12 +141,7 @@ class NamespaceProbe(pulumi.dynamic.Resource, module="verification", name="Names
                     "roundtrips": m.roundtrips,
                     "latency_budget_ms": args.settings.latency_budget_ms,
                     "allowed_databases": sorted(set(args.settings.allowed_databases)),
-                    "peers": [
-                        {"database": p.database, "role": p.role}
-                        if isinstance(p, Peer)
-                        else {"database": p["database"], "role": p["role"]}
-                        for p in m.peers
-                    ],
+                    "peers": [{"database": p.database, "role": p.role} for p in m.peers],
                 }
                 for m in args.members
             ],
@@ -172,25 +172,10 @@ def changed_keys(olds: Mapping[str, Any], news: Mapping[str, Any]) -> list[str]:
     return changed
 
 
-def pod_specs(props: Mapping[str, Any]) -> list[Any]:
-    """A `pod.PodProbeSpec` per member, in the members' order."""
-    from postgres_apps.verification.pod import PodProbeSpec  # noqa: PLC0415 - kubernetes is heavy
-
-    return [
-        PodProbeSpec(
-            app=str(m["app_name"]),
-            namespace=str(props["namespace"]),
-            secret_name=str(m["secret_name"]),
-            image=str(props["image"]),
-            image_pull_policy=str(props["image_pull_policy"]),
-            sslmode=str(m["sslmode"]),
-            peers=[Peer(database=str(p["database"]), role=str(p["role"])) for p in m["peers"]],
-            allowed_databases=[str(d) for d in m.get("allowed_databases") or []],
-            timeout_seconds=int(props["timeout_seconds"]),
-            roundtrips=int(m.get("roundtrips") or 20),
-        )
-        for m in props.get("members") or []
-    ]
+def pod_specs(props: Mapping[str, Any]) -> list[PodProbeSpec]:
+    """A `pod.PodProbeSpec` per member, in the members' order (`provider.pod_spec` of the
+    pod-wide inputs with the member's)."""
+    return [pod_spec({**props, **m}) for m in props.get("members") or []]
 
 
 def error_result(exc: Any) -> dict[str, Any]:
@@ -206,9 +191,10 @@ def run_probes(props: Mapping[str, Any], api: Any | None = None) -> dict[str, An
     if api is None:
         api = pod.core_api(props.get("kube_context") or None, props.get("kubeconfig") or None)
     batches = [specs[i : i + pod.BATCH_LIMIT] for i in range(0, len(specs), pod.BATCH_LIMIT)]
+    lanes = max(1, pod.BATCH_SLOTS // max(1, len(batches)))  # the pods share the lanes
     results: dict[str, Any] = {}
     with ThreadPoolExecutor(max_workers=max(1, len(batches))) as pool:
-        for batch in pool.map(lambda b: pod.run_batch_probe(api, b), batches):
+        for batch in pool.map(lambda b: pod.run_batch_probe(api, b, lanes=lanes), batches):
             for app, result in batch.items():
                 is_error = isinstance(result, pod.PodProbeError)
                 results[app] = error_result(result) if is_error else {"report": result}

@@ -1,18 +1,19 @@
 """The `pod` runner: short-lived Pods in the apps' namespace run `probe.sh` with psql.
 
-A probe container reads its app's Secret exactly as an app would (env from the Secret, one
-`secretKeyRef` per key), is compliant with Pod Security `restricted`, and prints one probe report
-(JSON) as its last log line. The runner creates the Pod, waits, reads the reports and deletes the
-Pod ALWAYS (success, failure, timeout, interrupt).
+A probe pod is compliant with Pod Security `restricted` and has one container, `probe`, that
+checks one app (`run_pod_probe`, a `ConnectivityCheck` used on its own) or every app of a
+namespace (`run_batch_probe`, `NamespaceProbe`), a few at a time. Each app's variables come from
+that app's Secret exactly as an app reads it, env by `secretKeyRef` per key (optional refs, under
+the app's own prefix `P<i>_`); probe.sh hands each app's psql only that app's values. The log
+carries one section per app (`@app <i>`), each with its probe report (JSON) as its last line, or
+the Secret variables it lacked. The runner creates the Pod, waits, reads the log once, and
+deletes the Pod ALWAYS (success, failure, timeout, interrupt).
 
-Two shapes, one container spec: `run_pod_probe` checks one app in its own Pod (a
-`ConnectivityCheck` used on its own); `run_batch_probe` checks every app of a namespace in one Pod
-with one container per app (`NamespaceProbe`): scheduling, sandbox and volume set-up are paid once
-per namespace instead of once per app. Containers do not share env, a PID namespace or a volume,
-so each still sees only its own app's Secret; the kubelet starts them one by one and a container
-that cannot start (its Secret or key missing) fails alone: the others run and report.
+Why one container and not one per app: the kubelet starts a pod's containers one after another,
+and the start-up of 25 containers was most of a 25-app probe pod's time (bench of 2026-12-03).
+Scheduling, sandbox, volume and container start are now paid once per namespace.
 
-The builders are pure; the runners take any object with the five CoreV1Api methods they use (the
+The builders are pure; the runners take any object with the CoreV1Api methods they use (the
 official `kubernetes` client in production, a recording fake in unit tests).
 """
 
@@ -36,9 +37,11 @@ BATCH_NAME_LABEL: Final = "postgres-apps-probe"
 """`app.kubernetes.io/name` of a batch pod (a single-app pod carries the app's name)."""
 APP_LABEL_PREFIX: Final = "dbcheck.postgres-apps.io/"
 """A batch pod carries `<prefix><app>` for each app it checks: leftovers are found per app."""
-BATCH_LIMIT: Final = 25
-"""Most apps one batch pod checks (more make more pods, run at the same time). Bounds the pod's
-requests (25 containers of 10m CPU and 16 MiB each) and the sessions it opens at once."""
+BATCH_LIMIT: Final = 50
+"""Most apps one probe pod checks (more make more pods, run at the same time). Bounds the pod
+object: each app's isolation statement names its peers, so the env grows with the square of the
+apps (50 apps: a 324 KB pod, 234 KB of env; the API server takes objects up to 1.5 MB and the
+kernel 2 MB of env)."""
 PROBE_SCRIPT: Final = Path(__file__).with_name("probe.sh")
 TMP_DIR: Final = "/tmp"  # noqa: S108 - an emptyDir inside the probe pod (read-only root fs)
 
@@ -82,8 +85,9 @@ _REASON_HINTS: Final = {
     "ImagePullBackOff": _PULL_HINT,
     "InvalidImageName": "postgres-apps:verification.image is not a valid image reference",
     "ErrImageNeverPull": "imagePullPolicy is Never and the probe image is not on the node",
-    "CreateContainerConfigError": "the app's Secret is missing or lacks a key the apps read "
+    "SecretIncomplete": "the app's Secret is missing or lacks a key the apps read "
     "(host, port, dbname, user, password, uri); run pulumi up --refresh to recreate it",
+    "CreateContainerConfigError": "the probe container's configuration is refused by the node",
     "DeadlineExceeded": "the probe did not finish in time; PostgreSQL or DNS is hanging "
     "(raise postgres-apps:verification.timeoutSeconds only if the cluster is just slow)",
     "Unschedulable": "no node can run the probe pod (resources, taints, quotas)",
@@ -203,51 +207,109 @@ def restricted_container(run_as_user: int) -> dict[str, Any]:
     }
 
 
-def probe_container(
-    spec: PodProbeSpec, container: str, table_seed: str, script: str, tmp_volume: str
-) -> dict[str, Any]:
-    """One app's probe container: env from the app's Secret, the SQL, the script as argument.
+SECRET_VARS: Final = tuple(var for var, _key in SECRET_ENV)
+PROBE_VAR_PREFIX: Final = "P"
+"""App i's variables in a probe pod are `P<i>_<NAME>`; probe.sh maps them back for that app."""
+BATCH_SLOTS: Final = 4
+"""Apps a probe pod's container probes at once (probe.sh's lanes; the pods of one namespace share
+them). The per-app pods ran in the dynamic provider host's four lanes, and the latency figures
+stay comparable: ten at once on two cores tripled the median connect time (36 → 142 ms, bench of
+2026-12-03)."""
+LANE_CPU_LIMIT_MILLI: Final = 250
+"""CPU limit per lane: a tight limit throttles psql's start-up (CFS periods of 100 ms) into the
+connect time."""
+LANE_MEMORY_LIMIT_MI: Final = 64
 
-    The scratch table is named after `table_seed` (`statements.probe_table`): unique per run."""
+
+def app_env(spec: PodProbeSpec, table_seed: str) -> list[dict[str, Any]]:
+    """One app's probe variables (unprefixed): its Secret's keys by `secretKeyRef`, its statements.
+
+    The refs are optional: a missing Secret or key leaves the variable unset and probe.sh reports
+    it for this app alone, where a required ref would keep the whole container from starting. The
+    scratch table is named after `table_seed` (`statements.probe_table`): unique per run."""
     env: list[dict[str, Any]] = [
         {
             "name": var,
-            "valueFrom": {"secretKeyRef": {"name": spec.secret_name, "key": key}},
+            "valueFrom": {"secretKeyRef": {"name": spec.secret_name, "key": key, "optional": True}},
         }
         for var, key in SECRET_ENV
     ]
-    env += [
-        {"name": "HOME", "value": TMP_DIR},
-        {"name": "TMPDIR", "value": TMP_DIR},
+    return [
+        *env,
         {"name": "PROBE_APP", "value": spec.app},
         {"name": "PROBE_SSLMODE", "value": spec.sslmode},
         *statement_env(spec, probe_table(table_seed)),
         {"name": "PROBE_ROUNDTRIPS", "value": str(spec.roundtrips)},
         {"name": "PROBE_CONNECT_TIMEOUT", "value": str(spec.connect_timeout_s)},
     ]
+
+
+def probe_container(
+    specs: Sequence[PodProbeSpec], pod: str, script: str, lanes: int
+) -> dict[str, Any]:
+    """The probe pod's one container: every app's variables under its own prefix (`P<i>_`),
+    probe.sh as argument, `lanes` apps probing at once.
+
+    One container instead of one per app: the kubelet starts containers one by one (about half a
+    second each on two cores), which made a pod of 25 apps spend most of its time starting. Each
+    app still reads its Secret by `secretKeyRef` as an app does; probe.sh gives each app's psql
+    only that app's values (tests/integration/test_probe.py proves it)."""
+    env: list[dict[str, Any]] = [
+        {"name": "HOME", "value": TMP_DIR},
+        {"name": "TMPDIR", "value": TMP_DIR},
+    ]
+    names: list[str] = []
+    for index, spec in enumerate(specs):
+        seed = pod if len(specs) == 1 else f"{pod}/{spec.app}"
+        entries = app_env(spec, seed)
+        names = [e["name"] for e in entries]
+        env += [{**e, "name": f"{PROBE_VAR_PREFIX}{index}_{e['name']}"} for e in entries]
+    env += [
+        {"name": "PROBE_APPS", "value": str(len(specs))},
+        {"name": "PROBE_APP_VARS", "value": " ".join(names)},
+        {"name": "PROBE_SECRET_VARS", "value": " ".join(SECRET_VARS)},
+        {"name": "PROBE_LANES", "value": str(lanes)},
+    ]
+    lead = specs[0]
     return {
-        "name": container,
-        "image": spec.image,
-        "imagePullPolicy": spec.image_pull_policy,
+        "name": CONTAINER,
+        "image": lead.image,
+        "imagePullPolicy": lead.image_pull_policy,
         "command": ["sh", "-c", escape_for_kubernetes(script), "probe"],
         "env": env,
-        "securityContext": restricted_container(spec.run_as_user),
+        "securityContext": restricted_container(lead.run_as_user),
         "resources": {
-            "requests": {"cpu": spec.cpu_request, "memory": "16Mi", "ephemeral-storage": "1Mi"},
-            "limits": {"cpu": spec.cpu_limit, "memory": "64Mi", "ephemeral-storage": "32Mi"},
+            "requests": {"cpu": lead.cpu_request, "memory": "16Mi", "ephemeral-storage": "1Mi"},
+            "limits": {
+                "cpu": f"{LANE_CPU_LIMIT_MILLI * lanes}m",
+                "memory": f"{LANE_MEMORY_LIMIT_MI * lanes}Mi",
+                "ephemeral-storage": "32Mi",
+            },
         },
-        "volumeMounts": [{"name": tmp_volume, "mountPath": TMP_DIR}],
+        "volumeMounts": [{"name": "tmp", "mountPath": TMP_DIR}],
     }
 
 
-def _probe_pod(
-    lead: PodProbeSpec,
+def build_probe_manifest(
+    specs: Sequence[PodProbeSpec],
     name: str,
-    labels: dict[str, str],
-    containers: list[dict[str, Any]],
+    script: str,
+    *,
+    labels: dict[str, str] | None = None,
+    lanes: int = BATCH_SLOTS,
 ) -> dict[str, Any]:
-    """The Pod around probe containers: Pod Security `restricted`, no token, no service links,
-    each container its own emptyDir for /tmp (named like its mount in the container)."""
+    """The probe Pod for one app or several apps of one namespace: Pod Security `restricted`, no
+    token, no service links, one container (`probe_container`) with an emptyDir for /tmp.
+
+    Pod-wide settings (namespace, deadline, user, extra labels) come from the first spec; the
+    caller groups specs that agree on them (`batch_key`). Labels: `probe_labels(app)` for one
+    app, else `batch_labels`."""
+    if not specs:
+        raise ValueError("a probe pod needs at least one app")
+    lead = specs[0]
+    if labels is None:
+        labels = probe_labels(lead.app) if len(specs) == 1 else batch_labels([s.app for s in specs])
+    lanes = max(1, min(lanes, len(specs)))
     return {
         "apiVersion": "v1",
         "kind": "Pod",
@@ -269,51 +331,10 @@ def _probe_pod(
                 "runAsGroup": lead.run_as_user,
                 "seccompProfile": {"type": "RuntimeDefault"},
             },
-            "containers": containers,
-            "volumes": [
-                {"name": c["volumeMounts"][0]["name"], "emptyDir": {"sizeLimit": "16Mi"}}
-                for c in containers
-            ],
+            "containers": [probe_container(specs, name, script, lanes)],
+            "volumes": [{"name": "tmp", "emptyDir": {"sizeLimit": "16Mi"}}],
         },
     }
-
-
-def build_pod_manifest(spec: PodProbeSpec, name: str, script: str) -> dict[str, Any]:
-    """The single-app probe Pod (container `probe`; the scratch table named after the pod)."""
-    container = probe_container(spec, CONTAINER, name, script, "tmp")
-    return _probe_pod(spec, name, probe_labels(spec.app), [container])
-
-
-SLOTS_DIR: Final = "/slots"
-"""A batch pod's one shared volume: a lock file per lane, nothing else (`probe.sh`)."""
-BATCH_SLOTS: Final = 4
-"""Lanes of a batch pod: container i probes while holding lane i mod 4's lock (flock), so at
-most four probe at once. The per-app pods ran in the dynamic provider host's four lanes, and the
-latency figures stay comparable: ten at once on two cores tripled the median connect time
-(36 → 142 ms, bench of 2026-12-03)."""
-
-
-def build_batch_manifest(specs: Sequence[PodProbeSpec], name: str, script: str) -> dict[str, Any]:
-    """One Pod for several apps of one namespace: a container per app, named after it (app names
-    are DNS-1123 labels of at most 48 characters), each with its own /tmp and scratch table.
-
-    Pod-wide settings (namespace, deadline, user, extra labels) come from the first spec; the
-    caller groups specs that agree on them (`batch_key`)."""
-    if not specs:
-        raise ValueError("a batch probe pod needs at least one app")
-    containers = [
-        probe_container(spec, spec.app, f"{name}/{spec.app}", script, f"tmp-{index}")
-        for index, spec in enumerate(specs)
-    ]
-    for index, c in enumerate(containers):
-        c["env"] += [
-            {"name": "PROBE_SLOTS_DIR", "value": SLOTS_DIR},
-            {"name": "PROBE_LANE", "value": str(index % BATCH_SLOTS)},
-        ]
-        c["volumeMounts"].append({"name": "slots", "mountPath": SLOTS_DIR})
-    manifest = _probe_pod(specs[0], name, batch_labels([s.app for s in specs]), containers)
-    manifest["spec"]["volumes"].append({"name": "slots", "emptyDir": {"sizeLimit": "1Mi"}})
-    return manifest
 
 
 def batch_key(spec: PodProbeSpec) -> tuple[Any, ...]:
@@ -462,136 +483,65 @@ def run_pod_probe(
     sleep: Callable[[float], None] = time.sleep,
     suffix: str | None = None,
 ) -> dict[str, Any]:
-    """Create the probe pod, wait, return its report; the pod is deleted whatever happens."""
+    """One app in its own probe pod (`<app>-dbcheck-<suffix>`): its report, or its
+    `PodProbeError` raised. The pod is deleted whatever happens."""
     name = pod_name(spec.app, suffix or secrets.token_hex(3))
-    manifest = build_pod_manifest(spec, name, probe_script())
-    warnings: list[str] = []
-    try:
-        leftovers = delete_probe_pods(api, spec.namespace, spec.app)
-        if leftovers:
-            warnings.append(f"deleted leftover probe pods: {', '.join(leftovers)}")
-    except Exception as exc:
-        warnings.append(f"could not list/delete leftover probe pods: {api_error_text(exc)}")
-
-    maybe_created = True
-    try:
-        try:
-            api.create_namespaced_pod(spec.namespace, manifest, _request_timeout=30)
-        except Exception as exc:
-            # An API answer (403, 409, 422 …) means no pod; a lost connection may hide one.
-            maybe_created = getattr(exc, "status", None) is None
-            raise _create_failed(spec.namespace, name, exc) from exc
-        report = _wait_and_read(
-            api, spec, name, poll_interval_s=poll_interval_s, clock=clock, sleep=sleep
-        )
-    finally:
-        # Always: success, failure, timeout, KeyboardInterrupt (also during create).
-        if maybe_created:
-            try:
-                delete_pod(api, name, spec.namespace)
-            except Exception as exc:
-                warnings.append(
-                    f"could not delete probe pod {spec.namespace}/{name}: {api_error_text(exc)}"
-                )
-    report["pod"] = {"name": name, "namespace": spec.namespace, "warnings": warnings}
-    return report
-
-
-def _wait_and_read(
-    api: Any,
-    spec: PodProbeSpec,
-    name: str,
-    *,
-    poll_interval_s: float,
-    clock: Callable[[], float],
-    sleep: Callable[[float], None],
-) -> dict[str, Any]:
-    where = f"{spec.namespace}/{name}"
-    deadline = clock() + spec.timeout_seconds
-    while True:
-        try:
-            pod = api.read_namespaced_pod(name, spec.namespace, _request_timeout=30)
-        except Exception as exc:
-            if _is_not_found(exc):
-                raise PodProbeError(
-                    "PodDeleted", f"probe pod {where} was deleted while it ran"
-                ) from exc
-            raise
-        phase = _get(pod, "status", "phase")
-        if phase in ("Succeeded", "Failed"):
-            break
-        fatal = fatal_state(pod)
-        if fatal is not None:
-            reason, message = fatal
-            raise PodProbeError(reason, f"probe pod {where}: {message}".strip())
-        if clock() >= deadline:
-            state = pending_state(pod)
-            reason = "Unschedulable" if "Unschedulable" in state else "Timeout"
-            raise PodProbeError(
-                reason,
-                f"probe pod {where} did not finish within {spec.timeout_seconds} s ({state})",
-                _REASON_HINTS.get(reason) or _REASON_HINTS["DeadlineExceeded"],
-            )
-        sleep(poll_interval_s)
-
-    pod_reason = _get(pod, "status", "reason")
-    if pod_reason == "DeadlineExceeded":
-        raise PodProbeError(
-            "DeadlineExceeded",
-            f"probe pod {where} was stopped after activeDeadlineSeconds={spec.timeout_seconds}",
-        )
-    try:
-        log = api.read_namespaced_pod_log(
-            name, spec.namespace, container=CONTAINER, _request_timeout=30
-        )
-    except Exception as exc:
-        if _is_not_found(exc):
-            raise PodProbeError(
-                "PodDeleted", f"probe pod {where} was deleted while it ran"
-            ) from exc
-        raise PodProbeError(
-            "LogUnavailable", f"cannot read the log of probe pod {where}: {api_error_text(exc)}"
-        ) from exc
-    report = parse_report(str(log or ""))
-    if report is None:
-        tail = " | ".join(str(log or "").strip().splitlines()[-5:])
-        raise PodProbeError(
-            "NoReport",
-            f"probe pod {where} ended ({phase}, exit code {_exit_code(pod)}) without a report; "
-            f"log tail: {tail or '(empty)'}",
-            "the probe image needs sh and psql (postgres:17-alpine works)",
-        )
-    return report
+    result = _run_probe_pod(
+        api, [spec], name, 1, poll_interval_s=poll_interval_s, clock=clock, sleep=sleep
+    )[spec.app]
+    if isinstance(result, PodProbeError):
+        raise result
+    return result
 
 
 BatchResult = dict[str, dict[str, Any] | PodProbeError]
-"""App → its probe report, or why its container gave none."""
+"""App → its probe report, or why there is none for it."""
 
 
 def run_batch_probe(
     api: Any,
     specs: Sequence[PodProbeSpec],
     *,
+    lanes: int = BATCH_SLOTS,
     poll_interval_s: float = 0.5,
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] = time.sleep,
     suffix: str | None = None,
 ) -> BatchResult:
-    """Check every app of `specs` (one namespace, one `batch_key`) in one Pod, a container each.
+    """Check every app of `specs` (one namespace, one `batch_key`) in one pod (`dbcheck-<suffix>`),
+    `lanes` apps at a time.
 
-    Each app gets its own result: a report, or a `PodProbeError` for its container alone (its
-    Secret missing, no report) or for the Pod (not created, deleted, timed out). The Pod is
+    Each app gets its own result: a report, or a `PodProbeError` for that app alone (its Secret
+    or a key missing, no report) or for the pod (not created, deleted, timed out). The pod is
     deleted whatever happens."""
     if len({batch_key(s) for s in specs}) != 1:
         raise ValueError("a batch probe pod checks apps that share namespace and pod settings")
     if len({s.app for s in specs}) != len(specs):
         raise ValueError("an app appears twice in one batch")
-    lead = specs[0]
     name = batch_pod_name(suffix or secrets.token_hex(3))
-    manifest = build_batch_manifest(specs, name, probe_script())
+    return _run_probe_pod(
+        api, specs, name, lanes, poll_interval_s=poll_interval_s, clock=clock, sleep=sleep
+    )
+
+
+def _run_probe_pod(
+    api: Any,
+    specs: Sequence[PodProbeSpec],
+    name: str,
+    lanes: int,
+    *,
+    poll_interval_s: float,
+    clock: Callable[[], float],
+    sleep: Callable[[float], None],
+) -> BatchResult:
+    """Delete leftovers, create the pod, wait, read every app's result, delete the pod ALWAYS
+    (success, failure, timeout, KeyboardInterrupt, also during create)."""
+    lead = specs[0]
+    apps = [s.app for s in specs]
+    manifest = build_probe_manifest(specs, name, probe_script(), lanes=lanes)
     warnings: list[str] = []
     try:
-        leftovers = delete_probe_pods(api, lead.namespace, [s.app for s in specs])
+        leftovers = delete_probe_pods(api, lead.namespace, apps)
         if leftovers:
             warnings.append(f"deleted leftover probe pods: {', '.join(leftovers)}")
     except Exception as exc:
@@ -603,17 +553,11 @@ def run_batch_probe(
         try:
             api.create_namespaced_pod(lead.namespace, manifest, _request_timeout=30)
         except Exception as exc:
+            # An API answer (403, 409, 422 …) means no pod; a lost connection may hide one.
             maybe_created = getattr(exc, "status", None) is None
-            error = _create_failed(lead.namespace, name, exc)
-            return dict.fromkeys((s.app for s in specs), error)
-        results = _wait_and_read_batch(
-            api,
-            lead,
-            name,
-            [s.app for s in specs],
-            poll_interval_s=poll_interval_s,
-            clock=clock,
-            sleep=sleep,
+            return dict.fromkeys(apps, _create_failed(lead.namespace, name, exc))
+        results = _wait_and_read(
+            api, specs, name, poll_interval_s=poll_interval_s, clock=clock, sleep=sleep
         )
     finally:
         if maybe_created:
@@ -626,7 +570,7 @@ def run_batch_probe(
     pod_info = {"name": name, "namespace": lead.namespace, "warnings": warnings}
     for report in results.values():
         if isinstance(report, dict):
-            report["pod"] = {**pod_info, "container": report.get("app")}
+            report["pod"] = dict(pod_info)
     return results
 
 
@@ -639,10 +583,6 @@ def _create_failed(namespace: str, name: str, exc: BaseException) -> PodProbeErr
     )
 
 
-def _container_states(pod: Any) -> dict[str, Any]:
-    return {str(_get(cs, "name")): cs for cs in _get(pod, "status", "container_statuses") or []}
-
-
 def _fatal_container(cs: Any) -> tuple[str, str] | None:
     reason = _get(cs, "state", "waiting", "reason")
     message = str(_get(cs, "state", "waiting", "message") or "")
@@ -653,83 +593,152 @@ def _fatal_container(cs: Any) -> tuple[str, str] | None:
     return None
 
 
-def _wait_and_read_batch(
+def _wait_and_read(
     api: Any,
-    lead: PodProbeSpec,
+    specs: Sequence[PodProbeSpec],
     name: str,
-    apps: list[str],
     *,
     poll_interval_s: float,
     clock: Callable[[], float],
     sleep: Callable[[float], None],
 ) -> BatchResult:
-    """Poll the Pod; read each container's log as it terminates; settle stuck ones."""
+    """Wait for the pod's container to end, then read the log once and split it per app."""
+    apps = [s.app for s in specs]
+    pod = _await_end(api, specs[0], name, poll_interval_s=poll_interval_s, clock=clock, sleep=sleep)
+    if isinstance(pod, PodProbeError):
+        return dict.fromkeys(apps, pod)
+    where = f"{specs[0].namespace}/{name}"
+    try:
+        log = str(
+            api.read_namespaced_pod_log(
+                name, specs[0].namespace, container=CONTAINER, _request_timeout=30
+            )
+            or ""
+        )
+    except Exception as exc:
+        if _is_not_found(exc):
+            gone = PodProbeError("PodDeleted", f"probe pod {where} was deleted while it ran")
+            return dict.fromkeys(apps, gone)
+        unreadable = PodProbeError(
+            "LogUnavailable", f"cannot read the log of probe pod {where}: {api_error_text(exc)}"
+        )
+        return dict.fromkeys(apps, unreadable)
+    sections = split_log(log, len(specs))
+    ended = f"{_get(pod, 'status', 'phase')}, exit code {_exit_code(pod)}"
+    return {
+        spec.app: _app_result(api, spec, where, sections.get(index), ended)
+        for index, spec in enumerate(specs)
+    }
+
+
+def _await_end(
+    api: Any,
+    lead: PodProbeSpec,
+    name: str,
+    *,
+    poll_interval_s: float,
+    clock: Callable[[], float],
+    sleep: Callable[[float], None],
+) -> Any:
+    """Poll the pod until it ends: the pod, or the `PodProbeError` that stopped the wait (deleted,
+    deadline, a container that cannot start, the timeout)."""
     where = f"{lead.namespace}/{name}"
     deadline = clock() + lead.timeout_seconds
-    results: BatchResult = {}
-    pod: Any = None
-    while len(results) < len(apps):
+    while True:
         try:
             pod = api.read_namespaced_pod(name, lead.namespace, _request_timeout=30)
         except Exception as exc:
             if not _is_not_found(exc):
                 raise
-            gone = PodProbeError("PodDeleted", f"probe pod {where} was deleted while it ran")
-            return {**dict.fromkeys(apps, gone), **results}
+            return PodProbeError("PodDeleted", f"probe pod {where} was deleted while it ran")
         if _get(pod, "status", "reason") == "DeadlineExceeded":
-            stopped = PodProbeError(
+            return PodProbeError(
                 "DeadlineExceeded",
                 f"probe pod {where} was stopped after activeDeadlineSeconds={lead.timeout_seconds}",
             )
-            return {**dict.fromkeys(apps, stopped), **results}
-        states = _container_states(pod)
-        for app in apps:
-            cs = states.get(app)
-            if app in results or cs is None:
-                continue
-            if _get(cs, "state", "terminated") is not None:
-                results[app] = _read_container_report(api, lead.namespace, name, app)
-            elif (fatal := _fatal_container(cs)) is not None:
-                reason, message = fatal
-                results[app] = PodProbeError(
-                    reason, f"probe pod {where} container {app}: {message}".strip()
-                )
-        if len(results) == len(apps):
-            break
+        if _get(pod, "status", "phase") in ("Succeeded", "Failed"):
+            return pod
+        if (fatal := fatal_state(pod)) is not None:
+            reason, message = fatal
+            return PodProbeError(reason, f"probe pod {where}: {message}".strip())
         if clock() >= deadline:
             state = pending_state(pod)
             reason = "Unschedulable" if "Unschedulable" in state else "Timeout"
-            late = PodProbeError(
+            return PodProbeError(
                 reason,
                 f"probe pod {where} did not finish within {lead.timeout_seconds} s ({state})",
                 _REASON_HINTS.get(reason) or _REASON_HINTS["DeadlineExceeded"],
             )
-            return {**dict.fromkeys(apps, late), **results}
         sleep(poll_interval_s)
-    return results
 
 
-def _read_container_report(
-    api: Any, namespace: str, name: str, container: str
+APP_MARKER: Final = "@app "
+MISSING_MARKER: Final = "@missing"
+
+
+def split_log(log: str, count: int) -> dict[int, str]:
+    """probe.sh's output in a probe pod → app index → that app's output (`@app <i>` sections).
+    Lines before the first marker or under a marker of no app of the pod belong to no app."""
+    sections: dict[int, list[str]] = {}
+    current: list[str] | None = None
+    for line in log.splitlines():
+        if line.startswith(APP_MARKER):
+            index = line.removeprefix(APP_MARKER)
+            valid = index.isdigit() and int(index) < count
+            current = sections.setdefault(int(index), []) if valid else None
+        elif current is not None:
+            current.append(line)
+    return {i: "\n".join(lines) for i, lines in sections.items()}
+
+
+def _app_result(
+    api: Any, spec: PodProbeSpec, where: str, output: str | None, ended: str
 ) -> dict[str, Any] | PodProbeError:
-    where = f"{namespace}/{name} container {container}"
-    try:
-        log = api.read_namespaced_pod_log(name, namespace, container=container, _request_timeout=30)
-    except Exception as exc:
-        if _is_not_found(exc):
-            return PodProbeError("PodDeleted", f"probe pod {where} was deleted while it ran")
-        return PodProbeError(
-            "LogUnavailable", f"cannot read the log of probe pod {where}: {api_error_text(exc)}"
-        )
-    report = parse_report(str(log or ""))
-    if report is None:
-        tail = " | ".join(str(log or "").strip().splitlines()[-5:])
+    """One app's section of the log → its report, or why there is none."""
+    if output is None:
         return PodProbeError(
             "NoReport",
-            f"probe pod {where} ended without a report; log tail: {tail or '(empty)'}",
+            f"probe pod {where} ended ({ended}) before it probed app {spec.app}",
             "the probe image needs sh and psql (postgres:17-alpine works)",
         )
+    for line in output.splitlines():
+        if line.startswith(MISSING_MARKER):
+            return _secret_incomplete(api, spec, where, line.split()[1:])
+    report = parse_report(output)
+    if report is None:
+        tail = " | ".join(output.strip().splitlines()[-5:])
+        return PodProbeError(
+            "NoReport",
+            f"probe pod {where}, app {spec.app}: ended ({ended}) without a report; "
+            f"log tail: {tail or '(empty)'}",
+            "the probe image needs sh and psql (postgres:17-alpine works)",
+        )
+    if report.get("app") != spec.app:  # never judge one app by another's report
+        return PodProbeError(
+            "NoReport",
+            f"probe pod {where}: the section of app {spec.app} holds the report of "
+            f"{report.get('app')!r}",
+        )
     return report
+
+
+def _secret_incomplete(
+    api: Any, spec: PodProbeSpec, where: str, variables: Sequence[str]
+) -> PodProbeError:
+    """The app's Secret or some of its keys are missing: said in the kubelet's words for a
+    required ref (`secret "…" not found`, `couldn't find key … in Secret …`,
+    pkg/kubelet/kubelet_pods.go makeEnvironmentVariables)."""
+    keys = [key for var, key in SECRET_ENV if var in variables]
+    detail = "; ".join(
+        f"couldn't find key {key} in Secret {spec.namespace}/{spec.secret_name}" for key in keys
+    )
+    if len(keys) == len(SECRET_ENV):
+        try:
+            api.read_namespaced_secret(spec.secret_name, spec.namespace, _request_timeout=30)
+        except Exception as exc:
+            if _is_not_found(exc):
+                detail = f'secret "{spec.secret_name}" not found'
+    return PodProbeError("SecretIncomplete", f"probe pod {where}, app {spec.app}: {detail}")
 
 
 def kubeconfig_source(kubeconfig: str) -> dict[str, Any] | str:

@@ -1,7 +1,7 @@
 # postgres-apps verification probe, pod runner (POSIX sh + psql; busybox or coreutils).
 #
-# Measures only; prints ONE JSON probe report (schema postgres-apps.verification.report/v3, the
-# same shape the direct runner builds) as its last output line, then exits 0. The judgement
+# Measures only; prints ONE JSON probe report per app (schema postgres-apps.verification.report/v3,
+# the same shape the direct runner builds) as the last output line of that app, then exits 0. The judgement
 # (pass/fail, messages, hints) is made by components/postgres_apps/verification/judgement.py.
 # It carries no SQL of its own: every statement arrives in a PROBE_*_SQL variable, built by
 # statements.py (statements.probe_env), the same texts the direct runner sends.
@@ -24,8 +24,10 @@
 #   PROBE_ROUNDTRIPS         number of SELECT 1 round trips timed (default 20)
 #   PROBE_CONNECT_TIMEOUT    seconds (default 10)
 #   PROBE_DNS_HOST           name for the dns check (default DB_HOST)
-#   PROBE_SLOTS_DIR          a namespace's probe pod: the directory its containers share, with
-#   PROBE_LANE               a lock per lane; the container takes its lane's before probing
+#   PROBE_APPS               a probe pod: the number of apps it checks; each app's variables are
+#   PROBE_APP_VARS           then P<i>_<NAME> for these NAMEs, and probe_app runs once per app
+#   PROBE_SECRET_VARS        (see the end of this file); these NAMEs come from the Secret
+#   PROBE_LANES              how many apps probe at once (default 1)
 # The password is never printed: URI error messages have their quoted fragments redacted.
 # Errors: psql runs with VERBOSITY=verbose, so a failed statement's SQLSTATE is printed; it goes
 # into the report's "sqlstate" and the text is reported as the default verbosity prints it.
@@ -33,30 +35,6 @@
 set -u
 export LC_ALL=C
 unset PGSERVICE PGSERVICEFILE PGPASSFILE 2>/dev/null || true
-
-export PGHOST="${DB_HOST:-}"
-export PGPORT="${DB_PORT:-}"
-export PGDATABASE="${DB_NAME:-}"
-export PGUSER="${DB_USER:-}"
-export PGPASSWORD="${DB_PASSWORD:-}"
-export PGSSLMODE="${PROBE_SSLMODE:-prefer}"
-export PGCONNECT_TIMEOUT="${PROBE_CONNECT_TIMEOUT:-10}"
-export PGAPPNAME=postgres-apps-verify
-# no statement of the probe may hang (the pod also has activeDeadlineSeconds)
-export PGOPTIONS="-c statement_timeout=$((${PROBE_CONNECT_TIMEOUT:-10} * 1000))"
-roundtrips="${PROBE_ROUNDTRIPS:-20}"
-
-tmp=$(mktemp -d 2>/dev/null) || { tmp="${TMPDIR:-/tmp}/probe.$$"; mkdir -p "$tmp"; }
-trap 'rm -rf "$tmp"' EXIT
-
-# A namespace's probe pod runs a container per app in PROBE_SLOTS_DIR's lanes: each container
-# holds the lock of its lane (PROBE_LANE) while it probes, so at most as many probe at once as
-# there are lanes and the connect and round-trip times are not those of a node busy with every
-# other app's probe. flock(1) blocks without spinning and the lock goes with the process (a
-# killed probe frees its lane). An image without flock probes without waiting.
-if [ -n "${PROBE_SLOTS_DIR:-}" ] && command -v flock >/dev/null 2>&1; then
-	exec 9>"$PROBE_SLOTS_DIR/lane-${PROBE_LANE:-0}" && flock 9
-fi
 
 # ---- helpers ---------------------------------------------------------------------------------
 
@@ -184,210 +162,295 @@ is_ip() {
 	esac
 }
 
-# ---- dns -------------------------------------------------------------------------------------
-dns_host="${PROBE_DNS_HOST:-${DB_HOST:-}}"
-dns_addrs=''
-dns_err=''
-if [ -z "$dns_host" ]; then
-	dns_err='no host in the Secret'
-elif is_ip "$dns_host"; then
-	dns_addrs=$dns_host # an IP address: nothing to resolve
-elif command -v getent >/dev/null 2>&1; then
-	if out=$(getent hosts "$dns_host" 2>&1); then
-		dns_addrs=$(printf '%s\n' "$out" | sed -n 's/^\([^[:space:]]*\)[[:space:]].*/\1/p' | sort -u)
-	else
-		dns_err="getent hosts $dns_host: no address (exit $?)"
-	fi
-elif command -v nslookup >/dev/null 2>&1; then
-	out=$(nslookup "$dns_host" 2>&1)
-	dns_addrs=$(printf '%s\n' "$out" | sed -n '/^Name:/,$s/^Address[^:]*: *\([^ ]*\).*/\1/p' | sort -u)
-	[ -n "$dns_addrs" ] || dns_err="nslookup $dns_host: $(oneline "$out")"
-else
-	dns_err='no resolver tool (getent or nslookup) in the probe image'
-fi
-addr_json=''
-for a in $dns_addrs; do
-	addr_json="$addr_json${addr_json:+,}$(js "$a")"
-done
-dns_json="{\"host\":$(js "$dns_host"),\"addresses\":[$addr_json],\"error\":$(jsn "$dns_err")}"
 
-# ---- login (tcp is derived from the login error by the judge) --------------------------------
-started_at=$(date -u +%Y-%m-%dT%H:%M:%SZ)
-login_json='null'
-priv_json='null'
-uri_json='null'
-crud_json='null'
-rt_json='null'
-iso_json='null'
+# ---- one app's probe: the Secret's keys in DB_*, the statements in PROBE_* ---------------
 
-# Login: one attempt with the Secret's keys (its error text is what the judge reads).
-out=$(pq -c '\q' 2>&1)
-rc=$?
-if [ "$rc" -ne 0 ]; then
-	login_json="{\"ok\":false,\"ms\":null,\"error\":$(js "$(oneline "$out")")}"
-else
-	# Connect time: 3 reconnects (\connect) inside one psql process, stamped by the clock before
-	# and after each, so psql's start-up is not in it (the judge takes the median).
-	{
-		printf '\\! %s\n' "$clock_cmd"
-		for i in 1 2 3; do
-			printf '\\connect\n\\! %s\n' "$clock_cmd"
-		done
-	} >"$tmp/connect.sql"
-	samples=''
-	first='null'
-	prev=''
-	for stamp in $(pq -f "$tmp/connect.sql" 2>/dev/null); do
-		case $stamp in
-			'' | *[!0-9.]*) continue ;;
-		esac
-		now=$(to_us "$stamp")
-		if [ -n "$prev" ]; then
-			ms=$(ms_between "$prev" "$now")
-			samples="$samples${samples:+,}$ms"
-			[ "$first" != "null" ] || first=$ms
-		fi
-		prev=$now
-	done
-	connect_ms=$first
-	timing="\"connect_samples_ms\":[$samples]"
-	# One session for the role's facts and the isolation query (checks.ISOLATION_SQL, given
-	# whole in PROBE_ISOLATION_SQL). No ON_ERROR_STOP: a failed statement leaves its row out (its
-	# error is on stderr) and the next one still runs. Fields are separated by US (\037): the
-	# JSON and the target name (the query never picks one with a control character) have none.
-	us=$(printf '\037')
-	{
-		printf '%s\n' '\echo @login'
-		printf '%s;\n' "${PROBE_LOGIN_SQL:-}"
-		printf '%s\n' '\echo @privileges'
-		printf '%s;\n' "${PROBE_PRIVILEGES_SQL:-}"
-		printf '%s\n' '\echo @isolation'
-		printf '%s;\n' "${PROBE_ISOLATION_SQL:-}"
-		printf '%s\n' '\echo @end'
-	} | pq -F "$us" >"$tmp/info.out" 2>"$tmp/info.err"
-	info_rc=$?
-	info=$(sed -n '/^@login$/{n;p;}' "$tmp/info.out")
-	priv=$(sed -n '/^@privileges$/{n;p;}' "$tmp/info.out")
-	iso_row=$(sed -n '/^@isolation$/{n;p;}' "$tmp/info.out")
-	info_err=$(cat "$tmp/info.err")
-	[ -n "$info_err" ] || info_err="psql exited with status $info_rc"
-	case $info in
-		'' | @*)
-			login_json="{\"ok\":true,\"ms\":$connect_ms,$timing,\"error\":null}"
-			;;
-		*)
-			IFS=$us read -r r_user r_db r_ver <<EOF
-$info
-EOF
-			login_json="{\"ok\":true,\"ms\":$connect_ms,$timing,\"error\":null,\"current_user\":$(jsn "$r_user"),\"database\":$(jsn "$r_db"),\"server_version\":$(jsn "$r_ver")}"
-			;;
-	esac
-	case $priv in
-		'' | @*)
-			priv_json="{$(err_fields "$info_err")}"
-			;;
-		*)
-			IFS=$us read -r r_super r_crole r_cdb r_repl r_bypass <<EOF
-$priv
-EOF
-			priv_json="{\"rolsuper\":$(jbool "$r_super"),\"rolcreaterole\":$(jbool "$r_crole"),\"rolcreatedb\":$(jbool "$r_cdb"),\"rolreplication\":$(jbool "$r_repl"),\"rolbypassrls\":$(jbool "$r_bypass")}"
-			;;
-	esac
+probe_app() {
+	export PGHOST="${DB_HOST:-}"
+	export PGPORT="${DB_PORT:-}"
+	export PGDATABASE="${DB_NAME:-}"
+	export PGUSER="${DB_USER:-}"
+	export PGPASSWORD="${DB_PASSWORD:-}"
+	export PGSSLMODE="${PROBE_SSLMODE:-prefer}"
+	export PGCONNECT_TIMEOUT="${PROBE_CONNECT_TIMEOUT:-10}"
+	export PGAPPNAME=postgres-apps-verify
+	# no statement of the probe may hang (the pod also has activeDeadlineSeconds)
+	export PGOPTIONS="-c statement_timeout=$((${PROBE_CONNECT_TIMEOUT:-10} * 1000))"
+	roundtrips="${PROBE_ROUNDTRIPS:-20}"
 
-	# ---- crud ----------------------------------------------------------------------------
-	table="${PROBE_CRUD_TABLE:-}"
-	{
-		printf '%s\n' '\echo @step create'
-		printf '%s;\n' "${PROBE_CRUD_CREATE_SQL:-}"
-		printf '%s\n' '\echo @step insert'
-		printf '%s;\n' "${PROBE_CRUD_INSERT_SQL:-}"
-		printf '%s\n' '\echo @step select'
-		printf '%s;\n' "${PROBE_CRUD_SELECT_SQL:-}"
-		printf '%s\n' '\echo @step update'
-		printf '%s;\n' "${PROBE_CRUD_UPDATE_SQL:-}"
-		printf '%s\n' '\echo @step delete'
-		printf '%s;\n' "${PROBE_CRUD_DELETE_SQL:-}"
-		printf '%s\n' '\echo @step drop'
-		printf '%s;\n' "${PROBE_CRUD_DROP_SQL:-}"
-		printf '%s\n' '\echo @step done'
-	} | pq -v ON_ERROR_STOP=1 >"$tmp/crud.out" 2>"$tmp/crud.err"
-	crud_rc=$?
-	steps=''
-	last=''
-	while read -r s; do
-		[ -n "$last" ] && steps="$steps${steps:+,}\"$last\""
-		last=$s
-	done <<EOF
-$(sed -n 's/^@step //p' "$tmp/crud.out")
-EOF
-	# the one value the select and the update (RETURNING) print right after their step marker
-	selected=$(sed -n '/^@step select$/{n;/^@step /!p;}' "$tmp/crud.out" | head -n 1)
-	updated=$(sed -n '/^@step update$/{n;/^@step /!p;}' "$tmp/crud.out" | head -n 1)
-	if [ "$crud_rc" -eq 0 ] && [ "$last" = "done" ]; then
-		crud_json="{\"table\":$(js "$table"),\"steps\":[$steps],\"failed_step\":null,\"error\":null,\"selected\":$(jsn "$selected"),\"updated\":$(jsn "$updated")}"
-	else
-		[ -n "$last" ] || last=create
-		err=$(cat "$tmp/crud.err")
-		[ -n "$err" ] || err="psql exited with status $crud_rc"
-		pq -c "${PROBE_CRUD_CLEANUP_SQL:-}" >/dev/null 2>&1 || true
-		crud_json="{\"table\":$(js "$table"),\"steps\":[$steps],\"failed_step\":$(js "$last"),$(err_fields "$err"),\"selected\":$(jsn "$selected"),\"updated\":$(jsn "$updated")}"
-	fi
+	tmp=$(mktemp -d 2>/dev/null) || { tmp="${TMPDIR:-/tmp}/probe.$$"; mkdir -p "$tmp"; }
+	trap 'rm -rf "$tmp"' EXIT
 
-	# ---- round trips (timed by psql itself: \timing) -------------------------------------
-	{
-		printf '%s\n' '\timing on'
-		i=0
-		while [ "$i" -lt "$roundtrips" ]; do
-			printf '%s;\n' "${PROBE_PING_SQL:-}"
-			i=$((i + 1))
-		done
-	} >"$tmp/rt.sql"
-	if pq -f "$tmp/rt.sql" >"$tmp/rt.out" 2>&1; then
-		rt_json="[$(sed -n 's/^Time: \([0-9.]*\) ms.*/\1/p' "$tmp/rt.out" | tr '\n' ',' | sed 's/,$//')]"
-	fi
-
-	# ---- uri, exactly as given (nothing from the individual keys may leak in) -------------
-	if [ -z "${DB_URI:-}" ]; then
-		uri_json='{"given":false,"source":"secret","ok":false,"error":null}'
-	else
-		if out=$(
-			unset PGHOST PGPORT PGDATABASE PGUSER PGPASSWORD PGSSLMODE
-			pq -F '|' -d "$DB_URI" -c "${PROBE_URI_SQL:-}" 2>&1
-		); then
-			u_user=${out%%|*}
-			u_db=${out#*|}
-			uri_json="{\"given\":true,\"source\":\"secret\",\"ok\":true,\"error\":null,\"current_user\":$(jsn "$u_user"),\"database\":$(jsn "$u_db")}"
+	# ---- dns -------------------------------------------------------------------------------------
+	dns_host="${PROBE_DNS_HOST:-${DB_HOST:-}}"
+	dns_addrs=''
+	dns_err=''
+	if [ -z "$dns_host" ]; then
+		dns_err='no host in the Secret'
+	elif is_ip "$dns_host"; then
+		dns_addrs=$dns_host # an IP address: nothing to resolve
+	elif command -v getent >/dev/null 2>&1; then
+		if out=$(getent hosts "$dns_host" 2>&1); then
+			dns_addrs=$(printf '%s\n' "$out" | sed -n 's/^\([^[:space:]]*\)[[:space:]].*/\1/p' | sort -u)
 		else
-			uri_json="{\"given\":true,\"source\":\"secret\",\"ok\":false,\"error\":$(js "$(redact_quoted "$(oneline "$(plain_err "$out")")")"),\"sqlstate\":$(jsn "$(sqlstate_of "$out")")}"
+			dns_err="getent hosts $dns_host: no address (exit $?)"
 		fi
-	fi
-
-	# ---- isolation: the query's row (above), then ONE login that must be refused ----------
-	case $iso_row in
-		*"$us{"*"}") ;; # target (maybe empty), US, the facts' JSON object
-		*) iso_row='' ;;
-	esac
-	if [ -z "$iso_row" ]; then
-		iso_json="{\"refused_login\":null,$(err_fields "$info_err")}"
+	elif command -v nslookup >/dev/null 2>&1; then
+		out=$(nslookup "$dns_host" 2>&1)
+		dns_addrs=$(printf '%s\n' "$out" | sed -n '/^Name:/,$s/^Address[^:]*: *\([^ ]*\).*/\1/p' | sort -u)
+		[ -n "$dns_addrs" ] || dns_err="nslookup $dns_host: $(oneline "$out")"
 	else
-		login_db=${iso_row%%"$us"*}
-		facts=${iso_row#*"$us"}
-		login_part='null'
-		if [ -n "$login_db" ]; then
-			# PGDATABASE, not -d: a name with '=' would be read as a connection string
-			if out=$(PGDATABASE=$login_db pq -c "${PROBE_PING_SQL:-}" 2>&1); then
-				login_part="{\"database\":$(js "$login_db"),\"connected\":true,\"error\":null}"
+		dns_err='no resolver tool (getent or nslookup) in the probe image'
+	fi
+	addr_json=''
+	for a in $dns_addrs; do
+		addr_json="$addr_json${addr_json:+,}$(js "$a")"
+	done
+	dns_json="{\"host\":$(js "$dns_host"),\"addresses\":[$addr_json],\"error\":$(jsn "$dns_err")}"
+
+	# ---- login (tcp is derived from the login error by the judge) --------------------------------
+	started_at=$(date -u +%Y-%m-%dT%H:%M:%SZ)
+	login_json='null'
+	priv_json='null'
+	uri_json='null'
+	crud_json='null'
+	rt_json='null'
+	iso_json='null'
+
+	# Login: one attempt with the Secret's keys (its error text is what the judge reads).
+	out=$(pq -c '\q' 2>&1)
+	rc=$?
+	if [ "$rc" -ne 0 ]; then
+		login_json="{\"ok\":false,\"ms\":null,\"error\":$(js "$(oneline "$out")")}"
+	else
+		# Connect time: 3 reconnects (\connect) inside one psql process, stamped by the clock before
+		# and after each, so psql's start-up is not in it (the judge takes the median).
+		{
+			printf '\\! %s\n' "$clock_cmd"
+			for i in 1 2 3; do
+				printf '\\connect\n\\! %s\n' "$clock_cmd"
+			done
+		} >"$tmp/connect.sql"
+		samples=''
+		first='null'
+		prev=''
+		for stamp in $(pq -f "$tmp/connect.sql" 2>/dev/null); do
+			case $stamp in
+				'' | *[!0-9.]*) continue ;;
+			esac
+			now=$(to_us "$stamp")
+			if [ -n "$prev" ]; then
+				ms=$(ms_between "$prev" "$now")
+				samples="$samples${samples:+,}$ms"
+				[ "$first" != "null" ] || first=$ms
+			fi
+			prev=$now
+		done
+		connect_ms=$first
+		timing="\"connect_samples_ms\":[$samples]"
+		# One session for the role's facts and the isolation query (checks.ISOLATION_SQL, given
+		# whole in PROBE_ISOLATION_SQL). No ON_ERROR_STOP: a failed statement leaves its row out (its
+		# error is on stderr) and the next one still runs. Fields are separated by US (\037): the
+		# JSON and the target name (the query never picks one with a control character) have none.
+		us=$(printf '\037')
+		{
+			printf '%s\n' '\echo @login'
+			printf '%s;\n' "${PROBE_LOGIN_SQL:-}"
+			printf '%s\n' '\echo @privileges'
+			printf '%s;\n' "${PROBE_PRIVILEGES_SQL:-}"
+			printf '%s\n' '\echo @isolation'
+			printf '%s;\n' "${PROBE_ISOLATION_SQL:-}"
+			printf '%s\n' '\echo @end'
+		} | pq -F "$us" >"$tmp/info.out" 2>"$tmp/info.err"
+		info_rc=$?
+		info=$(sed -n '/^@login$/{n;p;}' "$tmp/info.out")
+		priv=$(sed -n '/^@privileges$/{n;p;}' "$tmp/info.out")
+		iso_row=$(sed -n '/^@isolation$/{n;p;}' "$tmp/info.out")
+		info_err=$(cat "$tmp/info.err")
+		[ -n "$info_err" ] || info_err="psql exited with status $info_rc"
+		case $info in
+			'' | @*)
+				login_json="{\"ok\":true,\"ms\":$connect_ms,$timing,\"error\":null}"
+				;;
+			*)
+				IFS=$us read -r r_user r_db r_ver <<-EOF
+	$info
+	EOF
+				login_json="{\"ok\":true,\"ms\":$connect_ms,$timing,\"error\":null,\"current_user\":$(jsn "$r_user"),\"database\":$(jsn "$r_db"),\"server_version\":$(jsn "$r_ver")}"
+				;;
+		esac
+		case $priv in
+			'' | @*)
+				priv_json="{$(err_fields "$info_err")}"
+				;;
+			*)
+				IFS=$us read -r r_super r_crole r_cdb r_repl r_bypass <<-EOF
+	$priv
+	EOF
+				priv_json="{\"rolsuper\":$(jbool "$r_super"),\"rolcreaterole\":$(jbool "$r_crole"),\"rolcreatedb\":$(jbool "$r_cdb"),\"rolreplication\":$(jbool "$r_repl"),\"rolbypassrls\":$(jbool "$r_bypass")}"
+				;;
+		esac
+
+		# ---- crud ----------------------------------------------------------------------------
+		table="${PROBE_CRUD_TABLE:-}"
+		{
+			printf '%s\n' '\echo @step create'
+			printf '%s;\n' "${PROBE_CRUD_CREATE_SQL:-}"
+			printf '%s\n' '\echo @step insert'
+			printf '%s;\n' "${PROBE_CRUD_INSERT_SQL:-}"
+			printf '%s\n' '\echo @step select'
+			printf '%s;\n' "${PROBE_CRUD_SELECT_SQL:-}"
+			printf '%s\n' '\echo @step update'
+			printf '%s;\n' "${PROBE_CRUD_UPDATE_SQL:-}"
+			printf '%s\n' '\echo @step delete'
+			printf '%s;\n' "${PROBE_CRUD_DELETE_SQL:-}"
+			printf '%s\n' '\echo @step drop'
+			printf '%s;\n' "${PROBE_CRUD_DROP_SQL:-}"
+			printf '%s\n' '\echo @step done'
+		} | pq -v ON_ERROR_STOP=1 >"$tmp/crud.out" 2>"$tmp/crud.err"
+		crud_rc=$?
+		steps=''
+		last=''
+		while read -r s; do
+			[ -n "$last" ] && steps="$steps${steps:+,}\"$last\""
+			last=$s
+		done <<-EOF
+	$(sed -n 's/^@step //p' "$tmp/crud.out")
+	EOF
+		# the one value the select and the update (RETURNING) print right after their step marker
+		selected=$(sed -n '/^@step select$/{n;/^@step /!p;}' "$tmp/crud.out" | head -n 1)
+		updated=$(sed -n '/^@step update$/{n;/^@step /!p;}' "$tmp/crud.out" | head -n 1)
+		if [ "$crud_rc" -eq 0 ] && [ "$last" = "done" ]; then
+			crud_json="{\"table\":$(js "$table"),\"steps\":[$steps],\"failed_step\":null,\"error\":null,\"selected\":$(jsn "$selected"),\"updated\":$(jsn "$updated")}"
+		else
+			[ -n "$last" ] || last=create
+			err=$(cat "$tmp/crud.err")
+			[ -n "$err" ] || err="psql exited with status $crud_rc"
+			pq -c "${PROBE_CRUD_CLEANUP_SQL:-}" >/dev/null 2>&1 || true
+			crud_json="{\"table\":$(js "$table"),\"steps\":[$steps],\"failed_step\":$(js "$last"),$(err_fields "$err"),\"selected\":$(jsn "$selected"),\"updated\":$(jsn "$updated")}"
+		fi
+
+		# ---- round trips (timed by psql itself: \timing) -------------------------------------
+		{
+			printf '%s\n' '\timing on'
+			i=0
+			while [ "$i" -lt "$roundtrips" ]; do
+				printf '%s;\n' "${PROBE_PING_SQL:-}"
+				i=$((i + 1))
+			done
+		} >"$tmp/rt.sql"
+		if pq -f "$tmp/rt.sql" >"$tmp/rt.out" 2>&1; then
+			rt_json="[$(sed -n 's/^Time: \([0-9.]*\) ms.*/\1/p' "$tmp/rt.out" | tr '\n' ',' | sed 's/,$//')]"
+		fi
+
+		# ---- uri, exactly as given (nothing from the individual keys may leak in) -------------
+		if [ -z "${DB_URI:-}" ]; then
+			uri_json='{"given":false,"source":"secret","ok":false,"error":null}'
+		else
+			if out=$(
+				unset PGHOST PGPORT PGDATABASE PGUSER PGPASSWORD PGSSLMODE
+				pq -F '|' -d "$DB_URI" -c "${PROBE_URI_SQL:-}" 2>&1
+			); then
+				u_user=${out%%|*}
+				u_db=${out#*|}
+				uri_json="{\"given\":true,\"source\":\"secret\",\"ok\":true,\"error\":null,\"current_user\":$(jsn "$u_user"),\"database\":$(jsn "$u_db")}"
 			else
-				login_part="{\"database\":$(js "$login_db"),\"connected\":false,$(err_fields "$out")}"
+				uri_json="{\"given\":true,\"source\":\"secret\",\"ok\":false,\"error\":$(js "$(redact_quoted "$(oneline "$(plain_err "$out")")")"),\"sqlstate\":$(jsn "$(sqlstate_of "$out")")}"
 			fi
 		fi
-		iso_json="${facts%\}},\"refused_login\":$login_part,\"error\":null}"
+
+		# ---- isolation: the query's row (above), then ONE login that must be refused ----------
+		case $iso_row in
+			*"$us{"*"}") ;; # target (maybe empty), US, the facts' JSON object
+			*) iso_row='' ;;
+		esac
+		if [ -z "$iso_row" ]; then
+			iso_json="{\"refused_login\":null,$(err_fields "$info_err")}"
+		else
+			login_db=${iso_row%%"$us"*}
+			facts=${iso_row#*"$us"}
+			login_part='null'
+			if [ -n "$login_db" ]; then
+				# PGDATABASE, not -d: a name with '=' would be read as a connection string
+				if out=$(PGDATABASE=$login_db pq -c "${PROBE_PING_SQL:-}" 2>&1); then
+					login_part="{\"database\":$(js "$login_db"),\"connected\":true,\"error\":null}"
+				else
+					login_part="{\"database\":$(js "$login_db"),\"connected\":false,$(err_fields "$out")}"
+				fi
+			fi
+			iso_json="${facts%\}},\"refused_login\":$login_part,\"error\":null}"
+		fi
 	fi
+
+	finished_at=$(date -u +%Y-%m-%dT%H:%M:%SZ)
+	target="{\"host\":$(jsn "${DB_HOST:-}"),\"port\":$(jnum "${DB_PORT:-}"),\"database\":$(jsn "${DB_NAME:-}"),\"user\":$(jsn "${DB_USER:-}")}"
+	printf '{"schema":"postgres-apps.verification.report/v3","app":%s,"runner":"pod","target":%s,"started_at":"%s","finished_at":"%s","clock":"%s","dns":%s,"tcp":null,"login":%s,"uri":%s,"crud":%s,"privileges":%s,"isolation":%s,"roundtrips_ms":%s}\n' \
+		"$(jsn "${PROBE_APP:-}")" "$target" "$started_at" "$finished_at" "$clock" \
+		"$dns_json" "$login_json" "$uri_json" "$crud_json" "$priv_json" "$iso_json" "$rt_json"
+	exit 0
+}
+
+# ---- a namespace's probe pod: every app of the pod in one container --------------------------
+# App i's variables arrive as P<i>_<NAME> for each NAME in PROBE_APP_VARS (its Secret's keys by
+# secretKeyRef, optional, so a missing Secret or key fails that app alone; its statements as
+# values). Each app runs in a subshell that gets exactly its own values under the plain names and
+# none of any other app's: the other apps' P<j>_* are unset there before psql runs. PROBE_LANES
+# subshells run at once, each taking every PROBE_LANES-th app in turn, so the connect and
+# round-trip times are not those of a node busy with every app at once. A Secret variable that
+# is not set at all (PROBE_SECRET_VARS) is reported as "@missing <NAME>…" instead of probing.
+# Output: "@app <i>" then that app's output, for every app in order, once all have run.
+
+run_app() {
+	i=$1
+	for v in $PROBE_APP_VARS; do
+		if eval "[ -n \"\${P${i}_$v+set}\" ]"; then
+			eval "$v=\$P${i}_$v"
+			export "$v"
+		else
+			unset "$v"
+		fi
+	done
+	j=0
+	while [ "$j" -lt "$PROBE_APPS" ]; do
+		for v in $PROBE_APP_VARS; do
+			unset "P${j}_$v"
+		done
+		j=$((j + 1))
+	done
+	missing=''
+	for v in $PROBE_SECRET_VARS; do
+		eval "[ -n \"\${$v+set}\" ]" || missing="$missing $v"
+	done
+	if [ -n "$missing" ]; then
+		printf '@missing%s\n' "$missing"
+		exit 0
+	fi
+	probe_app
+}
+
+if [ -n "${PROBE_APPS:-}" ]; then
+	out_dir=$(mktemp -d 2>/dev/null) || { out_dir="${TMPDIR:-/tmp}/probes.$$"; mkdir -p "$out_dir"; }
+	lanes="${PROBE_LANES:-1}"
+	lane=0
+	while [ "$lane" -lt "$lanes" ]; do
+		(
+			i=$lane
+			while [ "$i" -lt "$PROBE_APPS" ]; do
+				(run_app "$i") >"$out_dir/app-$i" 2>&1
+				i=$((i + lanes))
+			done
+		) &
+		lane=$((lane + 1))
+	done
+	wait
+	i=0
+	while [ "$i" -lt "$PROBE_APPS" ]; do
+		printf '@app %s\n' "$i"
+		cat "$out_dir/app-$i" 2>/dev/null
+		i=$((i + 1))
+	done
+	rm -rf "$out_dir"
+	exit 0
 fi
 
-finished_at=$(date -u +%Y-%m-%dT%H:%M:%SZ)
-target="{\"host\":$(jsn "${DB_HOST:-}"),\"port\":$(jnum "${DB_PORT:-}"),\"database\":$(jsn "${DB_NAME:-}"),\"user\":$(jsn "${DB_USER:-}")}"
-printf '{"schema":"postgres-apps.verification.report/v3","app":%s,"runner":"pod","target":%s,"started_at":"%s","finished_at":"%s","clock":"%s","dns":%s,"tcp":null,"login":%s,"uri":%s,"crud":%s,"privileges":%s,"isolation":%s,"roundtrips_ms":%s}\n' \
-	"$(jsn "${PROBE_APP:-}")" "$target" "$started_at" "$finished_at" "$clock" \
-	"$dns_json" "$login_json" "$uri_json" "$crud_json" "$priv_json" "$iso_json" "$rt_json"
-exit 0
+probe_app

@@ -14,7 +14,7 @@ from __future__ import annotations
 import hashlib
 import os
 from collections.abc import Callable, Mapping
-from typing import Any, Final, TypeVar
+from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 import pulumi.dynamic
 
@@ -36,6 +36,9 @@ from postgres_apps.verification.redaction import Redactor
 from postgres_apps.verification.report import Verdict
 from postgres_apps.verification.runbook import RUNBOOK
 from postgres_apps.verification.statements import Peer
+
+if TYPE_CHECKING:
+    from postgres_apps.verification.pod import PodProbeSpec
 
 INPUT_KEYS: Final[tuple[str, ...]] = PLAIN_KEYS
 """Plain inputs: copied into the outputs and compared by `diff` (`allowed_databases`: a sorted
@@ -218,7 +221,6 @@ def _pod(props: Mapping[str, Any]) -> dict[str, Any]:
     from postgres_apps.verification.namespace_probe import decoded  # noqa: PLC0415
     from postgres_apps.verification.pod import (  # noqa: PLC0415
         PodProbeError,
-        PodProbeSpec,
         core_api,
         run_pod_probe,
     )
@@ -237,20 +239,25 @@ def _pod(props: Mapping[str, Any]) -> dict[str, Any]:
             )
         return dict(report)
     api = core_api(props.get("kube_context") or None, props.get("kubeconfig") or None)
-    return run_pod_probe(
-        api,
-        PodProbeSpec(
-            app=str(props["app_name"]),
-            namespace=str(props["namespace"]),
-            secret_name=str(props["secret_name"]),
-            image=str(props["image"]),
-            image_pull_policy=str(props["image_pull_policy"]),
-            sslmode=str(props["sslmode"]),
-            peers=peers_of(props),
-            allowed_databases=allowed_of(props),
-            timeout_seconds=int(props["timeout_seconds"]),
-            roundtrips=int(props.get("roundtrips") or 20),
-        ),
+    return run_pod_probe(api, pod_spec(props))
+
+
+def pod_spec(props: Mapping[str, Any]) -> PodProbeSpec:
+    """One app's probe in a pod, from its check's inputs (or a `NamespaceProbe`'s pod-wide
+    inputs merged with one member's: the same keys)."""
+    from postgres_apps.verification.pod import PodProbeSpec  # noqa: PLC0415
+
+    return PodProbeSpec(
+        app=str(props["app_name"]),
+        namespace=str(props["namespace"]),
+        secret_name=str(props["secret_name"]),
+        image=str(props["image"]),
+        image_pull_policy=str(props["image_pull_policy"]),
+        sslmode=str(props["sslmode"]),
+        peers=peers_of(props),
+        allowed_databases=allowed_of(props),
+        timeout_seconds=int(props["timeout_seconds"]),
+        roundtrips=int(props.get("roundtrips") or 20),
     )
 
 
