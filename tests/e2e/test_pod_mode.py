@@ -1,10 +1,10 @@
 """The gate in pod mode on the real node: the story's check pod, run by `pulumi up`.
 
 One probe pod per namespace (`NamespaceProbe`, one container probing every app) is scheduled on
-the local node, admitted by the API server under Pod Security `restricted`, resolves the service DNS name
-through CoreDNS and kube-proxy, reads each app's Secret as the app would, and is gone afterwards,
-on success and on failure alike. One app's broken Secret fails that app alone; a pod that cannot
-be scheduled fails at the timeout.
+the local node, admitted by the API server under Pod Security `restricted`, resolves the service
+DNS name through CoreDNS and kube-proxy, reads each app's Secret as the app would, and is gone
+afterwards, on success and on failure alike. One app's broken Secret fails that app alone; a pod
+that cannot be scheduled fails at the timeout.
 """
 
 from __future__ import annotations

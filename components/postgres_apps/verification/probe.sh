@@ -1,8 +1,9 @@
 # postgres-apps verification probe, pod runner (POSIX sh + psql; busybox or coreutils).
 #
 # Measures only; prints ONE JSON probe report per app (schema postgres-apps.verification.report/v3,
-# the same shape the direct runner builds) as the last output line of that app, then exits 0. The judgement
-# (pass/fail, messages, hints) is made by components/postgres_apps/verification/judgement.py.
+# the same shape the direct runner builds) as the last output line of that app, then exits 0.
+# The judgement (pass/fail, messages, hints) is made by
+# components/postgres_apps/verification/judgement.py.
 # It carries no SQL of its own: every statement arrives in a PROBE_*_SQL variable, built by
 # statements.py (statements.probe_env), the same texts the direct runner sends.
 #
