@@ -179,8 +179,11 @@ build_psql_client() {
     --include=postgresql-client-15,netbase,ca-certificates \
     --customize-hook='printf "pgclient:x:70:70:psql client:/tmp:/usr/sbin/nologin\npostgres:x:999:999:PostgreSQL:/tmp:/usr/sbin/nologin\n" >>"$1/etc/passwd"' \
     --customize-hook='printf "pgclient:x:70:\npostgres:x:999:\n" >>"$1/etc/group"'
+  # PATH: the client's own bin first, as in the official postgres images (where psql is the binary):
+  # Debian's /usr/bin/psql is pg_wrapper, a Perl script that costs ~25 ms of CPU per psql start,
+  # 40 % of a probe's time on 2 cores (8 apps, 4 lanes: 2.57 s → 1.57 s, 2026-12-03).
   IMAGE_USER=70:70 pack_rootfs psql-client "$work/rootfs.tar" "$out" \
-    --config.env=HOME=/tmp --config.env=PATH=/usr/local/bin:/usr/bin:/bin \
+    --config.env=HOME=/tmp --config.env=PATH=/usr/lib/postgresql/15/bin:/usr/local/bin:/usr/bin:/bin \
     --config.workingdir=/tmp --config.cmd=psql --config.cmd=--version
   rm -rf "$work"
 }

@@ -215,9 +215,9 @@ BATCH_SLOTS: Final = 4
 them). The per-app pods ran in the dynamic provider host's four lanes, and the latency figures
 stay comparable: ten at once on two cores tripled the median connect time (36 → 142 ms, bench of
 2026-12-03)."""
-LANE_CPU_LIMIT_MILLI: Final = 250
+LANE_CPU_LIMIT_MILLI: Final = 500
 """CPU limit per lane: a tight limit throttles psql's start-up (CFS periods of 100 ms) into the
-connect time."""
+connect time; a probe of one app takes about 0.3 s of CPU."""
 LANE_MEMORY_LIMIT_MI: Final = 64
 
 

@@ -45,10 +45,17 @@ oneline() {
 		| sed -e 's/^psql: error: //' -e 's/^psql:[^ ]*: //' -e 's/  */ /g' -e 's/^ //' -e 's/ $//'
 }
 
-# JSON string literal of $1
+# JSON string literal of $1 (control characters become spaces or go). Text without a quote, a
+# backslash or a control character is printed as it is, without the pipeline's three processes:
+# most strings of a report are such, and a probe pod runs the script for every app.
 js() {
-	printf '"%s"' "$(printf '%s' "$1" | tr '\n\t\r' '   ' | tr -d '\001-\037' \
-		| sed -e 's/\\/\\\\/g' -e 's/"/\\"/g')"
+	case $1 in
+		*[\"\\]* | *[[:cntrl:]]*)
+			printf '"%s"' "$(printf '%s' "$1" | tr '\n\t\r' '   ' | tr -d '\001-\037' \
+				| sed -e 's/\\/\\\\/g' -e 's/"/\\"/g')"
+			;;
+		*) printf '"%s"' "$1" ;;
+	esac
 }
 
 # JSON string literal of $1, or null when empty
