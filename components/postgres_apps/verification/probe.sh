@@ -225,24 +225,26 @@ probe_app() {
 	rt_json='null'
 	iso_json='null'
 
-	# Login: one attempt with the Secret's keys (its error text is what the judge reads).
-	out=$(pq -c '\q' 2>&1)
+	# Login, then the connect time, in one psql: its first connection is the one login attempt
+	# with the Secret's keys (a refusal's error text is what the judge reads); then 3 reconnects
+	# (\connect), stamped by the clock before and after each, so psql's start-up is not in them
+	# (the judge takes the median). psql ends a script at a failed \connect: the stamps before it
+	# stay, and a login that failed printed none.
+	{
+		printf '\\! %s\n' "$clock_cmd"
+		for i in 1 2 3; do
+			printf '\\connect\n\\! %s\n' "$clock_cmd"
+		done
+	} >"$tmp/connect.sql"
+	pq -f "$tmp/connect.sql" >"$tmp/connect.out" 2>"$tmp/connect.err"
 	rc=$?
-	if [ "$rc" -ne 0 ]; then
-		login_json="{\"ok\":false,\"ms\":null,\"error\":$(js "$(oneline "$out")")}"
+	if [ "$rc" -ne 0 ] && ! [ -s "$tmp/connect.out" ]; then
+		login_json="{\"ok\":false,\"ms\":null,\"error\":$(js "$(oneline "$(cat "$tmp/connect.err")")")}"
 	else
-		# Connect time: 3 reconnects (\connect) inside one psql process, stamped by the clock before
-		# and after each, so psql's start-up is not in it (the judge takes the median).
-		{
-			printf '\\! %s\n' "$clock_cmd"
-			for i in 1 2 3; do
-				printf '\\connect\n\\! %s\n' "$clock_cmd"
-			done
-		} >"$tmp/connect.sql"
 		samples=''
 		first='null'
 		prev=''
-		for stamp in $(pq -f "$tmp/connect.sql" 2>/dev/null); do
+		for stamp in $(cat "$tmp/connect.out"); do
 			case $stamp in
 				'' | *[!0-9.]*) continue ;;
 			esac
@@ -256,10 +258,11 @@ probe_app() {
 		done
 		connect_ms=$first
 		timing="\"connect_samples_ms\":[$samples]"
-		# One session for the role's facts and the isolation query (checks.ISOLATION_SQL, given
-		# whole in PROBE_ISOLATION_SQL). No ON_ERROR_STOP: a failed statement leaves its row out (its
-		# error is on stderr) and the next one still runs. Fields are separated by US (\037): the
-		# JSON and the target name (the query never picks one with a control character) have none.
+		# One session for the role's facts, the isolation query (checks.ISOLATION_SQL, given whole
+		# in PROBE_ISOLATION_SQL) and the timed round trips (psql's \timing). No ON_ERROR_STOP: a
+		# failed statement leaves its row out (its error is on stderr) and the next one still runs.
+		# Fields are separated by US (\037): the JSON and the target name (the query never picks
+		# one with a control character) have none.
 		us=$(printf '\037')
 		{
 			printf '%s\n' '\echo @login'
@@ -269,8 +272,16 @@ probe_app() {
 			printf '%s\n' '\echo @isolation'
 			printf '%s;\n' "${PROBE_ISOLATION_SQL:-}"
 			printf '%s\n' '\echo @end'
+			printf '%s\n' '\timing on'
+			i=0
+			while [ "$i" -lt "$roundtrips" ]; do
+				printf '%s;\n' "${PROBE_PING_SQL:-}"
+				i=$((i + 1))
+			done
 		} | pq -F "$us" >"$tmp/info.out" 2>"$tmp/info.err"
 		info_rc=$?
+		times=$(sed -n 's/^Time: \([0-9.]*\) ms.*/\1/p' "$tmp/info.out" | tr '\n' ',' | sed 's/,$//')
+		[ -z "$times" ] || rt_json="[$times]"
 		info=$(sed -n '/^@login$/{n;p;}' "$tmp/info.out")
 		priv=$(sed -n '/^@privileges$/{n;p;}' "$tmp/info.out")
 		iso_row=$(sed -n '/^@isolation$/{n;p;}' "$tmp/info.out")
@@ -336,19 +347,6 @@ probe_app() {
 			[ -n "$err" ] || err="psql exited with status $crud_rc"
 			pq -c "${PROBE_CRUD_CLEANUP_SQL:-}" >/dev/null 2>&1 || true
 			crud_json="{\"table\":$(js "$table"),\"steps\":[$steps],\"failed_step\":$(js "$last"),$(err_fields "$err"),\"selected\":$(jsn "$selected"),\"updated\":$(jsn "$updated")}"
-		fi
-
-		# ---- round trips (timed by psql itself: \timing) -------------------------------------
-		{
-			printf '%s\n' '\timing on'
-			i=0
-			while [ "$i" -lt "$roundtrips" ]; do
-				printf '%s;\n' "${PROBE_PING_SQL:-}"
-				i=$((i + 1))
-			done
-		} >"$tmp/rt.sql"
-		if pq -f "$tmp/rt.sql" >"$tmp/rt.out" 2>&1; then
-			rt_json="[$(sed -n 's/^Time: \([0-9.]*\) ms.*/\1/p' "$tmp/rt.out" | tr '\n' ',' | sed 's/,$//')]"
 		fi
 
 		# ---- uri, exactly as given (nothing from the individual keys may leak in) -------------
