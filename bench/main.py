@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
+from psycopg import sql
 
 from bench import floor
 from bench.stats import markdown_report, replace_between_markers, summarize, targets
@@ -235,14 +236,64 @@ def adjacent_floor(server: Server, n: int) -> float:
 
 CONNECTION_LIMIT = os.environ.get("BENCH_CONNECTION_LIMIT")
 """Overrides every benchmark app's connectionLimit (see `connection_limit`)."""
+_apps_connection_budget = 96
+"""What the apps' connection limits may add up to: the server's non-superuser connections less
+one (97 - 1 on the local server at max_connections 100; `raised_max_connections` updates it)."""
 
 
 def connection_limit(n: int) -> int:
-    """What the local server's 97 connections allow: `GATE_SESSIONS` (2, the least pod mode
-    accepts) up to 48 apps, else 1 (direct mode only; pod mode needs a bigger server)."""
+    """`GATE_SESSIONS` (2, the least pod mode accepts) while n apps fit the server's budget in
+    pairs, else 1 (direct mode only: pod mode needs a bigger server, `--max-connections`)."""
     if CONNECTION_LIMIT is not None:
         return int(CONNECTION_LIMIT)
-    return GATE_SESSIONS if n * GATE_SESSIONS <= 96 else 1
+    return GATE_SESSIONS if n * GATE_SESSIONS <= _apps_connection_budget else 1
+
+
+def _non_superuser_connections(conn: psycopg.Connection[Any]) -> tuple[int, int]:
+    """(max_connections, the connections left to roles that are not superusers)."""
+    row = conn.execute(
+        "SELECT current_setting('max_connections')::int,"
+        " current_setting('superuser_reserved_connections')::int,"
+        " coalesce(current_setting('reserved_connections', true), '0')::int"
+    ).fetchone()
+    if row is None:
+        raise RuntimeError("the server did not report its connection settings")
+    return int(row[0]), int(row[0]) - int(row[1]) - int(row[2])
+
+
+@contextlib.contextmanager
+def raised_max_connections(server: Server, wanted: int | None, notes: list[str]) -> Iterator[None]:
+    """Run with the local server's `max_connections` at least `wanted` (ALTER SYSTEM and a
+    restart, as the preflight's message tells an operator), and put it back afterwards.
+
+    A 50-app stack in pod mode needs 2 connections per app (`GATE_SESSIONS`): more than the
+    97 a server at the default 100 allows."""
+    global _apps_connection_budget  # noqa: PLW0603 - the bench's one run-wide setting
+    from tests.e2e.reliability_support import restart_postgres  # noqa: PLC0415
+
+    with server.connect() as conn:
+        current, _ = _non_superuser_connections(conn)
+    raise_it = wanted is not None and wanted > current
+    if raise_it:
+        with server.connect() as conn:
+            conn.execute(
+                sql.SQL("ALTER SYSTEM SET max_connections = {}").format(sql.Literal(wanted))
+            )
+        how = restart_postgres()
+        notes.append(f"max_connections raised from {current} to {wanted} for this run ({how})")
+        log(notes[-1])
+    with server.connect() as conn:
+        _, allowed = _non_superuser_connections(conn)
+    _apps_connection_budget = allowed - 1
+    try:
+        yield
+    finally:
+        if raise_it:
+            with server.connect() as conn:
+                conn.execute("ALTER SYSTEM RESET max_connections")
+            restart_postgres()
+            log(f"max_connections back to {current}")
+        _apps_connection_budget = 96
 
 
 def app_entries(kind: str, n: int) -> list[dict[str, Any]]:
@@ -519,14 +570,20 @@ def render(files: list[Path]) -> None:
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--sizes", default="1,10,47,50", help="app counts (comma-separated)")
+    parser.add_argument("--sizes", default="1,10,50", help="app counts (comma-separated)")
     parser.add_argument("--steady", type=int, default=50, help="apps for no-op/add-one")
     parser.add_argument(
         "--pod-apps",
-        default="10,47",
-        help="app counts (of --sizes) whose stack also runs the pod-mode gate; 47 is the most "
-        "whose apps (plus one, as `app_entries` counts) fit the local server's 97 connections at "
-        "the 2 sessions a pod-mode probe holds",
+        default="10,50",
+        help="app counts (of --sizes) whose stack also runs the pod-mode gate (2 connections "
+        "per app: 50 apps need --max-connections above 100)",
+    )
+    parser.add_argument(
+        "--max-connections",
+        type=int,
+        default=150,
+        help="raise the local server's max_connections to this for the run and put it back "
+        "after (ALTER SYSTEM + restart); 0: leave it",
     )
     parser.add_argument("--floor-repeat", type=int, default=3)
     parser.add_argument("--budget-min", type=float, default=20.0)
@@ -574,14 +631,15 @@ def main(argv: list[str] | None = None) -> int:
             notes.append(f"engine parts not run: {server.engine_problem}")
         else:
             try:
-                result["engine"] = run_engine(
-                    server,
-                    sizes,
-                    steady_n=args.steady,
-                    pod_sizes=frozenset(int(x) for x in str(args.pod_apps).split(",") if x),
-                    budget=budget,
-                    notes=notes,
-                )
+                with raised_max_connections(server, args.max_connections or None, notes):
+                    result["engine"] = run_engine(
+                        server,
+                        sizes,
+                        steady_n=args.steady,
+                        pod_sizes=frozenset(int(x) for x in str(args.pod_apps).split(",") if x),
+                        budget=budget,
+                        notes=notes,
+                    )
             except Exception as exc:
                 notes.append(f"engine parts aborted: {exc!r}")
                 traceback.print_exc()

@@ -4,7 +4,7 @@
 # Writes bench/results/<date>-<shortsha>.json and the Markdown table (printed, and written into
 # docs/benchmarks.md between the bench markers). See docs/benchmarks.md.
 #
-# Usage: bench/run.sh [--floor-only] [--sizes 1,10,47,50] [--steady 50] [--pod-apps 10,47]
+# Usage: bench/run.sh [--floor-only] [--sizes 1,10,50] [--steady 50] [--pod-apps 10,50] [--max-connections 150]
 #                     [--budget-min 20] [--no-docs] [--out FILE]
 # Environment: BENCH_TIMEOUT (seconds, default 1500): hard limit of the whole run; after it the
 # run is interrupted (SIGINT, then SIGKILL 60 s later) and its temporary stacks are abandoned
