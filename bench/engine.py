@@ -304,6 +304,20 @@ class BenchStack:
         data: dict[str, Any] = json.loads(res.stdout)
         return data
 
+    def state(self) -> dict[str, Any]:
+        """`pulumi stack export` (secrets stay encrypted): what every checkpoint save writes."""
+        res = subprocess.run(
+            ["pulumi", "stack", "export", *self._stack_args()],
+            cwd=self.cwd,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=True,
+        )
+        data: dict[str, Any] = json.loads(res.stdout)
+        return data
+
     def remove(self) -> None:
         subprocess.run(
             ["pulumi", "stack", "rm", "--yes", "--force", *self._stack_args()],
@@ -384,3 +398,24 @@ def gate_report(run: EngineRun, outputs: Mapping[str, Any], mode: str) -> dict[s
     if not run.ok:
         out["error"] = run.error()
     return out
+
+
+def state_footprint(state: Mapping[str, Any]) -> dict[str, Any]:
+    """Bytes of the checkpoint, per resource, and what fills them: each field of the resource
+    states (its JSON text) as bytes per resource and a share of the whole."""
+    resources = (state.get("deployment") or {}).get("resources") or []
+    total = len(json.dumps(state, separators=(",", ":")))
+    by_field: dict[str, int] = {}
+    for resource in resources:
+        for key, value in resource.items():
+            by_field[key] = by_field.get(key, 0) + len(json.dumps(value, separators=(",", ":")))
+    count = max(1, len(resources))
+    return {
+        "resources": len(resources),
+        "bytes": total,
+        "bytes_per_resource": round(total / count),
+        "by_field": {
+            key: {"bytes_per_resource": round(size / count), "share": round(size / total, 3)}
+            for key, size in sorted(by_field.items(), key=lambda kv: -kv[1])
+        },
+    }

@@ -350,7 +350,7 @@ def run_engine(
     budget: Budget,
     notes: list[str],
 ) -> dict[str, Any]:
-    from bench.engine import gate_report  # noqa: PLC0415
+    from bench.engine import gate_report, state_footprint  # noqa: PLC0415
 
     result: dict[str, Any] = {"from_empty": {}, "gate": {}, "memory": {}, "steady": {}}
 
@@ -372,6 +372,8 @@ def run_engine(
             result["memory"][f"up from empty, {n} apps"] = up.memory
             log(f"  {up.wall_s:.2f} s, changes {up.changes}{'' if up.ok else ' ' + up.error()}")
             if up.ok and n == steady_n:
+                result["state"] = state_footprint(stack.state())
+                log(f"  state: {result['state']['bytes_per_resource']} bytes per resource")
                 _steady(stack, n, result, budget, notes)
             if up.ok and budget.allows(30 + n, f"direct gate for {n} apps", notes):
                 stack.write_config(stack_config(apps, gate=True, mode="direct"))
@@ -406,8 +408,45 @@ def run_engine(
         notes.append("pod-mode gate not measured: the local node is not Ready (cluster.sh status)")
     for n in sorted(pod_sizes - set(sizes)):
         notes.append(f"pod-mode gate for {n} apps not measured: {n} is not one of --sizes")
+    _from_empty_repeats(server, steady_n, result, budget, notes)
     result["from_empty_variants"] = _variants(server, steady_n, budget, notes)
     return result
+
+
+FROM_EMPTY_RUNS = 3
+"""From-empty runs at the steady state's size (the first is the size's own run): the median and
+the spread judge a change against the noise."""
+
+
+def _from_empty_repeats(
+    server: Server, n: int, result: dict[str, Any], budget: Budget, notes: list[str]
+) -> None:
+    """More from-empty runs of n apps on fresh stacks (gate off), then the median and spread."""
+    first = result["from_empty"].get(str(n))
+    if first is None or "wall_s" not in first:
+        return
+    runs = [{"wall_s": first["wall_s"], "adjacent_floor_s": first["adjacent_floor_s"]}]
+    for i in range(1, FROM_EMPTY_RUNS):
+        if not budget.allows(60 + 4 * n, f"from-empty run {i + 1} of {n} apps", notes):
+            break
+        with temp_stack(f"bench-again-{i}") as stack:
+            stack.write_config(stack_config(app_entries(f"r{i}", n), gate=False))
+            adjacent = adjacent_floor(server, n)
+            up = stack.up(timeout=OP_TIMEOUT)
+            log(f"from empty again ({i + 1}/{FROM_EMPTY_RUNS}), {n} apps: {up.wall_s:.2f} s")
+            if up.ok:
+                runs.append({"wall_s": round(up.wall_s, 3), "adjacent_floor_s": round(adjacent, 3)})
+            else:
+                notes.append(f"from-empty run {i + 1} of {n} apps: {up.error()}")
+            stack.destroy(timeout=OP_TIMEOUT)
+    walls = sorted(r["wall_s"] for r in runs)
+    ratios = sorted(r["wall_s"] / r["adjacent_floor_s"] for r in runs if r["adjacent_floor_s"])
+    first["repeats"] = {
+        "runs": runs,
+        "median_wall_s": walls[len(walls) // 2],
+        "spread_s": round(walls[-1] - walls[0], 3),
+        "median_ratio_to_floor": round(ratios[len(ratios) // 2], 2) if ratios else None,
+    }
 
 
 VARIANTS: tuple[tuple[str, int | None, dict[str, str]], ...] = (

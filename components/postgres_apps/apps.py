@@ -435,18 +435,26 @@ class PostgresApps(pulumi.ComponentResource):
         """One gate per app, parented to the app (it reads the app's Secret). In pod mode one
         `NamespaceProbe` per namespace runs the probe pod for all its apps first."""
         pg = settings.postgres
+        pod_mode = settings.verification.mode == "pod"
         peers_of = {
             app.name: [
+                # Pod mode: the names as plain values, no dependency edges — each namespace's
+                # probe waits for every app of the stack (`_namespace_probes`), and n checks with
+                # edges to 2(n-1) peer resources each made the state, and every checkpoint save,
+                # grow with the square of the apps. Direct mode: each check waits for its peers.
                 ConnectivityPeer(database=other.database_name, role=other.role_name)
-                for name, other in self.databases.items()
-                if name != app.name
+                if pod_mode
+                else ConnectivityPeer(
+                    database=self.databases[other.name].database_name,
+                    role=self.databases[other.name].role_name,
+                )
+                for other in settings.apps
+                if other.name != app.name
             ]
             for app in settings.apps
         }
         probes = (
-            self._namespace_probes(settings, hardening, kubeconfig, peers_of)
-            if settings.verification.mode == "pod"
-            else {}
+            self._namespace_probes(settings, hardening, kubeconfig, peers_of) if pod_mode else {}
         )
         checks: dict[str, ConnectivityCheck] = {}
         for app in settings.apps:
@@ -487,7 +495,7 @@ class PostgresApps(pulumi.ComponentResource):
         kubeconfig: pulumi.Input[str] | None,
         peers_of: Mapping[str, list[ConnectivityPeer]],
     ) -> dict[str, NamespaceProbe]:
-        """Pod mode: one probe run per namespace, after every member's Secret, role, database."""
+        """Pod mode: one probe run per namespace, after every app's Secret, role, database."""
         by_namespace: dict[str, list[AppSpec]] = {}
         for app in settings.apps:
             by_namespace.setdefault(app.namespace, []).append(app)
@@ -509,7 +517,9 @@ class PostgresApps(pulumi.ComponentResource):
                         sslmode=settings.postgres.sslmode,
                     )
                 )
-            ready = [r for app in apps for r in self.databases[app.name].ready_resources]
+            # every app of the stack, not only this namespace's: the members' peers are plain
+            # names, and their isolation is proven only once every peer exists
+            ready = [r for db in self.databases.values() for r in db.ready_resources]
             probes[namespace] = NamespaceProbe(
                 f"{namespace}-probe",
                 NamespaceProbeArgs(

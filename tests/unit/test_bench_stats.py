@@ -96,6 +96,16 @@ def sample_result() -> dict[str, Any]:
                     "resources": 255,
                     "destroy_s": 6.0,
                     "adjacent_floor_s": 4.0,
+                    "repeats": {
+                        "runs": [
+                            {"wall_s": 8.0, "adjacent_floor_s": 4.0},
+                            {"wall_s": 9.0, "adjacent_floor_s": 4.0},
+                            {"wall_s": 7.5, "adjacent_floor_s": 3.0},
+                        ],
+                        "median_wall_s": 8.0,
+                        "spread_s": 1.5,
+                        "median_ratio_to_floor": 2.25,
+                    },
                     "by_type": {
                         "postgresql:index/database:Database": {
                             "steps": 50,
@@ -104,6 +114,15 @@ def sample_result() -> dict[str, Any]:
                         }
                     },
                 }
+            },
+            "state": {
+                "resources": 300,
+                "bytes": 1_380_000,
+                "bytes_per_resource": 4600,
+                "by_field": {
+                    "outputs": {"bytes_per_resource": 1364, "share": 0.296},
+                    "stackTrace": {"bytes_per_resource": 1076, "share": 0.233},
+                },
             },
             "steady": {
                 "apps": 50,
@@ -122,6 +141,7 @@ def sample_result() -> dict[str, Any]:
                     "roundtrip_p95_ms": {"max": 120.0},
                 },
                 "pod-10": {"mode": "pod", "apps": 10, "error": "`pulumi up` failed (exit 255)"},
+                "pod-50": {"mode": "pod", "apps": 50, "wall_s": 28.0, "gate_span_s": 20.0},
             },
             "memory": {
                 "up from empty, 50 apps": {
@@ -139,6 +159,11 @@ def test_targets_use_the_right_numbers() -> None:
     assert got["no-op `pulumi up` with 50 apps ≤ 5 s beyond engine start"] == ("7.50 s", "missed")
     assert got["the gate for 50 apps ≤ 20 s wall (direct mode)"] == ("12.0 s", "met")
     assert got["probe round trip p95 < 100 ms (worst app, direct mode)"] == ("120.0 ms", "missed")
+    assert got["pod-mode gate for 10 apps ≤ 10 s wall (issue 17)"] == (
+        "failed",
+        "missed (the gate failed)",
+    )
+    assert got["pod-mode gate for 50 apps ≤ 30 s wall (issue 17)"] == ("28.0 s", "met")
 
 
 def test_targets_without_engine_are_not_measured() -> None:
@@ -159,6 +184,12 @@ def test_markdown_report_has_every_section_and_row() -> None:
     assert "| pod | 10 | `pulumi up` failed (exit 255) |" in md
     assert "| up from empty, 50 apps | 180 MiB | 600 MiB |" in md
     assert "- pod-mode gate not measured" in md
+    assert (
+        "50 apps from empty, 3 runs on fresh stacks: 8.00 s / 9.00 s / 7.50 s; median 8.00 s, "
+        "spread 1.50 s, median ratio to the adjacent floor 2.2x." in md
+    )
+    assert "300 resources, 1380000 bytes, 4600 bytes per resource" in md
+    assert "| `stackTrace` | 1076 | 23.3 % |" in md
     assert "| `postgresql:index/database:Database` | 50 | 1.25 s | 3.00 s | 6.50 s |" in md
     refused = "| login refused by another app's database (isolation, per pair) | 40.0 ms |"
     assert f"{refused} 98.0 s (n·(n-1) = 2450 logins) |" in md

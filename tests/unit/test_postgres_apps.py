@@ -205,6 +205,36 @@ def test_pod_mode_runs_one_namespace_probe_per_namespace_before_the_checks() -> 
     assert probes["monitoring-probe"].urn in check.dependencies
 
 
+def test_pod_mode_peers_are_plain_names_and_every_probe_waits_for_every_app() -> None:
+    """The state stays linear in the apps: a pod-mode check has no edge to another app's role
+    or database (its peers are plain names); each namespace's probe waits for every app of the
+    stack, other namespaces' included, so isolation is checked once every peer exists."""
+    apps = ["app-test", "n8n", {"name": "grafana", "namespace": "monitoring"}]
+    run, _ = build({"apps": apps})
+    names = ("app-test", "n8n", "grafana")
+    roles = run.monitor.of_type("postgresql:index/role:Role")
+    databases = run.monitor.of_type("postgresql:index/database:Database")
+    owner = {r.urn: r.name.rsplit("-", 1)[0] for r in [*roles, *databases]}
+    assert sorted(set(owner.values())) == sorted(names)
+    for name in names:
+        check = run.monitor.one(CHECK_TYPE, f"{name}-check")
+        others = {u for u in check.dependencies if u in owner and owner[u] != name}
+        assert others == set(), (name, others)  # (property dependencies are among these)
+        peers = unwrap(check.inputs["peers"])
+        assert sorted(p["role"] for p in peers) == sorted(
+            n.replace("-", "_") for n in names if n != name
+        )
+    for probe in run.monitor.of_type(T_PROBE):
+        assert set(owner) <= set(probe.dependencies), probe.name
+
+
+def test_direct_mode_checks_wait_for_their_peers() -> None:
+    run, _ = build({"apps": ["app-test", "n8n"], "verification": {"mode": "direct"}})
+    check = run.monitor.one(CHECK_TYPE, "n8n-check")
+    peer_db = run.monitor.one("postgresql:index/database:Database", "app-test-database")
+    assert peer_db.urn in check.dependencies
+
+
 def test_direct_mode_has_no_namespace_probe() -> None:
     run, _ = build({"apps": ["app-test", "n8n"], "verification": {"mode": "direct"}})
     assert run.monitor.of_type(T_PROBE) == []
