@@ -209,8 +209,7 @@ def test_pod_mode_peers_are_plain_names_and_every_probe_waits_for_every_app() ->
     """The state stays linear in the apps: a pod-mode check has no edge to another app's role
     or database (its peers are plain names); each namespace's probe waits for every app of the
     stack, other namespaces' included, so isolation is checked once every peer exists."""
-    apps = ["app-test", "n8n", {"name": "grafana", "namespace": "monitoring"}]
-    run, _ = build({"apps": apps})
+    run, _ = build({"apps": ["app-test", "n8n", {"name": "grafana", "namespace": "monitoring"}]})
     names = ("app-test", "n8n", "grafana")
     roles = run.monitor.of_type("postgresql:index/role:Role")
     databases = run.monitor.of_type("postgresql:index/database:Database")
