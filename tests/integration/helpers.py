@@ -114,11 +114,9 @@ def run_script(
     as_uid: int | None = None,
     read_only_root: bool = False,
     allowed: Sequence[str] = (),
-    extra_env: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     """probe.sh outside a pod, with the env a pod gets from the Secret; DNS against localhost.
 
-    `extra_env`: more variables, e.g. a batch pod's `PROBE_SLOTS_DIR`/`PROBE_LANE`.
     `bin_dir`: run with that directory as the whole PATH (see `busybox_bin_dir`).
     `as_uid`: run as that uid/gid (no passwd entry needed, like the pod's runAsUser); needs root.
     `read_only_root`: in a private mount namespace, `/` read-only and a fresh 16 MiB tmpfs on
@@ -141,7 +139,6 @@ def run_script(
         **_statement_env(app, peers, allowed),
         "PROBE_ROUNDTRIPS": "10",
         "PROBE_CONNECT_TIMEOUT": "3",
-        **(extra_env or {}),
     }
     proc = subprocess.run(
         [
