@@ -10,8 +10,10 @@ the Secret variables it lacked. The runner creates the Pod, waits, reads the log
 deletes the Pod ALWAYS (success, failure, timeout, interrupt).
 
 Why one container and not one per app: the kubelet starts a pod's containers one after another,
-and the start-up of 25 containers was most of a 25-app probe pod's time (bench of 2026-12-03).
-Scheduling, sandbox, volume and container start are now paid once per namespace.
+and with a container per app the pod's CPU limit, memory and the sessions it opens grew with the
+apps; one container starts once, its limits follow the lanes, and its log is read once. (The
+47-app gate span went from 39.4 s to 23.3 s with this and a cheaper probe together; the bench of
+2026-12-03 did not separate the two: docs/benchmarks.md.)
 
 The builders are pure; the runners take any object with the CoreV1Api methods they use (the
 official `kubernetes` client in production, a recording fake in unit tests).
@@ -250,10 +252,9 @@ def probe_container(
     """The probe pod's one container: every app's variables under its own prefix (`P<i>_`),
     probe.sh as argument, `lanes` apps probing at once.
 
-    One container instead of one per app: the kubelet starts containers one by one (about half a
-    second each on two cores), which made a pod of 25 apps spend most of its time starting. Each
-    app still reads its Secret by `secretKeyRef` as an app does; probe.sh gives each app's psql
-    only that app's values (tests/integration/test_probe.py proves it)."""
+    One container instead of one per app (see the module's docstring). Each app still reads its
+    Secret by `secretKeyRef` as an app does; probe.sh gives each app's psql only that app's
+    values (tests/integration/test_probe.py proves it)."""
     env: list[dict[str, Any]] = [
         {"name": "HOME", "value": TMP_DIR},
         {"name": "TMPDIR", "value": TMP_DIR},
