@@ -291,9 +291,10 @@ class BenchStack:
             timeout=timeout,
         )
 
-    def outputs(self) -> dict[str, Any]:
+    def _json(self, *args: str) -> dict[str, Any]:
+        """A `pulumi stack …` command's JSON answer for this stack."""
         res = subprocess.run(
-            ["pulumi", "stack", "output", "--json", "--show-secrets", *self._stack_args()],
+            ["pulumi", "stack", *args, *self._stack_args()],
             cwd=self.cwd,
             env=self.env,
             capture_output=True,
@@ -304,19 +305,12 @@ class BenchStack:
         data: dict[str, Any] = json.loads(res.stdout)
         return data
 
+    def outputs(self) -> dict[str, Any]:
+        return self._json("output", "--json", "--show-secrets")
+
     def state(self) -> dict[str, Any]:
         """`pulumi stack export` (secrets stay encrypted): what every checkpoint save writes."""
-        res = subprocess.run(
-            ["pulumi", "stack", "export", *self._stack_args()],
-            cwd=self.cwd,
-            env=self.env,
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=True,
-        )
-        data: dict[str, Any] = json.loads(res.stdout)
-        return data
+        return self._json("export")
 
     def remove(self) -> None:
         subprocess.run(

@@ -236,9 +236,11 @@ def adjacent_floor(server: Server, n: int) -> float:
 
 CONNECTION_LIMIT = os.environ.get("BENCH_CONNECTION_LIMIT")
 """Overrides every benchmark app's connectionLimit (see `connection_limit`)."""
-_apps_connection_budget = 96
-"""What the apps' connection limits may add up to: the server's non-superuser connections less
-one (97 - 1 on the local server at max_connections 100; `raised_max_connections` updates it)."""
+DEFAULT_APPS_CONNECTION_BUDGET = 96
+"""What the apps' connection limits may add up to on the local server at max_connections 100:
+its 97 non-superuser connections less one."""
+_apps_connection_budget = DEFAULT_APPS_CONNECTION_BUDGET
+"""The same for this run's server (`raised_max_connections` sets it from the server)."""
 
 
 def connection_limit(n: int) -> int:
@@ -272,7 +274,7 @@ def raised_max_connections(server: Server, wanted: int | None, notes: list[str])
     from tests.e2e.reliability_support import restart_postgres  # noqa: PLC0415
 
     with server.connect() as conn:
-        current, _ = _non_superuser_connections(conn)
+        current, allowed = _non_superuser_connections(conn)
     raise_it = wanted is not None and wanted > current
     if raise_it:
         with server.connect() as conn:
@@ -282,8 +284,8 @@ def raised_max_connections(server: Server, wanted: int | None, notes: list[str])
         how = restart_postgres()
         notes.append(f"max_connections raised from {current} to {wanted} for this run ({how})")
         log(notes[-1])
-    with server.connect() as conn:
-        _, allowed = _non_superuser_connections(conn)
+        with server.connect() as conn:
+            _, allowed = _non_superuser_connections(conn)
     _apps_connection_budget = allowed - 1
     try:
         yield
@@ -293,7 +295,7 @@ def raised_max_connections(server: Server, wanted: int | None, notes: list[str])
                 conn.execute("ALTER SYSTEM RESET max_connections")
             restart_postgres()
             log(f"max_connections back to {current}")
-        _apps_connection_budget = 96
+        _apps_connection_budget = DEFAULT_APPS_CONNECTION_BUDGET
 
 
 def app_entries(kind: str, n: int) -> list[dict[str, Any]]:
