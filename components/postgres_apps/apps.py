@@ -32,6 +32,7 @@ from postgres_apps.retirement import CopyPod, CopyTarget, RetirementCopy, record
 from postgres_apps.server_hardening import ServerHardening, ServerHardeningArgs
 from postgres_apps.settings import AppSpec, StackSettings
 from postgres_apps.verification import ConnectivityCheck, ConnectivityCheckArgs, ConnectivityPeer
+from postgres_apps.verification.apps_ready import AppsReady
 from postgres_apps.verification.namespace_probe import (
     NamespaceProbe,
     NamespaceProbeArgs,
@@ -436,26 +437,28 @@ class PostgresApps(pulumi.ComponentResource):
         `NamespaceProbe` per namespace runs the probe pod for all its apps first."""
         pg = settings.postgres
         pod_mode = settings.verification.mode == "pod"
+        # Every check and namespace probe waits for `AppsReady`, which waits for every app: the
+        # peers are plain names, so that the state grows linearly with the apps (`apps_ready`).
+        ready = AppsReady(
+            "apps-ready",
+            [app.name for app in settings.apps],
+            pulumi.ResourceOptions(
+                parent=self,
+                depends_on=[
+                    *(r for db in self.databases.values() for r in db.ready_resources),
+                    *hardening.ready_resources,
+                ],
+            ),
+        )
         peers_of = {
             app.name: [
-                # Pod mode: the names as plain values, no dependency edges — each namespace's
-                # probe waits for every app of the stack (`_namespace_probes`), and n checks with
-                # edges to 2(n-1) peer resources each made the state, and every checkpoint save,
-                # grow with the square of the apps. Direct mode: each check waits for its peers.
                 ConnectivityPeer(database=other.database_name, role=other.role_name)
-                if pod_mode
-                else ConnectivityPeer(
-                    database=self.databases[other.name].database_name,
-                    role=self.databases[other.name].role_name,
-                )
                 for other in settings.apps
                 if other.name != app.name
             ]
             for app in settings.apps
         }
-        probes = (
-            self._namespace_probes(settings, hardening, kubeconfig, peers_of) if pod_mode else {}
-        )
+        probes = self._namespace_probes(settings, ready, kubeconfig, peers_of) if pod_mode else {}
         checks: dict[str, ConnectivityCheck] = {}
         for app in settings.apps:
             db = self.databases[app.name]
@@ -482,20 +485,18 @@ class PostgresApps(pulumi.ComponentResource):
                     probe_run=probe.run_id if probe else None,
                     probe_report=_result_of(probe, app.name) if probe else None,
                 ),
-                opts=pulumi.ResourceOptions(
-                    parent=db, depends_on=[*db.ready_resources, *hardening.ready_resources]
-                ),
+                opts=pulumi.ResourceOptions(parent=db, depends_on=[ready]),
             )
         return checks
 
     def _namespace_probes(
         self,
         settings: StackSettings,
-        hardening: ServerHardening,
+        ready: AppsReady,
         kubeconfig: pulumi.Input[str] | None,
         peers_of: Mapping[str, list[ConnectivityPeer]],
     ) -> dict[str, NamespaceProbe]:
-        """Pod mode: one probe run per namespace, after every app's Secret, role, database."""
+        """Pod mode: one probe run per namespace, after every app (`ready`)."""
         by_namespace: dict[str, list[AppSpec]] = {}
         for app in settings.apps:
             by_namespace.setdefault(app.namespace, []).append(app)
@@ -517,9 +518,6 @@ class PostgresApps(pulumi.ComponentResource):
                         sslmode=settings.postgres.sslmode,
                     )
                 )
-            # every app of the stack, not only this namespace's: the members' peers are plain
-            # names, and their isolation is proven only once every peer exists
-            ready = [r for db in self.databases.values() for r in db.ready_resources]
             probes[namespace] = NamespaceProbe(
                 f"{namespace}-probe",
                 NamespaceProbeArgs(
@@ -529,9 +527,7 @@ class PostgresApps(pulumi.ComponentResource):
                     kube_context=settings.kube_context,
                     kubeconfig=kubeconfig,
                 ),
-                opts=pulumi.ResourceOptions(
-                    parent=self, depends_on=[*ready, *hardening.ready_resources]
-                ),
+                opts=pulumi.ResourceOptions(parent=self, depends_on=[ready]),
             )
         return probes
 

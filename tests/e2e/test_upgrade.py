@@ -3,10 +3,11 @@ is taken over by this checkout with no replacement and no deletion.
 
 The old program is the commit itself (`git archive`), deployed on the local cluster in pod mode;
 this checkout then runs on the same stack and backend. What must hold: the preview has only
-`same` and `read` steps besides creating the new `PostgresApps` component and the namespace's
-`NamespaceProbe` (0.3: one probe pod per namespace) and the checks' update that judges its
-result; the `up` replaces and deletes nothing; roles and databases keep their OIDs, Secrets
-their UIDs; a refresh through the state the old program wrote (its pickled provider path) works.
+`same` and `read` steps besides creating the new `PostgresApps` component, the namespace's
+`NamespaceProbe` (0.3: one probe pod per namespace) and the `AppsReady` barrier the gate waits
+on (0.3), and the checks' update that judges the probe's result; the `up` replaces and deletes
+nothing; roles and databases keep their OIDs, Secrets their UIDs; a refresh through the state the
+old program wrote (its pickled provider path) works.
 """
 
 from __future__ import annotations
@@ -43,16 +44,19 @@ APPS: list[dict[str, Any]] = [
 ]
 COMPONENT = "postgres-apps:apps:PostgresApps"
 PROBE = "pulumi-python:dynamic/verification:NamespaceProbe"
+READY = "pulumi-python:dynamic/verification:AppsReady"
 CHECK = "pulumi-python:dynamic/verification:ConnectivityCheck"
 EXPECTED_CHANGES = sorted(
     [
         ("create", COMPONENT, "postgres-apps"),
         ("create", PROBE, f"{NAMESPACE}-probe"),
+        ("create", READY, "apps-ready"),
         *(("update", CHECK, f"{a['name']}-check") for a in APPS),
     ]
 )
-"""New in the state: the component (aliases move the rest) and the namespace probe; each check
-is updated once, to judge the probe's result (its new input `probe_run`). Nothing else."""
+"""New in the state: the component (aliases move the rest), the namespace probe and the barrier
+(`AppsReady`); each check is updated once, to judge the probe's result (its new input
+`probe_run`). Nothing else."""
 CHANGING_OPS = {"create", "update", "delete", "replace", "create-replacement", "delete-replaced"}
 
 

@@ -162,6 +162,18 @@ class RecordingMonitor(mocks.MockMonitor):
         assert len(found) == 1, f"no registration with URN {urn}"
         return found[0]
 
+    def upstream(self, urn: str) -> set[str]:
+        """Every URN `urn` waits for, directly or through others: the order the engine keeps."""
+        deps = {r.urn: r.dependencies for r in self.registrations}
+        seen: set[str] = set()
+        todo = list(deps[urn])
+        while todo:
+            dep = todo.pop()
+            if dep not in seen:
+                seen.add(dep)
+                todo.extend(deps.get(dep, []))
+        return seen
+
     @property
     def urns(self) -> set[str]:
         return {r.urn for r in self.registrations}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import runpy
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import pulumi
 import pulumi_postgresql as postgresql
@@ -39,6 +39,11 @@ MOVED_TYPES = {
     "postgres-apps:server_hardening:ServerHardening",
     "postgres-apps:app_database:AppDatabase",
 }
+NEW_CHILD_TYPES = {
+    "pulumi-python:dynamic/verification:AppsReady",
+    "pulumi-python:dynamic/verification:NamespaceProbe",
+}
+"""Children 0.1.x never had: nothing to alias."""
 
 
 def build(args: PostgresAppsArgs, opts: pulumi.ResourceOptions | None = None) -> Any:
@@ -120,7 +125,11 @@ def test_every_child_that_moved_from_the_stack_root_has_an_alias() -> None:
     """0.1.x registered these at the root; each child of PostgresApps must say where it was."""
     run = run_program(THREE_APPS)
     component = run.monitor.one(T_APPS, "postgres-apps")
-    direct = [r for r in run.monitor.registrations if r.parent == component.urn]
+    direct = [
+        r
+        for r in run.monitor.registrations
+        if r.parent == component.urn and r.type not in NEW_CHILD_TYPES
+    ]
     assert {r.type for r in direct} == MOVED_TYPES
     for r in direct:
         assert r.aliases, f"{r.type} {r.name} moved without an alias"
@@ -128,7 +137,7 @@ def test_every_child_that_moved_from_the_stack_root_has_an_alias() -> None:
     # the admin provider and the reads stay at the root, where 0.1.x put them
     assert "::pulumi:pulumi:Stack::" in run.monitor.one(T_PROVIDER, "postgres-admin").parent
     for r in run.monitor.registrations:
-        if r.type not in MOVED_TYPES and r.type != T_APPS and r.parent == component.urn:
+        if r.type not in {*MOVED_TYPES, *NEW_CHILD_TYPES, T_APPS} and r.parent == component.urn:
             pytest.fail(f"{r.type} {r.name} is a new direct child without an alias")
 
 
@@ -180,6 +189,7 @@ def test_a_given_kubeconfig_reaches_every_check_as_a_secret() -> None:
 
 
 T_PROBE = "pulumi-python:dynamic/verification:NamespaceProbe"
+T_READY = "pulumi-python:dynamic/verification:AppsReady"
 
 
 def test_pod_mode_runs_one_namespace_probe_per_namespace_before_the_checks() -> None:
@@ -196,7 +206,7 @@ def test_pod_mode_runs_one_namespace_probe_per_namespace_before_the_checks() -> 
         secrets = run.monitor.of_type("kubernetes:core/v1:Secret")
         mine = [s.urn for s in secrets if s.name.removesuffix("-secret") in members[name]]
         assert len(mine) == len(members[name]), name
-        assert set(mine) <= set(r.dependencies), name
+        assert set(mine) <= run.monitor.upstream(r.urn), name
         # the credentials hash reaches it, never the password
         assert "password" not in json.dumps(unwrap(r.inputs))
         for m in unwrap(r.inputs["members"]):
@@ -205,33 +215,44 @@ def test_pod_mode_runs_one_namespace_probe_per_namespace_before_the_checks() -> 
     assert probes["monitoring-probe"].urn in check.dependencies
 
 
-def test_pod_mode_peers_are_plain_names_and_every_probe_waits_for_every_app() -> None:
-    """The state stays linear in the apps: a pod-mode check has no edge to another app's role
-    or database (its peers are plain names); each namespace's probe waits for every app of the
-    stack, other namespaces' included, so isolation is checked once every peer exists."""
-    run, _ = build({"apps": ["app-test", "n8n", {"name": "grafana", "namespace": "monitoring"}]})
+@pytest.mark.parametrize("mode", ["pod", "direct"])
+def test_peers_are_plain_names_and_the_gate_waits_for_every_app_through_one_barrier(
+    mode: Literal["pod", "direct"],
+) -> None:
+    """The state stays linear in the apps: no check has an edge to another app's resources (its
+    peers are plain names); one `AppsReady` waits for every app of the stack and every check and
+    namespace probe waits for it, so isolation is checked once every peer exists."""
+    run, _ = build(
+        {
+            "apps": ["app-test", "n8n", {"name": "grafana", "namespace": "monitoring"}],
+            "verification": {"mode": mode},
+        }
+    )
     names = ("app-test", "n8n", "grafana")
-    roles = run.monitor.of_type("postgresql:index/role:Role")
-    databases = run.monitor.of_type("postgresql:index/database:Database")
-    owner = {r.urn: r.name.rsplit("-", 1)[0] for r in [*roles, *databases]}
+    [ready] = run.monitor.of_type(T_READY)
+    assert unwrap(ready.inputs["apps"]) == sorted(names)
+    assert ready.parent == run.monitor.of_type(T_APPS)[0].urn
+    owned = [
+        *run.monitor.of_type("postgresql:index/role:Role"),
+        *run.monitor.of_type("postgresql:index/database:Database"),
+        *run.monitor.of_type("kubernetes:core/v1:Secret"),
+    ]
+    owner = {r.urn: r.name.rsplit("-", 1)[0] for r in owned if not r.name.startswith("postgres-")}
     assert sorted(set(owner.values())) == sorted(names)
+    assert set(owner) <= set(ready.dependencies)
+    gated = [*run.monitor.of_type(CHECK_TYPE), *run.monitor.of_type(T_PROBE)]
+    assert len(gated) == (5 if mode == "pod" else 3)
+    for r in gated:
+        assert ready.urn in run.monitor.upstream(r.urn), r.name
     for name in names:
         check = run.monitor.one(CHECK_TYPE, f"{name}-check")
         others = {u for u in check.dependencies if u in owner and owner[u] != name}
         assert others == set(), (name, others)  # (property dependencies are among these)
+        assert set(owner) <= run.monitor.upstream(check.urn), name
         peers = unwrap(check.inputs["peers"])
         assert sorted(p["role"] for p in peers) == sorted(
             n.replace("-", "_") for n in names if n != name
         )
-    for probe in run.monitor.of_type(T_PROBE):
-        assert set(owner) <= set(probe.dependencies), probe.name
-
-
-def test_direct_mode_checks_wait_for_their_peers() -> None:
-    run, _ = build({"apps": ["app-test", "n8n"], "verification": {"mode": "direct"}})
-    check = run.monitor.one(CHECK_TYPE, "n8n-check")
-    peer_db = run.monitor.one("postgresql:index/database:Database", "app-test-database")
-    assert peer_db.urn in check.dependencies
 
 
 def test_direct_mode_has_no_namespace_probe() -> None:
