@@ -9,6 +9,7 @@ one instant. Short-lived processes that start and exit between two samples are m
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 from collections.abc import Mapping
@@ -64,6 +65,15 @@ def parse_status(text: str) -> dict[str, int]:
     return out
 
 
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def parse_cpu_seconds(stat: str) -> float:
+    """utime + stime of a /proc/<pid>/stat text, in seconds (the fields after the command)."""
+    fields = stat.rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
 def descendants(parents: Mapping[int, int], root: int) -> set[int]:
     """Every pid whose parent chain reaches `root` (root excluded)."""
     children: dict[int, list[int]] = {}
@@ -86,6 +96,8 @@ class _Proc:
     argv0: str
     hwm_kb: int = 0
     rss_kb: int = 0
+    cpu_s: float = 0.0
+    """User + system CPU at the last sample (what it used after that sample is not seen)."""
 
 
 @dataclass
@@ -150,6 +162,8 @@ class MemorySampler:
                 known = self.procs[pid] = _Proc(kind=kind, argv0=argv[0] if argv else "?")
             known.hwm_kb = max(known.hwm_kb, status.get("VmHWM", 0))
             known.rss_kb = status.get("VmRSS", 0)
+            with contextlib.suppress(OSError, IndexError, ValueError):  # it may just have exited
+                known.cpu_s = parse_cpu_seconds((PROC / str(pid) / "stat").read_text())
             total += known.rss_kb
         self.peak_total_rss_kb = max(self.peak_total_rss_kb, total)
         self.samples += 1
@@ -159,18 +173,26 @@ class MemorySampler:
             [(p.kind, p.hwm_kb) for p in self.procs.values()],
             self.peak_total_rss_kb,
             self.samples,
+            cpu=[(p.kind, p.cpu_s) for p in self.procs.values()],
         )
 
 
 def summarize_procs(
-    procs: list[tuple[str, int]], peak_total_rss_kb: int, samples: int
+    procs: list[tuple[str, int]],
+    peak_total_rss_kb: int,
+    samples: int,
+    cpu: list[tuple[str, float]] | None = None,
 ) -> dict[str, Any]:
-    """Per kind: number of processes and the largest VmHWM (MiB); plus the peak total RSS."""
+    """Per kind: number of processes, the largest VmHWM (MiB) and, given `cpu`, the CPU seconds
+    of all its processes; plus the peak total RSS."""
     by_kind: dict[str, dict[str, float | int]] = {}
     for kind, hwm_kb in procs:
         entry = by_kind.setdefault(kind, {"processes": 0, "peak_hwm_mib": 0.0})
         entry["processes"] = int(entry["processes"]) + 1
         entry["peak_hwm_mib"] = max(float(entry["peak_hwm_mib"]), round(hwm_kb / 1024, 1))
+    for kind, seconds in cpu or []:
+        entry = by_kind[kind]
+        entry["cpu_s"] = round(float(entry.get("cpu_s", 0.0)) + seconds, 2)
     return {
         "by_kind": dict(sorted(by_kind.items())),
         "peak_total_rss_mib": round(peak_total_rss_kb / 1024, 1),

@@ -9,7 +9,15 @@ import time
 
 import pytest
 
-from bench.procmem import MemorySampler, classify, descendants, parse_status, summarize_procs
+from bench.procmem import (
+    CLOCK_TICKS,
+    MemorySampler,
+    classify,
+    descendants,
+    parse_cpu_seconds,
+    parse_status,
+    summarize_procs,
+)
 
 
 @pytest.mark.parametrize(
@@ -63,11 +71,31 @@ def test_summarize_procs_keeps_the_largest_of_each_kind() -> None:
     assert report["by_kind"]["engine (pulumi)"] == {"processes": 1, "peak_hwm_mib": 1.0}
     assert report["peak_total_rss_mib"] == 200.0
     assert report["samples"] == 7
+    assert "cpu_s" not in report["by_kind"]["engine (pulumi)"]  # no CPU given, none reported
+
+
+def test_cpu_seconds_of_each_kind_are_summed() -> None:
+    report = summarize_procs(
+        [("provider postgresql", 1024), ("provider postgresql", 1024)],
+        peak_total_rss_kb=2048,
+        samples=1,
+        cpu=[("provider postgresql", 1.25), ("provider postgresql", 0.5)],
+    )
+    assert report["by_kind"]["provider postgresql"]["cpu_s"] == 1.75
+
+
+def test_parse_cpu_seconds_reads_utime_and_stime_after_the_command() -> None:
+    # a command name with spaces and a parenthesis must not shift the fields
+    fields = ["S", "1", *["0"] * 9, str(3 * CLOCK_TICKS), str(CLOCK_TICKS), "0"]
+    assert parse_cpu_seconds("42 (a b) c) " + " ".join(fields)) == 4.0
 
 
 def test_sampler_sees_a_real_child_process(tmp_path: object) -> None:
     """A child whose argv says `pulumi.dynamic` is found, classified and its memory recorded."""
-    code = 'import time; x = b"x" * (30 * 1024 * 1024); time.sleep(1.0)'
+    code = (
+        'import time\nx = b"x" * (30 * 1024 * 1024)\n'
+        "while time.process_time() < 0.4:\n    pass\ntime.sleep(0.6)\n"
+    )
     with MemorySampler(interval=0.05) as sampler:
         proc = subprocess.Popen([sys.executable, "-c", code, "pulumi.dynamic"])
         time.sleep(0.8)
@@ -77,5 +105,6 @@ def test_sampler_sees_a_real_child_process(tmp_path: object) -> None:
     entry = report["by_kind"]["dynamic provider (python)"]
     assert entry["processes"] == 1
     assert entry["peak_hwm_mib"] >= 30
+    assert 0.3 <= entry["cpu_s"] <= 1.5, entry  # the busy loop, seen before the sleep
     assert report["peak_total_rss_mib"] >= 30
     assert os.getpid() == sampler.root
