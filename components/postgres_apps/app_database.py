@@ -8,8 +8,8 @@ on one database at once — the cause of "tuple concurrently updated" in pulumi-
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 
 import pulumi
 import pulumi_kubernetes as k8s
@@ -19,15 +19,22 @@ import pulumi_random as random
 from postgres_apps.credentials import secret_data
 from postgres_apps.namespace import MANAGED_BY, PART_OF
 from postgres_apps.scram import role_verifier
-from postgres_apps.settings import AppSpec, DeletionPolicy, PostgresSettings, Profile
+from postgres_apps.settings import (
+    AppSpec,
+    DeletionPolicy,
+    PostgresSettings,
+    Profile,
+    SecretExtras,
+)
 
 PASSWORD_LENGTH = 40
 """Alphanumeric only (URL-, pgpass- and shell-safe): 40 characters ≈ 238 bits."""
 
 
-def secret_labels(app_name: str) -> dict[str, str]:
-    """Labels of the app's Secret."""
-    return {"app.kubernetes.io/name": app_name, **MANAGED_BY, **PART_OF}
+def secret_labels(app_name: str, extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    """Labels of the app's Secret: the operator's `extra` ones, then postgres-apps' own (config
+    refuses an extra label that would replace one of those)."""
+    return {**(extra or {}), "app.kubernetes.io/name": app_name, **MANAGED_BY, **PART_OF}
 
 
 def retention_options(deletion: DeletionPolicy, allow_replace: bool) -> pulumi.ResourceOptions:
@@ -74,7 +81,9 @@ class AppDatabaseArgs:
     sslmode: str
     """libpq sslmode written into the Secret's URIs."""
     profile: Profile | None = None
-    """Extra Secret keys in the form that app reads (`n8n`, `paperless`)."""
+    """Extra Secret keys in the form that app reads (`credentials.PROFILES`)."""
+    secret: SecretExtras = field(default_factory=SecretExtras)
+    """Templated keys, labels and annotations of the Secret beyond the built-in ones."""
     connection_limit: int = 20
     """The role's CONNECTION LIMIT."""
     extensions: Sequence[str] = ()
@@ -101,6 +110,7 @@ class AppDatabaseArgs:
             port=postgres.port,
             sslmode=postgres.sslmode,
             profile=app.profile,
+            secret=app.secret,
             connection_limit=app.connection_limit,
             extensions=tuple(app.extensions),
             deletion=app.deletion,
@@ -229,6 +239,7 @@ class AppDatabase(pulumi.ComponentResource):
                 password=v[2],
                 sslmode=app.sslmode,
                 profile=app.profile,
+                templates=dict(app.secret.keys),
             )
         )
         self.uri = pulumi.Output.secret(data.apply(lambda d: d["uri"]))
@@ -237,7 +248,9 @@ class AppDatabase(pulumi.ComponentResource):
             metadata=k8s.meta.v1.ObjectMetaArgs(
                 name=app.secret_name,
                 namespace=app.namespace,
-                labels=secret_labels(app.name),
+                labels=secret_labels(app.name, dict(app.secret.labels)),
+                # none at all when none are asked for: a Secret made before keeps its state
+                annotations=dict(app.secret.annotations) or None,
             ),
             type="Opaque",
             string_data=pulumi.Output.secret(data),  # type: ignore[arg-type]

@@ -45,6 +45,19 @@ WAS_AT_STACK_ROOT = [pulumi.Alias(parent=pulumi.ROOT_STACK_RESOURCE)]
 aliases keep their URNs (and so every child's) when they move under `PostgresApps`."""
 
 
+class SecretArgs(TypedDict, total=False):
+    """What an app's Secret carries beyond the built-in keys (`postgres-apps:apps[].secret`, and
+    `postgres-apps:secret` for every app). Keys of these mappings are taken as written."""
+
+    keys: Mapping[str, str]
+    """Extra keys: templates over `${host}`, `${port}`, `${host_port}`, `${dbname}`, `${user}`,
+    `${password}`, `${sslmode}`, `${uri}`, `${jdbc_uri}` (`$$` is a literal `$`)."""
+    labels: Mapping[str, str]
+    """Extra labels of the Secret."""
+    annotations: Mapping[str, str]
+    """Annotations of the Secret (not `pulumi.com/*`)."""
+
+
 class AppArgs(TypedDict, total=False):
     """One application (stack config `postgres-apps:apps[]`); only `name` is required."""
 
@@ -52,8 +65,9 @@ class AppArgs(TypedDict, total=False):
     """Lowercase DNS label; role, database (`-` → `_`) and Secret (`<name>-db-credentials`)."""
     namespace: str
     """Where its Secret and check pod go (default: `apps_namespace`)."""
-    profile: Literal["n8n", "paperless"]
-    """Extra Secret keys in the form that app reads (docs/verification.md)."""
+    profile: str
+    """Extra Secret keys in the form that app reads: `n8n`, `paperless` (`credentials.PROFILES`,
+    docs/runbook.md)."""
     connection_limit: int
     """The role's CONNECTION LIMIT (default 20)."""
     extensions: Sequence[str]
@@ -64,6 +78,8 @@ class AppArgs(TypedDict, total=False):
     """Bump to rotate the generated password."""
     allow_replace: bool
     """Let a replacing change drop and recreate role/database (unprotected apps only)."""
+    secret: SecretArgs
+    """Templated keys, labels and annotations of its Secret."""
 
 
 class PostgresServerArgs(TypedDict, total=False):
@@ -161,6 +177,8 @@ class PostgresAppsArgs(TypedDict, total=False):
     """Ignore-lists of the unmanaged report."""
     retirement: RetirementArgs
     """Where the copies taken before a drop go."""
+    secret: SecretArgs
+    """Secret keys, labels and annotations for every app (an app's own `secret` wins)."""
     kube_context: str
     """kubeconfig context of the cluster the gate's pods run in (default: `kubernetes:context`)."""
     kubeconfig: pulumi.Input[str]
@@ -178,9 +196,16 @@ def _snake(key: str) -> str:
     return re.sub(r"(?<=[a-z0-9])([A-Z])", lambda m: "_" + m.group(1).lower(), key)
 
 
+VERBATIM_MAPPINGS = frozenset({"keys", "labels", "annotations"})
+"""`secret.*` mappings: their keys are the operator's (Secret keys, label keys), never renamed."""
+
+
 def _rekey(value: object, rename: Any) -> object:
     if isinstance(value, Mapping):
-        return {rename(str(k)): _rekey(v, rename) for k, v in value.items()}
+        return {
+            rename(str(k)): v if k in VERBATIM_MAPPINGS else _rekey(v, rename)
+            for k, v in value.items()
+        }
     if isinstance(value, list | tuple):
         return [_rekey(v, rename) for v in value]
     return value

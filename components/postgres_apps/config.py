@@ -36,6 +36,13 @@ config:
       deletion: protect            # protect | retain | drop
       passwordVersion: 0           # bump to rotate the password
       allowReplace: false          # let a replacing change drop and recreate (unprotected apps)
+      secret:                      # beyond the built-in keys (and the profile's)
+        keys:                      # templates over ${host} ${port} ${host_port} ${dbname}
+          N8N_DB_URL: ${uri}       #   ${user} ${password} ${sslmode} ${uri} ${jdbc_uri}; $$ is $
+        labels: {team: automation}
+        annotations: {reloader.stakater.com/match: "true"}
+  postgres-apps:secret:            # the same shape, for every app (an app's own entry wins)
+    annotations: {}
   postgres-apps:verification:
     enabled: true
     mode: pod                      # pod | direct
@@ -69,6 +76,10 @@ Refused besides malformed values (issue 11):
 - `adminPassword` set without `--secret` (the message gives the command, never the value);
 - in `unmanaged.ignoreRoles` / `ignoreDatabases`: an app's own role / database (it is managed,
   never reported);
+- in `secret.keys`: a built-in key, a key of the app's profile (also from the stack-wide
+  `postgres-apps:secret`), a template naming anything but `TEMPLATE_FIELDS`; in `secret.labels`
+  the labels postgres-apps sets itself; in `secret.annotations` `pulumi.com/*` (read by the
+  Kubernetes provider); label and annotation keys must be Kubernetes qualified names;
 - in `hardenDatabases` and `allowedDatabases`: an app's own database; in `hardenDatabases`:
   `template0` (it accepts no connections). Both take lowercase unquoted identifiers.
 
@@ -92,6 +103,7 @@ import json
 import math
 import re
 from collections.abc import Callable, Mapping
+from string import Template
 from typing import Annotated, Any, Literal, cast
 
 import pulumi
@@ -108,6 +120,8 @@ from pydantic import (
 from pydantic.alias_generators import to_camel
 from pydantic_core import ErrorDetails, PydanticCustomError
 
+from postgres_apps.credentials import BASE_KEYS, PROFILE_KEYS, TEMPLATE_FIELDS
+from postgres_apps.namespace import MANAGED_BY, PART_OF
 from postgres_apps.settings import (
     CONFIG_NAMESPACE,
     DEFAULT_CONNECTION_BUDGET_WARN_PERCENT,
@@ -119,6 +133,7 @@ from postgres_apps.settings import (
     Profile,
     RerunPolicy,
     RetirementSettings,
+    SecretExtras,
     StackSettings,
     UnmanagedSettings,
     VerificationMode,
@@ -213,6 +228,12 @@ _HOST_NAME = re.compile(
 )
 """RFC 1123 host name (IP literals are checked with `ipaddress`, see `_valid_host`)."""
 _SECRET_KEY = re.compile(r"[-._a-zA-Z0-9]+")
+_QUALIFIED_NAME = re.compile(
+    r"(?:(?P<prefix>[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*)/)?"
+    r"(?P<name>[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)"
+)
+"""A label or annotation key: optional DNS-subdomain prefix (≤ 253) and `/`, a name (≤ 63)."""
+_LABEL_VALUE = re.compile(r"([A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)?")
 _EXTENSION = re.compile(r"[a-z][a-z0-9_-]*")
 _IMAGE = re.compile(r"[^\s]+")
 _DATABASE = re.compile(r"[a-z_][a-z0-9_]*")
@@ -375,6 +396,15 @@ def _refuse(*problems: str, at: str = "") -> PydanticCustomError:
     return PydanticCustomError("config", "{problems}", {"problems": list(problems), "at": at})
 
 
+def _refuse_each(problems: list[tuple[str, str]]) -> PydanticCustomError:
+    """Several problems, each at its own key below the error's path: (`.key`, message) pairs."""
+    return PydanticCustomError(
+        "config",
+        "{problems}",
+        {"problems": [text for _, text in problems], "at": "", "ats": [at for at, _ in problems]},
+    )
+
+
 def _problems(error: ValidationError) -> list[str]:
     """Every problem as `postgres-apps:<key path>: <message>`, unknown keys first in their
     mapping (as the operator reads it: the typo, then the values)."""
@@ -383,7 +413,11 @@ def _problems(error: ValidationError) -> list[str]:
         loc = tuple(e["loc"])
         if e["type"] == "config":
             ctx = e.get("ctx", {})
-            out += [(loc, f"{_key(_path(loc) + ctx['at'])}: {p}") for p in ctx["problems"]]
+            ats = ctx.get("ats") or [ctx["at"]] * len(ctx["problems"])
+            out += [
+                (loc, f"{_key(_path(loc) + at)}: {p}")
+                for at, p in zip(ats, ctx["problems"], strict=True)
+            ]
             continue
         if e["type"] == "extra_forbidden":
             at = next((i for i, (o, _) in enumerate(out) if o[: len(loc) - 1] == loc[:-1]), None)
@@ -575,6 +609,111 @@ def _secret(value: object) -> object:
     )
 
 
+SECRET_LABELS = (*sorted(MANAGED_BY), *sorted(PART_OF), "app.kubernetes.io/name")
+"""Labels postgres-apps sets on every app Secret itself (`app_database.secret_labels`)."""
+PROVIDER_ANNOTATION_PREFIX = "pulumi.com/"
+"""Annotations the Kubernetes provider reads as instructions (`pulumi.com/skipAwait`, ...)."""
+
+
+def _qualified_name_problem(key: str) -> str | None:
+    match = _QUALIFIED_NAME.fullmatch(key)
+    too_long = match is not None and (
+        len(match["name"]) > MAX_K8S_NAME or len(match["prefix"] or "") > 253
+    )
+    if match is None or too_long:
+        return (
+            f"{_show(key)} is not a Kubernetes qualified name (an optional DNS-subdomain prefix "
+            "and '/', then at most 63 letters, digits, '-', '_' or '.', starting and ending "
+            "with a letter or digit)"
+        )
+    return None
+
+
+def _secret_keys(keys: dict[str, str]) -> dict[str, str]:
+    """Extra Secret keys: a valid key that is no built-in one, and a template that names only
+    the connection facts."""
+    problems: list[tuple[str, str]] = []
+    known = ", ".join(f"${{{name}}}" for name in TEMPLATE_FIELDS)
+    for key, template in keys.items():
+        at = f".{key}"
+        if not _SECRET_KEY.fullmatch(key) or len(key) > 253:
+            problems.append(
+                (at, f"{_show(key)} is not a Secret key (letters, digits, '-', '_' and '.')")
+            )
+        elif key in BASE_KEYS:
+            problems.append(
+                (at, f"{_show(key)} is a built-in key of the app's Secret; choose another name")
+            )
+        parsed = Template(template)
+        if not parsed.is_valid():
+            problems.append(
+                (
+                    at,
+                    f"{_show(template)} is not a valid template: a placeholder is ${{name}} "
+                    f"({known}) and a literal $ is $$",
+                )
+            )
+            continue
+        for name in parsed.get_identifiers():
+            if name not in TEMPLATE_FIELDS:
+                hint = difflib.get_close_matches(name, list(TEMPLATE_FIELDS), n=1)
+                suggestion = f" (did you mean ${{{hint[0]}}}?)" if hint else ""
+                problems.append(
+                    (at, f"unknown placeholder ${{{name}}}{suggestion}; known: {known}")
+                )
+    if problems:
+        raise _refuse_each(problems)
+    return keys
+
+
+def _secret_labels(labels: dict[str, str]) -> dict[str, str]:
+    problems: list[tuple[str, str]] = []
+    for key, value in labels.items():
+        at = f".{key}"
+        problem = _qualified_name_problem(key)
+        if problem is not None:
+            problems.append((at, problem))
+        elif key in SECRET_LABELS:
+            problems.append(
+                (at, f"{_show(key)} is set by postgres-apps on every app Secret; choose another")
+            )
+        if not _LABEL_VALUE.fullmatch(value) or len(value) > MAX_K8S_NAME:
+            problems.append(
+                (
+                    at,
+                    f"{_show(value)} is not a label value (at most 63 letters, digits, '-', '_' "
+                    "or '.', starting and ending with a letter or digit)",
+                )
+            )
+    if problems:
+        raise _refuse_each(problems)
+    return labels
+
+
+def _secret_annotations(annotations: dict[str, str]) -> dict[str, str]:
+    problems: list[tuple[str, str]] = []
+    for key in annotations:
+        problem = _qualified_name_problem(key)
+        if problem is None and key.startswith(PROVIDER_ANNOTATION_PREFIX):
+            problem = (
+                f"{_show(key)} is an instruction to the Pulumi Kubernetes provider "
+                f"({PROVIDER_ANNOTATION_PREFIX}*), not an annotation for the app"
+            )
+        if problem is not None:
+            problems.append((f".{key}", problem))
+    if problems:
+        raise _refuse_each(problems)
+    return annotations
+
+
+def _known_profile(profile: str) -> str:
+    if profile not in PROFILE_KEYS:
+        raise _refuse(
+            f"{_show(profile)} is not one of " + ", ".join(f'"{p}"' for p in PROFILE_KEYS)
+        )
+    return profile
+
+
 Namespace = Annotated[
     str,
     _text(_DNS_LABEL, "a DNS-1123 label (a namespace name)", 63),
@@ -653,10 +792,31 @@ class _Postgres(_Model):
         return self
 
 
+class _Secret(_Model):
+    keys: Annotated[dict[str, str], AfterValidator(_secret_keys)] = Field(default_factory=dict)
+    labels: Annotated[dict[str, str], AfterValidator(_secret_labels)] = Field(default_factory=dict)
+    annotations: Annotated[dict[str, str], AfterValidator(_secret_annotations)] = Field(
+        default_factory=dict
+    )
+
+    def extras_for(self, app: _Secret) -> SecretExtras:
+        """These stack-wide entries with the app's own over them."""
+        return SecretExtras(
+            keys=tuple({**self.keys, **app.keys}.items()),
+            labels=tuple({**self.labels, **app.labels}.items()),
+            annotations=tuple({**self.annotations, **app.annotations}.items()),
+        )
+
+
+def _profile_collisions(keys: Mapping[str, str], profile: str | None) -> list[str]:
+    """Keys of `keys` that the profile already sets (in `keys`' order)."""
+    return [k for k in keys if profile is not None and k in PROFILE_KEYS[profile]]
+
+
 class _App(_Model):
     name: Annotated[str, _text(None, ""), AfterValidator(_app_name)]
     namespace: Namespace | None = None
-    profile: Profile | None = None
+    profile: Annotated[Profile, AfterValidator(_known_profile)] | None = None
     connection_limit: Annotated[
         int,
         _between(1, MAX_CONNECTION_LIMIT, "a connection limit"),
@@ -668,6 +828,23 @@ class _App(_Model):
     deletion: DeletionPolicy = "protect"
     password_version: Annotated[int, _between(0, 1_000_000, "a version")] = 0
     allow_replace: bool = False
+    secret: _Secret = Field(default_factory=_Secret)
+
+    @model_validator(mode="after")
+    def _keys_free_of_the_profile(self) -> _App:
+        taken = _profile_collisions(self.secret.keys, self.profile)
+        if taken:
+            raise _refuse_each(
+                [
+                    (
+                        f".secret.keys.{key}",
+                        f"{_show(key)} is a key of the profile {_show(self.profile)}; choose "
+                        "another name, or leave the profile out and template every key yourself",
+                    )
+                    for key in taken
+                ]
+            )
+        return self
 
     @model_validator(mode="before")
     @classmethod
@@ -750,6 +927,28 @@ class _Stack(_Model):
     ] = Field(default_factory=list)
     unmanaged: _Unmanaged = Field(default_factory=_Unmanaged)
     retirement: _Retirement = Field(default_factory=_Retirement)
+    secret: _Secret = Field(default_factory=_Secret)
+    """Secret keys, labels and annotations for every app (an app's own `secret` wins)."""
+
+    @model_validator(mode="after")
+    def _stack_keys_free_of_profiles(self) -> _Stack:
+        problems: list[tuple[str, str]] = []
+        for key in self.secret.keys:
+            users = [
+                f"the profile {_show(app.profile)} of apps[{i}] ({app.name})"
+                for i, app in enumerate(self.apps)
+                if key not in app.secret.keys and _profile_collisions({key: ""}, app.profile)
+            ]
+            if users:
+                problems.append(
+                    (
+                        f"secret.keys.{key}",
+                        f"{_show(key)} is a key of {', '.join(users)}; choose another name",
+                    )
+                )
+        if problems:
+            raise _refuse_each(problems)
+        return self
 
     @model_validator(mode="after")
     def _default_apps_namespace(self) -> _Stack:
@@ -774,6 +973,7 @@ class _Stack(_Model):
                         **app.fields(),
                         "namespace": app.namespace
                         or (app.name if self.namespace_per_app else self.apps_namespace),
+                        "secret": self.secret.extras_for(app.secret),
                     }
                 )
                 for app in self.apps
@@ -795,6 +995,8 @@ _MODELS: dict[tuple[str, ...], type[_Model]] = {
     ("verification",): _Verification,
     ("unmanaged",): _Unmanaged,
     ("retirement",): _Retirement,
+    ("secret",): _Secret,
+    ("apps", "secret"): _Secret,
 }
 
 

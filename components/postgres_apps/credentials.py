@@ -1,15 +1,17 @@
-"""The app's Secret contents: a pure function of the connection parameters.
+"""The app's Secret contents: a pure function of the connection facts.
 
 Key names follow the CloudNativePG application Secret (`host`, `port`, `dbname`, `user`,
-`username`, `password`, `uri`, `jdbc-uri`, `pgpass`) plus `DATABASE_URL`; a profile adds the names
-a known application reads.
+`username`, `password`, `uri`, `jdbc-uri`, `pgpass`) plus `DATABASE_URL`. Everything beyond them
+is a template over the same facts (`TEMPLATE_FIELDS`, `${host}` style, `string.Template`): a
+profile (`PROFILES`) is a named set of templates in the form a known application reads, and an app
+(or the stack, for every app) adds its own (`secret.keys` in config).
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from string import Template
 from urllib.parse import quote, urlencode
-
-from postgres_apps.settings import Profile
 
 BASE_KEYS = (
     "host",
@@ -23,36 +25,40 @@ BASE_KEYS = (
     "pgpass",
     "DATABASE_URL",
 )
-PROFILE_KEYS: dict[str, tuple[str, ...]] = {
-    "n8n": (
-        "DB_TYPE",
-        "DB_POSTGRESDB_HOST",
-        "DB_POSTGRESDB_PORT",
-        "DB_POSTGRESDB_DATABASE",
-        "DB_POSTGRESDB_USER",
-        "DB_POSTGRESDB_PASSWORD",
-    ),
-    "paperless": (
-        "PAPERLESS_DBENGINE",
-        "PAPERLESS_DBHOST",
-        "PAPERLESS_DBPORT",
-        "PAPERLESS_DBNAME",
-        "PAPERLESS_DBUSER",
-        "PAPERLESS_DBPASS",
-    ),
+TEMPLATE_FIELDS: Mapping[str, str] = {
+    "host": "the host as the app reaches it (`postgres.host`)",
+    "port": "the port as the app reaches it",
+    "host_port": "host:port, an IPv6 host in brackets",
+    "dbname": "the app's database",
+    "user": "the app's login role",
+    "password": "the generated password",
+    "sslmode": "the libpq sslmode (`postgres.sslmode`)",
+    "uri": "the `uri` key's libpq URI (with the password)",
+    "jdbc_uri": "the `jdbc-uri` key's pgJDBC URL (with the password)",
 }
-SENSITIVE_KEYS = frozenset(
-    {
-        "password",
-        "uri",
-        "jdbc-uri",
-        "pgpass",
-        "DATABASE_URL",
-        "DB_POSTGRESDB_PASSWORD",
-        "PAPERLESS_DBPASS",
-    }
-)
-"""Keys whose value contains the password (all values end up secret anyway)."""
+"""What a template may name, `${name}`; `$$` is a literal `$`."""
+PROFILES: Mapping[str, Mapping[str, str]] = {
+    # n8n: https://docs.n8n.io/hosting/configuration/environment-variables/database/
+    "n8n": {
+        "DB_TYPE": "postgresdb",
+        "DB_POSTGRESDB_HOST": "${host}",
+        "DB_POSTGRESDB_PORT": "${port}",
+        "DB_POSTGRESDB_DATABASE": "${dbname}",
+        "DB_POSTGRESDB_USER": "${user}",
+        "DB_POSTGRESDB_PASSWORD": "${password}",
+    },
+    # Paperless-ngx: https://docs.paperless-ngx.com/configuration/#database
+    "paperless": {
+        "PAPERLESS_DBENGINE": "postgresql",
+        "PAPERLESS_DBHOST": "${host}",
+        "PAPERLESS_DBPORT": "${port}",
+        "PAPERLESS_DBNAME": "${dbname}",
+        "PAPERLESS_DBUSER": "${user}",
+        "PAPERLESS_DBPASS": "${password}",
+    },
+}
+"""Each profile's keys and their templates (validated like an app's own by the unit tests)."""
+PROFILE_KEYS: Mapping[str, tuple[str, ...]] = {name: tuple(t) for name, t in PROFILES.items()}
 
 
 def _url_host(host: str) -> str:
@@ -89,6 +95,11 @@ def pgpass_line(*, host: str, port: int, dbname: str, user: str, password: str) 
     return ":".join(_pgpass_escape(f) for f in fields) + "\n"
 
 
+def render(template: str, facts: Mapping[str, str]) -> str:
+    """One template over the connection facts (`TEMPLATE_FIELDS`; validated at config time)."""
+    return Template(template).substitute(facts)
+
+
 def secret_data(
     *,
     host: str,
@@ -97,10 +108,15 @@ def secret_data(
     user: str,
     password: str,
     sslmode: str,
-    profile: Profile | None = None,
+    profile: str | None = None,
+    templates: Mapping[str, str] | None = None,
 ) -> dict[str, str]:
-    """Every key/value of the app's Secret `<name>-db-credentials`."""
+    """Every key/value of the app's Secret `<name>-db-credentials`: the built-in keys, then the
+    profile's, then the app's own templated keys (`templates`, key → template)."""
     uri = postgres_uri(
+        host=host, port=port, dbname=dbname, user=user, password=password, sslmode=sslmode
+    )
+    jdbc = jdbc_uri(
         host=host, port=port, dbname=dbname, user=user, password=password, sslmode=sslmode
     )
     data = {
@@ -111,34 +127,24 @@ def secret_data(
         "username": user,
         "password": password,
         "uri": uri,
-        "jdbc-uri": jdbc_uri(
-            host=host, port=port, dbname=dbname, user=user, password=password, sslmode=sslmode
-        ),
+        "jdbc-uri": jdbc,
         "pgpass": pgpass_line(host=host, port=port, dbname=dbname, user=user, password=password),
         "DATABASE_URL": uri,
     }
-    if profile == "n8n":
-        data.update(
-            {
-                "DB_TYPE": "postgresdb",
-                "DB_POSTGRESDB_HOST": host,
-                "DB_POSTGRESDB_PORT": str(port),
-                "DB_POSTGRESDB_DATABASE": dbname,
-                "DB_POSTGRESDB_USER": user,
-                "DB_POSTGRESDB_PASSWORD": password,
-            }
-        )
-    elif profile == "paperless":
-        data.update(
-            {
-                "PAPERLESS_DBENGINE": "postgresql",
-                "PAPERLESS_DBHOST": host,
-                "PAPERLESS_DBPORT": str(port),
-                "PAPERLESS_DBNAME": dbname,
-                "PAPERLESS_DBUSER": user,
-                "PAPERLESS_DBPASS": password,
-            }
-        )
-    elif profile is not None:
-        raise ValueError(f"unknown profile {profile!r}; known: {', '.join(PROFILE_KEYS)}")
+    if profile is not None and profile not in PROFILES:
+        raise ValueError(f"unknown profile {profile!r}; known: {', '.join(PROFILES)}")
+    extra = {**(PROFILES[profile] if profile is not None else {}), **(templates or {})}
+    if extra:
+        facts = {
+            "host": host,
+            "port": str(port),
+            "host_port": f"{_url_host(host)}:{port}",
+            "dbname": dbname,
+            "user": user,
+            "password": password,
+            "sslmode": sslmode,
+            "uri": uri,
+            "jdbc_uri": jdbc,
+        }
+        data.update({key: render(template, facts) for key, template in extra.items()})
     return data

@@ -12,7 +12,8 @@ from typing import Literal
 DeletionPolicy = Literal["protect", "retain", "drop"]
 VerificationMode = Literal["pod", "direct"]
 RerunPolicy = Literal["always", "on-change"]
-Profile = Literal["n8n", "paperless"]
+Profile = str
+"""A key of `postgres_apps.credentials.PROFILES` (checked by `postgres_apps.config`)."""
 
 CONFIG_NAMESPACE = "postgres-apps"
 SECRET_SUFFIX = "-db-credentials"  # noqa: S105 - a name suffix, not a password
@@ -52,6 +53,19 @@ class PostgresSettings:
 
 
 @dataclass(frozen=True)
+class SecretExtras:
+    """What an app's Secret carries beyond its built-in and profile keys (`secret:` in config;
+    the stack-wide `postgres-apps:secret` is already merged in, the app's entries winning)."""
+
+    keys: tuple[tuple[str, str], ...] = ()
+    """(key, template) pairs: templates over `postgres_apps.credentials.TEMPLATE_FIELDS`."""
+    labels: tuple[tuple[str, str], ...] = ()
+    """Extra labels (beside the ones postgres-apps sets), e.g. for a reloader or Argo CD."""
+    annotations: tuple[tuple[str, str], ...] = ()
+    """Annotations, e.g. `reloader.stakater.com/match: "true"`."""
+
+
+@dataclass(frozen=True)
 class AppSpec:
     """One application: everything else about it is derived from its name."""
 
@@ -66,6 +80,8 @@ class AppSpec:
     allow_replace: bool = False
     """Let a change that replaces role/database go ahead (drop first, then create). Without it a
     replacement is refused: by `protect`, or (unprotected) by the existing name on create."""
+    secret: SecretExtras = field(default_factory=SecretExtras)
+    """Templated keys, labels and annotations of the app's Secret."""
 
     @property
     def role_name(self) -> str:

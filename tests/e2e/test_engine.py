@@ -156,6 +156,83 @@ def test_each_secret_decodes_and_logs_in(deployed: ProjectStack) -> None:
             assert data["PAPERLESS_DBPASS"] == data["password"]
 
 
+SECRET_TYPE = "kubernetes:core/v1:Secret"
+
+
+def test_templated_keys_labels_and_annotations_reach_the_secret_in_place(
+    deployed: ProjectStack,
+) -> None:
+    """`secret` in config (one app's keys and label, a stack-wide annotation) updates the Secrets
+    in place — nothing created, deleted or replaced — the templated DSN logs in, and taking the
+    config away gives the Secrets back as they were (no annotations left)."""
+    dsn = "host=${host} port=${port} dbname=${dbname} user=${user} password=${password}"
+    shaped = {
+        **APPS[0],
+        "secret": {
+            "keys": {"APP_DSN": dsn, "APP_HOSTPORT": "${host_port}", "PRICE": "$$5"},
+            "labels": {"team": "e2e"},
+        },
+    }
+    cfg = config([shaped, *APPS[1:]])
+    cfg["postgres-apps:secret"] = {"annotations": {"example.com/reload": "true"}}
+    name = f"{APPS[0]['name']}-db-credentials"
+
+    def metadata(field: str) -> str:
+        out = kubectl(
+            "get", "secret", "-n", NAMESPACE, name, "-o", f"jsonpath={{.metadata.{field}}}"
+        )
+        return out.stdout
+
+    ops: dict[str, str] = {}
+
+    def on_event(event: auto.EngineEvent) -> None:
+        pre = event.resource_pre_event
+        if pre is not None and pre.metadata.op.value not in ("same", "read"):
+            ops[pre.metadata.urn] = pre.metadata.op.value
+
+    deployed.write_config(cfg)
+    try:
+        deployed.up(on_event=on_event)
+        secrets = {u: op for u, op in ops.items() if f"${SECRET_TYPE}::" in u}
+        assert sorted(secrets.values()) == ["update"] * len(APPS), secrets
+        others = {u: op for u, op in ops.items() if u not in secrets}
+        assert set(others.values()) <= {"update"}, others  # the checks (`rerun: always`)
+        data = secret_data(NAMESPACE, name)
+        assert data["APP_HOSTPORT"] == f"{data['host']}:{data['port']}"
+        assert data["PRICE"] == "$5"
+        parsed = psycopg.conninfo.conninfo_to_dict(data["APP_DSN"])
+        assert (parsed["host"], parsed["dbname"], parsed["user"]) == (
+            data["host"],
+            data["dbname"],
+            data["user"],
+        )
+        # the DSN as the app reads it logs in (host and port swapped for the admin endpoint)
+        with psycopg.connect(
+            data["APP_DSN"], host=ADMIN_HOST, port=ADMIN_PORT, connect_timeout=5
+        ) as conn:
+            assert conn.execute("SELECT current_user").fetchone() == (data["user"],)
+        assert '"team":"e2e"' in metadata("labels")
+        assert '"app.kubernetes.io/part-of":"postgres-apps"' in metadata("labels")
+        assert metadata("annotations") == '{"example.com/reload":"true"}'
+        other = kubectl(
+            "get",
+            "secret",
+            "-n",
+            NAMESPACE,
+            f"{APPS[1]['name']}-db-credentials",
+            "-o",
+            "jsonpath={.metadata.annotations}",
+        )
+        assert other.stdout == '{"example.com/reload":"true"}'  # stack-wide: every app
+    finally:
+        deployed.write_config(config(APPS))
+    deployed.up()
+    data = secret_data(NAMESPACE, name)
+    assert not {"APP_DSN", "APP_HOSTPORT", "PRICE"} & set(data)
+    assert metadata("annotations") == ""
+    assert '"team"' not in metadata("labels")
+
+
 def test_verification_outputs(deployed: ProjectStack) -> None:
     apps = deployed.outputs()["apps"]
     for app in APPS:

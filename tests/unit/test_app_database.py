@@ -17,7 +17,7 @@ from postgres_apps.app_database import (
 )
 from postgres_apps.credentials import BASE_KEYS, PROFILE_KEYS
 from postgres_apps.scram import role_verifier
-from postgres_apps.settings import AppSpec, DeletionPolicy, PostgresSettings
+from postgres_apps.settings import AppSpec, DeletionPolicy, PostgresSettings, SecretExtras
 from tests.unit.conftest import (
     AWKWARD_PASSWORD,
     ProgramMocks,
@@ -186,6 +186,32 @@ def test_secret(profile: Any) -> None:
     for dep in ("my-app-role", "my-app-database"):
         type_ = T_ROLE if dep.endswith("role") else T_DATABASE
         assert child(run, type_, dep).urn in secret.dependencies
+
+
+def test_secret_extras_reach_the_secret_and_nothing_else_changes_without_them() -> None:
+    extras = SecretExtras(
+        keys=(("APP_DB_URL", "${uri}"), ("APP_DB_HOSTPORT", "${host_port}"), ("PRICE", "$$5")),
+        labels=(("team", "automation"),),
+        annotations=(("reloader.stakater.com/match", "true"),),
+    )
+    app = AppSpec(name="my-app", namespace="team-a", profile="n8n", secret=extras)
+    run, _ = build(app, password=AWKWARD_PASSWORD)
+    secret = child(run, T_SECRET, "my-app-secret")
+    data = unwrap(secret.inputs["stringData"])
+    assert set(data) == set(BASE_KEYS) | set(PROFILE_KEYS["n8n"]) | {
+        "APP_DB_URL",
+        "APP_DB_HOSTPORT",
+        "PRICE",
+    }
+    assert data["APP_DB_URL"] == data["uri"]
+    assert data["APP_DB_HOSTPORT"] == f"{PG.host}:{PG.port}"
+    assert data["PRICE"] == "$5"
+    meta = secret.plain["metadata"]
+    assert meta["labels"] == {**secret_labels("my-app"), "team": "automation"}
+    assert meta["annotations"] == {"reloader.stakater.com/match": "true"}
+    # without extras the Secret has no annotations at all (a Secret made before stays as it is)
+    plain, _ = build(AppSpec(name="my-app", namespace="team-a"))
+    assert "annotations" not in child(plain, T_SECRET, "my-app-secret").plain["metadata"]
 
 
 def test_component_outputs_keep_password_secret() -> None:

@@ -16,7 +16,13 @@ from postgres_apps.config import (
     load_settings,
     parse_settings,
 )
-from postgres_apps.settings import AppSpec, PostgresSettings, StackSettings, VerificationSettings
+from postgres_apps.settings import (
+    AppSpec,
+    PostgresSettings,
+    SecretExtras,
+    StackSettings,
+    VerificationSettings,
+)
 from tests.unit.conftest import REPO, ProgramMocks, RecordingMonitor, run_program, run_under_mocks
 
 
@@ -644,6 +650,73 @@ BAD_CASES: list[tuple[str, dict[str, Any], str]] = [
         'postgres-apps:verification.allowedDatabases[0]: "n8n" is the database of '
         "postgres-apps:apps[0]",
     ),
+    (
+        "secret key that is built in",
+        {"apps": [{"name": "a", "secret": {"keys": {"uri": "${uri}"}}}]},
+        'postgres-apps:apps[0].secret.keys.uri: "uri" is a built-in key of the app\'s Secret',
+    ),
+    (
+        "secret key that is no Secret key",
+        {"apps": [{"name": "a", "secret": {"keys": {"DB URL": "${uri}"}}}]},
+        'postgres-apps:apps[0].secret.keys.DB URL: "DB URL" is not a Secret key',
+    ),
+    (
+        "unknown placeholder, with its near miss",
+        {"apps": [{"name": "a", "secret": {"keys": {"DB_PASS": "${pasword}"}}}]},
+        "postgres-apps:apps[0].secret.keys.DB_PASS: unknown placeholder ${pasword} "
+        "(did you mean ${password}?); known: ${host}, ${port}",
+    ),
+    (
+        "a lone dollar in a template",
+        {"apps": [{"name": "a", "secret": {"keys": {"PRICE": "5$"}}}]},
+        'postgres-apps:apps[0].secret.keys.PRICE: "5$" is not a valid template',
+    ),
+    (
+        "a template that is no string",
+        {"apps": [{"name": "a", "secret": {"keys": {"PORT2": 5432}}}]},
+        "postgres-apps:apps[0].secret.keys.PORT2: must be a string, got a number 5432",
+    ),
+    (
+        "app key taken by its profile",
+        {"apps": [{"name": "n8n", "profile": "n8n", "secret": {"keys": {"DB_TYPE": "x"}}}]},
+        'postgres-apps:apps[0].secret.keys.DB_TYPE: "DB_TYPE" is a key of the profile "n8n"',
+    ),
+    (
+        "stack-wide key taken by an app's profile",
+        {
+            "apps": ["plain", {"name": "docs", "profile": "paperless"}],
+            "secret": {"keys": {"PAPERLESS_DBHOST": "${host}"}},
+        },
+        'postgres-apps:secret.keys.PAPERLESS_DBHOST: "PAPERLESS_DBHOST" is a key of the profile '
+        '"paperless" of apps[1] (docs)',
+    ),
+    (
+        "a label postgres-apps sets",
+        {"apps": [{"name": "a", "secret": {"labels": {"app.kubernetes.io/part-of": "x"}}}]},
+        "postgres-apps:apps[0].secret.labels.app.kubernetes.io/part-of: "
+        '"app.kubernetes.io/part-of" is set by postgres-apps',
+    ),
+    (
+        "a label value Kubernetes refuses",
+        {"secret": {"labels": {"team": "a team"}}},
+        'postgres-apps:secret.labels.team: "a team" is not a label value',
+    ),
+    (
+        "a label key Kubernetes refuses",
+        {"secret": {"labels": {"-team": "a"}}},
+        'postgres-apps:secret.labels.-team: "-team" is not a Kubernetes qualified name',
+    ),
+    (
+        "an annotation the Kubernetes provider reads",
+        {"apps": [{"name": "a", "secret": {"annotations": {"pulumi.com/skipAwait": "true"}}}]},
+        "postgres-apps:apps[0].secret.annotations.pulumi.com/skipAwait: "
+        '"pulumi.com/skipAwait" is an instruction to the Pulumi Kubernetes provider',
+    ),
+    (
+        "unknown secret key",
+        {"secret": {"key": {}}},
+        'postgres-apps:secret.key: unknown key (did you mean "keys"?)',
+    ),
 ]
 
 
@@ -725,7 +798,7 @@ def test_load_settings_ignores_admin_password_but_rejects_typos() -> None:
     assert excinfo.value.problems == [
         'postgres-apps:adminPasword: unknown key (did you mean "adminPassword"?); known keys: '
         "adminPassword, allowedExtensions, apps, appsNamespace, namespacePerApp, postgres, "
-        "retired, retirement, unmanaged, verification"
+        "retired, retirement, secret, unmanaged, verification"
     ]
 
 
@@ -981,4 +1054,61 @@ def test_connection_limit_one_refused_with_the_pod_gate(
         "mode it logs in as the app with a second session while the first is still open; use "
         "at least 2, or postgres-apps:verification.mode: direct, or "
         "postgres-apps:verification.enabled: false"
+    ]
+
+
+def test_secret_extras_merge_stack_wide_entries_under_each_apps_own() -> None:
+    settings = parse_settings(
+        {
+            "apps": [
+                {
+                    "name": "one",
+                    "secret": {
+                        "keys": {"URL": "${uri}"},
+                        "labels": {"team": "b"},
+                        "annotations": {"note": "own"},
+                    },
+                },
+                "two",
+            ],
+            "secret": {
+                "keys": {"URL": "${jdbc_uri}", "HOSTPORT": "${host_port}"},
+                "labels": {"team": "a", "tier": "db"},
+                "annotations": {"reloader.stakater.com/match": "true"},
+            },
+        }
+    )
+    one, two = settings.apps
+    assert dict(one.secret.keys) == {"URL": "${uri}", "HOSTPORT": "${host_port}"}
+    assert dict(one.secret.labels) == {"team": "b", "tier": "db"}
+    assert dict(one.secret.annotations) == {
+        "reloader.stakater.com/match": "true",
+        "note": "own",
+    }
+    assert dict(two.secret.keys) == {"URL": "${jdbc_uri}", "HOSTPORT": "${host_port}"}
+    assert dict(two.secret.labels) == {"team": "a", "tier": "db"}
+    # nothing asked for: nothing extra (an existing stack's Secrets stay as they are)
+    (plain,) = parse_settings({"apps": ["three"]}).apps
+    assert plain.secret == SecretExtras()
+
+
+def test_secret_problems_are_all_reported_at_once() -> None:
+    with pytest.raises(ConfigError) as excinfo:
+        parse_settings(
+            {
+                "apps": [
+                    {
+                        "name": "a",
+                        "secret": {
+                            "keys": {"host": "x", "B": "${hots}"},
+                            "labels": {"bad key": "v"},
+                        },
+                    }
+                ]
+            }
+        )
+    assert [p.split(":")[1] for p in excinfo.value.problems] == [
+        "apps[0].secret.keys.host",
+        "apps[0].secret.keys.B",
+        "apps[0].secret.labels.bad key",
     ]

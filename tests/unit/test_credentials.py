@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from string import Template
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
@@ -14,6 +15,8 @@ import yaml
 from postgres_apps.credentials import (
     BASE_KEYS,
     PROFILE_KEYS,
+    PROFILES,
+    TEMPLATE_FIELDS,
     pgpass_line,
     secret_data,
 )
@@ -74,6 +77,41 @@ def test_profile_keys(profile: str, fixed: dict[str, str]) -> None:
     assert d[user_key] == "n8n"
     db_key = "DB_POSTGRESDB_DATABASE" if profile == "n8n" else "PAPERLESS_DBNAME"
     assert d[db_key] == "n8n"
+
+
+@pytest.mark.parametrize("profile", sorted(PROFILES))
+def test_every_profile_is_a_valid_set_of_templates(profile: str) -> None:
+    """Profiles are data: each template names only the connection facts, no key is built in."""
+    for key, template in PROFILES[profile].items():
+        parsed = Template(template)
+        assert parsed.is_valid(), (profile, key)
+        assert set(parsed.get_identifiers()) <= set(TEMPLATE_FIELDS), (profile, key)
+        assert key not in BASE_KEYS, (profile, key)
+
+
+def test_every_template_field_renders_its_fact() -> None:
+    templates = {f"T_{name.upper()}": f"<${{{name}}}>" for name in TEMPLATE_FIELDS}
+    d = data("p@ss:w/rd", templates=templates, port=6543)
+    facts = {
+        "host": HOST,
+        "port": "6543",
+        "host_port": f"{HOST}:6543",
+        "dbname": "app_test",
+        "user": "app_test",
+        "password": "p@ss:w/rd",
+        "sslmode": "prefer",
+        "uri": d["uri"],
+        "jdbc_uri": d["jdbc-uri"],
+    }
+    assert set(facts) == set(TEMPLATE_FIELDS)
+    for name, fact in facts.items():
+        assert d[f"T_{name.upper()}"] == f"<{fact}>", name
+
+
+def test_templates_escape_dollars_and_bracket_ipv6_hosts() -> None:
+    d = data(templates={"A": "$$${port}", "HP": "${host_port}"}, host="fd00::5")
+    assert d["A"] == "$5432"
+    assert d["HP"] == "[fd00::5]:5432"
 
 
 def test_unknown_profile_rejected() -> None:

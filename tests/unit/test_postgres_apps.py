@@ -15,8 +15,10 @@ import postgres_apps
 from postgres_apps.apps import (
     PostgresApps,
     PostgresAppsArgs,
+    SecretArgs,
     args_from_config,
     config_from_args,
+    settings_from_args,
 )
 from postgres_apps.config import ConfigError
 from tests.unit.conftest import (
@@ -61,6 +63,23 @@ def test_config_and_args_are_the_same_shape() -> None:
     assert args["postgres"]["admin_port"] == 15432
     assert args["apps"][1]["connection_limit"] == 10  # type: ignore[index]
     assert config_from_args(args) == raw
+
+
+def test_secret_keys_labels_and_annotations_pass_through_as_written() -> None:
+    """`_rekey` turns snake_case into camelCase and back, but never inside `secret.*`: those keys
+    are the operator's (`DB_URL` would become `dBURL`, a label key would be split)."""
+    secret: SecretArgs = {
+        "keys": {"DB_URL": "${uri}", "appUrl": "${uri}"},
+        "labels": {"app.example.com/owner_team": "a"},
+        "annotations": {"reloader.stakater.com/match": "true"},
+    }
+    args: PostgresAppsArgs = {"apps": [{"name": "a", "secret": secret}], "secret": secret}
+    raw = config_from_args(args)
+    assert raw["secret"] == secret
+    assert raw["apps"] == [{"name": "a", "secret": secret}]
+    assert args_from_config(raw) == args
+    (app,) = settings_from_args(args).apps
+    assert dict(app.secret.keys) == secret["keys"]
 
 
 def test_bad_args_refused_before_anything_is_registered() -> None:
