@@ -141,6 +141,9 @@ class AppDatabase(pulumi.ComponentResource):
     """Secret Output: the SCRAM-SHA-256 verifier the role is created with (postgres_apps.scram)."""
     uri: pulumi.Output[str]
     """Secret Output: the Secret's `uri`, exactly as written into it."""
+    connection_strings: pulumi.Output[dict[str, str]]
+    """Secret Output: the keys marked as connection strings (`secret.connection_keys`) and their
+    values as written into the Secret."""
 
     def __init__(
         self, name: str, args: AppDatabaseArgs, opts: pulumi.ResourceOptions | None = None
@@ -243,6 +246,10 @@ class AppDatabase(pulumi.ComponentResource):
             )
         )
         self.uri = pulumi.Output.secret(data.apply(lambda d: d["uri"]))
+        marked = app.secret.connection_keys
+        self.connection_strings = pulumi.Output.secret(
+            data.apply(lambda d: {key: d[key] for key in marked})
+        )
         self.secret = k8s.core.v1.Secret(
             f"{name}-secret",
             metadata=k8s.meta.v1.ObjectMetaArgs(

@@ -56,6 +56,8 @@ class SecretArgs(TypedDict, total=False):
     """Extra labels of the Secret."""
     annotations: Mapping[str, str]
     """Annotations of the Secret (not `pulumi.com/*`)."""
+    connection_keys: Sequence[str]
+    """Keys of `keys` that hold a libpq connection string: the gate logs in with each."""
 
 
 class AppArgs(TypedDict, total=False):
@@ -252,9 +254,10 @@ def _credentials_sha256(app: str, db: AppDatabase) -> pulumi.Output[str]:
     members: one-way, so not a secret (the check stores the same hash in plain)."""
 
     def of(values: list[Any]) -> str:
-        return credentials_hash(app, str(values[0]), values[1])
+        return credentials_hash(app, str(values[0]), values[1], values[2])
 
-    return pulumi.Output.unsecret(pulumi.Output.all(db.password_value, db.uri).apply(of))
+    both = pulumi.Output.all(db.password_value, db.uri, db.connection_strings)
+    return pulumi.Output.unsecret(both.apply(of))
 
 
 def _given_postgresql_provider(opts: pulumi.ResourceOptions | None) -> postgresql.Provider | None:
@@ -507,6 +510,8 @@ class PostgresApps(pulumi.ComponentResource):
                     kube_context=settings.kube_context,
                     kubeconfig=kubeconfig,
                     uri=db.uri,
+                    connection_keys=app.secret.connection_keys,
+                    connection_strings=db.connection_strings,
                     probe_run=probe.run_id if probe else None,
                     probe_report=_result_of(probe, app.name) if probe else None,
                 ),
@@ -541,6 +546,7 @@ class PostgresApps(pulumi.ComponentResource):
                         credentials_sha256=_credentials_sha256(app.name, db),
                         peers=peers_of[app.name],
                         sslmode=settings.postgres.sslmode,
+                        connection_keys=app.secret.connection_keys,
                     )
                 )
             probes[namespace] = NamespaceProbe(

@@ -41,6 +41,7 @@ config:
           N8N_DB_URL: ${uri}       #   ${user} ${password} ${sslmode} ${uri} ${jdbc_uri}; $$ is $
         labels: {team: automation}
         annotations: {reloader.stakater.com/match: "true"}
+        connectionKeys: [N8N_DB_URL]   # the gate logs in with these (libpq URI or key=value)
   postgres-apps:secret:            # the same shape, for every app (an app's own entry wins)
     annotations: {}
   postgres-apps:verification:
@@ -349,6 +350,7 @@ LIST_NOUNS = {
     "ignoreDatabases": "database",
     "ignoreRoles": "role",
     "retired": "app",
+    "connectionKeys": "Secret key",
 }
 """What a list holds, for "must be a list of <noun> names" (keyed by the list's config key)."""
 
@@ -799,12 +801,15 @@ class _Secret(_Model):
         default_factory=dict
     )
 
+    connection_keys: Annotated[list[str], _distinct("key")] = Field(default_factory=list)
+
     def extras_for(self, app: _Secret) -> SecretExtras:
         """These stack-wide entries with the app's own over them."""
         return SecretExtras(
             keys=tuple({**self.keys, **app.keys}.items()),
             labels=tuple({**self.labels, **app.labels}.items()),
             annotations=tuple({**self.annotations, **app.annotations}.items()),
+            connection_keys=tuple(dict.fromkeys([*self.connection_keys, *app.connection_keys])),
         )
 
 
@@ -929,6 +934,31 @@ class _Stack(_Model):
     retirement: _Retirement = Field(default_factory=_Retirement)
     secret: _Secret = Field(default_factory=_Secret)
     """Secret keys, labels and annotations for every app (an app's own `secret` wins)."""
+
+    @model_validator(mode="after")
+    def _connection_keys_are_templated(self) -> _Stack:
+        """A connection key names a key of `keys` that every app it applies to has: the stack's
+        own (for a stack-wide one) or the app's or the stack's (for an app's)."""
+        problems: list[tuple[str, str]] = []
+        levels = [("secret", self.secret, set(self.secret.keys))]
+        levels += [
+            (f"apps[{i}].secret", app.secret, {*self.secret.keys, *app.secret.keys})
+            for i, app in enumerate(self.apps)
+        ]
+        for at, secret, keys in levels:
+            for j, key in enumerate(secret.connection_keys):
+                if key not in keys:
+                    problems.append(
+                        (
+                            f"{at}.connectionKeys[{j}]",
+                            f"{_show(key)} is not a key of {_key(at + '.keys')}"
+                            + (f" or {_key('secret.keys')}" if at != "secret" else "")
+                            + "; list the templated keys that hold a connection string",
+                        )
+                    )
+        if problems:
+            raise _refuse_each(problems)
+        return self
 
     @model_validator(mode="after")
     def _stack_keys_free_of_profiles(self) -> _Stack:

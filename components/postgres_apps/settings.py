@@ -63,6 +63,9 @@ class SecretExtras:
     """Extra labels (beside the ones postgres-apps sets), e.g. for a reloader or Argo CD."""
     annotations: tuple[tuple[str, str], ...] = ()
     """Annotations, e.g. `reloader.stakater.com/match: "true"`."""
+    connection_keys: tuple[str, ...] = ()
+    """Templated keys that hold a libpq connection string (URI or `key=value`): the gate logs in
+    with each, as the app would read it, and fails naming the key that does not connect."""
 
 
 @dataclass(frozen=True)

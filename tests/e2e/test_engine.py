@@ -171,6 +171,7 @@ def test_templated_keys_labels_and_annotations_reach_the_secret_in_place(
         "secret": {
             "keys": {"APP_DSN": dsn, "APP_HOSTPORT": "${host_port}", "PRICE": "$$5"},
             "labels": {"team": "e2e"},
+            "connectionKeys": ["APP_DSN"],  # the gate (direct) logs in with it too
         },
     }
     cfg = config([shaped, *APPS[1:]])
@@ -211,6 +212,15 @@ def test_templated_keys_labels_and_annotations_reach_the_secret_in_place(
             data["APP_DSN"], host=ADMIN_HOST, port=ADMIN_PORT, connect_timeout=5
         ) as conn:
             assert conn.execute("SELECT current_user").fetchone() == (data["user"],)
+        # the gate logged in with the marked key too (direct mode: host/port swapped)
+        state = deployed.stack.export_stack().deployment or {}
+        (check,) = [
+            r
+            for r in state["resources"]
+            if r["type"] == CHECK_TYPE and r["urn"].endswith(f"::{APPS[0]['name']}-check")
+        ]
+        (uri,) = [c for c in check["outputs"]["checks"] if c["name"] == "uri"]
+        assert uri["status"] == "pass" and uri["message"].endswith("; so do APP_DSN"), uri
         assert '"team":"e2e"' in metadata("labels")
         assert '"app.kubernetes.io/part-of":"postgres-apps"' in metadata("labels")
         assert metadata("annotations") == '{"example.com/reload":"true"}'

@@ -9,6 +9,7 @@ that cannot be scheduled fails at the timeout.
 
 from __future__ import annotations
 
+import copy
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -30,8 +31,14 @@ from tests.e2e.harness import (
 )
 
 NAMESPACE = "e2e-pods"
+DSN = "host=${host} port=${port} dbname=${dbname} user=${user} password=${password}"
+"""A templated key=value DSN; marked as a connection string, the probe logs in with it."""
 APPS: list[dict[str, Any]] = [
-    {"name": "e2e-pod-one", "deletion": "drop"},
+    {
+        "name": "e2e-pod-one",
+        "deletion": "drop",
+        "secret": {"keys": {"APP_DSN": DSN}, "connectionKeys": ["APP_DSN"]},
+    },
     {"name": "e2e-pod-two", "profile": "n8n", "deletion": "drop"},
 ]
 ALL_CHECKS = {"dns", "tcp", "login", "uri", "crud", "privileges", "isolation", "latency"}
@@ -177,6 +184,45 @@ def test_probe_pod_that_cannot_start_fails_within_timeout(deployed: ProjectStack
     assert never_pull.search(text), text[-3000:]
     assert elapsed < 60 + 90, f"took {elapsed:.0f} s"
     assert probe_pods() == []
+
+
+def uri_outcome(stack: ProjectStack, app: str) -> dict[str, Any]:
+    checks = resources_of(stack, CHECK_TYPE)[f"{app}-check"]["outputs"]["checks"]
+    return next(c for c in checks if c["name"] == "uri")
+
+
+def test_the_probe_pod_logs_in_with_a_templated_connection_key(deployed: ProjectStack) -> None:
+    """e2e-pod-one's `APP_DSN` (a template, marked in `connectionKeys`) was read by the probe
+    pod from the Secret, as the app would read it, and logged in."""
+    uri = uri_outcome(deployed, "e2e-pod-one")
+    assert uri["status"] == "pass"
+    assert uri["message"].endswith("; so do APP_DSN"), uri
+    assert uri_outcome(deployed, "e2e-pod-two")["message"] == "the Secret's uri connects as given"
+
+
+def test_a_connection_key_that_does_not_log_in_fails_the_gate_naming_it(
+    deployed: ProjectStack,
+) -> None:
+    """A template that gives a wrong password: the Secret gets it, the probe pod tries it, and the
+    gate fails naming the app, the check and the key (the other app passes in the same `up`)."""
+    broken = copy.deepcopy(APPS)
+    broken[0]["secret"]["keys"]["APP_DSN"] = DSN.replace("${password}", "not-the-password")
+    deployed.write_config(config(broken))
+    try:
+        with pytest.raises(auto.CommandError) as err:
+            deployed.up()
+        text = str(err.value)
+        assert (
+            'app "e2e-pod-one": check "uri" failed: Secret key "APP_DSN" does not connect as given'
+            in text
+        ), text[-3000:]
+        assert "password authentication failed" in text, text[-3000:]
+        assert 'app "e2e-pod-two"' not in text, text[-3000:]
+        assert uri_outcome(deployed, "e2e-pod-two")["status"] == "pass"
+    finally:
+        deployed.write_config(config())
+    deployed.up()
+    assert uri_outcome(deployed, "e2e-pod-one")["message"].endswith("; so do APP_DSN")
 
 
 def test_one_apps_broken_secret_fails_that_app_alone(deployed: ProjectStack) -> None:

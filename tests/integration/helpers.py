@@ -26,6 +26,7 @@ from postgres_apps.verification.pod import (
     build_probe_manifest,
     split_log,
 )
+from postgres_apps.verification.provider import with_asked_keys
 from postgres_apps.verification.report import CheckOutcome, Verdict
 from postgres_apps.verification.statements import Peer
 
@@ -74,9 +75,11 @@ def run_direct(
     uri: str | None = None,
     port: int | None = None,
     allowed: Sequence[str] = (),
+    connection_strings: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     return run_direct_probe(
         DirectTarget(
+            connection_strings=dict(connection_strings or {}),
             app=app.name,
             host=server.host,
             port=port or server.port,
@@ -114,6 +117,7 @@ def run_script(
     as_uid: int | None = None,
     read_only_root: bool = False,
     allowed: Sequence[str] = (),
+    connection_strings: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     """probe.sh outside a pod, with the env a pod gets from the Secret; DNS against localhost.
 
@@ -139,6 +143,9 @@ def run_script(
         **_statement_env(app, peers, allowed),
         "PROBE_ROUNDTRIPS": "10",
         "PROBE_CONNECT_TIMEOUT": "3",
+        # as the pod spec gives them (`pod.app_env`): names, then each value from the Secret
+        "DB_CONN_KEYS": " ".join(connection_strings or {}),
+        **{f"DB_CONN_{i}": v for i, v in enumerate((connection_strings or {}).values())},
     }
     proc = subprocess.run(
         [
@@ -330,7 +337,8 @@ def run(
     budget_ms: float = GENEROUS_BUDGET_MS,
     **kwargs: Any,
 ) -> Verdict:
-    """Either runner, then the one shared judge."""
+    """Either runner, then the one shared judge (told the connection keys, as the provider
+    tells it: `provider.with_asked_keys`)."""
     if runner == "direct":
         report = run_direct(server, app, peers, **kwargs)
     elif runner == "pod-busybox":
@@ -338,7 +346,8 @@ def run(
         report = run_script(server, app, peers, bin_dir=bin_dir, **kwargs)
     else:
         report = run_script(server, app, peers, **kwargs)
-    return judge(report, latency_budget_ms=budget_ms)
+    asked = {"connection_keys": list(kwargs.get("connection_strings") or {})}
+    return judge(with_asked_keys(report, asked), latency_budget_ms=budget_ms)
 
 
 def outcome(verdict: Verdict, name: str) -> CheckOutcome:

@@ -227,6 +227,45 @@ def test_unencoded_uri_fails_uri(runner: str, pg: PgServer) -> None:
         drop_app(pg, app)
 
 
+@pytest.mark.parametrize("runner", RUNNERS)
+def test_connection_keys_are_logged_in_with_and_a_bad_one_fails_by_name(
+    runner: str, pg: PgServer, apps: AppPair
+) -> None:
+    """Templated keys marked as connection strings: a key=value DSN and a URI that work pass the
+    `uri` check by name; a DSN with a wrong password, or one that logs in as another app's role,
+    fails it naming the key (and nothing of the password leaks)."""
+    app, other = apps.app, apps.other
+    host = pg.host if runner == "direct" else "localhost"
+    dsn = f"host={host} port={pg.port} dbname={app.database} user={app.role}"
+    good = {
+        "APP_DSN": f"{dsn} password={app.password}",
+        "APP_URL": secret_uri(pg, app, host),
+    }
+    verdict = run(runner, pg, app, peers_of([other]), connection_strings=good)
+    assert verdict.ok, verdict.to_json()["checks"]
+    assert outcome(verdict, "uri").message.endswith("; so do APP_DSN, APP_URL")
+
+    wrong_password = {**good, "APP_BAD": f"{dsn} password=not-{app.password}"}
+    verdict = run(runner, pg, app, peers_of([other]), connection_strings=wrong_password)
+    assert [c.name for c in verdict.failed] == ["uri"]
+    uri = outcome(verdict, "uri")
+    assert uri.message.startswith('Secret key "APP_BAD" does not connect as given:'), uri.message
+    assert "password authentication failed" in uri.message
+    assert app.password not in repr(verdict.to_json())
+
+    someone_else = {
+        "APP_OTHER": f"host={host} port={pg.port} dbname={other.database} user={other.role} "
+        f"password={other.password}"
+    }
+    verdict = run(runner, pg, app, peers_of([other]), connection_strings=someone_else)
+    assert [c.name for c in verdict.failed] == ["uri"]
+    message = outcome(verdict, "uri").message
+    if runner == "direct":  # it reports how libpq parsed the string
+        assert message.startswith('libpq reads Secret key "APP_OTHER" as dbname'), message
+    else:
+        assert message.startswith(f'Secret key "APP_OTHER" logs in as "{other.role}"'), message
+
+
 def test_script_report_stays_valid_json_with_awkward_text(pg: PgServer, apps: AppPair) -> None:
     """Quotes, backslashes, tabs and newlines in what psql echoes must not break the report."""
     host = 'no"such\\host\tname\nx.invalid'

@@ -193,6 +193,7 @@ def test_secret_extras_reach_the_secret_and_nothing_else_changes_without_them() 
         keys=(("APP_DB_URL", "${uri}"), ("APP_DB_HOSTPORT", "${host_port}"), ("PRICE", "$$5")),
         labels=(("team", "automation"),),
         annotations=(("reloader.stakater.com/match", "true"),),
+        connection_keys=("APP_DB_URL",),
     )
     app = AppSpec(name="my-app", namespace="team-a", profile="n8n", secret=extras)
     run, _ = build(app, password=AWKWARD_PASSWORD)

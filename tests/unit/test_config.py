@@ -713,6 +713,20 @@ BAD_CASES: list[tuple[str, dict[str, Any], str]] = [
         '"pulumi.com/skipAwait" is an instruction to the Pulumi Kubernetes provider',
     ),
     (
+        "a connection key that is no templated key",
+        {"apps": [{"name": "a", "secret": {"keys": {"A": "${uri}"}, "connectionKeys": ["uri"]}}]},
+        'postgres-apps:apps[0].secret.connectionKeys[0]: "uri" is not a key of '
+        "postgres-apps:apps[0].secret.keys or postgres-apps:secret.keys",
+    ),
+    (
+        "a stack-wide connection key of an app's key",
+        {
+            "apps": [{"name": "a", "secret": {"keys": {"A": "${uri}"}}}],
+            "secret": {"connectionKeys": ["A"]},
+        },
+        'postgres-apps:secret.connectionKeys[0]: "A" is not a key of postgres-apps:secret.keys',
+    ),
+    (
         "unknown secret key",
         {"secret": {"key": {}}},
         'postgres-apps:secret.key: unknown key (did you mean "keys"?)',
@@ -1087,6 +1101,14 @@ def test_secret_extras_merge_stack_wide_entries_under_each_apps_own() -> None:
     }
     assert dict(two.secret.keys) == {"URL": "${jdbc_uri}", "HOSTPORT": "${host_port}"}
     assert dict(two.secret.labels) == {"team": "a", "tier": "db"}
+    assert one.secret.connection_keys == two.secret.connection_keys == ()
+    marked = parse_settings(
+        {
+            "apps": [{"name": "one", "secret": {"keys": {"A": "${uri}"}, "connectionKeys": ["A"]}}],
+            "secret": {"keys": {"S": "${uri}"}, "connectionKeys": ["S"]},
+        }
+    )
+    assert marked.apps[0].secret.connection_keys == ("S", "A")  # stack-wide first
     # nothing asked for: nothing extra (an existing stack's Secrets stay as they are)
     (plain,) = parse_settings({"apps": ["three"]}).apps
     assert plain.secret == SecretExtras()

@@ -278,3 +278,30 @@ def test_direct_mode_has_no_namespace_probe() -> None:
     run, _ = build({"apps": ["app-test", "n8n"], "verification": {"mode": "direct"}})
     assert run.monitor.of_type(T_PROBE) == []
     assert len(run.monitor.of_type(CHECK_TYPE)) == 2
+
+
+@pytest.mark.parametrize("mode", ["pod", "direct"])
+def test_connection_keys_reach_the_gate_names_plain_values_secret(
+    mode: Literal["pod", "direct"],
+) -> None:
+    """The check gets the marked keys' names (both modes) and, as a secret, their values (what
+    direct mode logs in with); a pod-mode namespace probe gets the names only."""
+    secret: SecretArgs = {
+        "keys": {"APP_DSN": "${uri}", "OTHER": "x"},
+        "connection_keys": ["APP_DSN"],
+    }
+    run, _ = build(
+        {"apps": [{"name": "n8n", "secret": secret}, "plain"], "verification": {"mode": mode}}
+    )
+    checks = {r.name: r for r in run.monitor.registrations if r.type == CHECK_TYPE}
+    n8n, plain = checks["n8n-check"], checks["plain-check"]
+    assert n8n.inputs["connection_keys"] == ["APP_DSN"]
+    assert is_secret(n8n.inputs["connection_strings"])
+    (value,) = unwrap(n8n.inputs["connection_strings"]).values()
+    assert value.startswith("postgresql://n8n:")
+    assert plain.inputs["connection_keys"] == []
+    if mode == "pod":
+        (probe,) = [r for r in run.monitor.registrations if r.type == T_PROBE]
+        members = {m["app_name"]: m for m in unwrap(probe.inputs["members"])}
+        assert members["n8n"]["connection_keys"] == ["APP_DSN"]
+        assert value not in repr(unwrap(probe.inputs))  # names only: no credentials

@@ -294,6 +294,53 @@ def test_uri_failures() -> None:
     assert misparsed.message == "libpq reads the Secret's uri as host 'cd@pg' (expected 'pg')"
 
 
+def asking(keys: list[str], measured: dict[str, Any]) -> dict[str, Any]:
+    """GOOD with connection keys asked for (as `provider.with_asked_keys` puts them) and the
+    probe's entries for them."""
+    return report(target={**GOOD["target"], "connection_keys": keys}, connection_keys=measured)
+
+
+CONNECTED = {"given": True, "ok": True, "error": None, "current_user": "n8n", "database": "n8n"}
+
+
+def test_connection_keys_pass_by_name_and_fail_naming_the_key() -> None:
+    passed = by_name(asking(["APP_DSN"], {"APP_DSN": CONNECTED}))["uri"]
+    assert (passed.status, passed.message) == (
+        "pass",
+        "the Secret's uri connects as given; so do APP_DSN",
+    )
+    cases: dict[str, tuple[dict[str, Any], str]] = {
+        "not tried": ({}, 'Secret key "APP_DSN" was not tried'),
+        "not in the Secret": (
+            {"APP_DSN": {"given": False, "ok": False, "error": None}},
+            "the Secret has no key 'APP_DSN'",
+        ),
+        "refused": (
+            {"APP_DSN": {"given": True, "ok": False, "error": "password authentication failed"}},
+            'Secret key "APP_DSN" does not connect as given: password authentication failed',
+        ),
+        "someone else": (
+            {"APP_DSN": {**CONNECTED, "current_user": "paperless", "database": "paperless"}},
+            'Secret key "APP_DSN" logs in as "paperless" on "paperless", expected "n8n" on "n8n"',
+        ),
+        "misread": (
+            {
+                "APP_DSN": {
+                    **CONNECTED,
+                    "parsed": {"host": "pg", "port": "5432", "dbname": "x", "user": "n8n"},
+                    "expected": {"host": "pg", "port": "5432", "dbname": "n8n", "user": "n8n"},
+                }
+            },
+            "libpq reads Secret key \"APP_DSN\" as dbname 'x' (expected 'n8n')",
+        ),
+    }
+    for case, (measured, message) in cases.items():
+        outcome = by_name(asking(["APP_DSN"], measured))["uri"]
+        assert (outcome.status, outcome.message) == ("fail", message), case
+    # a key nobody asked for is not judged: the inputs say which keys count
+    assert by_name(asking([], {"X": {"given": False}}))["uri"].status == "pass"
+
+
 def test_uri_is_skipped_when_login_failed() -> None:
     r = report(
         login={"ok": False, "error": "password authentication failed"},

@@ -105,10 +105,15 @@ def diff(olds: dict[str, Any], news: dict[str, Any]) -> pulumi.dynamic.DiffResul
 
 def test_the_derived_key_lists_are_the_old_hand_kept_ones() -> None:
     # probe_run: new in 0.3 (pod mode's NamespaceProbe); None in direct mode, as absent
-    assert INPUT_KEYS == PLAIN_KEYS == (*OLD_0_1_INPUT_KEYS, "probe_run")
-    assert {"password", "uri"} <= SECRET_KEYS
+    # connection_keys: new in 0.4 (templated Secret keys the gate logs in with)
+    assert INPUT_KEYS == PLAIN_KEYS == (*OLD_0_1_INPUT_KEYS, "probe_run", "connection_keys")
+    assert {"password", "uri", "connection_strings"} <= SECRET_KEYS
     assert "probe_report" not in SECRET_KEYS  # a result to judge, not a credential to redact
-    assert set(STORED_KEYS) - set(OLD_0_1_INPUT_KEYS) == {"kubeconfig", "probe_run"}
+    assert set(STORED_KEYS) - set(OLD_0_1_INPUT_KEYS) == {
+        "kubeconfig",
+        "probe_run",
+        "connection_keys",
+    }
     assert SECRET_OUTPUTS == ("kubeconfig",)
     assert len({i.name for i in INPUTS}) == len(INPUTS)
 
@@ -139,8 +144,10 @@ def test_new_outputs_keep_the_old_shape_plus_the_kubeconfig() -> None:
 
     verdict = judge(GOOD, latency_budget_ms=100.0, checked_at="2026-12-01T10:00:00.000000Z")
     outs = provider_module.outputs(new_props(), verdict)
-    assert [k for k in outs if k not in {"kubeconfig", "probe_run"}] == list(OLD_0_1_OUTPUTS)
+    new_keys = {"kubeconfig", "probe_run", "connection_keys"}
+    assert [k for k in outs if k not in new_keys] == list(OLD_0_1_OUTPUTS)
     assert outs["probe_run"] is None  # direct mode / a check with its own pod
+    assert outs["connection_keys"] is None  # none asked for: as absent (`is_list`)
     assert outs["credentials_sha256"] == OLD_0_1_OUTPUTS["credentials_sha256"]
     assert diff(outs, new_props()).changes is False
 

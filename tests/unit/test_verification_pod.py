@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -167,10 +168,15 @@ def test_the_script_reads_exactly_the_env_the_pod_gets() -> None:
     """Every DB_*/PROBE_* name probe.sh reads is given: per app (PROBE_APP_VARS, prefixed) or for
     the pod; the Secret's names are those of SECRET_ENV."""
     script = PROBE_SCRIPT.read_text()
-    used = set(re.findall(r"\$\{?(DB_[A-Z]+|PROBE_[A-Z_]+)", script))
+    # `DB_CONN_$k`: the k-th connection key (read through eval), written here as DB_CONN_0
+    used = {
+        "DB_CONN_0" if name == "DB_CONN_" else name
+        for name in re.findall(r"\$\{?(DB_[A-Z_]+|PROBE_[A-Z_]+)", script)
+    }
+    spec = replace(SPEC, connection_keys=("APP_DSN",))
     env = {
         e["name"]: e.get("value")
-        for e in build_probe_manifest([SPEC], NAME, "")["spec"]["containers"][0]["env"]
+        for e in build_probe_manifest([spec], NAME, "")["spec"]["containers"][0]["env"]
     }
     per_app = set(str(env["PROBE_APP_VARS"]).split())
     assert set(str(env["PROBE_SECRET_VARS"]).split()) == {var for var, _ in SECRET_ENV}
@@ -178,7 +184,10 @@ def test_the_script_reads_exactly_the_env_the_pod_gets() -> None:
     given = per_app | {n for n in env if n.startswith("PROBE_")}
     # PROBE_DNS_HOST is an optional override (tests); everything else is set by the pod spec.
     assert used - given == {"PROBE_DNS_HOST"}
-    assert {u for u in used if u.startswith("DB_")} == {var for var, _ in SECRET_ENV}
+    connection = {"DB_CONN_KEYS", "DB_CONN_0"}
+    assert {u for u in used if u.startswith("DB_")} == {var for var, _ in SECRET_ENV} | connection
+    assert env["P0_DB_CONN_KEYS"] == "APP_DSN"
+    assert env["P0_DB_CONN_0"] is None  # from the Secret, by secretKeyRef
 
 
 def test_the_isolation_statement_survives_the_kubelet_and_carries_the_allow_list() -> None:

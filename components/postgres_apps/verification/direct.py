@@ -11,7 +11,7 @@ from __future__ import annotations
 import secrets
 import socket
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -56,6 +56,9 @@ class DirectTarget:
     secret_port: int | None = None
     connect_timeout_s: int = 10
     roundtrips: int = 20
+    connection_strings: Mapping[str, str] = field(default_factory=dict, repr=False)
+    """Secret key → value for the keys the config marks as connection strings: each is tried
+    like the uri (as given, host/port swapped for the endpoint)."""
 
 
 def now_iso() -> str:
@@ -224,6 +227,12 @@ def _measure(t: DirectTarget) -> dict[str, Any]:
         conn.close()
 
     report["uri"] = _uri(t, common, psycopg, conninfo)
+    report["connection_keys"] = {
+        key: _connection_string(
+            t, value, source="secret", common=common, psycopg=psycopg, conninfo=conninfo
+        )
+        for key, value in t.connection_strings.items()
+    }
     if login_db is not None:
         report["isolation"]["refused_login"] = _try_database(t, login_db, common, psycopg)
     report["finished_at"] = now_iso()
@@ -308,9 +317,26 @@ def _uri(
         source = "built"
     else:
         uri, source = t.uri, "secret"
+    return _connection_string(
+        t, uri, source=source, common=common, psycopg=psycopg, conninfo=conninfo, uri_sql=uri_sql
+    )
+
+
+def _connection_string(
+    t: DirectTarget,
+    value: str,
+    *,
+    source: str,
+    common: dict[str, Any],
+    psycopg: Any,
+    conninfo: Any,
+    uri_sql: str = URI_SQL,
+) -> dict[str, Any]:
+    """Log in with one connection string (URI or key=value) as given; only host/port are
+    swapped for the endpoint and the probe's statement_timeout is added."""
     out: dict[str, Any] = {"given": True, "source": source, "ok": False, "error": None}
     try:
-        params = conninfo.conninfo_to_dict(uri)
+        params = conninfo.conninfo_to_dict(value)
     except psycopg.Error as exc:
         out["error"] = f"libpq cannot parse it: {error_text(exc)}"
         return out

@@ -125,6 +125,17 @@ INPUTS: Final[tuple[CheckInput, ...]] = (
     # what it judges (provider.PROBE_REPORT_KEY). None for a check that runs its own pod.
     CheckInput("probe_run", lambda a: a.probe_run),
     CheckInput("probe_report", lambda a: a.probe_report, compare="no", stored=False),
+    # The Secret keys the config marks as connection strings; direct mode gets their values
+    # (hashed with the password: a changed template re-runs the check, nothing is stored).
+    CheckInput("connection_keys", lambda a: list(a.connection_keys), is_list=True),
+    CheckInput(
+        "connection_strings",
+        lambda a: _secret(a.connection_strings),
+        compare="hash",
+        secret=True,
+        hash_output=CREDENTIALS_HASH,
+        stored=False,
+    ),
 )
 """Every input, in the order of 0.1.x's property bag (new ones last)."""
 

@@ -166,16 +166,22 @@ _URI_ENCODING_HINT: Final = hint(
 )
 
 
-def _uri_misparsed(uri: Mapping[str, Any]) -> CheckOutcome | None:
-    """The direct runner reports how libpq parsed the uri: it must name the Secret's endpoint."""
-    parsed, expected = _dict(uri.get("parsed")), _dict(uri.get("expected"))
+def _misread(entry: Mapping[str, Any]) -> list[str]:
+    """How libpq parsed a connection string where it differs from the Secret's endpoint and
+    credentials (the direct runner reports both; the pod runner neither)."""
+    parsed, expected = _dict(entry.get("parsed")), _dict(entry.get("expected"))
     if parsed is None or expected is None:
-        return None
-    wrong = [
+        return []
+    return [
         f"{k} {parsed.get(k)!r} (expected {expected.get(k)!r})"
         for k in ("host", "port", "dbname", "user")
         if str(parsed.get(k)) != str(expected.get(k))
     ]
+
+
+def _uri_misparsed(uri: Mapping[str, Any]) -> CheckOutcome | None:
+    """The direct runner reports how libpq parsed the uri: it must name the Secret's endpoint."""
+    wrong = _misread(uri)
     if not wrong:
         return None
     return CheckOutcome(
@@ -211,13 +217,73 @@ def judge_uri(report: Mapping[str, Any]) -> CheckOutcome:
     if misparsed is not None:
         return misparsed
     if uri.get("ok"):
-        return _uri_connected(uri, _dict(report.get("target")) or {})
+        outcome = _uri_connected(uri, _dict(report.get("target")) or {})
+        return outcome if outcome.status == "fail" else judge_connection_keys(report, outcome)
     if _login_error(report) is not None:
         return CheckOutcome("uri", "skip", "login with the Secret's keys failed first")
     err = str(uri.get("error") or "unknown error").strip()
     return CheckOutcome(
         "uri", "fail", f"the Secret's uri does not connect as given: {err}", _URI_ENCODING_HINT
     )
+
+
+_CONNECTION_KEY_HINT: Final = hint(
+    "uri",
+    "its template (postgres-apps:apps[].secret.keys or postgres-apps:secret.keys) must give a "
+    "libpq connection string (URI or key=value) for the app's own role and database",
+)
+
+
+def judge_connection_keys(report: Mapping[str, Any], uri_passed: CheckOutcome) -> CheckOutcome:
+    """Each key the config marks as a connection string (`target.connection_keys`) logged in
+    as given, as the app's role on its database; the first that did not fails `uri`, by name."""
+    target = _dict(report.get("target")) or {}
+    asked = [str(k) for k in target.get("connection_keys") or []]
+    measured = _dict(report.get("connection_keys")) or {}
+    for key in asked:
+        failed = _connection_key_failure(key, _dict(measured.get(key)), target)
+        if failed is not None:
+            return failed
+    if not asked:
+        return uri_passed
+    return CheckOutcome(
+        "uri", "pass", f"{uri_passed.message}; so do {', '.join(asked)}", uri_passed.hint
+    )
+
+
+def _connection_key_failure(
+    key: str, entry: Mapping[str, Any] | None, target: Mapping[str, Any]
+) -> CheckOutcome | None:
+    label = f'Secret key "{key}"'
+    if entry is None:
+        return CheckOutcome(
+            "uri",
+            "fail",
+            f"{label} was not tried",
+            hint("probe-pod", "the probe did not report this key (probe bug or image)"),
+        )
+    if not entry.get("given"):
+        return CheckOutcome("uri", "fail", f"the Secret has no key {key!r}", _CONNECTION_KEY_HINT)
+    wrong = _misread(entry)
+    if wrong:
+        return CheckOutcome(
+            "uri", "fail", f"libpq reads {label} as " + ", ".join(wrong), _CONNECTION_KEY_HINT
+        )
+    if not entry.get("ok"):
+        err = str(entry.get("error") or "unknown error").strip()
+        return CheckOutcome(
+            "uri", "fail", f"{label} does not connect as given: {err}", _CONNECTION_KEY_HINT
+        )
+    user, db = entry.get("current_user"), entry.get("database")
+    if (user, db) != (target.get("user"), target.get("database")):
+        return CheckOutcome(
+            "uri",
+            "fail",
+            f'{label} logs in as "{user}" on "{db}", expected "{target.get("user")}" on '
+            f'"{target.get("database")}"',
+            _CONNECTION_KEY_HINT,
+        )
+    return None
 
 
 def judge_crud(report: Mapping[str, Any]) -> CheckOutcome:

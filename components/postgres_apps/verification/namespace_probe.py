@@ -33,7 +33,7 @@ import pulumi.dynamic
 from postgres_apps.settings import VerificationSettings
 from postgres_apps.verification.direct import now_iso
 from postgres_apps.verification.judgement import judge
-from postgres_apps.verification.provider import pod_spec
+from postgres_apps.verification.provider import pod_spec, with_asked_keys
 from postgres_apps.verification.redaction import Redactor
 from postgres_apps.verification.resource import ConnectivityPeer
 
@@ -52,6 +52,7 @@ MEMBER_KEYS: Final[tuple[str, ...]] = (
     "roundtrips",
     "latency_budget_ms",
     "allowed_databases",
+    "connection_keys",
 )
 """A member's compared fields: what its Secret says and how its probe runs (no peers)."""
 
@@ -85,6 +86,8 @@ class ProbeMember:
     peers: Sequence[ConnectivityPeer]
     sslmode: str
     roundtrips: int = 20
+    connection_keys: Sequence[str] = ()
+    """Secret keys marked as connection strings: the probe logs in with each."""
 
 
 @dataclass
@@ -142,6 +145,7 @@ class NamespaceProbe(pulumi.dynamic.Resource, module="verification", name="Names
                     "latency_budget_ms": args.settings.latency_budget_ms,
                     "allowed_databases": sorted(set(args.settings.allowed_databases)),
                     "peers": [{"database": p.database, "role": p.role} for p in m.peers],
+                    "connection_keys": list(m.connection_keys),
                 }
                 for m in args.members
             ],
@@ -159,6 +163,8 @@ class NamespaceProbe(pulumi.dynamic.Resource, module="verification", name="Names
 def stored_members(props: Mapping[str, Any]) -> list[dict[str, Any]]:
     """The members as compared and stored: `MEMBER_KEYS` only, sorted by app."""
     members = [{k: m.get(k) for k in MEMBER_KEYS} for m in props.get("members") or []]
+    for member in members:  # a state written before connection keys existed: none
+        member["connection_keys"] = member["connection_keys"] or []
     return sorted(members, key=lambda m: str(m["app_name"]))
 
 
@@ -222,7 +228,12 @@ def failed_apps(props: Mapping[str, Any], results: Mapping[str, Any]) -> list[st
         result = results.get(app) or {}
         report = result.get("report")
         budget = float(member.get("latency_budget_ms") or 0)
-        if report is None or not judge(report, latency_budget_ms=budget, checked_at="").ok:
+        if (
+            report is None
+            or not judge(
+                with_asked_keys(report, member), latency_budget_ms=budget, checked_at=""
+            ).ok
+        ):
             failed.append(app)
     return sorted(failed)
 

@@ -127,6 +127,8 @@ class PodProbeSpec:
     connect_timeout_s: int = 10
     run_as_user: int = 70
     """70 is the postgres user of the official postgres:*-alpine images."""
+    connection_keys: Sequence[str] = ()
+    """Secret keys the config marks as connection strings: the probe logs in with each."""
     labels: dict[str, str] = field(default_factory=dict)
     cpu_request: str = "10m"
     cpu_limit: str = "250m"
@@ -236,6 +238,15 @@ def app_env(spec: PodProbeSpec, table_seed: str) -> list[dict[str, Any]]:
         }
         for var, key in SECRET_ENV
     ]
+    # the keys marked as connection strings: their names as a value, each key by secretKeyRef
+    env += [{"name": "DB_CONN_KEYS", "value": " ".join(spec.connection_keys)}]
+    env += [
+        {
+            "name": f"DB_CONN_{index}",
+            "valueFrom": {"secretKeyRef": {"name": spec.secret_name, "key": key, "optional": True}},
+        }
+        for index, key in enumerate(spec.connection_keys)
+    ]
     return [
         *env,
         {"name": "PROBE_APP", "value": spec.app},
@@ -263,7 +274,7 @@ def probe_container(
     for index, spec in enumerate(specs):
         seed = pod if len(specs) == 1 else f"{pod}/{spec.app}"
         entries = app_env(spec, seed)
-        names = [e["name"] for e in entries]
+        names += [e["name"] for e in entries if e["name"] not in names]  # apps differ in DB_CONN_*
         env += [{**e, "name": f"{PROBE_VAR_PREFIX}{index}_{e['name']}"} for e in entries]
     env += [
         {"name": "PROBE_APPS", "value": str(len(specs))},

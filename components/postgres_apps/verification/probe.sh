@@ -10,6 +10,8 @@
 # Input (environment):
 #   DB_HOST DB_PORT DB_NAME DB_USER DB_PASSWORD DB_URI   from the app's Secret (host, port,
 #                                                        dbname, user, password, uri)
+#   DB_CONN_KEYS, DB_CONN_<k> the Secret keys marked as connection strings (names), and the k-th
+#                            one's value from the Secret: each is logged in with as given
 #   PROBE_APP                app name (for the report)
 #   PROBE_SSLMODE            sslmode for the individual-keys connections (default prefer)
 #   PROBE_LOGIN_SQL          who/where/which server after the login (one row)
@@ -221,6 +223,7 @@ probe_app() {
 	login_json='null'
 	priv_json='null'
 	uri_json='null'
+	conn_json=''
 	crud_json='null'
 	rt_json='null'
 	iso_json='null'
@@ -365,6 +368,28 @@ probe_app() {
 			fi
 		fi
 
+		# ---- connection keys: each Secret key the config marks as a connection string -------
+		# DB_CONN_KEYS names them; DB_CONN_<k> holds the k-th (by secretKeyRef, optional: an
+		# unset one is reported as not given). Used exactly as given, like the uri.
+		k=0
+		for key in ${DB_CONN_KEYS:-}; do
+			if eval "[ -z \"\${DB_CONN_$k:-}\" ]"; then
+				entry='{"given":false,"source":"secret","ok":false,"error":null}'
+			else
+				eval "conn_value=\$DB_CONN_$k"
+				if out=$(
+					unset PGHOST PGPORT PGDATABASE PGUSER PGPASSWORD PGSSLMODE
+					pq -F '|' -d "$conn_value" -c "${PROBE_URI_SQL:-}" 2>&1
+				); then
+					entry="{\"given\":true,\"source\":\"secret\",\"ok\":true,\"error\":null,\"current_user\":$(jsn "${out%%|*}"),\"database\":$(jsn "${out#*|}")}"
+				else
+					entry="{\"given\":true,\"source\":\"secret\",\"ok\":false,\"error\":$(js "$(redact_quoted "$(oneline "$(plain_err "$out")")")"),\"sqlstate\":$(jsn "$(sqlstate_of "$out")")}"
+				fi
+			fi
+			conn_json="$conn_json${conn_json:+,}$(js "$key"):$entry"
+			k=$((k + 1))
+		done
+
 		# ---- isolation: the query's row (above), then ONE login that must be refused ----------
 		case $iso_row in
 			*"$us{"*"}") ;; # target (maybe empty), US, the facts' JSON object
@@ -390,9 +415,9 @@ probe_app() {
 
 	finished_at=$(date -u +%Y-%m-%dT%H:%M:%SZ)
 	target="{\"host\":$(jsn "${DB_HOST:-}"),\"port\":$(jnum "${DB_PORT:-}"),\"database\":$(jsn "${DB_NAME:-}"),\"user\":$(jsn "${DB_USER:-}")}"
-	printf '{"schema":"postgres-apps.verification.report/v3","app":%s,"runner":"pod","target":%s,"started_at":"%s","finished_at":"%s","clock":"%s","dns":%s,"tcp":null,"login":%s,"uri":%s,"crud":%s,"privileges":%s,"isolation":%s,"roundtrips_ms":%s}\n' \
+	printf '{"schema":"postgres-apps.verification.report/v3","app":%s,"runner":"pod","target":%s,"started_at":"%s","finished_at":"%s","clock":"%s","dns":%s,"tcp":null,"login":%s,"uri":%s,"connection_keys":{%s},"crud":%s,"privileges":%s,"isolation":%s,"roundtrips_ms":%s}\n' \
 		"$(jsn "${PROBE_APP:-}")" "$target" "$started_at" "$finished_at" "$clock" \
-		"$dns_json" "$login_json" "$uri_json" "$crud_json" "$priv_json" "$iso_json" "$rt_json"
+		"$dns_json" "$login_json" "$uri_json" "$conn_json" "$crud_json" "$priv_json" "$iso_json" "$rt_json"
 	exit 0
 }
 

@@ -92,9 +92,13 @@ class VerificationError(Exception):
     """`pulumi up` fails with this text: app, check, what was seen, hint."""
 
 
-def credentials_hash(app: str, password: str, uri: str | None) -> str:
-    """What `diff` compares instead of the password (and uri); the secrets are never stored."""
-    return _sha256("postgres-apps/verification", app, password, uri or "")
+def credentials_hash(
+    app: str, password: str, uri: str | None, connection_strings: Mapping[str, Any] | None = None
+) -> str:
+    """What `diff` compares instead of the password (uri, connection strings); the secrets are
+    never stored. Without connection strings the hash is what it was before they existed."""
+    extra = [f"{k}={v}" for k, v in sorted((connection_strings or {}).items())]
+    return _sha256("postgres-apps/verification", app, password, uri or "", *extra)
 
 
 def _sha256(*parts: str) -> str:
@@ -109,7 +113,9 @@ def secret_hashes(props: Mapping[str, Any]) -> dict[str, str | None]:
     """Every hash output (`inputs.HASHED`) for these inputs."""
     app = str(props.get("app_name"))
     hashes: dict[str, str | None] = {
-        CREDENTIALS_HASH: credentials_hash(app, str(props["password"]), props.get("uri")),
+        CREDENTIALS_HASH: credentials_hash(
+            app, str(props["password"]), props.get("uri"), props.get("connection_strings")
+        ),
     }
     if hashes.keys() != HASHED.keys():
         raise RuntimeError("secret_hashes and inputs.HASHED disagree")
@@ -124,7 +130,8 @@ def first_of_hash(key: str) -> str:
 
 def redactor(props: Mapping[str, Any]) -> Redactor:
     """The provider boundary's redactor for these inputs: every secret input, by name."""
-    others = [props.get(k) for k in sorted(SECRET_KEYS - {"password"})]
+    others = [props.get(k) for k in sorted(SECRET_KEYS - {"password", "connection_strings"})]
+    others += list((props.get("connection_strings") or {}).values())
     return Redactor.of(props.get("password"), others, safe_names(props))
 
 
@@ -176,14 +183,28 @@ def run_check(props: Mapping[str, Any]) -> Verdict:
         raise VerificationError(
             f'app "{app}": the probe pod could not run ({exc.reason}): {exc.message} — {hint}'
         ) from None
-    report = redactor(props).value(report)
+    report = redactor(props).value(with_asked_keys(report, props))
     # Microseconds (the report's clock): a re-run always has a newer `checked_at`.
     return judge(report, latency_budget_ms=float(props["latency_budget_ms"]), checked_at=now_iso())
+
+
+def connection_keys_of(props: Mapping[str, Any]) -> list[str]:
+    """The `connection_keys` input (a check's or a namespace probe member's) as names."""
+    return [str(k) for k in props.get("connection_keys") or []]
+
+
+def with_asked_keys(report: Mapping[str, Any], props: Mapping[str, Any]) -> dict[str, Any]:
+    """The report with the connection keys the inputs ask for in its `target`: the judgement
+    holds the report to them, so a key the probe left out fails (`judge_connection_keys`)."""
+    target = report.get("target")
+    target = dict(target) if isinstance(target, Mapping) else {}
+    return {**report, "target": {**target, "connection_keys": connection_keys_of(props)}}
 
 
 def _direct(props: Mapping[str, Any]) -> dict[str, Any]:
     from postgres_apps.verification.direct import DirectTarget, run_direct_probe  # noqa: PLC0415
 
+    strings = props.get("connection_strings") or {}
     uri = props.get("uri")
     if not uri:
         from postgres_apps.credentials import postgres_uri  # noqa: PLC0415 - the Secret's format
@@ -212,6 +233,9 @@ def _direct(props: Mapping[str, Any]) -> dict[str, Any]:
             allowed_databases=allowed_of(props),
             connect_timeout_s=max(2, min(10, int(props["timeout_seconds"]))),
             roundtrips=int(props.get("roundtrips") or 20),
+            connection_strings={
+                key: str(strings[key]) for key in connection_keys_of(props) if key in strings
+            },
         )
     )
 
@@ -258,6 +282,7 @@ def pod_spec(props: Mapping[str, Any]) -> PodProbeSpec:
         allowed_databases=allowed_of(props),
         timeout_seconds=int(props["timeout_seconds"]),
         roundtrips=int(props.get("roundtrips") or 20),
+        connection_keys=connection_keys_of(props),
     )
 
 

@@ -6,7 +6,7 @@ The resource only turns its typed args into a flat property bag; the work happen
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -66,6 +66,11 @@ class ConnectivityCheckArgs:
     probe_report: pulumi.Input[str] | None = None
     """Pod mode: this app's entry of `NamespaceProbe.results` (JSON text); judged instead of
     running a pod of its own. None → the check runs its own probe pod."""
+    connection_keys: Sequence[str] = ()
+    """Secret keys that hold a connection string (`secret.connectionKeys`): the gate logs in with
+    each as given and fails naming the one that does not connect."""
+    connection_strings: pulumi.Input[Mapping[str, str]] | None = None
+    """Secret. Those keys' values, for direct mode (the pod reads them from the Secret)."""
 
 
 class ConnectivityCheck(pulumi.dynamic.Resource, module="verification", name="ConnectivityCheck"):
