@@ -63,6 +63,13 @@ REQUIRED_SECRET_LABELS: Final = {
     "app.kubernetes.io/part-of": "postgres-apps",
 }
 POD_SECURITY_MODES: Final = ("enforce", "audit", "warn")
+COPYING_ANNOTATION_PREFIXES: Final = (
+    "replicator.v1.mittwald.de/",
+    "reflector.v1.k8s.emberstack.com/",
+    "kubed.appscode.com/",
+)
+"""Annotations that make a controller copy a Secret into other namespaces (kubernetes-replicator,
+kubernetes-reflector, kubed); the same list as the program's config check (a unit test compares)."""
 
 DEFAULT_MAX_CONNECTION_LIMIT: Final = 100
 DEFAULT_APP_NAMESPACES: Final = ("apps",)
@@ -751,6 +758,16 @@ def validate_credentials_secret(
             problems.append(f"{key}={value}")
     if problems:
         report(f"Secret {label} must carry the labels {', '.join(problems)}")
+    annotations = get(get(args.props, "metadata"), "annotations")
+    if isinstance(annotations, Mapping):
+        copying = sorted(
+            str(k) for k in annotations if str(k).startswith(COPYING_ANNOTATION_PREFIXES)
+        )
+        if copying:
+            report(
+                f"Secret {label} holds database credentials and has {', '.join(copying)}: a "
+                "controller would copy it into other namespaces, where any pod could mount it"
+            )
 
 
 def validate_admin_secret_read_only(

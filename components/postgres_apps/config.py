@@ -615,6 +615,14 @@ SECRET_LABELS = (*sorted(MANAGED_BY), *sorted(PART_OF), "app.kubernetes.io/name"
 """Labels postgres-apps sets on every app Secret itself (`app_database.secret_labels`)."""
 PROVIDER_ANNOTATION_PREFIX = "pulumi.com/"
 """Annotations the Kubernetes provider reads as instructions (`pulumi.com/skipAwait`, ...)."""
+COPYING_ANNOTATION_PREFIXES: tuple[str, ...] = (
+    "replicator.v1.mittwald.de/",  # kubernetes-replicator: replicate-to, replicate-to-matching
+    "reflector.v1.k8s.emberstack.com/",  # kubernetes-reflector: reflection-allowed, -auto-enabled
+    "kubed.appscode.com/",  # kubed: sync
+)
+"""Annotations that make a controller copy the Secret into other namespaces, where whoever may
+create pods there could mount it: the app's credentials stay in the app's namespace (the policy
+pack refuses them too: `policies/postgres_apps_policies.py`, `COPYING_ANNOTATION_PREFIXES`)."""
 
 
 def _qualified_name_problem(key: str) -> str | None:
@@ -700,6 +708,11 @@ def _secret_annotations(annotations: dict[str, str]) -> dict[str, str]:
             problem = (
                 f"{_show(key)} is an instruction to the Pulumi Kubernetes provider "
                 f"({PROVIDER_ANNOTATION_PREFIX}*), not an annotation for the app"
+            )
+        elif problem is None and key.startswith(COPYING_ANNOTATION_PREFIXES):
+            problem = (
+                f"{_show(key)} makes a controller copy the Secret into other namespaces, where "
+                "any pod could mount the app's credentials; give each namespace its own app"
             )
         if problem is not None:
             problems.append((f".{key}", problem))

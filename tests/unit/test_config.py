@@ -727,6 +727,13 @@ BAD_CASES: list[tuple[str, dict[str, Any], str]] = [
         'postgres-apps:secret.connectionKeys[0]: "A" is not a key of postgres-apps:secret.keys',
     ),
     (
+        "an annotation that copies the Secret into other namespaces",
+        {"secret": {"annotations": {"reflector.v1.k8s.emberstack.com/reflection-allowed": "true"}}},
+        "postgres-apps:secret.annotations.reflector.v1.k8s.emberstack.com/reflection-allowed: "
+        '"reflector.v1.k8s.emberstack.com/reflection-allowed" makes a controller copy the Secret '
+        "into other namespaces",
+    ),
+    (
         "unknown secret key",
         {"secret": {"key": {}}},
         'postgres-apps:secret.key: unknown key (did you mean "keys"?)',

@@ -846,6 +846,25 @@ def test_credentials_secret_missing_or_wrong_labels_is_a_violation() -> None:
     ]
 
 
+def test_credentials_secret_that_a_controller_would_copy_elsewhere_is_a_violation() -> None:
+    props = secret_props()
+    props["metadata"]["annotations"] = {
+        "replicator.v1.mittwald.de/replicate-to": "team-b",
+        "reloader.stakater.com/match": "true",
+    }
+    assert messages(pol.validate_credentials_secret, secret_args(props)) == [
+        "Secret apps/n8n-db-credentials holds database credentials and has "
+        "replicator.v1.mittwald.de/replicate-to: a controller would copy it into other "
+        "namespaces, where any pod could mount it"
+    ]
+
+
+def test_the_policy_and_the_config_refuse_the_same_copying_annotations() -> None:
+    from postgres_apps.config import COPYING_ANNOTATION_PREFIXES  # noqa: PLC0415
+
+    assert pol.COPYING_ANNOTATION_PREFIXES == COPYING_ANNOTATION_PREFIXES
+
+
 def test_secret_recognised_by_its_keys_or_its_component() -> None:
     by_keys = secret_args(
         secret_props(name="legacy", namespace="default", labels={}, data={"DATABASE_URL": "eA=="})
