@@ -920,12 +920,16 @@ def validate_apps_namespace_pod_security(
         report(f"namespace '{label}': labels are not known during preview")
         return
     required = config_strings(config, "requiredModes", POD_SECURITY_MODES)
+    levels = config.get("enforceLevels")
+    allowed_enforce = str(levels.get(label, "restricted")) if isinstance(levels, Mapping) else ""
     problems: list[str] = []
     for mode in POD_SECURITY_MODES:
         key = f"pod-security.kubernetes.io/{mode}"
         value = get(labels, key)
         if value == "restricted":
             continue
+        if mode == "enforce" and value is not None and value == allowed_enforce:
+            continue  # an exemption of the base branch's config: `enforceLevels`
         if mode in required or value is not None:
             shown = "<unset>" if value is None else str(value)
             problems.append(f"{key}={shown}")
@@ -1068,6 +1072,16 @@ def build_policies() -> list[Policy]:
                         "type": "array",
                         "items": {"type": "string", "enum": list(POD_SECURITY_MODES)},
                         "default": list(POD_SECURITY_MODES),
+                    },
+                    # namespace → the enforce level it may have instead of `restricted` (the
+                    # stack config's `postgres-apps:podSecurityEnforce` is the other key)
+                    "enforceLevels": {
+                        "type": "object",
+                        "additionalProperties": {
+                            "type": "string",
+                            "enum": ["restricted", "baseline", "privileged"],
+                        },
+                        "default": {},
                     },
                 }
             ),

@@ -23,7 +23,7 @@ from postgres_apps.admin import admin_access, admin_password
 from postgres_apps.app_database import AppDatabase, AppDatabaseArgs
 from postgres_apps.config import parse_settings
 from postgres_apps.inventory import scope_of
-from postgres_apps.namespace import AppsNamespace, AppsNamespaceArgs
+from postgres_apps.namespace import AppsNamespace, AppsNamespaceArgs, adoption_guard
 from postgres_apps.preflight import budget_output, connection_budget
 from postgres_apps.retention import OUTPUT_NAME as MANAGED_OUTPUT
 from postgres_apps.retention import guarded_managed_apps, previous_deployment, retiring_apps
@@ -33,6 +33,7 @@ from postgres_apps.server_hardening import ServerHardening, ServerHardeningArgs
 from postgres_apps.settings import AppSpec, StackSettings
 from postgres_apps.verification import ConnectivityCheck, ConnectivityCheckArgs, ConnectivityPeer
 from postgres_apps.verification.apps_ready import AppsReady
+from postgres_apps.verification.inputs import stack_kubeconfig
 from postgres_apps.verification.namespace_probe import (
     NamespaceProbe,
     NamespaceProbeArgs,
@@ -181,6 +182,10 @@ class PostgresAppsArgs(TypedDict, total=False):
     """Where the copies taken before a drop go."""
     secret: SecretArgs
     """Secret keys, labels and annotations for every app (an app's own `secret` wins)."""
+    pod_security_enforce: Mapping[str, str]
+    """Namespace → Pod Security level it enforces: `restricted` (default), `baseline` or
+    `privileged`; audit and warn stay `restricted`. Adopting an existing namespace that enforces
+    less is refused unless its level is named here."""
     kube_context: str
     """kubeconfig context of the cluster the gate's pods run in (default: `kubernetes:context`)."""
     kubeconfig: pulumi.Input[str]
@@ -198,8 +203,10 @@ def _snake(key: str) -> str:
     return re.sub(r"(?<=[a-z0-9])([A-Z])", lambda m: "_" + m.group(1).lower(), key)
 
 
-VERBATIM_MAPPINGS = frozenset({"keys", "labels", "annotations"})
-"""`secret.*` mappings: their keys are the operator's (Secret keys, label keys), never renamed."""
+VERBATIM_MAPPINGS = frozenset(
+    {"keys", "labels", "annotations", "pod_security_enforce", "podSecurityEnforce"}
+)
+"""Mappings whose keys are the operator's (Secret keys, label keys, namespaces), never renamed."""
 
 
 def _rekey(value: object, rename: Any) -> object:
@@ -314,14 +321,25 @@ class PostgresApps(pulumi.ComponentResource):
         # no alias, and it reads this stack's own outputs.)
         previous = previous_deployment()
         self.managed_apps = guarded_managed_apps(settings.apps, settings.retired, previous=previous)
+        # … and so does adopting a namespace whose Pod Security it would tighten unasked.
+        adoption = adoption_guard(
+            {ns: settings.enforce_level(ns) for ns in settings.namespaces},
+            settings.kube_context,
+            args.get("kubeconfig") or stack_kubeconfig(),
+        )
         after_guard = pulumi.ResourceOptions(
-            parent=self, depends_on=self.managed_apps.apply(lambda _: [])
+            parent=self,
+            depends_on=pulumi.Output.all(self.managed_apps, adoption).apply(lambda _: []),
         )
         moved = pulumi.ResourceOptions.merge(
             after_guard, pulumi.ResourceOptions(aliases=WAS_AT_STACK_ROOT)
         )
         namespaces = {
-            ns: AppsNamespace(f"namespace-{ns}", AppsNamespaceArgs(name=ns), opts=moved)
+            ns: AppsNamespace(
+                f"namespace-{ns}",
+                AppsNamespaceArgs(name=ns, enforce=settings.enforce_level(ns)[0]),
+                opts=moved,
+            )
             for ns in settings.namespaces
         }
         budget = connection_budget(settings)

@@ -44,6 +44,8 @@ config:
         connectionKeys: [N8N_DB_URL]   # the gate logs in with these (libpq URI or key=value)
   postgres-apps:secret:            # the same shape, for every app (an app's own entry wins)
     annotations: {}
+  postgres-apps:podSecurityEnforce:  # per namespace: restricted (default) | baseline | privileged
+    automation: baseline           #   (audit and warn stay restricted)
   postgres-apps:verification:
     enabled: true
     mode: pod                      # pod | direct
@@ -130,6 +132,7 @@ from postgres_apps.settings import (
     SECRET_SUFFIX,
     AppSpec,
     DeletionPolicy,
+    PodSecurityLevel,
     PostgresSettings,
     Profile,
     RerunPolicy,
@@ -947,6 +950,32 @@ class _Stack(_Model):
     retirement: _Retirement = Field(default_factory=_Retirement)
     secret: _Secret = Field(default_factory=_Secret)
     """Secret keys, labels and annotations for every app (an app's own `secret` wins)."""
+    pod_security_enforce: dict[str, PodSecurityLevel] = Field(default_factory=dict)
+    """Namespace → the Pod Security level it enforces (default `restricted` for every one)."""
+
+    @model_validator(mode="after")
+    def _enforce_levels_name_our_namespaces(self) -> _Stack:
+        ours = self._namespaces()
+        problems = [
+            (
+                f"podSecurityEnforce.{ns}",
+                f"{_show(ns)} is not a namespace of this stack ({', '.join(ours)})",
+            )
+            for ns in self.pod_security_enforce
+            if ns not in ours
+        ]
+        if problems:
+            raise _refuse_each(problems)
+        return self
+
+    def _namespaces(self) -> list[str]:
+        """The apps namespace, then each app's own (as `StackSettings.namespaces`)."""
+        seen = [self.apps_namespace]
+        for app in self.apps:
+            ns = app.namespace or (app.name if self.namespace_per_app else self.apps_namespace)
+            if ns not in seen:
+                seen.append(ns)
+        return seen
 
     @model_validator(mode="after")
     def _connection_keys_are_templated(self) -> _Stack:
@@ -1028,6 +1057,7 @@ class _Stack(_Model):
             namespace_per_app=self.namespace_per_app,
             unmanaged=UnmanagedSettings(**self.unmanaged.fields()),
             retirement=RetirementSettings(**self.retirement.fields()),
+            pod_security_enforce=tuple(self.pod_security_enforce.items()),
         )
 
 

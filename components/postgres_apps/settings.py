@@ -12,6 +12,7 @@ from typing import Literal
 DeletionPolicy = Literal["protect", "retain", "drop"]
 VerificationMode = Literal["pod", "direct"]
 RerunPolicy = Literal["always", "on-change"]
+PodSecurityLevel = Literal["restricted", "baseline", "privileged"]
 Profile = str
 """A key of `postgres_apps.credentials.PROFILES` (checked by `postgres_apps.config`)."""
 
@@ -156,6 +157,14 @@ class StackSettings:
     each `AppSpec.namespace`)."""
     unmanaged: UnmanagedSettings = field(default_factory=UnmanagedSettings)
     retirement: RetirementSettings = field(default_factory=RetirementSettings)
+    pod_security_enforce: tuple[tuple[str, PodSecurityLevel], ...] = ()
+    """Namespace → the Pod Security level it enforces, where the config names one
+    (`postgres-apps:podSecurityEnforce`); every other namespace enforces `restricted`."""
+
+    def enforce_level(self, namespace: str) -> tuple[PodSecurityLevel, bool]:
+        """The namespace's enforce level, and whether the config named it explicitly."""
+        named = dict(self.pod_security_enforce)
+        return (named[namespace], True) if namespace in named else ("restricted", False)
 
     @property
     def namespaces(self) -> tuple[str, ...]:

@@ -8,19 +8,25 @@ not at the program's own outputs only.
 from __future__ import annotations
 
 import copy
+import json
+import subprocess
 from collections.abc import Iterator
-from typing import Any
+from pathlib import Path
+from typing import Any, cast
 from urllib.parse import unquote, urlsplit
 
 import psycopg
 import pytest
+import yaml
 from pulumi import automation as auto
 
 from postgres_apps.retention import OUTPUT_NAME, retire_message
 from tests.e2e.harness import (
     ADMIN_HOST,
     ADMIN_PORT,
+    KUBECONFIG,
     LOCAL_LATENCY_BUDGET_MS,
+    REPO,
     ProjectStack,
     admin_password,
     assert_lines_in,
@@ -61,7 +67,9 @@ def server_snapshot() -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
 
 @pytest.fixture(scope="module")
 def before() -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
-    drop_leftovers([a["name"] for a in APPS] + ["e2e-delta", "e2e-epsilon", "e2e-omega"])
+    drop_leftovers(
+        [a["name"] for a in APPS] + ["e2e-delta", "e2e-epsilon", "e2e-omega", "e2e-adoptee"]
+    )
     return server_snapshot()
 
 
@@ -79,7 +87,7 @@ def deployed(tmp_path_factory: pytest.TempPathFactory, before: Any) -> Iterator[
         stack.stack.destroy(on_output=print, color="never")
     finally:
         stack.stack.workspace.remove_stack(stack.name, force=True)
-        drop_leftovers([a["name"] for a in APPS] + ["e2e-delta", "e2e-epsilon"])
+        drop_leftovers([a["name"] for a in APPS] + ["e2e-delta", "e2e-epsilon", "e2e-adoptee"])
         remove_namespace(NAMESPACE)
     assert server_snapshot() == before, "the module's stack left roles or databases behind"
 
@@ -241,6 +249,91 @@ def test_templated_keys_labels_and_annotations_reach_the_secret_in_place(
     assert not {"APP_DSN", "APP_HOSTPORT", "PRICE"} & set(data)
     assert metadata("annotations") == ""
     assert '"team"' not in metadata("labels")
+
+
+ADOPTED = "e2e-adopt"
+
+
+def namespace_labels(name: str) -> dict[str, str]:
+    out = kubectl("get", "namespace", name, "-o", "jsonpath={.metadata.labels}")
+    return cast("dict[str, str]", json.loads(out.stdout or "{}"))
+
+
+def test_adopting_a_looser_namespace_is_refused_until_its_level_is_named(
+    deployed: ProjectStack,
+) -> None:
+    """A namespace made by hand (no Pod Security labels: it enforces `privileged`) is not
+    tightened to `restricted` behind the operator's back: `pulumi up` refuses before anything is
+    created; naming its level in `podSecurityEnforce` adopts it at that level (audit and warn
+    `restricted`), and the app's gate passes there."""
+    adoptee = {"name": "e2e-adoptee", "namespace": ADOPTED, "deletion": "drop"}
+    remove_namespace(ADOPTED)
+    kubectl("create", "namespace", ADOPTED)
+    kubectl("label", "namespace", ADOPTED, "team=e2e")
+    try:
+        deployed.write_config(config([*APPS, adoptee]))
+        with pytest.raises(auto.CommandError) as refused:
+            deployed.up()
+        text = str(refused.value)
+        assert (
+            f'namespace "{ADOPTED}" exists and enforces Pod Security "privileged" '
+            "(no enforce label)" in text
+        ), text[-3000:]
+        assert f'Set postgres-apps:podSecurityEnforce.{ADOPTED} to "restricted"' in text
+        assert query("SELECT 1 FROM pg_roles WHERE rolname = 'e2e_adoptee'") == []
+        assert namespace_labels(ADOPTED) == {"kubernetes.io/metadata.name": ADOPTED, "team": "e2e"}
+
+        cfg = config([*APPS, adoptee])
+        cfg["postgres-apps:podSecurityEnforce"] = {ADOPTED: "privileged"}
+        deployed.write_config(cfg)
+        deployed.up()
+        labels = namespace_labels(ADOPTED)
+        assert labels["pod-security.kubernetes.io/enforce"] == "privileged"
+        assert labels["pod-security.kubernetes.io/audit"] == "restricted"
+        assert labels["pod-security.kubernetes.io/warn"] == "restricted"
+        assert labels["app.kubernetes.io/part-of"] == "postgres-apps"
+        assert labels["team"] == "e2e"  # adopted, not replaced
+        result = deployed.outputs()["apps"]["e2e-adoptee"]["verification"]
+        assert set(result["checksPassed"]) >= ALL_CHECKS_DIRECT, result
+    finally:
+        deployed.write_config(config(APPS))
+        deployed.up()  # drops e2e-adoptee (`deletion: drop`, after its copy)
+        remove_namespace(ADOPTED)
+    assert query("SELECT 1 FROM pg_roles WHERE rolname = 'e2e_adoptee'") == []
+
+
+EXAMPLES = sorted((REPO / "docs" / "examples").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", EXAMPLES, ids=[p.name for p in EXAMPLES])
+def test_each_example_pod_is_admitted_by_a_restricted_namespace(
+    deployed: ProjectStack, path: Path
+) -> None:
+    """The API server's Pod Security admission (a server-side dry run, nothing is created) takes
+    each example's pod — a Deployment's pod template as the pod it would create — into the
+    stack's namespace, which enforces `restricted`."""
+    pods = []
+    for doc in yaml.safe_load_all(path.read_text()):
+        if doc is None:
+            continue
+        if doc["kind"] == "Pod":
+            pods.append(doc)
+        elif "template" in doc.get("spec", {}):
+            template = doc["spec"]["template"]
+            name = f"{doc['metadata']['name']}-example"
+            pods.append({"apiVersion": "v1", "kind": "Pod", **template, "metadata": {"name": name}})
+    assert pods, f"{path.name} has no pod"
+    for pod in pods:
+        pod["metadata"] = {**pod.get("metadata", {}), "namespace": NAMESPACE}
+        out = subprocess.run(
+            ["kubectl", "--kubeconfig", str(KUBECONFIG), "create", "--dry-run=server", "-f", "-"],
+            input=json.dumps(pod),
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert out.returncode == 0, out.stderr
+        assert "violate" not in out.stderr.lower(), out.stderr  # no Pod Security warning either
 
 
 def test_verification_outputs(deployed: ProjectStack) -> None:

@@ -419,6 +419,31 @@ def harness_survey() -> Iterator[RecordingSurvey]:
         yield fake
 
 
+@dataclass
+class FakeNamespaces:
+    """Stands in for the cluster's namespaces (`postgres_apps.namespace.live_namespace_labels`):
+    `live` maps the namespaces that exist to their labels (none by default); the calls are
+    recorded."""
+
+    live: dict[str, dict[str, str]] = field(default_factory=dict)
+    calls: list[tuple[list[str], Any, Any]] = field(default_factory=list)
+
+    def __call__(self, names: Any, kube_context: Any, kubeconfig: Any) -> dict[str, Any]:
+        self.calls.append((list(names), kube_context, kubeconfig))
+        return {n: dict(self.live[n]) for n in names if n in self.live}
+
+
+@pytest.fixture(scope="session", autouse=True)
+def harness_namespaces() -> Iterator[FakeNamespaces]:
+    """No unit test asks a cluster which namespaces exist: this fake answers for the session."""
+    import postgres_apps.namespace  # noqa: PLC0415
+
+    fake = FakeNamespaces()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(postgres_apps.namespace, "live_namespace_labels", fake)
+        yield fake
+
+
 class _ExpectedPreflightFailure(logging.Filter):
     """Tests that make the admin pre-flight fail leave the SDK's futures holding that error
     unretrieved; asyncio would print each one as "Future exception was never retrieved" at exit,

@@ -818,8 +818,8 @@ def test_load_settings_ignores_admin_password_but_rejects_typos() -> None:
         )
     assert excinfo.value.problems == [
         'postgres-apps:adminPasword: unknown key (did you mean "adminPassword"?); known keys: '
-        "adminPassword, allowedExtensions, apps, appsNamespace, namespacePerApp, postgres, "
-        "retired, retirement, secret, unmanaged, verification"
+        "adminPassword, allowedExtensions, apps, appsNamespace, namespacePerApp, "
+        "podSecurityEnforce, postgres, retired, retirement, secret, unmanaged, verification"
     ]
 
 

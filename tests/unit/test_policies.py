@@ -1366,3 +1366,33 @@ def test_the_program_needs_the_policy_config_for_its_opt_outs(program_run: Run) 
 def test_the_pack_sees_the_programs_admin_password(program_run: Run) -> None:
     _, stack = program_resources(program_run)
     assert pol.admin_passwords(stack, {}) == {ADMIN_PASSWORD}
+
+
+def test_an_enforce_level_exempted_on_the_base_branch_passes_for_that_namespace_only() -> None:
+    """`enforceLevels` (policy config) confirms the stack's `podSecurityEnforce`: exactly that
+    level, for that namespace, for `enforce` only; audit and warn stay `restricted`."""
+    config = {"enforceLevels": {"automation": "baseline"}, "appNamespaces": ["apps", "automation"]}
+    baseline = {**RESTRICTED, "pod-security.kubernetes.io/enforce": "baseline"}
+    exempted = namespace_args("automation", baseline, config=config)
+    assert messages(pol.validate_apps_namespace_pod_security, exempted) == []
+    other = namespace_args("apps", baseline, config=config)
+    assert messages(pol.validate_apps_namespace_pod_security, other) == [
+        "namespace 'apps' must enforce Pod Security 'restricted': "
+        "pod-security.kubernetes.io/enforce=baseline (want restricted)"
+    ]
+    looser = namespace_args(
+        "automation",
+        {**baseline, "pod-security.kubernetes.io/enforce": "privileged"},
+        config=config,
+    )
+    assert messages(pol.validate_apps_namespace_pod_security, looser) == [
+        "namespace 'automation' must enforce Pod Security 'restricted': "
+        "pod-security.kubernetes.io/enforce=privileged (want restricted)"
+    ]
+    weak_warn = namespace_args(
+        "automation", {**baseline, "pod-security.kubernetes.io/warn": "baseline"}, config=config
+    )
+    assert messages(pol.validate_apps_namespace_pod_security, weak_warn) == [
+        "namespace 'automation' must enforce Pod Security 'restricted': "
+        "pod-security.kubernetes.io/warn=baseline (want restricted)"
+    ]

@@ -11,7 +11,9 @@ from urllib.parse import parse_qs, unquote, urlsplit
 import pytest
 
 from postgres_apps.admin import AdminPasswordError
+from postgres_apps.config import ConfigError
 from postgres_apps.credentials import BASE_KEYS, PROFILE_KEYS
+from postgres_apps.namespace import NamespaceAdoptionRefused
 from postgres_apps.retention import (
     RemovalRefused,
     managed_apps,
@@ -26,6 +28,7 @@ from tests.unit.conftest import (
     CHECK_TYPE,
     COPY_TYPE,
     THREE_APPS,
+    FakeNamespaces,
     ProgramMocks,
     RecordingMonitor,
     Registration,
@@ -502,3 +505,77 @@ def test_refused_removals_pure() -> None:
     )
     assert "Secret team/b2-db-credentials" in message
     assert "kubectl -n team scale deploy/b2 --replicas=0" in message
+
+
+# -- Pod Security of adopted namespaces ------------------------------------------------------------
+
+
+def test_enforce_level_per_namespace_audit_and_warn_stay_restricted() -> None:
+    run = run_program(
+        {**THREE_APPS, "postgres-apps:podSecurityEnforce": json.dumps({"docs": "baseline"})}
+    )
+    labels = {r.name: r.plain["metadata"]["labels"] for r in regs(run, T_NAMESPACE).values()}
+    assert labels["namespace-docs"]["pod-security.kubernetes.io/enforce"] == "baseline"
+    assert labels["namespace-apps"]["pod-security.kubernetes.io/enforce"] == "restricted"
+    for ns in labels.values():
+        assert ns["pod-security.kubernetes.io/audit"] == "restricted"
+        assert ns["pod-security.kubernetes.io/warn"] == "restricted"
+
+
+def test_adopting_a_looser_namespace_unasked_is_refused_before_anything_is_registered(
+    harness_namespaces: FakeNamespaces,
+) -> None:
+    """`docs` exists (made by hand, no Pod Security labels: it enforces `privileged`): adopting
+    it would make it enforce `restricted` and break its pods at their next restart."""
+    harness_namespaces.live = {"docs": {"team": "docs"}, "apps": {}}
+    monitor = RecordingMonitor(ProgramMocks())
+    try:
+        with pytest.raises(NamespaceAdoptionRefused) as refused:
+            run_program(THREE_APPS, ProgramMocks(), monitor=monitor)
+    finally:
+        harness_namespaces.live = {}
+    message = str(refused.value)
+    assert 'namespace "docs" exists and enforces Pod Security "privileged" (no enforce label)' in (
+        message
+    )
+    assert 'Set postgres-apps:podSecurityEnforce.docs to "restricted" to tighten it' in message
+    assert 'namespace "apps"' in message  # also empty of labels: every problem at once
+    registered = {(r.type, r.name) for r in monitor.registrations if r.read_id is None}
+    assert registered == {(T_PROVIDER, "postgres-admin"), (T_APPS, "postgres-apps")}, registered
+
+
+@pytest.mark.parametrize(
+    ("live", "config"),
+    [
+        ({"pod-security.kubernetes.io/enforce": "restricted"}, {}),  # as strict already
+        (
+            {
+                "app.kubernetes.io/managed-by": "pulumi",
+                "app.kubernetes.io/part-of": "postgres-apps",
+            },
+            {},
+        ),
+        ({}, {"docs": "restricted"}),  # tightening asked for
+        ({"pod-security.kubernetes.io/enforce": "baseline"}, {"docs": "baseline"}),  # kept
+    ],
+    ids=["already-restricted", "already-ours", "tighten-on-purpose", "keep-baseline"],
+)
+def test_adoption_goes_ahead_when_nothing_is_tightened_unasked(
+    harness_namespaces: FakeNamespaces, live: dict[str, str], config: dict[str, str]
+) -> None:
+    harness_namespaces.live = {"docs": live}
+    try:
+        run = run_program({**THREE_APPS, "postgres-apps:podSecurityEnforce": json.dumps(config)})
+    finally:
+        harness_namespaces.live = {}
+    assert "namespace-docs" in regs(run, T_NAMESPACE)
+
+
+def test_an_enforce_level_for_a_namespace_the_stack_does_not_have_is_refused() -> None:
+    with pytest.raises(ConfigError) as refused:
+        run_program(
+            {**THREE_APPS, "postgres-apps:podSecurityEnforce": json.dumps({"x": "baseline"})}
+        )
+    assert refused.value.problems == [
+        'postgres-apps:podSecurityEnforce.x: "x" is not a namespace of this stack (apps, docs)'
+    ]
