@@ -389,3 +389,23 @@ def test_the_redactor_takes_whole_secrets_and_password_fragments() -> None:
     assert r.text(f"pw {PASSWORD[3:15]}!") == "pw <redacted>!"
     assert r.value({"a": [f"{PASSWORD}"], "n": 1}) == {"a": ["<redacted>"], "n": 1}
     assert r.text('app "n8n"') == 'app "n8n"'
+
+
+def test_connection_strings_known_or_empty_are_no_change_until_they_change() -> None:
+    """An app without connection keys sends `{}` (a known value: no re-run, the hash as before);
+    a marked key's value changes the credentials hash; unknown in a preview, it will change."""
+    from postgres_apps.verification.judgement import judge  # noqa: PLC0415
+    from tests.unit.test_verification_checks import GOOD  # noqa: PLC0415
+
+    verdict = judge(GOOD, latency_budget_ms=100.0, checked_at="2026-12-01T10:00:00.000000Z")
+    outs = provider_module.outputs(new_props(connection_strings={}, connection_keys=[]), verdict)
+    assert outs["credentials_sha256"] == OLD_0_1_OUTPUTS["credentials_sha256"]
+    assert changed_keys(outs, new_props(connection_strings={}, connection_keys=[])) == []
+    assert changed_keys(OLD_0_1_OUTPUTS, new_props(connection_strings={})) == []
+    marked = new_props(connection_strings={"APP_DSN": "host=x"}, connection_keys=["APP_DSN"])
+    assert changed_keys(outs, marked) == ["connection_keys", "password"]
+
+    class Unknown:  # what the engine hands a dynamic provider for a computed value
+        pass
+
+    assert changed_keys(outs, new_props(connection_strings=Unknown())) == ["password"]

@@ -92,12 +92,21 @@ class VerificationError(Exception):
     """`pulumi up` fails with this text: app, check, what was seen, hint."""
 
 
+def is_known_secret(value: Any) -> bool:
+    """A secret input's value as the engine hands it over: a string, None, or (connection
+    strings) a mapping of strings; anything else is an unknown of a preview."""
+    if isinstance(value, Mapping):
+        return all(isinstance(v, str) for v in value.values())
+    return isinstance(value, str | None)
+
+
 def credentials_hash(
-    app: str, password: str, uri: str | None, connection_strings: Mapping[str, Any] | None = None
+    app: str, password: str, uri: str | None, connection_strings: Any = None
 ) -> str:
     """What `diff` compares instead of the password (uri, connection strings); the secrets are
     never stored. Without connection strings the hash is what it was before they existed."""
-    extra = [f"{k}={v}" for k, v in sorted((connection_strings or {}).items())]
+    strings = connection_strings if isinstance(connection_strings, Mapping) else {}
+    extra = [f"{k}={v}" for k, v in sorted(strings.items())]
     return _sha256("postgres-apps/verification", app, password, uri or "", *extra)
 
 
@@ -131,7 +140,8 @@ def first_of_hash(key: str) -> str:
 def redactor(props: Mapping[str, Any]) -> Redactor:
     """The provider boundary's redactor for these inputs: every secret input, by name."""
     others = [props.get(k) for k in sorted(SECRET_KEYS - {"password", "connection_strings"})]
-    others += list((props.get("connection_strings") or {}).values())
+    strings = props.get("connection_strings")
+    others += list(strings.values()) if isinstance(strings, Mapping) else []
     return Redactor.of(props.get("password"), others, safe_names(props))
 
 
@@ -204,7 +214,8 @@ def with_asked_keys(report: Mapping[str, Any], props: Mapping[str, Any]) -> dict
 def _direct(props: Mapping[str, Any]) -> dict[str, Any]:
     from postgres_apps.verification.direct import DirectTarget, run_direct_probe  # noqa: PLC0415
 
-    strings = props.get("connection_strings") or {}
+    given = props.get("connection_strings")
+    strings = given if isinstance(given, Mapping) else {}
     uri = props.get("uri")
     if not uri:
         from postgres_apps.credentials import postgres_uri  # noqa: PLC0415 - the Secret's format
@@ -327,7 +338,7 @@ def changed_keys(olds: Mapping[str, Any], news: Mapping[str, Any]) -> list[str]:
         if not (k in ABSENT_IS_UNCHANGED and k not in olds)
         and _plain(k, olds.get(k)) != _plain(k, news.get(k))
     ]
-    unknown = [k for k in SECRET_KEYS if not isinstance(news.get(k), str | None)]
+    unknown = [k for k in SECRET_KEYS if not is_known_secret(news.get(k))]
     if not isinstance(news.get("password"), str):
         unknown.append("password")
     if unknown:
