@@ -298,6 +298,7 @@ def test_adopting_a_looser_namespace_is_refused_until_its_level_is_named(
     finally:
         deployed.write_config(config(APPS))
         deployed.up()  # drops e2e-adoptee (`deletion: drop`, after its copy)
+        deployed.up()  # … and forgets the copy's record, as the run after a drop does
         remove_namespace(ADOPTED)
     assert query("SELECT 1 FROM pg_roles WHERE rolname = 'e2e_adoptee'") == []
 
