@@ -37,7 +37,16 @@ PARTS: Final[tuple[tuple[str, str], ...]] = (
         "checkpoint save (SnapshotManager.saveSnapshot)",
         r"backend\.\(\*SnapshotManager\)\.saveSnapshot$",
     ),
-    ("  serialize the deployment (stack.SerializeDeployment)", r"stack\.SerializeDeployment$"),
+    (
+        "  URN normalisation (Snapshot.NormalizeURNReferences)",
+        r"deploy\.\(\*Snapshot\)\.NormalizeURNReferences$",
+    ),
+    # SnapshotManager.Deployment calls SerializeDeploymentWithMetadata directly (v3.274.1,
+    # pkg/backend/snapshot.go); SerializeDeployment is a wrapper of it
+    (
+        "  serialize the deployment (stack.SerializeDeploymentWithMetadata)",
+        r"stack\.SerializeDeploymentWithMetadata$",
+    ),
     ("  integrity check (snapshot.VerifyIntegrity)", r"snapshot\.VerifyIntegrity$"),
     ("  DIY write (diyBackend.saveCheckpoint)", r"diy\.\(\*diyBackend\)\.saveCheckpoint$"),
     ("    JSON marshal", r"encoding/json\.Marshal|encoding\.\(\*jsonMarshaler\)\.Marshal"),
