@@ -8,7 +8,8 @@ summed into the engine's parts by the functions on each sample's stack (`PARTS`)
 checkpoint save after each step and what it consists of, the step generator's diffs, gRPC.
 
 Not part of `make bench` (a 200-app deploy and destroy takes about ten minutes here); run it as
-    source localenv/env.sh && .venv/bin/python -m bench.profile --apps 200 --out FILE
+    source localenv/env.sh
+    .venv/bin/python -m bench.profile --apps 200 --max-connections 250 --out FILE
 """
 
 from __future__ import annotations
@@ -28,6 +29,8 @@ from bench.main import (
     git_commit,
     log,
     machine_facts,
+    pick_server,
+    raised_max_connections,
     stack_config,
     temp_stack,
 )
@@ -145,15 +148,29 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--apps", type=int, default=200)
     parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument(
+        "--max-connections",
+        type=int,
+        default=0,
+        help="raise the local server's max_connections for the run, as bench/run.sh does "
+        "(200 apps at connectionLimit 1 need more than the default 100)",
+    )
     args = parser.parse_args(argv)
     sha, dirty = git_commit()
+    notes: list[str] = []
     result: dict[str, Any] = {
         "commit": sha + ("-dirty" if dirty else ""),
         "machine": machine_facts(),
         "apps": args.apps,
+        "notes": notes,
     }
     apps = app_entries(f"p{args.apps}", args.apps)
-    with temp_stack(f"profile-{args.apps}") as stack, tempfile.TemporaryDirectory() as tmp:
+    server = pick_server()
+    with (
+        raised_max_connections(server, args.max_connections or None, notes),
+        temp_stack(f"profile-{args.apps}") as stack,
+        tempfile.TemporaryDirectory() as tmp,
+    ):
         stack.write_config(stack_config(apps, gate=False))
         log(f"up from empty, {args.apps} apps (gate off)")
         first = stack.up(timeout=OP_TIMEOUT)
@@ -170,6 +187,7 @@ def main(argv: list[str] | None = None) -> int:
             log(f"{label}: {run.wall_s:.2f} s, {json.dumps(result[label]['cpu_s_by_process'])}")
             log(f"  engine parts: {json.dumps(profile.get('parts_s'))}")
         stack.destroy(timeout=OP_TIMEOUT)
+    server.close()
     args.out.write_text(json.dumps(result, indent=1) + "\n")
     log(f"wrote {args.out}")
     return 0
