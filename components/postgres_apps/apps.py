@@ -69,8 +69,8 @@ class AppArgs(TypedDict, total=False):
     namespace: str
     """Where its Secret and check pod go (default: `apps_namespace`)."""
     profile: str
-    """Extra Secret keys in the form that app reads: `n8n`, `paperless` (`credentials.PROFILES`,
-    docs/runbook.md)."""
+    """Extra Secret keys in the form that app reads: `n8n`, `paperless`, `gitea`
+    (`credentials.PROFILES`, docs/runbooks/postgres-connectivity.md)."""
     connection_limit: int
     """The role's CONNECTION LIMIT (default 20)."""
     extensions: Sequence[str]

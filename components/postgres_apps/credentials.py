@@ -56,6 +56,18 @@ PROFILES: Mapping[str, Mapping[str, str]] = {
         "PAPERLESS_DBUSER": "${user}",
         "PAPERLESS_DBPASS": "${password}",
     },
+    # Gitea / Forgejo: `[database]` of app.ini as GITEA__database__<KEY>, which the official
+    # images (rootful and rootless) write into app.ini at start:
+    # https://docs.gitea.com/administration/config-cheat-sheet ("Database (database)" and
+    # "Use environment variables to setup Gitea"). HOST is host:port. SSL_MODE is left to the
+    # operator: Gitea takes only disable (its default), require and verify-full, no `prefer`.
+    "gitea": {
+        "GITEA__database__DB_TYPE": "postgres",
+        "GITEA__database__HOST": "${host_port}",
+        "GITEA__database__NAME": "${dbname}",
+        "GITEA__database__USER": "${user}",
+        "GITEA__database__PASSWD": "${password}",
+    },
 }
 """Each profile's keys and their templates (validated like an app's own by the unit tests)."""
 PROFILE_KEYS: Mapping[str, tuple[str, ...]] = {name: tuple(t) for name, t in PROFILES.items()}

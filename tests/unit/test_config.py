@@ -214,7 +214,7 @@ BAD_CASES: list[tuple[str, dict[str, Any], str]] = [
     (
         "unknown profile",
         {"apps": [{"name": "wp", "profile": "wordpress"}]},
-        'postgres-apps:apps[0].profile: "wordpress" is not one of "n8n", "paperless"',
+        'postgres-apps:apps[0].profile: "wordpress" is not one of "n8n", "paperless", "gitea"',
     ),
     (
         "unknown top-level key",

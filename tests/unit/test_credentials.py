@@ -114,6 +114,14 @@ def test_templates_escape_dollars_and_bracket_ipv6_hosts() -> None:
     assert d["HP"] == "[fd00::5]:5432"
 
 
+def test_the_gitea_profile_names_host_and_port_together() -> None:
+    d = data("s3cret", profile="gitea", host="fd00::7", port=6543)
+    assert d["GITEA__database__DB_TYPE"] == "postgres"
+    assert d["GITEA__database__HOST"] == "[fd00::7]:6543"
+    assert d["GITEA__database__PASSWD"] == "s3cret"
+    assert (d["GITEA__database__NAME"], d["GITEA__database__USER"]) == ("app_test", "app_test")
+
+
 def test_unknown_profile_rejected() -> None:
     with pytest.raises(ValueError, match="unknown profile 'wordpress'"):
         data(profile="wordpress")
@@ -200,7 +208,12 @@ def test_ipv6_host_is_bracketed_in_urls() -> None:
 
 
 EXAMPLES = sorted((REPO / "docs" / "examples").glob("*.yaml"))
-EXAMPLE_PROFILES: dict[str, str | None] = {"app-test": None, "n8n": "n8n", "paperless": "paperless"}
+EXAMPLE_PROFILES: dict[str, str | None] = {
+    "app-test": None,
+    "n8n": "n8n",
+    "paperless": "paperless",
+    "gitea": "gitea",
+}
 OPERATOR_SECRETS: dict[str, set[str]] = {"n8n-encryption-key": {"key"}}
 """Secrets an example reads that the operator makes (each example says how), with their keys."""
 POD_KINDS = ("Deployment", "Pod")
