@@ -427,6 +427,8 @@ class FakeNamespaces:
 
     live: dict[str, dict[str, str]] = field(default_factory=dict)
     calls: list[tuple[list[str], Any, Any]] = field(default_factory=list)
+    real: Any = None
+    """The function this fake stands in for (tests of the reader itself call it)."""
 
     def __call__(self, names: Any, kube_context: Any, kubeconfig: Any) -> dict[str, Any]:
         self.calls.append((list(names), kube_context, kubeconfig))
@@ -438,7 +440,7 @@ def harness_namespaces() -> Iterator[FakeNamespaces]:
     """No unit test asks a cluster which namespaces exist: this fake answers for the session."""
     import postgres_apps.namespace  # noqa: PLC0415
 
-    fake = FakeNamespaces()
+    fake = FakeNamespaces(real=postgres_apps.namespace.live_namespace_labels)
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(postgres_apps.namespace, "live_namespace_labels", fake)
         yield fake

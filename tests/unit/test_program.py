@@ -579,3 +579,32 @@ def test_an_enforce_level_for_a_namespace_the_stack_does_not_have_is_refused() -
     assert refused.value.problems == [
         'postgres-apps:podSecurityEnforce.x: "x" is not a namespace of this stack (apps, docs)'
     ]
+
+
+def test_the_namespace_reader_reports_what_exists_and_gives_up_quietly_without_a_cluster(
+    harness_namespaces: FakeNamespaces, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`live_namespace_labels` itself: 404 means absent; any failure to ask the cluster is no
+    refusal (None, with a warning) — the Kubernetes provider then reports the cluster."""
+    from kubernetes.client.exceptions import ApiException  # noqa: PLC0415
+
+    from postgres_apps.verification import pod  # noqa: PLC0415
+
+    class Api:
+        def read_namespace(self, name: str, **_: Any) -> Any:
+            if name == "absent":
+                raise ApiException(status=404)
+            meta = type("Meta", (), {"labels": {"team": "a"}})()
+            return type("Namespace", (), {"metadata": meta})()
+
+    monkeypatch.setattr(pod, "core_api", lambda context, kubeconfig: Api())
+    assert harness_namespaces.real(["apps", "absent"], None, None) == {"apps": {"team": "a"}}
+
+    def no_cluster(context: Any, kubeconfig: Any) -> Any:
+        raise RuntimeError("no kubeconfig")
+
+    warnings: list[str] = []
+    monkeypatch.setattr(pod, "core_api", no_cluster)
+    monkeypatch.setattr("pulumi.log.warn", lambda message, *a, **k: warnings.append(message))
+    assert harness_namespaces.real(["apps"], None, None) is None
+    assert warnings == ["could not read the apps' namespaces before adopting them: no kubeconfig"]
