@@ -189,17 +189,26 @@ def _uri_misparsed(uri: Mapping[str, Any]) -> CheckOutcome | None:
     )
 
 
+def _logged_in_elsewhere(
+    entry: Mapping[str, Any], target: Mapping[str, Any], label: str, fix: str
+) -> CheckOutcome | None:
+    """A connection string that logged in, but not as the app's role on its database."""
+    user, db = entry.get("current_user"), entry.get("database")
+    if (user, db) == (target.get("user"), target.get("database")):
+        return None
+    return CheckOutcome(
+        "uri",
+        "fail",
+        f'{label} logs in as "{user}" on "{db}", expected "{target.get("user")}" on '
+        f'"{target.get("database")}"',
+        fix,
+    )
+
+
 def _uri_connected(uri: Mapping[str, Any], target: Mapping[str, Any]) -> CheckOutcome:
-    user, db = uri.get("current_user"), uri.get("database")
-    if (user, db) != (target.get("user"), target.get("database")):
-        return CheckOutcome(
-            "uri",
-            "fail",
-            f'uri logs in as "{user}" on "{db}", expected "{target.get("user")}" on '
-            f'"{target.get("database")}"',
-            hint("uri", "the uri in Secret {secret} disagrees with its other keys"),
-        )
-    return CheckOutcome("uri", "pass", "the Secret's uri connects as given")
+    fix = hint("uri", "the uri in Secret {secret} disagrees with its other keys")
+    elsewhere = _logged_in_elsewhere(uri, target, "uri", fix)
+    return elsewhere or CheckOutcome("uri", "pass", "the Secret's uri connects as given")
 
 
 def judge_uri(report: Mapping[str, Any]) -> CheckOutcome:
@@ -274,16 +283,7 @@ def _connection_key_failure(
         return CheckOutcome(
             "uri", "fail", f"{label} does not connect as given: {err}", _CONNECTION_KEY_HINT
         )
-    user, db = entry.get("current_user"), entry.get("database")
-    if (user, db) != (target.get("user"), target.get("database")):
-        return CheckOutcome(
-            "uri",
-            "fail",
-            f'{label} logs in as "{user}" on "{db}", expected "{target.get("user")}" on '
-            f'"{target.get("database")}"',
-            _CONNECTION_KEY_HINT,
-        )
-    return None
+    return _logged_in_elsewhere(entry, target, label, _CONNECTION_KEY_HINT)
 
 
 def judge_crud(report: Mapping[str, Any]) -> CheckOutcome:
