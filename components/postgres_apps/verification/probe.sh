@@ -163,6 +163,25 @@ err_fields() {
 	printf '"error":%s,"sqlstate":%s' "$(js "$(oneline "$(plain_err "$1")")")" "$(jsn "$(sqlstate_of "$1")")"
 }
 
+# one connection string (the uri, a key marked as a connection string) → its report entry: log in
+# with it exactly as given (every other PG* variable unset, so nothing from the individual keys
+# may leak in) and say as whom and where, or the error (quoted fragments redacted: they can be
+# pieces of a mis-encoded password). Empty: the Secret does not have it.
+as_given() {
+	if [ -z "$1" ]; then
+		printf '%s' '{"given":false,"source":"secret","ok":false,"error":null}'
+	elif ag_out=$(
+		unset PGHOST PGPORT PGDATABASE PGUSER PGPASSWORD PGSSLMODE
+		pq -F '|' -d "$1" -c "${PROBE_URI_SQL:-}" 2>&1
+	); then
+		printf '{"given":true,"source":"secret","ok":true,"error":null,"current_user":%s,"database":%s}' \
+			"$(jsn "${ag_out%%|*}")" "$(jsn "${ag_out#*|}")"
+	else
+		printf '{"given":true,"source":"secret","ok":false,"error":%s,"sqlstate":%s}' \
+			"$(js "$(redact_quoted "$(oneline "$(plain_err "$ag_out")")")")" "$(jsn "$(sqlstate_of "$ag_out")")"
+	fi
+}
+
 # an IPv4 or IPv6 literal (nothing to resolve)
 is_ip() {
 	case $1 in
@@ -353,40 +372,15 @@ probe_app() {
 		fi
 
 		# ---- uri, exactly as given (nothing from the individual keys may leak in) -------------
-		if [ -z "${DB_URI:-}" ]; then
-			uri_json='{"given":false,"source":"secret","ok":false,"error":null}'
-		else
-			if out=$(
-				unset PGHOST PGPORT PGDATABASE PGUSER PGPASSWORD PGSSLMODE
-				pq -F '|' -d "$DB_URI" -c "${PROBE_URI_SQL:-}" 2>&1
-			); then
-				u_user=${out%%|*}
-				u_db=${out#*|}
-				uri_json="{\"given\":true,\"source\":\"secret\",\"ok\":true,\"error\":null,\"current_user\":$(jsn "$u_user"),\"database\":$(jsn "$u_db")}"
-			else
-				uri_json="{\"given\":true,\"source\":\"secret\",\"ok\":false,\"error\":$(js "$(redact_quoted "$(oneline "$(plain_err "$out")")")"),\"sqlstate\":$(jsn "$(sqlstate_of "$out")")}"
-			fi
-		fi
+		uri_json=$(as_given "${DB_URI:-}")
 
 		# ---- connection keys: each Secret key the config marks as a connection string -------
 		# DB_CONN_KEYS names them; DB_CONN_<k> holds the k-th (by secretKeyRef, optional: an
 		# unset one is reported as not given). Used exactly as given, like the uri.
 		k=0
 		for key in ${DB_CONN_KEYS:-}; do
-			if eval "[ -z \"\${DB_CONN_$k:-}\" ]"; then
-				entry='{"given":false,"source":"secret","ok":false,"error":null}'
-			else
-				eval "conn_value=\$DB_CONN_$k"
-				if out=$(
-					unset PGHOST PGPORT PGDATABASE PGUSER PGPASSWORD PGSSLMODE
-					pq -F '|' -d "$conn_value" -c "${PROBE_URI_SQL:-}" 2>&1
-				); then
-					entry="{\"given\":true,\"source\":\"secret\",\"ok\":true,\"error\":null,\"current_user\":$(jsn "${out%%|*}"),\"database\":$(jsn "${out#*|}")}"
-				else
-					entry="{\"given\":true,\"source\":\"secret\",\"ok\":false,\"error\":$(js "$(redact_quoted "$(oneline "$(plain_err "$out")")")"),\"sqlstate\":$(jsn "$(sqlstate_of "$out")")}"
-				fi
-			fi
-			conn_json="$conn_json${conn_json:+,}$(js "$key"):$entry"
+			eval "conn_value=\${DB_CONN_$k:-}"
+			conn_json="$conn_json${conn_json:+,}$(js "$key"):$(as_given "$conn_value")"
 			k=$((k + 1))
 		done
 
