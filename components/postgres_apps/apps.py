@@ -322,10 +322,9 @@ class PostgresApps(pulumi.ComponentResource):
         previous = previous_deployment()
         self.managed_apps = guarded_managed_apps(settings.apps, settings.retired, previous=previous)
         # … and so does adopting a namespace whose Pod Security it would tighten unasked.
+        levels = {ns: settings.enforce_level(ns) for ns in settings.namespaces}
         adoption = adoption_guard(
-            {ns: settings.enforce_level(ns) for ns in settings.namespaces},
-            settings.kube_context,
-            args.get("kubeconfig") or stack_kubeconfig(),
+            levels, settings.kube_context, args.get("kubeconfig") or stack_kubeconfig()
         )
         after_guard = pulumi.ResourceOptions(
             parent=self,
@@ -337,10 +336,10 @@ class PostgresApps(pulumi.ComponentResource):
         namespaces = {
             ns: AppsNamespace(
                 f"namespace-{ns}",
-                AppsNamespaceArgs(name=ns, enforce=settings.enforce_level(ns)[0]),
+                AppsNamespaceArgs(name=ns, enforce=level),
                 opts=moved,
             )
-            for ns in settings.namespaces
+            for ns, (level, _named) in levels.items()
         }
         budget = connection_budget(settings)
         self.connection_budget = pulumi.Output.from_input(budget_output(budget))

@@ -142,6 +142,7 @@ from postgres_apps.settings import (
     UnmanagedSettings,
     VerificationMode,
     VerificationSettings,
+    ordered_namespaces,
 )
 
 SECRET_KEYS = ("adminPassword",)
@@ -968,14 +969,13 @@ class _Stack(_Model):
             raise _refuse_each(problems)
         return self
 
-    def _namespaces(self) -> list[str]:
-        """The apps namespace, then each app's own (as `StackSettings.namespaces`)."""
-        seen = [self.apps_namespace]
-        for app in self.apps:
-            ns = app.namespace or (app.name if self.namespace_per_app else self.apps_namespace)
-            if ns not in seen:
-                seen.append(ns)
-        return seen
+    def _namespaces(self) -> tuple[str, ...]:
+        """What `StackSettings.namespaces` will be."""
+        return ordered_namespaces(self.apps_namespace, map(self._namespace_of, self.apps))
+
+    def _namespace_of(self, app: _App) -> str:
+        """The app's namespace: its own, its name (`namespacePerApp`) or the apps namespace."""
+        return app.namespace or (app.name if self.namespace_per_app else self.apps_namespace)
 
     @model_validator(mode="after")
     def _connection_keys_are_templated(self) -> _Stack:
@@ -1043,8 +1043,7 @@ class _Stack(_Model):
                 AppSpec(
                     **{
                         **app.fields(),
-                        "namespace": app.namespace
-                        or (app.name if self.namespace_per_app else self.apps_namespace),
+                        "namespace": self._namespace_of(app),
                         "secret": self.secret.extras_for(app.secret),
                     }
                 )

@@ -6,6 +6,7 @@ program's own code; nothing here reads config.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -169,8 +170,9 @@ class StackSettings:
     @property
     def namespaces(self) -> tuple[str, ...]:
         """Every namespace the program manages: the apps namespace first, then the apps' own."""
-        seen = [self.apps_namespace]
-        for app in self.apps:
-            if app.namespace not in seen:
-                seen.append(app.namespace)
-        return tuple(seen)
+        return ordered_namespaces(self.apps_namespace, (app.namespace for app in self.apps))
+
+
+def ordered_namespaces(apps_namespace: str, app_namespaces: Iterable[str]) -> tuple[str, ...]:
+    """The apps namespace, then each app's namespace once, in the apps' order."""
+    return tuple(dict.fromkeys([apps_namespace, *app_namespaces]))

@@ -71,6 +71,14 @@ def _kubeconfig(args: ConnectivityCheckArgs) -> Any:
 
 CREDENTIALS_HASH: Final = "credentials_sha256"
 
+
+def _credential(name: str, read: Callable[[ConnectivityCheckArgs], Any]) -> CheckInput:
+    """A secret input compared only through the credentials hash, never stored."""
+    return CheckInput(
+        name, read, compare="hash", secret=True, hash_output=CREDENTIALS_HASH, stored=False
+    )
+
+
 INPUTS: Final[tuple[CheckInput, ...]] = (
     CheckInput("app_name", lambda a: a.app_name),
     CheckInput("namespace", lambda a: a.namespace),
@@ -79,22 +87,8 @@ INPUTS: Final[tuple[CheckInput, ...]] = (
     CheckInput("port", lambda a: a.port),
     CheckInput("database", lambda a: a.database),
     CheckInput("username", lambda a: a.username),
-    CheckInput(
-        "password",
-        lambda a: pulumi.Output.secret(a.password),
-        compare="hash",
-        secret=True,
-        hash_output=CREDENTIALS_HASH,
-        stored=False,
-    ),
-    CheckInput(
-        "uri",
-        lambda a: _secret(a.uri),
-        compare="hash",
-        secret=True,
-        hash_output=CREDENTIALS_HASH,
-        stored=False,
-    ),
+    _credential("password", lambda a: pulumi.Output.secret(a.password)),
+    _credential("uri", lambda a: _secret(a.uri)),
     CheckInput("sslmode", lambda a: a.sslmode),
     CheckInput("direct_host", lambda a: a.direct_host),
     CheckInput("direct_port", lambda a: a.direct_port),
@@ -128,14 +122,7 @@ INPUTS: Final[tuple[CheckInput, ...]] = (
     # The Secret keys the config marks as connection strings; direct mode gets their values
     # (hashed with the password: a changed template re-runs the check, nothing is stored).
     CheckInput("connection_keys", lambda a: list(a.connection_keys), is_list=True),
-    CheckInput(
-        "connection_strings",
-        lambda a: _secret(a.connection_strings),
-        compare="hash",
-        secret=True,
-        hash_output=CREDENTIALS_HASH,
-        stored=False,
-    ),
+    _credential("connection_strings", lambda a: _secret(a.connection_strings)),
 )
 """Every input, in the order of 0.1.x's property bag (new ones last)."""
 

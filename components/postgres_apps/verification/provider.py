@@ -101,12 +101,11 @@ def is_known_secret(value: Any) -> bool:
 
 
 def credentials_hash(
-    app: str, password: str, uri: str | None, connection_strings: Any = None
+    app: str, password: str, uri: str | None, connection_strings: Mapping[str, Any] | None = None
 ) -> str:
     """What `diff` compares instead of the password (uri, connection strings); the secrets are
     never stored. Without connection strings the hash is what it was before they existed."""
-    strings = connection_strings if isinstance(connection_strings, Mapping) else {}
-    extra = [f"{k}={v}" for k, v in sorted(strings.items())]
+    extra = [f"{k}={v}" for k, v in sorted((connection_strings or {}).items())]
     return _sha256("postgres-apps/verification", app, password, uri or "", *extra)
 
 
@@ -123,7 +122,7 @@ def secret_hashes(props: Mapping[str, Any]) -> dict[str, str | None]:
     app = str(props.get("app_name"))
     hashes: dict[str, str | None] = {
         CREDENTIALS_HASH: credentials_hash(
-            app, str(props["password"]), props.get("uri"), props.get("connection_strings")
+            app, str(props["password"]), props.get("uri"), connection_strings_of(props)
         ),
     }
     if hashes.keys() != HASHED.keys():
@@ -140,8 +139,7 @@ def first_of_hash(key: str) -> str:
 def redactor(props: Mapping[str, Any]) -> Redactor:
     """The provider boundary's redactor for these inputs: every secret input, by name."""
     others = [props.get(k) for k in sorted(SECRET_KEYS - {"password", "connection_strings"})]
-    strings = props.get("connection_strings")
-    others += list(strings.values()) if isinstance(strings, Mapping) else []
+    others += list(connection_strings_of(props).values())
     return Redactor.of(props.get("password"), others, safe_names(props))
 
 
@@ -198,6 +196,12 @@ def run_check(props: Mapping[str, Any]) -> Verdict:
     return judge(report, latency_budget_ms=float(props["latency_budget_ms"]), checked_at=now_iso())
 
 
+def connection_strings_of(props: Mapping[str, Any]) -> Mapping[str, Any]:
+    """The `connection_strings` input as a mapping; none while it is unknown (a preview)."""
+    given = props.get("connection_strings")
+    return given if isinstance(given, Mapping) else {}
+
+
 def connection_keys_of(props: Mapping[str, Any]) -> list[str]:
     """The `connection_keys` input (a check's or a namespace probe member's) as names."""
     return [str(k) for k in props.get("connection_keys") or []]
@@ -214,8 +218,7 @@ def with_asked_keys(report: Mapping[str, Any], props: Mapping[str, Any]) -> dict
 def _direct(props: Mapping[str, Any]) -> dict[str, Any]:
     from postgres_apps.verification.direct import DirectTarget, run_direct_probe  # noqa: PLC0415
 
-    given = props.get("connection_strings")
-    strings = given if isinstance(given, Mapping) else {}
+    strings = connection_strings_of(props)
     uri = props.get("uri")
     if not uri:
         from postgres_apps.credentials import postgres_uri  # noqa: PLC0415 - the Secret's format
